@@ -1,0 +1,133 @@
+"""Built-in and user hardware/model specs, found by name or by path.
+
+Lookup order for a name: ``./hardware_specs/`` (or ``./models/``) next to the scenario
+file, then in the current directory, then the built-in catalog. A value containing ``/``
+or ending in ``.yaml`` is a path. ``extends: NAME`` inherits every key of another spec and
+overrides what it sets (one level of nested mappings is merged).
+"""
+from __future__ import annotations
+
+import importlib.resources
+from pathlib import Path
+
+from ..config.errors import ConfigError, Problem, did_you_mean
+from ..config.load import validate
+from ..config.schema import BondedSramSpec, HardwareSpec, ModelSpec
+from ..config.yamlio import Located, load_file
+
+_REPO_SPECS = Path(__file__).resolve().parents[2] / "hardware_specs"
+MODELS_DIR = Path(__file__).resolve().parent / "models"
+
+
+def hardware_dir() -> Path:
+    """The built-in hardware_specs folder (the repository's, or the installed copy)."""
+    if _REPO_SPECS.is_dir():
+        return _REPO_SPECS
+    return Path(str(importlib.resources.files("planner._hardware_specs")))
+
+
+def _search_dirs(kind: str, base_dir: Path | None) -> list[Path]:
+    sub = "hardware_specs" if kind == "hardware" else "models"
+    dirs = []
+    for d in (base_dir, Path.cwd()):
+        if d is not None and (d / sub).is_dir():
+            dirs.append((d / sub).resolve())
+    dirs.append(hardware_dir() if kind == "hardware" else MODELS_DIR)
+    out: list[Path] = []
+    for d in dirs:
+        if d not in out:
+            out.append(d)
+    return out
+
+
+def names(kind: str, base_dir: Path | None = None) -> list[str]:
+    """All spec names visible for ``kind`` ('hardware' or 'model')."""
+    seen: list[str] = []
+    for d in _search_dirs(kind, base_dir):
+        for f in sorted(d.glob("*.yaml")):
+            if f.stem not in seen:
+                seen.append(f.stem)
+    return seen
+
+
+def find(kind: str, ref: str, base_dir: Path | None = None) -> Path | None:
+    if "/" in ref or ref.endswith((".yaml", ".yml")):
+        for root in ([base_dir] if base_dir else []) + [Path.cwd()]:
+            p = (root / ref) if not Path(ref).is_absolute() else Path(ref)
+            if p.is_file():
+                return p
+        return None
+    for d in _search_dirs(kind, base_dir):
+        p = d / f"{ref}.yaml"
+        if p.is_file():
+            return p
+    return None
+
+
+def _merge(base: dict, child: dict) -> dict:
+    out = dict(base)
+    for k, v in child.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = {**out[k], **v}
+        else:
+            out[k] = v
+    return out
+
+
+def _load_raw(kind: str, path: Path, chain: tuple = ()) -> Located:
+    loc = load_file(path)
+    if not isinstance(loc.data, dict):
+        raise ConfigError([loc.problem((), "expected a mapping at the top of the file")])
+    parent = loc.data.get("extends")
+    if parent is None:
+        return loc
+    if not isinstance(parent, str):
+        raise ConfigError([loc.problem(("extends",), "extends takes a spec name", parent, True)])
+    ppath = find(kind, parent, path.parent.parent)
+    if ppath is None:
+        raise ConfigError([loc.problem(("extends",), f"no {kind} spec named '{parent}'"
+                                       + did_you_mean(parent, names(kind, path.parent.parent)), parent, True)])
+    if ppath.resolve() in chain:
+        raise ConfigError([loc.problem(("extends",), "circular extends", parent, True)])
+    base = _load_raw(kind, ppath, chain + (path.resolve(),))
+    merged = _merge(base.data, loc.data)
+    merged["extends"] = parent
+    return Located(merged, loc.file, loc.value_marks, loc.key_marks)
+
+
+def _ref_problem(kind: str, ref: str, where: Located | None, path: tuple, base_dir: Path | None) -> ConfigError:
+    msg = f"no {kind} named '{ref}'" + did_you_mean(ref, names(kind, base_dir))
+    if where is None:
+        return ConfigError([Problem("", None, None, "", msg)])
+    return ConfigError([where.problem(path, msg, ref, True)])
+
+
+def load_hardware(ref: str, base_dir: Path | None = None, where: Located | None = None,
+                  path: tuple = ()) -> HardwareSpec | BondedSramSpec:
+    """The hardware (or bonded-SRAM option) spec named or located by ``ref``."""
+    p = find("hardware", ref, base_dir)
+    if p is None:
+        raise _ref_problem("hardware", ref, where, path, base_dir)
+    loc = _load_raw("hardware", p)
+    kind = loc.data.get("kind")
+    cls = BondedSramSpec if kind == "bonded_sram" else HardwareSpec
+    return validate(cls, loc)
+
+
+def load_model(ref: str | dict, base_dir: Path | None = None, where: Located | None = None,
+               path: tuple = ()) -> ModelSpec:
+    """A model from the catalog (name), a YAML path, or an inline mapping in a scenario."""
+    if isinstance(ref, dict):
+        return validate(ModelSpec, where, ref, path)
+    p = find("model", ref, base_dir)
+    if p is None:
+        raise _ref_problem("model", ref, where, path, base_dir)
+    return validate(ModelSpec, _load_raw("model", p))
+
+
+def all_hardware(base_dir: Path | None = None) -> list:
+    return [load_hardware(n, base_dir) for n in names("hardware", base_dir)]
+
+
+def all_models(base_dir: Path | None = None) -> list[ModelSpec]:
+    return [load_model(n, base_dir) for n in names("model", base_dir)]

@@ -1,0 +1,118 @@
+"""Validate located YAML data against a schema class; turn pydantic errors into located lines.
+
+Why here and not in the schema: positions belong to the file, not to the data model, and
+"did you mean" needs the field names of the class at the error's location.
+"""
+from __future__ import annotations
+
+import types
+import typing
+
+from pydantic import BaseModel, ValidationError
+
+from .errors import ConfigError, Problem, did_you_mean
+from .yamlio import Located
+
+_MISSING = object()
+
+
+def _unwrap(tp):
+    """The BaseModel class (if any) a field annotation leads to, through Optional/list/dict."""
+    origin = typing.get_origin(tp)
+    if origin is typing.Annotated:
+        return _unwrap(typing.get_args(tp)[0])
+    if origin in (typing.Union, types.UnionType):
+        for a in typing.get_args(tp):
+            if a is not type(None):
+                r = _unwrap(a)
+                if r is not None:
+                    return r
+        return None
+    if isinstance(tp, type) and issubclass(tp, BaseModel):
+        return tp
+    return None
+
+
+def _container_item(tp):
+    origin = typing.get_origin(tp)
+    if origin is typing.Annotated:
+        return _container_item(typing.get_args(tp)[0])
+    if origin in (typing.Union, types.UnionType):
+        for a in typing.get_args(tp):
+            if a is not type(None):
+                return _container_item(a)
+    if origin in (list, dict):
+        return typing.get_args(tp)[-1]
+    return None
+
+
+def _fields_at(cls: type[BaseModel], loc: tuple) -> list[str]:
+    """Field names (and aliases) of the model class found by walking ``loc`` from ``cls``."""
+    current: object = cls
+    for part in loc:
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            f = current.model_fields.get(part) if isinstance(part, str) else None
+            if f is None:
+                f = next((v for v in current.model_fields.values() if v.alias == part), None)
+            if f is None:
+                return []
+            nxt = _unwrap(f.annotation)
+            current = nxt if nxt is not None else f.annotation
+        else:  # inside a list or dict: step to the item type
+            item = _container_item(current)
+            nxt = _unwrap(item) if item is not None else None
+            current = nxt if nxt is not None else item
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return [f.alias or n for n, f in current.model_fields.items()]
+    return []
+
+
+def _message(err: dict) -> str:
+    msg = err["msg"]
+    for prefix in ("Value error, ", "Assertion failed, "):
+        if msg.startswith(prefix):
+            msg = msg[len(prefix):]
+    return msg[:1].lower() + msg[1:]
+
+
+def _lookup(data, path: tuple):
+    for p in path:
+        try:
+            data = data[p]
+        except (KeyError, IndexError, TypeError):
+            return _MISSING
+    return data
+
+
+def problems_from(err: ValidationError, cls: type[BaseModel], loc: Located, prefix: tuple = (),
+                  data=None) -> list[Problem]:
+    """Located problems for every error pydantic found in ``data`` (found at ``prefix``)."""
+    out: list[Problem] = []
+    data = loc.data if data is None else data
+    for e in err.errors(include_url=False):
+        path = tuple(p for p in e["loc"])
+        full = prefix + path
+        kind = e["type"]
+        if kind == "extra_forbidden":
+            hint = did_you_mean(path[-1], _fields_at(cls, path[:-1]))
+            out.append(loc.problem(full, "unknown key" + hint, key=True))
+        elif kind == "missing":
+            out.append(loc.problem(full[:-1], f"required key '{path[-1]}' is missing"))
+            out[-1] = Problem(out[-1].file, out[-1].line, out[-1].col, ".".join(map(str, full)),
+                              out[-1].message)
+        else:
+            got = _lookup(data, path)
+            shown = got is not _MISSING and not isinstance(got, (dict, list))
+            out.append(loc.problem(full, _message(e), got, shown))
+    return sorted(out, key=lambda p: (p.line or 0, p.col or 0))
+
+
+def validate(cls: type[BaseModel], loc: Located, data=None, prefix: tuple = ()):
+    """``cls`` validated from ``data`` (default: the whole document), or ConfigError."""
+    data = loc.data if data is None else data
+    if not isinstance(data, dict):
+        raise ConfigError([loc.problem(prefix, "expected a mapping", data, True)])
+    try:
+        return cls.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(problems_from(err, cls, loc, prefix, data)) from None

@@ -1,0 +1,362 @@
+"""Validated shapes of every YAML file: hardware specs, the bonded-SRAM option, models, scenarios.
+
+Why pydantic: unknown keys, wrong types and out-of-range values become precise,
+located errors (see :mod:`planner.config.load`); the rest of the code can trust its inputs.
+All quantities are SI after validation; YAML may say "44 GB", "150 GB/s", "17 us".
+"""
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+
+from .. import units
+
+
+def _q(kind: str):
+    return BeforeValidator(lambda v: units.parse(v, kind))
+
+
+Bytes = Annotated[float, _q("bytes"), Field(gt=0)]
+BytesPerS = Annotated[float, _q("bytes_per_s"), Field(gt=0)]
+Flops = Annotated[float, _q("flops"), Field(gt=0)]
+Seconds = Annotated[float, _q("seconds"), Field(ge=0)]
+Watts = Annotated[float, _q("watts"), Field(ge=0)]
+Number = Annotated[float, _q("number")]
+Fraction = Annotated[float, Field(gt=0, le=1)]
+
+PRECISIONS = ("fp16", "bf16", "fp8", "fp4", "mxfp4", "nvfp4")
+Precision = Literal["fp16", "bf16", "fp8", "fp4", "mxfp4", "nvfp4"]
+Confidence = Literal["measured", "vendor", "secondary", "estimate", "assumption", "hypothetical", "calibrated"]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class Sourced(Strict):
+    """Every group of numbers says where it came from, so users can argue with it."""
+
+    source: str = Field(min_length=3)
+    confidence: Confidence | None = None
+    notes: str | None = None
+
+
+# ---------------------------------------------------------------- hardware
+class MemorySpec(Sourced):
+    capacity: Bytes  # per device (wafer SRAM, GPU HBM, LPU SRAM)
+    bandwidth: BytesPerS  # aggregate, per device
+    efficiency: Fraction = 0.8  # achievable fraction of bandwidth in a decode step
+    reserve_fraction: Annotated[float, Field(ge=0, lt=1)] = 0.1  # program, activations, fragmentation
+
+
+class ComputeSpec(Sourced):
+    """Dense peak per device, per *native* precision. A missing precision is not native."""
+
+    fp16: Flops
+    fp8: Flops | None = None
+    fp4: Flops | None = None
+    efficiency: Fraction = 0.5  # achievable fraction of peak in large matmuls (prefill)
+
+
+class LinkSpec(Sourced):
+    """Off-device link of one device: wafer Ethernet, GPU scale-out NIC, LPU chip-to-chip."""
+
+    bandwidth: BytesPerS
+    latency: Seconds  # one hop, device to device
+
+
+class ScaleUpSpec(Sourced):
+    """GPU tensor-parallel domain (NVLink)."""
+
+    domain_size: Annotated[int, Field(ge=1)]
+    bandwidth: BytesPerS  # per GPU, one direction
+
+
+class LatencySpec(Sourced):
+    """Fixed latencies of the step-time model: the handful of names calibration fits."""
+
+    layer_base: Seconds = 0.0  # wafer: per-layer fabric latency, size-independent part
+    layer_per_khidden: Seconds = 0.0  # wafer: per-layer latency per 1024 of hidden size
+    allreduce: Seconds = 0.0  # GPU: fixed cost of one all-reduce in the TP group
+    step_overhead: Seconds = 0.0  # per decode/prefill step: scheduling, sampling, host
+
+
+class LatencyOverride(Strict):
+    layer_base: Seconds | None = None
+    layer_per_khidden: Seconds | None = None
+    allreduce: Seconds | None = None
+    step_overhead: Seconds | None = None
+    source: str | None = None
+
+
+class PowerSpec(Sourced):
+    watts: Watts  # per system, at the wall (before PUE)
+
+
+class CostSpec(Sourced):
+    capex_usd: Annotated[float, Field(gt=0)]  # per system
+    capex_low_usd: Annotated[float, Field(gt=0)] | None = None
+    capex_high_usd: Annotated[float, Field(gt=0)] | None = None
+    rental_usd_per_h: Annotated[float, Field(gt=0)] | None = None  # per system
+
+
+class HardwareSpec(Strict):
+    name: str
+    kind: Literal["wafer", "gpu"]
+    description: str
+    hypothetical: bool = False
+    extends: str | None = None
+    devices_per_system: Annotated[int, Field(ge=1)] = 1
+    memory: MemorySpec
+    compute: ComputeSpec
+    io: LinkSpec
+    scale_up: ScaleUpSpec | None = None
+    latency: LatencySpec
+    power: PowerSpec
+    cost: CostSpec
+    software_profiles: dict[str, LatencyOverride] = {}
+
+    @model_validator(mode="after")
+    def _gpu_has_scale_up(self):
+        if self.kind == "gpu" and self.scale_up is None:
+            raise ValueError("a gpu spec needs a scale_up section (tensor-parallel domain)")
+        return self
+
+
+class BondedSramSpec(Strict):
+    """An SRAM wafer hybrid-bonded on top of a compute wafer (hypothetical option)."""
+
+    name: str
+    kind: Literal["bonded_sram"]
+    description: str
+    hypothetical: bool = True
+    extends: str | None = None
+    bytes_per_layer: Bytes
+    bandwidth: BytesPerS  # vertical, per bonded layer
+    capex_usd_per_layer: Annotated[float, Field(ge=0)]
+    power_w_per_layer: Watts
+    yield_: Fraction = Field(1.0, alias="yield")  # fraction of bonded stacks that work; cost / yield
+    max_layers: Annotated[int, Field(ge=0)] = 8
+    source: str = Field(min_length=3)
+    confidence: Confidence | None = None
+
+
+# ---------------------------------------------------------------- models
+class IndexerSpec(Strict):
+    """DeepSeek sparse attention (DSA) lightning indexer: picks top_k past tokens per query."""
+
+    heads: Annotated[int, Field(ge=1)]
+    head_dim: Annotated[int, Field(ge=1)]
+    top_k: Annotated[int, Field(ge=1)]
+    key_bytes: Annotated[float, Field(gt=0)] = 1.0  # indexer keys are stored in FP8
+
+
+class AttentionSpec(Strict):
+    type: Literal["gqa", "mla"]
+    heads: Annotated[int, Field(ge=1)]
+    kv_heads: Annotated[int, Field(ge=1)] | None = None  # gqa
+    head_dim: Annotated[int, Field(ge=1)] | None = None  # gqa
+    q_lora_rank: Annotated[int, Field(ge=1)] | None = None  # mla (None: direct q projection)
+    kv_lora_rank: Annotated[int, Field(ge=1)] | None = None  # mla
+    qk_rope_head_dim: Annotated[int, Field(ge=0)] | None = None  # mla
+    qk_nope_head_dim: Annotated[int, Field(ge=1)] | None = None  # mla
+    v_head_dim: Annotated[int, Field(ge=1)] | None = None  # mla
+    local_window: Annotated[int, Field(ge=1)] | None = None  # sliding/chunked window, tokens
+    local_pattern: list[Literal[0, 1]] | None = None  # repeating per layer: 1 = local, 0 = global
+    indexer: IndexerSpec | None = None
+
+    @model_validator(mode="after")
+    def _complete(self):
+        need = ("kv_heads", "head_dim") if self.type == "gqa" else (
+            "kv_lora_rank", "qk_rope_head_dim", "qk_nope_head_dim", "v_head_dim")
+        missing = [n for n in need if getattr(self, n) is None]
+        if missing:
+            raise ValueError(f"{self.type} attention needs {', '.join(missing)}")
+        if (self.local_window is None) != (self.local_pattern is None):
+            raise ValueError("local_window and local_pattern go together")
+        return self
+
+
+class MoESpec(Strict):
+    experts: Annotated[int, Field(ge=1)]
+    active: Annotated[int, Field(ge=1)]  # routed experts per token
+    shared: Annotated[int, Field(ge=0)] = 0
+    intermediate: Annotated[int, Field(ge=1)]
+    first_dense_layers: Annotated[int, Field(ge=0)] = 0
+    every: Annotated[int, Field(ge=1)] = 1  # MoE on every n-th layer after the dense ones
+
+    @model_validator(mode="after")
+    def _active_le_experts(self):
+        if self.active > self.experts:
+            raise ValueError(f"active experts ({self.active}) > experts ({self.experts})")
+        return self
+
+
+class CoarseSpec(Strict):
+    """For models whose internals are not public: sizes only, spread evenly over layers."""
+
+    total_params: Annotated[Number, Field(gt=0)]
+    active_params: Annotated[Number, Field(gt=0)]
+    kv_bytes_per_token_16bit: Annotated[float, Field(gt=0)]
+    attention_flops_per_context_token: Annotated[float, Field(ge=0)] = 0.0  # per token, all layers
+
+
+class DraftSpec(Strict):
+    """A built-in draft head (DeepSeek MTP): resident only when speculative decoding uses it."""
+
+    params: Annotated[Number, Field(gt=0)]
+    layers: Annotated[int, Field(ge=1)] = 1
+
+
+class ModelSpec(Strict):
+    name: str
+    description: str = ""
+    source: str = Field(min_length=3)
+    extends: str | None = None
+    assumptions: list[str] = []
+    layers: Annotated[int, Field(ge=1)]
+    hidden: Annotated[int, Field(ge=1)]
+    vocab: Annotated[int, Field(ge=1)]
+    tie_embeddings: bool = False
+    context_window: Annotated[int, Field(ge=1)]
+    dense_intermediate: Annotated[int, Field(ge=1)] | None = None
+    attention: AttentionSpec | None = None
+    moe: MoESpec | None = None
+    coarse: CoarseSpec | None = None
+    draft: DraftSpec | None = None
+
+    @model_validator(mode="after")
+    def _one_form(self):
+        if self.coarse is None:
+            if self.attention is None:
+                raise ValueError("give either attention (+ dense_intermediate/moe) or coarse")
+            if self.moe is None and self.dense_intermediate is None:
+                raise ValueError("a dense model needs dense_intermediate")
+            if self.moe is not None and self.dense_intermediate is None and (
+                    self.moe.first_dense_layers > 0 or self.moe.every > 1):
+                raise ValueError("moe.first_dense_layers/every need dense_intermediate for the dense layers")
+        elif self.attention is not None or self.moe is not None:
+            raise ValueError("coarse models take no attention/moe section")
+        return self
+
+
+# ---------------------------------------------------------------- scenario
+class PrecisionChoice(Strict):
+    weights: Precision = "bf16"
+    kv: Precision | None = None  # default: same as weights, but never below fp8
+    mode: Literal["auto", "native", "storage"] = "auto"
+    embeddings: Precision = "bf16"
+
+
+class SpecDecode(Strict):
+    """Speculative decoding / multi-token prediction."""
+
+    draft_tokens: Annotated[int, Field(ge=1, le=16)]
+    acceptance_rate: Annotated[float, Field(gt=0, lt=1)]  # per drafted token
+    draft_layers: Annotated[int, Field(ge=1)] = 1  # sequential layers per draft token
+    draft_params: Annotated[Number, Field(ge=0)] | None = None  # None: model's own draft head (MTP)
+
+
+class Deployment(Strict):
+    hardware: str = "cs3"
+    count: Annotated[int, Field(ge=1)] | None = None  # devices per replica; None = fewest that fit
+    replicas: Annotated[int, Field(ge=1)] | None = None  # None = enough for workload.concurrent_users
+    precision: PrecisionChoice = PrecisionChoice()
+    microbatches: Annotated[int, Field(ge=1)] | None = None  # None = one per pipeline stage
+    spec_decode: SpecDecode | None = None
+    software: str | None = None  # a software profile of the hardware spec (calibrated era)
+
+
+class BondedSramChoice(Strict):
+    layers: Annotated[int, Field(ge=0)] = 0
+    spec: str = "bonded-sram"
+    bytes_per_layer: Bytes | None = None
+    bandwidth: BytesPerS | None = None
+
+
+class HardwareOptions(Strict):
+    bonded_sram: BondedSramChoice = BondedSramChoice()
+
+
+class Workload(Strict):
+    context_tokens: Annotated[int, Field(ge=1)] | None = None  # KV sized for this (default prompt+output)
+    prompt_tokens: Annotated[int, Field(ge=1)] | None = None  # default context - output
+    output_tokens: Annotated[int, Field(ge=1)] = 1024
+    concurrent_users: Annotated[int, Field(ge=1)] | None = None  # None = one replica at full KV
+
+    @model_validator(mode="after")
+    def _lengths(self):
+        if self.context_tokens is None and self.prompt_tokens is None:
+            raise ValueError("give context_tokens or prompt_tokens")
+        if self.context_tokens is not None and self.prompt_tokens is not None and \
+                self.prompt_tokens + self.output_tokens > self.context_tokens:
+            raise ValueError(f"prompt_tokens + output_tokens ({self.prompt_tokens + self.output_tokens}) "
+                             f"> context_tokens ({self.context_tokens})")
+        if self.context_tokens is not None and self.prompt_tokens is None and \
+                self.output_tokens >= self.context_tokens:
+            raise ValueError(f"output_tokens ({self.output_tokens}) must be < context_tokens ({self.context_tokens})")
+        return self
+
+    @property
+    def context(self) -> int:
+        return self.context_tokens if self.context_tokens is not None else self.prompt_tokens + self.output_tokens
+
+    @property
+    def prompt(self) -> int:
+        return self.prompt_tokens if self.prompt_tokens is not None else self.context - self.output_tokens
+
+
+class SLO(Strict):
+    ttft_p99_s: Annotated[float, Field(gt=0)] | None = None
+    tpot_p99_s: Annotated[float, Field(gt=0)] | None = None
+    decode_tok_s_per_user_p50: Annotated[float, Field(gt=0)] | None = None
+
+
+class Economics(Strict):
+    amortisation_years: Annotated[float, Field(gt=0)] = 4.0
+    pue: Annotated[float, Field(ge=1)] = 1.3
+    usd_per_kwh: Annotated[float, Field(ge=0)] = 0.08
+    hosting_usd_per_kw_month: Annotated[float, Field(ge=0)] = 0.0
+    utilisation: Fraction = 1.0  # share of hours the deployment serves at the modelled rate
+    capex: Literal["spec", "low", "high", "rental"] = "spec"
+
+
+class SweepGroup(Strict):
+    name: str
+    mode: Literal["product", "zip"] = "product"
+    axes: dict[str, list[Any]] = Field(min_length=1)
+
+    @field_validator("axes")
+    @classmethod
+    def _non_empty(cls, v):
+        for k, vals in v.items():
+            if not vals:
+                raise ValueError(f"axis {k!r} has no values")
+        return v
+
+    @model_validator(mode="after")
+    def _zip_lengths(self):
+        if self.mode == "zip" and len({len(v) for v in self.axes.values()}) > 1:
+            raise ValueError("zip axes must all have the same number of values")
+        return self
+
+
+class Scenario(Strict):
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$")]
+    description: str = ""
+    model: Any  # a catalog name, a path to a model YAML, or an inline model mapping
+    deployment: Deployment = Deployment()
+    hardware: HardwareOptions = HardwareOptions()
+    workload: Workload
+    slo: SLO = SLO()
+    economics: Economics = Economics()
+    seed: Annotated[int, Field(ge=0)] = 0
+    sweep: list[SweepGroup] = []
+
+    @field_validator("model")
+    @classmethod
+    def _model_form(cls, v):
+        if not isinstance(v, (str, dict)):
+            raise ValueError("model must be a catalog name, a path, or a mapping")
+        return v

@@ -1,0 +1,107 @@
+"""Friendly quantities in YAML ("44 GB", "150 GB/s", "1.2 Tb/s", "17 us") -> SI floats.
+
+Why: spec files are read and argued over by people; "21 PB/s" is checkable at a glance,
+21e15 is not. Inside the code everything is SI (bytes, bytes/s, FLOP/s, s, W).
+Bits vs bytes is decided by case: ``B`` = byte, ``b`` = bit (so "1.2 Tb/s" = 150e9 B/s).
+Decimal prefixes (k, M, G, T, P, E) are powers of 1000; binary ones (KiB, MiB, GiB, TiB) of 1024.
+"""
+from __future__ import annotations
+
+import math
+import re
+
+_DEC = {"": 1.0, "k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18}
+_BIN = {"Ki": 2.0**10, "Mi": 2.0**20, "Gi": 2.0**30, "Ti": 2.0**40, "Pi": 2.0**50}
+_TIME = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9, "min": 60.0, "h": 3600.0}
+
+_NUM = r"(?P<num>[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?)"
+_RE = re.compile(rf"^\s*{_NUM}\s*(?P<unit>[^\s\d].*?)?\s*$")
+
+
+
+class UnitError(ValueError):
+    """A quantity string that cannot be read unambiguously."""
+
+
+def _prefix(p: str) -> float:
+    if p in _BIN:
+        return _BIN[p]
+    if p in _DEC:
+        return _DEC[p]
+    raise UnitError(f"unknown prefix {p!r}")
+
+
+def _split(text: str) -> tuple[float, str]:
+    m = _RE.match(text)
+    if not m:
+        raise UnitError(f"not a number with a unit: {text!r}")
+    return float(m.group("num")), (m.group("unit") or "").strip()
+
+
+def parse(value: object, kind: str) -> float:
+    """Read ``value`` (number or string) as a quantity of ``kind``; return SI float.
+
+    Plain numbers are taken as already SI. Strings must carry a unit of the right kind,
+    except for kind ``number`` ("1e12", "2.5", "1.5 M").
+    """
+    if isinstance(value, bool):
+        raise UnitError("expected a number, got a boolean")
+    if isinstance(value, (int, float)):
+        out = float(value)
+    elif isinstance(value, str):
+        out = _parse_str(value, kind)
+    else:
+        raise UnitError(f"expected a number or a quantity string, got {type(value).__name__}")
+    if math.isnan(out):
+        raise UnitError("NaN is not a valid quantity")
+    return out
+
+
+def _parse_str(text: str, kind: str) -> float:
+    num, unit = _split(text)
+    if unit == "":
+        return num
+    if kind == "number":
+        return num * _prefix(unit)
+    if kind == "seconds":
+        if unit in _TIME:
+            return num * _TIME[unit]
+        raise UnitError(f"unknown time unit {unit!r} (use s, ms, us, ns, min, h)")
+    if kind == "bytes":
+        m = re.fullmatch(r"(Ki|Mi|Gi|Ti|Pi|[kKMGTPE]?)(B|b|bit|bits|byte|bytes)", unit)
+        if not m:
+            raise UnitError(f"unknown size unit {unit!r} (use B, kB, MB, GB, TB, GiB, ... or b/bit for bits)")
+        scale = 1.0 if m.group(2) in ("B", "byte", "bytes") else 1 / 8
+        return num * _prefix(m.group(1)) * scale
+    if kind == "bytes_per_s":
+        m = re.fullmatch(r"(Ki|Mi|Gi|Ti|Pi|[kKMGTPE]?)(B|b|bit|bits|byte|bytes)(?:/s|ps)", unit)
+        if not m:
+            raise UnitError(f"unknown bandwidth unit {unit!r} (use GB/s, TB/s, PB/s, Gb/s, Tb/s, ...)")
+        scale = 1.0 if m.group(2) in ("B", "byte", "bytes") else 1 / 8
+        return num * _prefix(m.group(1)) * scale
+    if kind == "flops":
+        m = re.fullmatch(r"([kKMGTPE]?)(?:FLOP/s|FLOPS|flop/s|flops|OP/s|OPS)", unit)
+        if not m:
+            raise UnitError(f"unknown compute unit {unit!r} (use TFLOP/s, PFLOP/s, ...)")
+        return num * _prefix(m.group(1))
+    if kind == "watts":
+        m = re.fullmatch(r"([kKMG]?)W", unit)
+        if not m:
+            raise UnitError(f"unknown power unit {unit!r} (use W, kW, MW)")
+        return num * _prefix(m.group(1))
+    raise UnitError(f"unknown quantity kind {kind!r}")
+
+
+def fmt_bytes(n: float) -> str:
+    """Human-readable decimal size, for tables and reasons ("671 GB")."""
+    for unit, scale in (("PB", 1e15), ("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if abs(n) >= scale:
+            return f"{n / scale:.3g} {unit}"
+    return f"{n:.0f} B"
+
+
+def fmt_rate(n: float, unit: str) -> str:
+    for p, scale in (("P", 1e15), ("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(n) >= scale:
+            return f"{n / scale:.3g} {p}{unit}"
+    return f"{n:.3g} {unit}"
