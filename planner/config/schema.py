@@ -265,6 +265,7 @@ class Deployment(Strict):
     precision: PrecisionChoice = PrecisionChoice()
     microbatches: Annotated[int, Field(ge=1)] | None = None  # None = one per pipeline stage
     spec_decode: SpecDecode | None = None
+    prefill_chunk_tokens: Annotated[int, Field(ge=1)] = 8192  # chunked prefill: tokens per chunk
     software: str | None = None  # a software profile of the hardware spec (calibrated era)
 
 

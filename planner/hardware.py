@@ -1,0 +1,110 @@
+"""A device as the performance model sees it: one validated spec + the scenario's options.
+
+Why a separate resolved object: the bonded-SRAM option, the software profile and the
+precision mode all change capacities and rates; resolving them once here keeps placement
+and the step-time model free of configuration logic.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .config.schema import BondedSramSpec, HardwareSpec
+from .model import COMPUTE_CLASS
+
+
+class Infeasible(Exception):
+    """A configuration that cannot run, with the reason users will read in the CSV."""
+
+
+@dataclass(frozen=True)
+class Device:
+    name: str
+    kind: str  # "wafer" (SRAM-resident pipeline: CS-3, LPU) or "gpu" (HBM, tensor parallel)
+    hypothetical: bool
+    capacity_bytes: float  # usable memory per device after the reserve, incl. bonded SRAM
+    mem_bw_bytes_per_s: float  # effective (base and bonded tiers read in parallel)
+    mem_efficiency: float
+    peak_flops: dict  # compute class -> FLOP/s, native classes only
+    compute_efficiency: float
+    io_bw_bytes_per_s: float
+    io_latency_s: float
+    scale_up_domain: int  # GPUs: tensor-parallel domain; wafers: 1
+    scale_up_bw_bytes_per_s: float
+    layer_base_s: float
+    layer_per_khidden_s: float
+    allreduce_s: float
+    step_overhead_s: float
+    devices_per_system: int
+    system_power_w: float
+    system_capex_usd: float
+    system_capex_low_usd: float
+    system_capex_high_usd: float
+    system_rental_usd_per_h: float | None
+    bonded_layers: int = 0
+
+    def layer_latency_s(self, hidden: int) -> float:
+        """Fixed fabric latency of one layer on a wafer (0 on GPUs: their sync is the all-reduce)."""
+        return self.layer_base_s + self.layer_per_khidden_s * hidden / 1024.0
+
+    def flops_for(self, weight_precision: str, mode: str) -> tuple[float, str]:
+        """(peak FLOP/s, 'native'|'storage') for weights stored at ``weight_precision``.
+
+        storage-only: weights are dequantised and multiplied at the 16-bit rate (capacity gain only).
+        """
+        cls = COMPUTE_CLASS[weight_precision]
+        native = cls in self.peak_flops
+        if mode == "native" and not native:
+            raise Infeasible(f"{self.name} has no native {cls} compute (use precision mode storage or auto)")
+        if mode == "storage" or not native:
+            return self.peak_flops["fp16"], "storage" if cls != "fp16" else "native"
+        return self.peak_flops[cls], "native"
+
+
+def resolve(spec: HardwareSpec, bonded: BondedSramSpec | None = None, layers: int = 0,
+            software: str | None = None) -> Device:
+    """Apply a software profile and ``layers`` bonded SRAM layers to ``spec``."""
+    lat = spec.latency.model_dump()
+    if software is not None:
+        if software not in spec.software_profiles:
+            known = ", ".join(sorted(spec.software_profiles)) or "none"
+            raise Infeasible(f"{spec.name} has no software profile '{software}' (known: {known})")
+        over = spec.software_profiles[software].model_dump(exclude_none=True)
+        over.pop("source", None)
+        lat.update(over)
+    base_cap = spec.memory.capacity * (1.0 - spec.memory.reserve_fraction)
+    cap, bw = base_cap, spec.memory.bandwidth
+    capex = {"spec": spec.cost.capex_usd, "low": spec.cost.capex_low_usd or spec.cost.capex_usd,
+             "high": spec.cost.capex_high_usd or spec.cost.capex_usd}
+    power = spec.power.watts
+    if layers:
+        if spec.kind != "wafer":
+            raise Infeasible(f"bonded SRAM applies to wafer hardware, not {spec.kind} '{spec.name}'")
+        if bonded is None:
+            raise Infeasible("bonded SRAM layers requested but no bonded_sram spec given")
+        if layers > bonded.max_layers:
+            raise Infeasible(f"{layers} bonded SRAM layers > max_layers {bonded.max_layers} of '{bonded.name}'")
+        extra = layers * bonded.bytes_per_layer
+        # Data spread over both tiers in proportion to capacity, both read in parallel:
+        # the slower tier per byte sets the pace.
+        fb, fx = base_cap / (base_cap + extra), extra / (base_cap + extra)
+        bw = min(bw / fb, layers * bonded.bandwidth / fx)
+        cap = base_cap + extra
+        per_system = spec.devices_per_system * layers
+        for k in capex:
+            capex[k] += per_system * bonded.capex_usd_per_layer / bonded.yield_
+        power += per_system * bonded.power_w_per_layer
+    su = spec.scale_up
+    return Device(
+        name=spec.name + (f"+{layers}xSRAM" if layers else ""), kind=spec.kind,
+        hypothetical=spec.hypothetical or bool(layers), capacity_bytes=cap, mem_bw_bytes_per_s=bw,
+        mem_efficiency=spec.memory.efficiency,
+        peak_flops={k: v for k, v in (("fp16", spec.compute.fp16), ("fp8", spec.compute.fp8),
+                                      ("fp4", spec.compute.fp4)) if v},
+        compute_efficiency=spec.compute.efficiency, io_bw_bytes_per_s=spec.io.bandwidth,
+        io_latency_s=spec.io.latency, scale_up_domain=su.domain_size if su else 1,
+        scale_up_bw_bytes_per_s=su.bandwidth if su else spec.io.bandwidth,
+        layer_base_s=lat["layer_base"], layer_per_khidden_s=lat["layer_per_khidden"],
+        allreduce_s=lat["allreduce"], step_overhead_s=lat["step_overhead"],
+        devices_per_system=spec.devices_per_system, system_power_w=power,
+        system_capex_usd=capex["spec"], system_capex_low_usd=capex["low"], system_capex_high_usd=capex["high"],
+        system_rental_usd_per_h=spec.cost.rental_usd_per_h, bonded_layers=layers)

@@ -1,0 +1,151 @@
+"""Map a model onto devices: contiguous pipeline stages, KV budget, maximum concurrency.
+
+Wafers (and SRAM chips): the layer stack, with the KV of every resident sequence, is cut
+into ``count`` contiguous stages of equal bytes, one per device. A cut may fall inside a
+layer (its experts or heads split over two devices, which is how a 22 GB MoE layer or a
+layer larger than a whole wafer is held); each such cut makes the hop carry one more
+hidden vector per token (the partial sum), charged by the step-time model.
+So with W weight bytes, K KV bytes per sequence and usable capacity C per device:
+  devices for one sequence = ceil((W + K) / C);  max concurrency N = floor((count*C - W) / K).
+GPUs: tensor parallel inside the scale-up domain (TP = min(count, domain)), pipeline across
+domains (PP = count / TP); weights and experts shard evenly (expert parallel); GQA KV shards
+over KV heads and is replicated beyond them; MLA KV is sharded by sequence (data-parallel
+attention, as SGLang/vLLM serve DeepSeek).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .hardware import Device, Infeasible
+from .model import PRECISION_BYTES, ModelShape
+from .units import fmt_bytes
+
+
+@dataclass(frozen=True)
+class Stage:
+    start: float  # in layer units: 2.5 = halfway through layer 2
+    end: float
+    devices: int  # devices working on the stage together (the TP group on GPUs; 1 on wafers)
+    weight_bytes: float  # resident weights of the stage (all its devices)
+    kv_bytes_per_seq: float  # KV one sequence holds here at the sizing context
+    holds_head: bool
+
+    def fractions(self, n_layers: int) -> np.ndarray:
+        """Share of each layer that this stage holds."""
+        idx = np.arange(n_layers)
+        return np.clip(np.minimum(idx + 1, self.end) - np.maximum(idx, self.start), 0.0, 1.0)
+
+    @property
+    def layers_touched(self) -> int:
+        return math.ceil(self.end - 1e-9) - math.floor(self.start + 1e-9)
+
+    @property
+    def ends_mid_layer(self) -> bool:
+        return abs(self.end - round(self.end)) > 1e-9
+
+
+@dataclass(frozen=True)
+class Placement:
+    kind: str
+    devices: int  # per replica
+    stages: tuple[Stage, ...]
+    weight_bytes: float  # whole model as resident (embeddings, head, draft head included)
+    kv_bytes_per_seq: float  # at the sizing context, whole model, before replication
+    kv_bytes_per_token: float  # kv_bytes_per_seq / context (sliding windows make it context-dependent)
+    max_concurrent: int  # sequences per replica at the sizing context
+    capacity_bytes: float  # usable per device
+    context: int
+    tp: int = 1
+    kv_replication: float = 1.0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def layers_split(self) -> int:
+        return sum(1 for s in self.stages[:-1] if s.ends_mid_layer)
+
+
+def resident_bytes(shape: ModelShape, weight_precision: str, emb_precision: str, kv_precision: str,
+                   context: int, draft_params: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per-layer resident weight bytes and per-sequence KV bytes. Embeddings ride on the first
+    layer, the lm head and any draft (MTP) head on the last: they live on the first/last stage."""
+    w, emb, head = shape.weight_bytes(weight_precision, emb_precision)
+    w = w.copy()
+    w[0] += emb
+    w[-1] += head + draft_params * PRECISION_BYTES[weight_precision]
+    return w, shape.kv_bytes_per_sequence(kv_precision, context)
+
+
+def _cut(cost: np.ndarray, parts: int) -> list[tuple[float, float]]:
+    """``parts`` contiguous intervals (layer units) of equal total cost."""
+    cum = np.concatenate([[0.0], np.cumsum(cost)])
+    pos = np.interp(cum[-1] * np.arange(parts + 1) / parts, cum, np.arange(len(cost) + 1, dtype=float))
+    pos[0], pos[-1] = 0.0, float(len(cost))
+    return [(float(pos[i]), float(pos[i + 1])) for i in range(parts)]
+
+
+def _stages(w: np.ndarray, kv: np.ndarray, n: int, parts: int, devices_each: int) -> tuple[Stage, ...]:
+    out = []
+    for a, b in _cut(w + n * kv, parts):
+        st = Stage(a, b, devices_each, 0.0, 0.0, b >= len(w) - 1e-9)
+        f = st.fractions(len(w))
+        out.append(Stage(a, b, devices_each, float(f @ w), float(f @ kv), st.holds_head))
+    return tuple(out)
+
+
+def place_wafer(shape: ModelShape, dev: Device, count: int | None, w: np.ndarray, kv: np.ndarray,
+                context: int, max_devices: int) -> Placement:
+    cap, W, K = dev.capacity_bytes, float(w.sum()), float(kv.sum())
+    if count is None:
+        count = math.ceil((W + K) / cap - 1e-12)
+        if count > max_devices:
+            raise Infeasible(f"needs {count} x {dev.name} for one {context}-token sequence (> {max_devices})")
+    if W > count * cap:
+        raise Infeasible(f"weights do not fit: {fmt_bytes(W)} > {count} x {fmt_bytes(cap)} usable on {dev.name} "
+                         f"(needs {math.ceil(W / cap)})")
+    n = int((count * cap - W) // K)
+    if n < 1:
+        raise Infeasible(f"KV of one {context}-token sequence ({fmt_bytes(K)}) does not fit next to the weights "
+                         f"on {count} x {dev.name} (needs {math.ceil((W + K) / cap)})")
+    return Placement("wafer", count, _stages(w, kv, n, count, 1), W, K, K / context, n, cap, context)
+
+
+def place_gpu(shape: ModelShape, dev: Device, count: int | None, w: np.ndarray, kv: np.ndarray,
+              context: int, max_devices: int) -> Placement:
+    a = shape.spec.attention
+    gqa_heads = a.kv_heads if a is not None and a.type == "gqa" else None
+    cap, W, K = dev.capacity_bytes, float(w.sum()), float(kv.sum())
+
+    def concurrency(n: int) -> tuple[int, float]:
+        tp = min(n, dev.scale_up_domain)
+        repl = max(1.0, tp / gqa_heads) if gqa_heads else 1.0
+        free = cap * n - W
+        return (int(free // (K * repl)) if free > 0 else 0), repl
+
+    if count is None:
+        sizes = sorted({1, 2, 4, 8, *range(dev.scale_up_domain, max_devices + 1, dev.scale_up_domain)})
+        count = next((n for n in sizes if n <= max_devices and n % min(n, dev.scale_up_domain) == 0
+                      and concurrency(n)[0] >= 1), None)
+        if count is None:
+            raise Infeasible(f"does not fit on {max_devices} x {dev.name}")
+    tp = min(count, dev.scale_up_domain)
+    if count % tp:
+        raise Infeasible(f"{count} GPUs is not a multiple of the tensor-parallel degree {tp}")
+    if W > count * cap:
+        raise Infeasible(f"weights do not fit: {fmt_bytes(W)} > {count} x {fmt_bytes(cap)} usable on {dev.name}")
+    n, repl = concurrency(count)
+    if n < 1:
+        raise Infeasible(f"KV of one {context}-token sequence does not fit next to the weights on {count} x {dev.name}")
+    return Placement("gpu", count, _stages(w, kv, n, count // tp, tp), W, K, K / context, n, cap, context,
+                     tp=tp, kv_replication=repl)
+
+
+def place(shape: ModelShape, dev: Device, count: int | None, weight_precision: str, kv_precision: str,
+          context: int, emb_precision: str = "bf16", draft_params: float = 0.0,
+          max_devices: int = 4096) -> Placement:
+    """Fit ``shape`` on ``count`` devices (None: the fewest that hold one sequence), or Infeasible."""
+    w, kv = resident_bytes(shape, weight_precision, emb_precision, kv_precision, context, draft_params)
+    fn = place_wafer if dev.kind == "wafer" else place_gpu
+    return fn(shape, dev, count, w, kv, context, max_devices)
