@@ -30,6 +30,7 @@ class Config:
     prompt: int | None = None
     output: int = 1024
     batch: int | None = None  # None: as many as fit
+    min_sequences: int = 1  # with count None: size the pipeline for this many sequences
     bonded: BondedSramSpec | None = None
     bonded_layers: int = 0
     software: str | None = None
@@ -65,7 +66,8 @@ def build_point(cfg: Config) -> Built:
             draft = cfg.model.draft.params
         else:
             raise Infeasible(f"{cfg.model.name} has no draft (MTP) head: set spec_decode.draft_params")
-    pl = place(shape, dev, cfg.count, cfg.weights, cfg.kv_precision, cfg.context, cfg.embeddings, draft)
+    pl = place(shape, dev, cfg.count, cfg.weights, cfg.kv_precision, cfg.context, cfg.embeddings, draft,
+               min_sequences=cfg.min_sequences)
     steps = StepModel(shape, pl, dev, cfg.weights, cfg.kv_precision, cfg.mode, cfg.spec_decode, cfg.microbatches)
     return Built(shape, dev, pl, steps)
 
@@ -112,5 +114,5 @@ def estimate(cfg: Config) -> dict:
         ttft_s=sm.ttft_s(prompt, 0, cfg.prefill_chunk), round_s=t_round, decode_round_s=r.round_s,
         token_latency_s=r.token_latency_s, cycle_s=r.cycle_s, prefill_share=1.0 - r.round_s / t_round,
         bottleneck=mixed.bottleneck,
-        **{f"time_{k}_s": v for k, v in mixed.parts.items()})
+        **{f"time_{k.removeprefix('cycle_')}_s": v for k, v in mixed.parts.items()})
     return row

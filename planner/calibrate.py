@@ -59,6 +59,7 @@ class Point:
     software: str | None
     spec: SpecDecode | None
     fit: tuple[str, ...]
+    notes: str = ""
 
     @property
     def evaluable(self) -> bool:
@@ -107,7 +108,7 @@ def _point(n: int, r: dict) -> Point:
         spec = SpecDecode(draft_tokens=int(r["spec_draft_tokens"]), acceptance_rate=float(r["spec_acceptance"]))
     return Point(n, r["date"], r["source"], r["hardware"], _int(r["count"]), r["model"], r["precision"],
                  r["metric"], value, _int(r["batch"], 1), _int(r["context"], 2048), _int(r["prompt"], 1024),
-                 _int(r["output"], 1024), r["software"].strip() or None, spec, fit)
+                 _int(r["output"], 1024), r["software"].strip() or None, spec, fit, r["notes"])
 
 
 def with_params(spec: HardwareSpec, software: str | None, values: dict[str, float]) -> HardwareSpec:

@@ -26,15 +26,19 @@ PRECISION_BYTES = {"fp16": 2.0, "bf16": 2.0, "fp8": 1.0, "fp4": 0.5, "mxfp4": 4.
 COMPUTE_CLASS = {"fp16": "fp16", "bf16": "fp16", "fp8": "fp8", "fp4": "fp4", "mxfp4": "fp4", "nvfp4": "fp4"}
 
 
-def sum_min(a: float, b: float, w: float | None) -> float:
-    """sum_{i=a+1}^{b} min(i, w): attended tokens summed over positions a+1..b (w None = no cap)."""
+def sum_min(a: float, b: float, w):
+    """sum_{i=a+1}^{b} min(i, w): attended tokens summed over positions a+1..b.
+
+    ``w`` may be an array of caps (0 or inf = no cap); closed form, no loop over positions."""
     if b <= a:
-        return 0.0
-    if w is None or w >= b:
-        return (a + 1 + b) * (b - a) / 2.0
-    if w <= a + 1:
-        return w * (b - a)
-    return (a + 1 + w) * (w - a) / 2.0 + w * (b - w)
+        return np.zeros_like(np.asarray(w, dtype=float)) if np.ndim(w) else 0.0
+    w = np.where(np.asarray(w, dtype=float) <= 0, np.inf, w)
+    full = (a + 1 + b) * (b - a) / 2.0
+    capped_all = w * (b - a)
+    wc = np.clip(w, a + 1, b)  # finite where it matters: w >= b takes the ``full`` branch
+    partial = (a + 1 + wc) * (wc - a) / 2.0 + wc * (b - wc)
+    out = np.where(w >= b, full, np.where(w <= a + 1, capped_all, partial))
+    return out if out.ndim else float(out)
 
 
 @dataclass(frozen=True)
@@ -105,8 +109,8 @@ class ModelShape:
     def prefill_flops(self, start: float, tokens: float) -> np.ndarray:
         """Per layer: FLOPs to prefill ``tokens`` new tokens after a cached prefix of ``start``."""
         end = start + tokens
-        attended = np.array([sum_min(start, end, int(c) if c > 0 else None) for c in self.attend_cap])
-        full = sum_min(start, end, None)
+        attended = sum_min(start, end, self.attend_cap)
+        full = sum_min(start, end, 0.0)
         return 2.0 * self.layer_active_params * tokens + self.attn_prefill_flops * attended + self.indexer_flops * full
 
     @property

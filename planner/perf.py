@@ -1,4 +1,4 @@
-"""Step-time model: how long one stage takes for a decode step or a prefill chunk.
+"""Step-time model: how long each pipeline stage takes for a decode step or a prefill chunk.
 
 A roofline (compute at the precision's rate, bytes at the memory tier's bandwidth) plus
 named fixed latencies, so calibration moves a handful of physical parameters:
@@ -12,7 +12,9 @@ named fixed latencies, so calibration moves a handful of physical parameters:
 - per round: ``step_overhead`` (scheduling, sampling, host);
 - speculative decoding: k drafted tokens (each costing ``draft_layers`` layers of latency),
   k+1 tokens verified per sequence per step, (1 - a^(k+1)) / (1 - a) accepted per step.
-The discrete-event simulator uses the same functions.
+Every function returns arrays over stages (per-stage work = stage-fraction matrix @ per-layer
+vector), so a 300-wafer pipeline costs one matrix product, not 300 Python calls. The
+discrete-event simulator uses the same functions.
 """
 from __future__ import annotations
 
@@ -30,13 +32,15 @@ ACT_BYTES = 2.0  # activations cross links in 16-bit
 
 
 @dataclass(frozen=True)
-class StepTime:
-    compute_s: float
-    memory_s: float
-    link_s: float  # bandwidth part of in-stage traffic (GPU all-reduce bytes)
-    fixed_s: float  # fixed latencies inside the stage
-    occupancy_s: float  # time the stage can do nothing else
-    latency_s: float  # time from entering the stage to leaving it
+class StageTimes:
+    """Per-stage arrays (seconds) for one unit of work."""
+
+    compute_s: np.ndarray
+    memory_s: np.ndarray
+    link_s: np.ndarray  # bandwidth part of in-stage traffic (GPU all-reduce bytes)
+    fixed_s: np.ndarray  # fixed latencies inside the stage
+    occupancy_s: np.ndarray  # time the stage can do nothing else
+    latency_s: np.ndarray  # time from entering the stage to leaving it
 
 
 @dataclass(frozen=True)
@@ -46,11 +50,11 @@ class Round:
     batch: int
     microbatches: int
     token_latency_s: float  # one micro-batch's trip through every stage and hop (+ drafts, overhead)
-    cycle_s: float  # M micro-batches through the busiest stage (or link)
+    cycle_s: float  # M micro-batches through the busiest stage (or link), + interleaved prefill
     round_s: float  # max of the two: time between a sequence's successive steps
     accepted_tokens: float  # tokens each sequence gains per round
     bottleneck: str
-    parts: dict  # seconds per component, for attribution
+    parts: dict  # seconds per component of the critical path, for attribution
 
 
 def accepted_per_step(sd: SpecDecode | None) -> float:
@@ -68,108 +72,106 @@ class StepModel:
                  microbatches: int | None = None):
         self.shape, self.pl, self.dev, self.sd = shape, placement, dev, spec_decode
         self.peak_flops, self.compute_mode = dev.flops_for(weight_precision, mode)
-        self.kv_precision = kv_precision
         self.tokens_per_step = 1 + (spec_decode.draft_tokens if spec_decode else 0)
         self.accepted = accepted_per_step(spec_decode)
         self.microbatches = microbatches
+        st = placement.stages
         L = shape.layers
-        wb = PRECISION_BYTES[weight_precision]
-        self._frac = [s.fractions(L) for s in placement.stages]
-        self._expert_bytes = [float(f @ shape.expert_params) * wb for f in self._frac]
-        self._kv_tok = shape.kv_bytes_per_token(kv_precision)
-        self._layer_lat = dev.layer_latency_s(shape.spec.hidden) if dev.kind == "wafer" else 0.0
+        self.F = np.stack([s.fractions(L) for s in st])  # stages x layers
+        self.S = len(st)
+        self.k = np.array([s.devices for s in st], dtype=float)
+        self.weights = np.array([s.weight_bytes for s in st])
+        self.expert_bytes = self.F @ shape.expert_params * PRECISION_BYTES[weight_precision]
+        self.layers_touched = np.array([s.layers_touched for s in st], dtype=float)
+        self.layers_held = self.F.sum(axis=1)
+        self.head = np.array([s.holds_head for s in st], dtype=float) * shape.head_flops
+        self.mid = np.array([s.ends_mid_layer for s in st[:-1]], dtype=float)
+        self.kv_tok = shape.kv_bytes_per_token(kv_precision)
+        self.layer_lat = dev.layer_latency_s(shape.spec.hidden) if dev.kind == "wafer" else 0.0
 
-    # ------------------------------------------------------------ one stage
-    def _stage(self, i: int, flops: float, weight_tokens: float, kv_bytes: float) -> StepTime:
-        st, dev, k = self.pl.stages[i], self.dev, self.pl.stages[i].devices
-        touched = experts_touched(self.shape.experts, self.shape.active_experts, weight_tokens)
-        frac = touched / self.shape.experts if self.shape.experts else 1.0
-        wbytes = st.weight_bytes - self._expert_bytes[i] * (1.0 - frac)
-        compute = flops / (self.peak_flops * dev.compute_efficiency * k)
-        memory = (wbytes + kv_bytes * self.pl.kv_replication) / (dev.mem_bw_bytes_per_s * dev.mem_efficiency * k)
-        roof = max(compute, memory)
+    # ------------------------------------------------------------ per-stage work
+    def _held(self, context: float) -> np.ndarray:
+        return np.where(self.shape.window > 0, np.minimum(context, self.shape.window), context)
+
+    def _times(self, flops: np.ndarray, weight_tokens: float, kv_bytes: np.ndarray) -> StageTimes:
+        dev, shape = self.dev, self.shape
+        frac = experts_touched(shape.experts, shape.active_experts, weight_tokens) / shape.experts \
+            if shape.experts else 1.0
+        wbytes = self.weights - self.expert_bytes * (1.0 - frac)
+        compute = flops / (self.peak_flops * dev.compute_efficiency * self.k)
+        memory = (wbytes + kv_bytes * self.pl.kv_replication) / (dev.mem_bw_bytes_per_s * dev.mem_efficiency * self.k)
+        roof = np.maximum(compute, memory)
+        zero = np.zeros(self.S)
         if dev.kind == "wafer":
-            fixed = st.layers_touched * self._layer_lat
-            return StepTime(compute, memory, 0.0, fixed, roof, roof + fixed)
-        n_layers = float(self._frac[i].sum())
-        link = fixed = 0.0
-        if k > 1:
-            msg = weight_tokens * self.shape.spec.hidden * ACT_BYTES
-            link = 2 * n_layers * 2 * (k - 1) / k * msg / dev.scale_up_bw_bytes_per_s
-            fixed = 2 * n_layers * dev.allreduce_s
+            fixed = self.layers_touched * self.layer_lat
+            return StageTimes(compute, memory, zero, fixed, roof, roof + fixed)
+        tp = self.k
+        msg = weight_tokens * shape.spec.hidden * ACT_BYTES
+        link = np.where(tp > 1, 2 * self.layers_held * 2 * (tp - 1) / tp * msg / dev.scale_up_bw_bytes_per_s, 0.0)
+        fixed = np.where(tp > 1, 2 * self.layers_held * dev.allreduce_s, 0.0)
         busy = roof + link + fixed
-        return StepTime(compute, memory, link, fixed, busy, busy)
+        return StageTimes(compute, memory, link, fixed, busy, busy)
 
-    def _decode_work(self, i: int, batch: float, context: float) -> tuple[float, float, float]:
-        """(FLOPs, weight-touching tokens, KV bytes read) for ``batch`` sequences' decode step."""
-        f, tokens = self._frac[i], batch * self.tokens_per_step
-        flops = tokens * (float(f @ self.shape.decode_flops(context))
-                          + (self.shape.head_flops if self.pl.stages[i].holds_head else 0.0))
-        held = np.where(self.shape.window > 0, np.minimum(context, self.shape.window), context)
-        return flops, tokens, batch * float(f @ (self._kv_tok * held))
-
-    def _prefill_work(self, i: int, tokens: float, start: float, seqs: float) -> tuple[float, float, float]:
-        f = self._frac[i]
-        flops = seqs * (float(f @ self.shape.prefill_flops(start, tokens))
-                        + (self.shape.head_flops if self.pl.stages[i].holds_head else 0.0))
-        held = np.where(self.shape.window > 0, np.minimum(start, self.shape.window), start)
-        return flops, seqs * tokens, seqs * float(f @ (self._kv_tok * held))
-
-    def decode_stage(self, i: int, batch: float, context: float, prefill_tokens: float = 0.0,
-                     prompt: float = 1.0) -> StepTime:
-        """Stage ``i`` advancing ``batch`` sequences at ``context`` by one step; optionally fused
+    def decode(self, batch: float, context: float, prefill_tokens: float = 0.0, prompt: float = 1.0) -> StageTimes:
+        """Every stage advancing ``batch`` sequences at ``context`` by one step; optionally fused
         with ``prefill_tokens`` of ``prompt``-long prompts in the same pass (chunked prefill:
         weights are read once for both)."""
-        fl, tok, kv = self._decode_work(i, batch, context)
+        tokens = batch * self.tokens_per_step
+        flops = tokens * (self.F @ self.shape.decode_flops(context) + self.head)
+        kv = batch * (self.F @ (self.kv_tok * self._held(context)))
         if prefill_tokens > 0:
-            pf, pt, pk = self._prefill_work(i, prompt, 0.0, prefill_tokens / prompt)
-            fl, tok, kv = fl + pf, tok + pt, kv + pk
-        return self._stage(i, fl, tok, kv)
+            seqs = prefill_tokens / prompt
+            flops = flops + seqs * (self.F @ self.shape.prefill_flops(0.0, prompt) + self.head)
+            tokens += prefill_tokens
+        return self._times(flops, tokens, kv)
 
-    def prefill_stage(self, i: int, tokens: float, start: float = 0.0, seqs: float = 1.0) -> StepTime:
-        """Stage ``i`` prefilling ``seqs`` sequences of ``tokens`` new tokens after ``start`` cached."""
-        return self._stage(i, *self._prefill_work(i, tokens, start, seqs))
+    def prefill(self, tokens: float, start: float = 0.0, seqs: float = 1.0) -> StageTimes:
+        """Every stage prefilling ``seqs`` sequences of ``tokens`` new tokens after ``start`` cached."""
+        flops = seqs * (self.F @ self.shape.prefill_flops(start, tokens) + self.head)
+        kv = seqs * (self.F @ (self.kv_tok * self._held(start)))
+        return self._times(flops, seqs * tokens, kv)
 
-    def hop_s(self, i: int, tokens: float) -> tuple[float, float]:
-        """(latency, bandwidth part) of moving ``tokens`` activations from stage i to i+1."""
-        vectors = 2 if self.pl.stages[i].ends_mid_layer else 1
-        bw_part = tokens * self.shape.spec.hidden * ACT_BYTES * vectors / self.dev.io_bw_bytes_per_s
-        return self.dev.io_latency_s + bw_part, bw_part
+    def hops(self, tokens: float) -> tuple[np.ndarray, np.ndarray]:
+        """(latency, bandwidth part) of each hop i -> i+1 carrying ``tokens`` activations."""
+        bw = tokens * self.shape.spec.hidden * ACT_BYTES * (1.0 + self.mid) / self.dev.io_bw_bytes_per_s
+        return self.dev.io_latency_s + bw, bw
 
     # ------------------------------------------------------------ whole pipeline
     def decode_round(self, batch: int, context: float, prefill_tokens: float = 0.0, prompt: float = 1.0) -> Round:
         """One round: every sequence advances one step. ``prefill_tokens`` (per round) of other
         requests' prompts are fused into the GPU steps, or fill the wafer pipeline's bubbles."""
-        S = len(self.pl.stages)
-        M = max(1, min(batch, self.microbatches or S))
+        M = max(1, min(batch, self.microbatches or self.S))
         b = math.ceil(batch / M)
         fused = prefill_tokens / M if self.dev.kind == "gpu" else 0.0
-        steps = [self.decode_stage(i, b, context, fused, prompt) for i in range(S)]
-        bubble_fill = 0.0
+        t = self.decode(b, context, fused, prompt)
+        bubble = 0.0
         if self.dev.kind == "wafer" and prefill_tokens > 0:
-            bubble_fill = max(self.prefill_stage(i, prompt, 0.0, prefill_tokens / prompt).occupancy_s
-                              for i in range(S))
-        hops = [self.hop_s(i, b * self.tokens_per_step) for i in range(S - 1)]
-        fixed = sum(s.fixed_s for s in steps)
-        base = sum(s.latency_s for s in steps) + sum(h[0] for h in hops) + self.dev.step_overhead_s
+            bubble = float(self.prefill(prompt, 0.0, prefill_tokens / prompt).occupancy_s.max())
+        hop_lat, hop_bw = self.hops(b * self.tokens_per_step)
+        overhead = self.dev.step_overhead_s
+        base = float(t.latency_s.sum() + hop_lat.sum()) + overhead
         draft = 0.0
         if self.sd is not None:
-            per_layer = (base - self.dev.step_overhead_s) / self.shape.layers
-            draft = self.sd.draft_tokens * self.sd.draft_layers * per_layer
+            draft = self.sd.draft_tokens * self.sd.draft_layers * (base - overhead) / self.shape.layers
         latency = base + draft
-        busiest = max(range(S), key=lambda i: steps[i].occupancy_s)
-        link_cycle = M * max((h[1] for h in hops), default=0.0)
-        cycle = max(M * steps[busiest].occupancy_s + bubble_fill, link_cycle)
+        busiest = int(np.argmax(t.occupancy_s))
+        stage_cycle = M * float(t.occupancy_s[busiest]) + bubble
+        link_cycle = M * float(hop_bw.max()) if self.S > 1 else 0.0
+        cycle = max(stage_cycle, link_cycle)
+        roof = np.maximum(t.compute_s, t.memory_s)
+        compute_bound = t.compute_s >= t.memory_s
         parts = {
-            "pipeline_latency": fixed + self.dev.step_overhead_s + draft + sum(h[0] - h[1] for h in hops),
-            "io_link": sum(h[1] for h in hops) + sum(s.link_s for s in steps),
-            "compute": sum(s.compute_s for s in steps if s.compute_s >= s.memory_s),
-            "memory_bw": sum(s.memory_s for s in steps if s.memory_s > s.compute_s),
+            "pipeline_latency": float(t.fixed_s.sum() + (hop_lat - hop_bw).sum()) + overhead + draft,
+            "io_link": float(hop_bw.sum() + t.link_s.sum()),
+            "compute": float(roof[compute_bound].sum()),
+            "memory_bw": float(roof[~compute_bound].sum()),
         }
         if cycle > latency:
-            s = steps[busiest]
-            neck = "io_link" if link_cycle >= M * s.occupancy_s else (
-                "compute" if s.compute_s >= s.memory_s else "memory_bw")
+            if link_cycle >= stage_cycle:
+                neck = "io_link"
+            else:
+                neck = "compute" if compute_bound[busiest] else "memory_bw"
+            parts = {"cycle_" + k: v for k, v in parts.items()}
         else:
             neck = max(parts, key=parts.get)
         return Round(batch, M, latency, cycle, max(latency, cycle), self.accepted, neck, parts)
@@ -185,21 +187,19 @@ class StepModel:
         return r, (self.decode_round(batch, context, tokens, prompt) if tokens > 0 else r)
 
     def ttft_s(self, prompt: int, cached: int = 0, chunk: int = 8192) -> float:
-        """Time to first token on an idle replica: chunked prefill flowing through the stages."""
-        S = len(self.pl.stages)
-        free = [0.0] * S
-        done = 0.0
-        pos = cached
+        """Time to first token on an idle replica: chunked prefill flowing through the stages
+        (a flow shop: a chunk enters a stage when the stage is free and the chunk has arrived)."""
+        free = np.zeros(self.S)
+        done, pos = 0.0, cached
         while pos < cached + prompt:
             n = min(chunk, cached + prompt - pos)
+            t = self.prefill(n, pos)
+            hop_lat, _ = self.hops(n)
             arrive = 0.0
-            for i in range(S):
-                st = self.prefill_stage(i, n, pos)
+            for i in range(self.S):
                 start = max(free[i], arrive)
-                free[i] = start + st.occupancy_s
-                arrive = start + st.latency_s
-                if i < S - 1:
-                    arrive += self.hop_s(i, n)[0]
+                free[i] = start + t.occupancy_s[i]
+                arrive = start + t.latency_s[i] + (hop_lat[i] if i < self.S - 1 else 0.0)
             done = arrive
             pos += n
         return done + self.dev.step_overhead_s

@@ -96,12 +96,13 @@ def _stages(w: np.ndarray, kv: np.ndarray, n: int, parts: int, devices_each: int
 
 
 def place_wafer(shape: ModelShape, dev: Device, count: int | None, w: np.ndarray, kv: np.ndarray,
-                context: int, max_devices: int) -> Placement:
+                context: int, max_devices: int, min_sequences: int = 1) -> Placement:
     cap, W, K = dev.capacity_bytes, float(w.sum()), float(kv.sum())
     if count is None:
-        count = math.ceil((W + K) / cap - 1e-12)
+        count = math.ceil((W + min_sequences * K) / cap - 1e-12)
         if count > max_devices:
-            raise Infeasible(f"needs {count} x {dev.name} for one {context}-token sequence (> {max_devices})")
+            raise Infeasible(f"needs {count} x {dev.name} for {min_sequences} sequences of {context} tokens "
+                             f"(> {max_devices})")
     if W > count * cap:
         raise Infeasible(f"weights do not fit: {fmt_bytes(W)} > {count} x {fmt_bytes(cap)} usable on {dev.name} "
                          f"(needs {math.ceil(W / cap)})")
@@ -113,7 +114,7 @@ def place_wafer(shape: ModelShape, dev: Device, count: int | None, w: np.ndarray
 
 
 def place_gpu(shape: ModelShape, dev: Device, count: int | None, w: np.ndarray, kv: np.ndarray,
-              context: int, max_devices: int) -> Placement:
+              context: int, max_devices: int, min_sequences: int = 1) -> Placement:
     a = shape.spec.attention
     gqa_heads = a.kv_heads if a is not None and a.type == "gqa" else None
     cap, W, K = dev.capacity_bytes, float(w.sum()), float(kv.sum())
@@ -127,9 +128,9 @@ def place_gpu(shape: ModelShape, dev: Device, count: int | None, w: np.ndarray, 
     if count is None:
         sizes = sorted({1, 2, 4, 8, *range(dev.scale_up_domain, max_devices + 1, dev.scale_up_domain)})
         count = next((n for n in sizes if n <= max_devices and n % min(n, dev.scale_up_domain) == 0
-                      and concurrency(n)[0] >= 1), None)
+                      and concurrency(n)[0] >= min_sequences), None)
         if count is None:
-            raise Infeasible(f"does not fit on {max_devices} x {dev.name}")
+            raise Infeasible(f"{min_sequences} sequences of {context} tokens do not fit on {max_devices} x {dev.name}")
     tp = min(count, dev.scale_up_domain)
     if count % tp:
         raise Infeasible(f"{count} GPUs is not a multiple of the tensor-parallel degree {tp}")
@@ -144,8 +145,9 @@ def place_gpu(shape: ModelShape, dev: Device, count: int | None, w: np.ndarray, 
 
 def place(shape: ModelShape, dev: Device, count: int | None, weight_precision: str, kv_precision: str,
           context: int, emb_precision: str = "bf16", draft_params: float = 0.0,
-          max_devices: int = 4096) -> Placement:
-    """Fit ``shape`` on ``count`` devices (None: the fewest that hold one sequence), or Infeasible."""
+          max_devices: int = 4096, min_sequences: int = 1) -> Placement:
+    """Fit ``shape`` on ``count`` devices (None: the fewest that hold ``min_sequences``
+    sequences of ``context`` tokens), or raise Infeasible."""
     w, kv = resident_bytes(shape, weight_precision, emb_precision, kv_precision, context, draft_params)
     fn = place_wafer if dev.kind == "wafer" else place_gpu
-    return fn(shape, dev, count, w, kv, context, max_devices)
+    return fn(shape, dev, count, w, kv, context, max_devices, min_sequences)

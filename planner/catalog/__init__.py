@@ -7,6 +7,7 @@ overrides what it sets (one level of nested mappings is merged).
 """
 from __future__ import annotations
 
+import functools
 import importlib.resources
 from pathlib import Path
 
@@ -108,10 +109,17 @@ def load_hardware(ref: str, base_dir: Path | None = None, where: Located | None 
     p = find("hardware", ref, base_dir)
     if p is None:
         raise _ref_problem("hardware", ref, where, path, base_dir)
-    loc = _load_raw("hardware", p)
-    kind = loc.data.get("kind")
-    cls = BondedSramSpec if kind == "bonded_sram" else HardwareSpec
-    return validate(cls, loc)
+    return _validated("hardware", str(p.resolve()), p.stat().st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=256)
+def _validated(kind: str, path: str, mtime_ns: int):
+    """Validated spec of one file; cached by path and modification time (specs are frozen).
+    A parent edited after its child was cached is picked up on the next process start."""
+    loc = _load_raw(kind, Path(path))
+    if kind == "model":
+        return validate(ModelSpec, loc)
+    return validate(BondedSramSpec if loc.data.get("kind") == "bonded_sram" else HardwareSpec, loc)
 
 
 def load_model(ref: str | dict, base_dir: Path | None = None, where: Located | None = None,
@@ -122,7 +130,7 @@ def load_model(ref: str | dict, base_dir: Path | None = None, where: Located | N
     p = find("model", ref, base_dir)
     if p is None:
         raise _ref_problem("model", ref, where, path, base_dir)
-    return validate(ModelSpec, _load_raw("model", p))
+    return _validated("model", str(p.resolve()), p.stat().st_mtime_ns)
 
 
 def all_hardware(base_dir: Path | None = None) -> list:

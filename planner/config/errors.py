@@ -20,16 +20,16 @@ class Problem:
     has_got: bool = False
 
     def __str__(self) -> str:
-        where = self.file or "<input>"
-        if self.line is not None:
+        where = self.file
+        if where and self.line is not None:
             where += f":{self.line}:{self.col or 1}"
-        head = f"{where}: {self.path}: " if self.path else f"{where}: "
+        head = (f"{where}: " if where else "error: ") + (f"{self.path}: " if self.path else "")
         tail = f" (got {_short(self.got)})" if self.has_got else ""
         return head + self.message + tail
 
 
 def _short(v: object, limit: int = 60) -> str:
-    s = repr(v) if not isinstance(v, str) else repr(v)
+    s = repr(v)
     return s if len(s) <= limit else s[: limit - 3] + "..."
 
 

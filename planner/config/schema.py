@@ -355,6 +355,15 @@ class Scenario(Strict):
     seed: Annotated[int, Field(ge=0)] = 0
     sweep: list[SweepGroup] = []
 
+    @field_validator("sweep")
+    @classmethod
+    def _unique_groups(cls, v):
+        names = [g.name for g in v]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"sweep group names must be unique (repeated: {', '.join(dup)})")
+        return v
+
     @field_validator("model")
     @classmethod
     def _model_form(cls, v):

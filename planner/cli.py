@@ -1,0 +1,227 @@
+"""The ``plan`` command: parses arguments and calls the library; nothing else lives here.
+
+Every user mistake (bad YAML, unknown name, invalid value) exits with code 2 and one line
+per problem on stderr, never a traceback.
+"""
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+
+import click
+
+from . import __version__, catalog
+from .config.errors import ConfigError
+from .config.schema import PRECISIONS, BondedSramSpec, SpecDecode
+from .units import fmt_bytes, fmt_rate
+
+PREC = click.Choice(PRECISIONS)
+
+
+class _Group(click.Group):
+    """Turns ConfigError anywhere below into located lines and exit code 2."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except ConfigError as e:
+            for p in e.problems:
+                click.echo(str(p), err=True)
+            ctx.exit(2)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="plan")
+def main():
+    """Plan wafer-scale (and GPU) LLM inference: memory fit, speed, latency, cost."""
+
+
+# ---------------------------------------------------------------- validate
+@main.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+def validate(files):
+    """Check scenario (or hardware/model spec) files; exit 2 with FILE:LINE:COL lines on error."""
+    from .config.yamlio import load_file
+    from .scenario import expand, load
+    bad = False
+    for f in files:
+        try:
+            data = load_file(f).data
+            kind = data.get("kind") if isinstance(data, dict) else None
+            if kind in ("wafer", "gpu", "bonded_sram"):
+                catalog.load_hardware(f)
+                click.echo(f"{f}: ok ({kind} spec)")
+            elif isinstance(data, dict) and "layers" in data and "workload" not in data:
+                catalog.load_model(f)
+                click.echo(f"{f}: ok (model spec)")
+            else:
+                n = len(expand(load(f)))
+                click.echo(f"{f}: ok ({n} point{'s' if n != 1 else ''})")
+        except ConfigError as e:
+            bad = True
+            for p in e.problems:
+                click.echo(str(p), err=True)
+    if bad:
+        sys.exit(2)
+
+
+# ---------------------------------------------------------------- list / show
+@main.command("list")
+@click.argument("what", type=click.Choice(["hardware", "models"]))
+def list_(what):
+    """Show the catalog with key figures."""
+    if what == "hardware":
+        rows = [("name", "kind", "memory", "mem bw", "16-bit", "fp8", "fp4", "io", "power/sys", "capex/sys", "")]
+        for h in catalog.all_hardware():
+            if isinstance(h, BondedSramSpec):
+                rows.append((h.name, "option", f"+{fmt_bytes(h.bytes_per_layer)}/layer", fmt_rate(h.bandwidth, "B/s"),
+                             "", "", "", "", f"+{h.power_w_per_layer / 1e3:.3g} kW", f"+${h.capex_usd_per_layer:,.0f}",
+                             "hypothetical"))
+                continue
+            c = h.compute
+            rows.append((h.name, h.kind, fmt_bytes(h.memory.capacity), fmt_rate(h.memory.bandwidth, "B/s"),
+                         fmt_rate(c.fp16, "FLOP/s"), fmt_rate(c.fp8, "FLOP/s") if c.fp8 else "-",
+                         fmt_rate(c.fp4, "FLOP/s") if c.fp4 else "-", fmt_rate(h.io.bandwidth, "B/s"),
+                         f"{h.power.watts / 1e3:.3g} kW", f"${h.cost.capex_usd:,.0f}",
+                         "hypothetical" if h.hypothetical else ""))
+    else:
+        from .model import build
+        rows = [("name", "params", "active", "layers", "hidden", "attention", "KV B/token (16-bit)", "window")]
+        for m in catalog.all_models():
+            s = build(m)
+            att = "coarse" if m.attention is None else m.attention.type
+            rows.append((m.name, f"{s.total_params / 1e9:.1f}B", f"{s.active_params / 1e9:.1f}B", str(m.layers),
+                         str(m.hidden), att, f"{s.kv_bytes_per_token('bf16').sum():,.0f}", f"{m.context_window:,}"))
+    _table(rows)
+
+
+def _table(rows):
+    widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        click.echo("  ".join(str(v).ljust(w) for v, w in zip(r, widths)).rstrip())
+
+
+@main.command()
+@click.argument("what", type=click.Choice(["hardware", "model"]))
+@click.argument("name")
+def show(what, name):
+    """Print one spec, resolved (inheritance applied), with its sources."""
+    import yaml
+    spec = catalog.load_hardware(name) if what == "hardware" else catalog.load_model(name)
+    path = catalog.find("hardware" if what == "hardware" else "model", name)
+    click.echo(f"# {path}")
+    click.echo(yaml.safe_dump(spec.model_dump(mode="json", by_alias=True, exclude_none=True), sort_keys=False).rstrip())
+
+
+# ---------------------------------------------------------------- estimate
+@main.command()
+@click.option("--model", "model_name", required=True, help="Model name (plan list models) or YAML path.")
+@click.option("--hardware", "hw_name", required=True, help="Hardware name (plan list hardware) or YAML path.")
+@click.option("--count", type=click.IntRange(min=1), help="Devices in the pipeline; default: fewest that fit.")
+@click.option("--precision", type=PREC, default="bf16", show_default=True, help="Weight precision.")
+@click.option("--kv-precision", type=PREC, help="KV-cache precision (default: weights', at least fp8).")
+@click.option("--mode", type=click.Choice(["auto", "native", "storage"]), default="auto", show_default=True,
+              help="native: compute at the precision's rate; storage: dequantise to 16-bit.")
+@click.option("--context", type=click.IntRange(min=1), default=8192, show_default=True,
+              help="Tokens per sequence the KV must hold.")
+@click.option("--batch", type=click.IntRange(min=1), help="Concurrent sequences; default: all that fit.")
+@click.option("--prompt", type=click.IntRange(min=1), help="Prompt tokens for TTFT (default: context - output).")
+@click.option("--output", "output_tokens", type=click.IntRange(min=1), default=1024, show_default=True,
+              help="Output tokens per request (sets the prefill share in steady state).")
+@click.option("--bonded-layers", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Bonded SRAM layers per wafer (hardware_specs/bonded-sram.yaml).")
+@click.option("--software", help="Software profile of the hardware spec (e.g. launch-2024-08).")
+@click.option("--spec-decode", nargs=2, type=(click.IntRange(1, 16), click.FloatRange(0, 1, min_open=True, max_open=True)),
+              help="Speculative decoding: DRAFT_TOKENS ACCEPTANCE_RATE.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def estimate(model_name, hw_name, count, precision, kv_precision, mode, context, batch, prompt, output_tokens,
+             bonded_layers, software, spec_decode, as_json):
+    """Answer analytically: fit, devices, stages, speeds, TTFT, bottleneck."""
+    from .analytic import Config
+    from .analytic import estimate as run_estimate
+    model = catalog.load_model(model_name)
+    hw = catalog.load_hardware(hw_name)
+    if isinstance(hw, BondedSramSpec):
+        raise click.BadParameter(f"'{hw_name}' is a bonded-SRAM option; use --bonded-layers", param_hint="--hardware")
+    if prompt is not None and prompt > context:
+        raise click.BadParameter(f"prompt ({prompt}) > context ({context})", param_hint="--prompt")
+    bonded = catalog.load_hardware("bonded-sram") if bonded_layers else None
+    sd = SpecDecode(draft_tokens=spec_decode[0], acceptance_rate=spec_decode[1]) if spec_decode else None
+    row = run_estimate(Config(model, hw, count=count, weights=precision, kv=kv_precision, mode=mode,
+                              context=context, prompt=prompt, output=min(output_tokens, context), batch=batch,
+                              bonded=bonded, bonded_layers=bonded_layers, software=software, spec_decode=sd))
+    if as_json:
+        click.echo(json.dumps({k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+                               for k, v in row.items()}, indent=2))
+    else:
+        _print_estimate(row)
+    if not row["fits"]:
+        sys.exit(1)
+
+
+def _print_estimate(r: dict) -> None:
+    click.echo(f"{r['model']} on {r['hardware']}  weights {r['weights_precision']}  KV {r['kv_precision']}  "
+               f"context {r['context_tokens']:,}")
+    if "devices" in r:
+        click.echo(f"  devices            {r['devices']} ({r['systems']} systems), {r['stages']} pipeline stages, "
+                   f"TP {r['tp']}, {r['layers_per_stage']} layers/stage, {r['layers_split']} layers split")
+        click.echo(f"  weights            {fmt_bytes(r['weight_bytes'])}  (usable {fmt_bytes(r['capacity_bytes_per_device'])}/device)")
+        click.echo(f"  KV                 {r['kv_bytes_per_token']:,.0f} B/token, {fmt_bytes(r['kv_bytes_per_seq'])}/sequence")
+        click.echo(f"  max concurrent     {r['max_concurrent_sequences']:,} sequences")
+    if not r["fits"]:
+        click.echo(f"  DOES NOT FIT: {r['reason']}")
+        return
+    click.echo(f"  batch              {r['batch']:,} ({r['microbatches']} micro-batches), compute {r['compute_mode']}")
+    click.echo(f"  decode             {r['decode_tok_s_per_user']:,.1f} tok/s per user "
+               f"(single stream {r['single_stream_tok_s']:,.1f})")
+    click.echo(f"  aggregate          {r['aggregate_tok_s']:,.0f} output tok/s, {r['input_tok_s']:,.0f} input tok/s")
+    click.echo(f"  TTFT               {r['ttft_s'] * 1e3:,.1f} ms for {r['prompt_tokens']:,} prompt tokens (idle replica)")
+    click.echo(f"  bottleneck         {r['bottleneck']}")
+
+
+# ---------------------------------------------------------------- calibrate
+@main.command()
+@click.option("--data", type=click.Path(dir_okay=False, exists=True), help="Calibration CSV (default: built-in).")
+@click.option("--write", is_flag=True, help="Write the fitted values into the hardware YAML files.")
+def calibrate(data, write):
+    """Fit the named latency/efficiency parameters to published measurements; report errors."""
+    from . import calibrate as cal
+    pts = cal.read_points(Path(data) if data else None)
+    fits = cal.fit(pts)
+    worst = 0.0
+    for g in fits:
+        click.echo(f"{g.hardware} (software: {g.software or 'current'})")
+        for name, (a, b) in g.params.items():
+            click.echo(f"  {name:22s} {a:.4g} -> {b:.4g}")
+        for p, before, after in g.points:
+            err = after / p.value - 1
+            worst = max(worst, abs(err))
+            click.echo(f"  row {p.row:3d} {p.date} {p.model:18s} {p.metric} measured {p.value:,.4g} "
+                       f"predicted {after:,.4g} ({err:+.1%}; before {before / p.value - 1:+.1%})")
+    ref = [p for p in pts if not p.evaluable]
+    for p in ref:
+        click.echo(f"reference only, row {p.row}: {p.date} {p.hardware} {p.model} {p.value:,.4g} ({p.notes})")
+    click.echo(f"worst fitted error: {worst:.1%}")
+    if write:
+        for f in cal.write_back(fits):
+            click.echo(f"wrote {f}")
+
+
+# ---------------------------------------------------------------- sweep
+@main.command()
+@click.argument("scenario", type=click.Path(dir_okay=False))
+@click.option("-o", "--out", type=click.Path(file_okay=False), help="Output folder (default outputs/<scenario name>).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
+def sweep(scenario, out, quiet):
+    """Evaluate every point of SCENARIO's sweep; write results.csv and run.json."""
+    from .sweep import run
+    df, path = run(scenario, out, quiet)
+    if not quiet:
+        click.echo(f"{len(df)} points ({int(df['feasible'].sum())} feasible) -> {path / 'results.csv'}", err=True)
+    click.echo(str(path / "results.csv"))
+
+
+if __name__ == "__main__":
+    main()

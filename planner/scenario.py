@@ -1,0 +1,167 @@
+"""Scenario files: load + validate, resolve catalog references, expand sweep axes to points.
+
+A point is the base scenario with one value per axis put at the axis's dotted path, then
+validated again as a whole, so a bad axis value is reported at the axis's own line.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import itertools
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import catalog
+from .analytic import Config
+from .config.errors import ConfigError, Problem
+from .config.load import validate
+from .config.schema import BondedSramSpec, HardwareSpec, Scenario
+from .config.yamlio import Located, dotted, load_file
+
+
+@dataclass(frozen=True)
+class Point:
+    index: int
+    group: str
+    values: dict  # axis path -> value, in axis order
+    scenario: Scenario
+    config_hash: str
+
+
+@dataclass(frozen=True)
+class Loaded:
+    path: Path
+    loc: Located
+    scenario: Scenario
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent
+
+
+def _set(data: dict, path: tuple, value) -> None:
+    for p in path[:-1]:
+        nxt = data.get(p)
+        if not isinstance(nxt, dict):
+            nxt = {}
+            data[p] = nxt
+        data = nxt
+    data[path[-1]] = value
+
+
+def config_hash(s: Scenario) -> str:
+    """Stable id of a fully resolved point (sweep definition excluded)."""
+    blob = json.dumps(s.model_dump(mode="json", exclude={"sweep"}), sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def load(path: str | Path) -> Loaded:
+    """Validate the scenario and every point of its sweep; raise ConfigError with all problems."""
+    p = Path(path)
+    loc = load_file(p)
+    sc = validate(Scenario, loc)
+    loaded = Loaded(p, loc, sc)
+    problems: list[Problem] = []
+    for pt in _expand(loaded, problems):
+        try:
+            to_config(loaded, pt.scenario, pt_loc(loaded, pt))
+        except ConfigError as e:
+            problems.extend(e.problems)
+    if not sc.sweep:
+        try:
+            to_config(loaded, sc, loc)
+        except ConfigError as e:
+            problems.extend(e.problems)
+    if problems:
+        uniq = list(dict.fromkeys(problems))
+        raise ConfigError(sorted(uniq, key=lambda q: (q.line or 0, q.col or 0)))
+    return loaded
+
+
+def pt_loc(loaded: Loaded, pt: Point) -> Located:
+    """A Located whose marks for the swept paths point at the axis values that set them."""
+    loc = loaded.loc
+    if not pt.values:
+        return loc
+    marks, keys = dict(loc.value_marks), dict(loc.key_marks)
+    gi = next(i for i, g in enumerate(loaded.scenario.sweep) if g.name == pt.group)
+    for axis, value in pt.values.items():
+        vals = loaded.scenario.sweep[gi].axes[axis]
+        j = vals.index(value) if value in vals else 0
+        ax = ("sweep", gi, "axes", axis)
+        target = tuple(axis.split("."))
+        marks[target] = loc.value_marks.get(ax + (j,), loc.where(ax))
+        keys[target] = loc.key_marks.get(ax, loc.where(ax, key=True))
+    return Located(loc.data, loc.file, marks, keys)
+
+
+def _expand(loaded: Loaded, problems: list[Problem]) -> list[Point]:
+    sc, loc = loaded.scenario, loaded.loc
+    base = {k: v for k, v in loc.data.items() if k != "sweep"}
+    points: list[Point] = []
+    for gi, g in enumerate(sc.sweep):
+        bad = [a for a in g.axes if a.split(".")[0] in ("sweep", "name") or not a.split(".")[0]]
+        for a in bad:
+            problems.append(loc.problem(("sweep", gi, "axes", a), f"cannot sweep '{a}'", key=True))
+        if bad:
+            continue
+        names = list(g.axes)
+        combos = zip(*g.axes.values()) if g.mode == "zip" else itertools.product(*g.axes.values())
+        for combo in combos:
+            raw = copy.deepcopy(base)
+            for a, v in zip(names, combo):
+                _set(raw, tuple(a.split(".")), v)
+            values = dict(zip(names, combo))
+            tmp = Point(len(points), g.name, values, sc, "")
+            try:
+                ps = validate(Scenario, pt_loc(loaded, tmp), raw)
+            except ConfigError as e:
+                problems.extend(e.problems)
+                continue
+            points.append(Point(len(points), g.name, values, ps, config_hash(ps)))
+    return points
+
+
+def expand(loaded: Loaded) -> list[Point]:
+    """All sweep points (the base scenario alone when it has no sweep)."""
+    if not loaded.scenario.sweep:
+        return [Point(0, "base", {}, loaded.scenario, config_hash(loaded.scenario))]
+    problems: list[Problem] = []
+    pts = _expand(loaded, problems)
+    if problems:
+        raise ConfigError(problems)
+    return pts
+
+
+def to_config(loaded: Loaded, sc: Scenario, loc: Located) -> Config:
+    """Resolve names to specs (model, hardware, bonded option) and build the analytic Config."""
+    base = loaded.base_dir
+    model = catalog.load_model(sc.model, base, loc, ("model",))
+    hw = catalog.load_hardware(sc.deployment.hardware, base, loc, ("deployment", "hardware"))
+    if not isinstance(hw, HardwareSpec):
+        raise ConfigError([loc.problem(("deployment", "hardware"), f"'{hw.name}' is a {hw.kind} option, "
+                                       "not a device (use hardware.bonded_sram)", sc.deployment.hardware, True)])
+    bonded = None
+    bs = sc.hardware.bonded_sram
+    if bs.layers:
+        spec = catalog.load_hardware(bs.spec, base, loc, ("hardware", "bonded_sram", "spec"))
+        if not isinstance(spec, BondedSramSpec):
+            raise ConfigError([loc.problem(("hardware", "bonded_sram", "spec"), "not a bonded_sram spec",
+                                           bs.spec, True)])
+        upd = {k: v for k, v in (("bytes_per_layer", bs.bytes_per_layer), ("bandwidth", bs.bandwidth)) if v}
+        bonded = spec.model_copy(update=upd)
+    if sc.deployment.software is not None and sc.deployment.software not in hw.software_profiles:
+        known = ", ".join(sorted(hw.software_profiles)) or "none"
+        raise ConfigError([loc.problem(("deployment", "software"),
+                                       f"{hw.name} has no software profile of that name (known: {known})",
+                                       sc.deployment.software, True)])
+    w, d = sc.workload, sc.deployment
+    return Config(model=model, hardware=hw, count=d.count, weights=d.precision.weights, kv=d.precision.kv,
+                  mode=d.precision.mode, embeddings=d.precision.embeddings, context=w.context, prompt=w.prompt,
+                  output=w.output_tokens, batch=None, bonded=bonded, bonded_layers=bs.layers,
+                  software=d.software, spec_decode=d.spec_decode, microbatches=d.microbatches,
+                  prefill_chunk=d.prefill_chunk_tokens)
+
+
+__all__ = ["Loaded", "Point", "load", "expand", "to_config", "config_hash", "dotted"]

@@ -1,0 +1,112 @@
+"""Every command through click's CliRunner: outputs, exit codes, no tracebacks."""
+import json
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from planner.cli import main
+
+from .conftest import REPO
+
+
+@pytest.fixture
+def run():
+    runner = CliRunner()
+
+    def _run(*args):
+        r = runner.invoke(main, [str(a) for a in args], catch_exceptions=False)
+        assert "Traceback" not in r.output
+        return r
+    return _run
+
+
+def test_validate_ok_and_error(run, write):
+    r = run("validate", REPO / "scenarios" / "deepseek.yaml", REPO / "hardware_specs" / "cs3.yaml")
+    assert r.exit_code == 0 and "ok" in r.output
+    bad = write("bad.yaml", """
+        name: bad
+        model: deepseek-r1
+        deployment: {hardwre: cs3}
+        workload: {context_tokens: 1e4, output_tokens: 20000}
+    """)
+    r = run("validate", bad)
+    assert r.exit_code == 2
+    lines = r.output.strip().splitlines()
+    assert f"{bad}:3:14: deployment.hardwre: unknown key; did you mean 'hardware'?" in lines
+    assert any(line.startswith(f"{bad}:4:11: workload: output_tokens (20000) must be <") for line in lines)
+
+
+def test_list_and_show(run):
+    r = run("list", "hardware")
+    assert r.exit_code == 0 and "cs3" in r.output and "21 PB/s" in r.output and "hypothetical" in r.output
+    r = run("list", "models")
+    assert r.exit_code == 0 and "deepseek-v3" in r.output and "70,272" in r.output
+    r = run("show", "hardware", "cs3")
+    assert r.exit_code == 0 and "source:" in r.output and "capacity: 44000000000.0" in r.output
+    r = run("show", "hardware", "cs9")
+    assert r.exit_code == 2 and "no hardware named 'cs9'; did you mean" in r.output
+
+
+def test_estimate_json_keys(run):
+    r = run("estimate", "--model", "deepseek-v3", "--hardware", "cs3", "--precision", "fp8", "--context", "32768",
+            "--json")
+    assert r.exit_code == 0
+    d = json.loads(r.output)
+    for k in ("fits", "devices", "stages", "weight_bytes", "kv_bytes_per_token", "max_concurrent_sequences",
+              "decode_tok_s_per_user", "aggregate_tok_s", "ttft_s", "bottleneck"):
+        assert k in d
+    assert d["fits"] and d["kv_bytes_per_token"] == 70272 / 2 and d["devices"] == 18
+
+
+def test_estimate_infeasible_exits_1_with_reason(run):
+    r = run("estimate", "--model", "deepseek-v3", "--hardware", "cs3", "--count", "8")
+    assert r.exit_code == 1 and "weights do not fit" in r.output
+
+
+def test_estimate_bad_inputs_exit_2(run):
+    assert run("estimate", "--model", "nope", "--hardware", "cs3").exit_code == 2
+    assert run("estimate", "--model", "llama-3.1-8b", "--hardware", "cs3", "--precision", "fp9").exit_code == 2
+    assert run("estimate", "--model", "llama-3.1-8b", "--hardware", "cs3", "--count", "0").exit_code == 2
+    assert run("estimate", "--model", "llama-3.1-8b", "--hardware", "bonded-sram").exit_code == 2
+
+
+def test_estimate_human_output(run):
+    r = run("estimate", "--model", "llama-3.1-70b", "--hardware", "cs3", "--count", "4", "--batch", "1")
+    assert r.exit_code == 0 and "tok/s per user" in r.output and "bottleneck" in r.output
+
+
+def test_calibrate_reports_errors(run):
+    r = run("calibrate")
+    assert r.exit_code == 0 and "worst fitted error" in r.output and "reference only" in r.output
+
+
+def test_sweep_writes_csv_and_run_json(run, write, tmp_path):
+    sc = write("mini.yaml", """
+        name: mini
+        model: llama-3.1-70b
+        deployment: {hardware: cs3}
+        workload: {context_tokens: 8192, output_tokens: 1024, concurrent_users: 64}
+        sweep:
+          - name: wafers
+            axes:
+              deployment.count: [2, 4, 8]
+              deployment.precision: [{weights: bf16, kv: bf16}, {weights: fp8, kv: fp8}]
+          - name: gpus
+            axes:
+              deployment.hardware: [h100]
+              deployment.count: [8]
+    """)
+    out = tmp_path / "out"
+    r = run("sweep", sc, "-o", out, "-q")
+    assert r.exit_code == 0
+    df = pd.read_csv(out / "results.csv")
+    assert len(df) == 7 and list(df.columns[:4]) == ["point", "group", "deployment.count",
+                                                     "deployment.precision.weights"]
+    infeasible = df[~df.feasible]
+    assert (infeasible.reason.str.len() > 0).all() and "weights do not fit" in infeasible.reason.iloc[0]
+    for col in ("decode_tok_s_per_user", "ttft_s", "cost_usd_per_mtok_out", "capex_usd", "power_kw",
+                "bottleneck", "config_hash", "seed"):
+        assert col in df.columns
+    meta = json.loads((out / "run.json").read_text())
+    assert meta["points"] == 7 and meta["scenario_sha256"]

@@ -1,0 +1,129 @@
+"""Every user mistake is a located one-line problem, never a traceback."""
+import re
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from planner.config.errors import ConfigError
+from planner.config.load import validate
+from planner.config.schema import HardwareSpec, Scenario
+from planner.config.yamlio import load_text
+from planner.scenario import load
+
+LINE = re.compile(r"^\S+:\d+:\d+: \S*:? ?.+")
+
+GOOD = """
+name: t
+model: llama-3.1-8b
+deployment: {hardware: cs3, count: 1}
+workload: {context_tokens: 4096, output_tokens: 512}
+"""
+
+
+def problems(text: str, cls=Scenario) -> list[str]:
+    with pytest.raises(ConfigError) as e:
+        validate(cls, load_text(text, "s.yaml"))
+    return [str(p) for p in e.value.problems]
+
+
+def test_good_scenario_validates():
+    sc = validate(Scenario, load_text(GOOD, "s.yaml"))
+    assert sc.workload.prompt == 4096 - 512
+
+
+def test_unknown_key_with_suggestion_and_position():
+    out = problems(GOOD.replace("deployment:", "deploymnet:"))
+    assert out == ["s.yaml:4:1: deploymnet: unknown key; did you mean 'deployment'?"]
+
+
+def test_nested_unknown_key_suggests_field_of_that_section():
+    out = problems(GOOD.replace("count: 1", "cuont: 1"))
+    assert any("deployment.cuont: unknown key; did you mean 'count'?" in p for p in out)
+
+
+def test_value_error_reports_value_and_position():
+    out = problems(GOOD.replace("context_tokens: 4096", "context_tokens: -3"))
+    assert any(p.startswith("s.yaml:5:28: workload.context_tokens:") and "(got -3)" in p for p in out)
+
+
+def test_duplicate_keys_are_errors():
+    with pytest.raises(ConfigError) as e:
+        load_text("a: 1\nb: 2\na: 3\n", "d.yaml")
+    assert str(e.value) == "d.yaml:3:1: a: duplicate key (first defined on line 1)"
+
+
+def test_exponent_floats_and_units_parse():
+    loc = load_text("x: 1e12\ny: 44e9\nz: -2.5E-3\n", "f.yaml")
+    assert loc.data == {"x": 1e12, "y": 44e9, "z": -2.5e-3}
+
+
+def test_hardware_units_and_bits_vs_bytes():
+    text = """
+    name: w
+    kind: wafer
+    description: test wafer
+    memory: {capacity: 44 GB, bandwidth: 21 PB/s, source: test source}
+    compute: {fp16: 125 PFLOP/s, source: test source}
+    io: {bandwidth: 1.2 Tb/s, latency: 5 us, source: test source}
+    latency: {layer_base: 3 us, source: test source}
+    power: {watts: 23 kW, source: test source}
+    cost: {capex_usd: 1e6, source: test source}
+    """
+    import textwrap
+    h = validate(HardwareSpec, load_text(textwrap.dedent(text), "w.yaml"))
+    assert h.memory.capacity == 44e9 and h.io.bandwidth == 150e9 and h.io.latency == pytest.approx(5e-6)
+    assert h.power.watts == 23e3 and h.cost.capex_usd == 1e6
+
+
+def test_missing_source_is_an_error():
+    out = problems("name: w\nkind: gpu\ndescription: d\nmemory: {capacity: 1 GB, bandwidth: 1 TB/s}\n",
+                   HardwareSpec)
+    assert any("memory.source: required key 'source' is missing" in p for p in out)
+
+
+def test_sweep_axis_error_points_at_axis_value(write):
+    p = write("s.yaml", GOOD + """
+sweep:
+  - name: g
+    axes:
+      deployment.count: [1, -4]
+""")
+    with pytest.raises(ConfigError) as e:
+        load(p)
+    msgs = [str(x) for x in e.value.problems]
+    assert any(m.startswith(f"{p}:9:29: deployment.count:") and "(got -4)" in m for m in msgs), msgs
+
+
+def test_unknown_catalog_name_suggests(write):
+    p = write("s.yaml", GOOD.replace("llama-3.1-8b", "llama-3.1-8bb"))
+    with pytest.raises(ConfigError) as e:
+        load(p)
+    assert "no model named 'llama-3.1-8bb'; did you mean 'llama-3.1-8b'?" in str(e.value)
+    assert str(e.value).startswith(f"{p}:2:8: model:")
+
+
+def test_yaml_syntax_error_is_located():
+    with pytest.raises(ConfigError) as e:
+        load_text("a: [1, 2\nb: 3\n", "y.yaml")
+    assert str(e.value).startswith("y.yaml:")
+
+
+keys = st.sampled_from(["name", "model", "deployment", "workload", "slo", "economics", "sweep", "seed",
+                        "count", "hardware", "precision", "context_tokens", "bogus", "weights"])
+scalars = st.one_of(st.integers(-10, 10 ** 6), st.floats(allow_nan=True), st.text(max_size=8), st.booleans(),
+                    st.none())
+values = st.recursive(scalars, lambda c: st.one_of(st.lists(c, max_size=3), st.dictionaries(keys, c, max_size=4)),
+                      max_leaves=12)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.dictionaries(keys, values, max_size=6))
+def test_random_configs_never_traceback(data, tmp_path_factory):
+    import yaml
+    p = tmp_path_factory.mktemp("h") / "r.yaml"
+    p.write_text(yaml.safe_dump(data), encoding="utf-8")
+    try:
+        load(p)
+    except ConfigError as e:
+        assert e.problems and all(str(x).startswith(str(p)) for x in e.problems)

@@ -1,0 +1,87 @@
+"""Memory placement against hand calculations and capacity invariants."""
+import math
+
+import numpy as np
+import pytest
+
+from planner.hardware import Infeasible
+from planner.placement import place, resident_bytes
+
+from .conftest import device, shape
+
+CS3_USABLE = 44e9 * 0.9
+
+
+def test_deepseek_bf16_does_not_fit_on_16_wafers_with_reason():
+    with pytest.raises(Infeasible) as e:
+        place(shape("deepseek-v3"), device("cs3"), 16, "bf16", "bf16", 8192)
+    assert str(e.value).startswith("weights do not fit: 1.34 TB > 16 x 39.6 GB usable on cs3 (needs 34)")
+
+
+def test_fewest_wafers_is_closed_form():
+    s, d = shape("llama-3.1-70b"), device("cs3")
+    w, kv = resident_bytes(s, "bf16", "bf16", "bf16", 8192, 0.0)
+    p = place(s, d, None, "bf16", "bf16", 8192)
+    assert p.devices == math.ceil((w.sum() + kv.sum()) / CS3_USABLE) == 4
+    assert p.max_concurrent == int((4 * CS3_USABLE - w.sum()) // kv.sum())
+
+
+def test_min_sequences_sizes_the_pipeline():
+    s, d = shape("deepseek-v3"), device("cs3")
+    p = place(s, d, None, "fp8", "fp8", 32768, min_sequences=500)
+    assert p.max_concurrent >= 500
+    q = place(s, d, p.devices - 1, "fp8", "fp8", 32768)
+    assert q.max_concurrent < 500
+
+
+@pytest.mark.parametrize("model,count,prec,ctx", [
+    ("deepseek-v3", 40, "bf16", 8192), ("llama-3.1-405b", 24, "bf16", 4096), ("kimi-k2", 30, "fp8", 32768),
+    ("gpt-oss-120b", 3, "mxfp4", 131072), ("llama-3.1-8b", 1, "bf16", 2048),
+])
+def test_every_stage_fits_its_device(model, count, prec, ctx):
+    s, d = shape(model), device("cs3")
+    kvp = "fp8" if prec not in ("bf16", "fp16") else prec
+    p = place(s, d, count, prec, kvp, ctx)
+    assert len(p.stages) == count
+    total = 0.0
+    for st in p.stages:
+        load = st.weight_bytes + p.max_concurrent * st.kv_bytes_per_seq
+        assert load <= d.capacity_bytes * (1 + 1e-9)
+        total += st.weight_bytes
+    assert total == pytest.approx(p.weight_bytes)
+    assert p.stages[0].start == 0 and p.stages[-1].end == s.layers
+
+
+def test_bonded_sram_adds_capacity():
+    s = shape("deepseek-v3")
+    plain = place(s, device("cs3"), 20, "fp8", "fp8", 32768)
+    bonded = place(s, device("cs3", layers=2), 20, "fp8", "fp8", 32768)
+    # 2 x 110 GB more per wafer, all of it KV
+    extra = 20 * 2 * 110e9 // plain.kv_bytes_per_seq
+    assert bonded.max_concurrent == pytest.approx(plain.max_concurrent + extra, abs=1)
+
+
+def test_gpu_tensor_then_pipeline_parallel():
+    s, d = shape("llama-3.1-70b"), device("h100")
+    p = place(s, d, 16, "bf16", "bf16", 8192)
+    assert p.tp == 8 and len(p.stages) == 2 and all(st.devices == 8 for st in p.stages)
+    assert p.kv_replication == 1.0  # 8 KV heads over TP 8
+    with pytest.raises(Infeasible, match="multiple of the tensor-parallel degree"):
+        place(s, d, 12, "bf16", "bf16", 8192)
+
+
+def test_gqa_kv_replicated_beyond_kv_heads():
+    p = place(shape("qwen3-235b-a22b"), device("b200"), 8, "fp8", "fp8", 8192)
+    assert p.kv_replication == 2.0  # 4 KV heads over TP 8
+
+
+def test_gpu_concurrency_hand_calc():
+    s, d = shape("llama-3.1-70b"), device("h100")
+    w, kv = resident_bytes(s, "bf16", "bf16", "bf16", 8192, 0.0)
+    p = place(s, d, 8, "bf16", "bf16", 8192)
+    assert p.max_concurrent == int((8 * 80e9 * 0.9 - w.sum()) // kv.sum())
+
+
+def test_groq_splits_layers_over_many_chips():
+    p = place(shape("llama-3.1-70b"), device("groq-lpu"), None, "fp8", "fp8", 2048)
+    assert p.devices > 300 and np.mean([st.end - st.start for st in p.stages]) < 1

@@ -1,0 +1,69 @@
+"""Sweep expansion, users -> replicas, economics hand calculation, determinism."""
+import math
+
+import pytest
+
+from planner import sweep
+from planner.scenario import expand, load
+
+BASE = """
+name: s
+model: llama-3.1-70b
+deployment: {hardware: cs3, count: 4}
+workload: {context_tokens: 8192, output_tokens: 1024, concurrent_users: USERS}
+economics: {amortisation_years: 4, pue: 1.5, usd_per_kwh: 0.1}
+"""
+
+
+def test_product_and_zip(write):
+    p = write("s.yaml", BASE.replace("USERS", "10") + """
+sweep:
+  - name: p
+    axes: {deployment.count: [4, 8], workload.output_tokens: [256, 512, 1024]}
+  - name: z
+    mode: zip
+    axes: {deployment.count: [4, 8], workload.output_tokens: [256, 512]}
+""")
+    pts = expand(load(p))
+    assert len(pts) == 6 + 2
+    assert [pt.values for pt in pts[6:]] == [{"deployment.count": 4, "workload.output_tokens": 256},
+                                            {"deployment.count": 8, "workload.output_tokens": 512}]
+    # the zip points repeat two product points: same resolved configuration, same hash
+    assert len({pt.config_hash for pt in pts}) == 6
+
+
+def test_users_need_replicas(write):
+    p = write("s.yaml", BASE.replace("USERS", "100"))
+    loaded = load(p)
+    row = sweep.evaluate(loaded, expand(loaded)[0])
+    per = row["max_concurrent_sequences"]
+    assert row["replicas"] == math.ceil(100 / per) and row["devices"] == 4 * row["replicas"]
+
+
+def test_economics_hand_calc(write):
+    p = write("s.yaml", BASE.replace("USERS", "4"))
+    loaded = load(p)
+    row = sweep.evaluate(loaded, expand(loaded)[0])
+    usd_h = 4 * 1e6 / (4 * 8760) + 4 * 23 * 1.5 * 0.1
+    assert row["usd_per_h"] == pytest.approx(usd_h)
+    assert row["cost_usd_per_mtok_out"] == pytest.approx(usd_h * (1 - row["prefill_share"])
+                                                         / (row["aggregate_tok_s"] * 3600 / 1e6))
+    assert row["power_kw"] == 92 and row["capex_usd"] == 4e6
+
+
+def test_count_null_sizes_one_pipeline_for_the_users(write):
+    p = write("s.yaml", BASE.replace("count: 4", "count: null").replace("USERS", "200"))
+    loaded = load(p)
+    row = sweep.evaluate(loaded, expand(loaded)[0])
+    assert row["replicas"] == 1 and row["max_concurrent_sequences"] >= 200 and row["batch_per_replica"] == 200
+
+
+def test_same_scenario_same_csv(tmp_path):
+    from planner.sweep import run
+    from tests.conftest import REPO
+    a, _ = run(REPO / "scenarios" / "deepseek.yaml", tmp_path / "a", quiet=True)
+    b, _ = run(REPO / "scenarios" / "deepseek.yaml", tmp_path / "b", quiet=True)
+    assert (tmp_path / "a" / "results.csv").read_bytes() == (tmp_path / "b" / "results.csv").read_bytes()
+    assert a["feasible"].any() and (~a["feasible"]).any()
+    baseline = a[a["group"] == "gpu-baselines"]
+    assert set(baseline["deployment.hardware"]) == {"b200", "gb200-nvl72"}
