@@ -87,6 +87,19 @@ class StepModel:
         self.head = np.array([s.holds_head for s in st], dtype=float) * shape.head_flops
         self.mid = np.array([s.ends_mid_layer for s in st[:-1]], dtype=float)
         self.kv_tok = shape.kv_bytes_per_token(kv_precision)
+        # GPU collectives per layer. GQA: tensor-parallel attention and MLP, two ring all-reduces
+        # per layer. MLA (DeepSeek-style serving): data-parallel attention (no collective), MoE
+        # layers an all-to-all dispatch + combine of each GPU's own tokens to top-k experts, dense
+        # MLP layers one all-reduce.
+        moe = (shape.expert_params > 0).astype(float)
+        att = shape.spec.attention
+        self.dp_attention = placement.kind == "gpu" and att is not None and att.type == "mla"
+        if self.dp_attention:
+            self.allreduces = self.F @ (1.0 - moe)  # dense-MLP layers: one all-reduce each
+            self.alltoalls = self.F @ moe
+        else:
+            self.allreduces = 2.0 * self.layers_held
+            self.alltoalls = np.zeros(self.S)
         self.layer_lat = dev.layer_latency_s(shape.spec.hidden) if dev.kind == "wafer" else 0.0
 
     # ------------------------------------------------------------ per-stage work
@@ -107,8 +120,10 @@ class StepModel:
             return StageTimes(compute, memory, zero, fixed, roof, roof + fixed)
         tp = self.k
         msg = weight_tokens * shape.spec.hidden * ACT_BYTES
-        link = np.where(tp > 1, 2 * self.layers_held * 2 * (tp - 1) / tp * msg / dev.scale_up_bw_bytes_per_s, 0.0)
-        fixed = np.where(tp > 1, 2 * self.layers_held * dev.allreduce_s, 0.0)
+        ring = 2 * (tp - 1) / tp * msg  # bytes each GPU moves in one ring all-reduce
+        a2a = 2 * (msg / tp) * max(shape.active_experts, 1) * (tp - 1) / tp  # dispatch + combine
+        link = np.where(tp > 1, (self.allreduces * ring + self.alltoalls * a2a) / dev.scale_up_bw_bytes_per_s, 0.0)
+        fixed = np.where(tp > 1, (self.allreduces + 2 * self.alltoalls) * dev.allreduce_s, 0.0)
         busy = roof + link + fixed
         return StageTimes(compute, memory, link, fixed, busy, busy)
 

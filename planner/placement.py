@@ -15,7 +15,7 @@ attention, as SGLang/vLLM serve DeepSeek).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -60,7 +60,6 @@ class Placement:
     context: int
     tp: int = 1
     kv_replication: float = 1.0
-    notes: list[str] = field(default_factory=list)
 
     @property
     def layers_split(self) -> int:

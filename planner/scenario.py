@@ -17,7 +17,7 @@ from .analytic import Config
 from .config.errors import ConfigError, Problem
 from .config.load import validate
 from .config.schema import BondedSramSpec, HardwareSpec, Scenario
-from .config.yamlio import Located, dotted, load_file
+from .config.yamlio import Located, load_file
 
 
 @dataclass(frozen=True)
@@ -163,5 +163,3 @@ def to_config(loaded: Loaded, sc: Scenario, loc: Located) -> Config:
                   software=d.software, spec_decode=d.spec_decode, microbatches=d.microbatches,
                   prefill_chunk=d.prefill_chunk_tokens)
 
-
-__all__ = ["Loaded", "Point", "load", "expand", "to_config", "config_hash", "dotted"]

@@ -7,6 +7,7 @@ then feasibility, then results, then provenance.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 import sys
 import time
@@ -110,12 +111,11 @@ def run(path: str | Path, out_dir: str | Path | None = None, quiet: bool = False
     points = expand(loaded)
     out = Path(out_dir) if out_dir else Path("outputs") / loaded.scenario.name
     rows = []
-    for i, pt in enumerate(points, 1):
+    progress = Progress(len(points), quiet)
+    for pt in points:
         rows.append(evaluate(loaded, pt))
-        if not quiet and (i == len(points) or i % 25 == 0):
-            print(f"\r[{i}/{len(points)}] points evaluated", end="", file=sys.stderr, flush=True)
-    if not quiet:
-        print(file=sys.stderr)
+        progress.step()
+    progress.done()
     axes = [c for pt in points for c in axis_columns(pt.values)]
     df = frame(rows, axes)
     write_csv(df, out / "results.csv")
@@ -128,6 +128,32 @@ def run(path: str | Path, out_dir: str | Path | None = None, quiet: bool = False
     return df, out
 
 
+class Progress:
+    """Points done and ETA on stderr: redrawn in place on a terminal, a line per 10% in logs."""
+
+    def __init__(self, total: int, quiet: bool):
+        self.total, self.quiet, self.done_n, self.t0 = total, quiet, 0, time.time()
+        self.tty = sys.stderr.isatty()
+        self.next_pct = 10
+
+    def step(self) -> None:
+        self.done_n += 1
+        if self.quiet:
+            return
+        pct = 100 * self.done_n / self.total
+        if not self.tty and pct < self.next_pct and self.done_n != self.total:
+            return
+        self.next_pct = (int(pct) // 10 + 1) * 10
+        el = time.time() - self.t0
+        eta = el / self.done_n * (self.total - self.done_n)
+        msg = f"[{self.done_n}/{self.total}] points, {el:.1f} s elapsed, ETA {eta:.1f} s"
+        print(("\r" + msg) if self.tty else msg, end="" if self.tty else "\n", file=sys.stderr, flush=True)
+
+    def done(self) -> None:
+        if self.tty and not self.quiet:
+            print(file=sys.stderr)
+
+
 def frame(rows: list[dict], axes: list[str]) -> pd.DataFrame:
     """Rows -> DataFrame with a stable column order (unknown extra keys go before the tail)."""
     axes = list(dict.fromkeys(axes))
@@ -137,7 +163,6 @@ def frame(rows: list[dict], axes: list[str]) -> pd.DataFrame:
 
 
 def _sha(p: Path) -> str:
-    import hashlib
     return hashlib.sha256(p.read_bytes()).hexdigest()
 
 

@@ -67,16 +67,12 @@ def _parse_str(text: str, kind: str) -> float:
         if unit in _TIME:
             return num * _TIME[unit]
         raise UnitError(f"unknown time unit {unit!r} (use s, ms, us, ns, min, h)")
-    if kind == "bytes":
-        m = re.fullmatch(r"(Ki|Mi|Gi|Ti|Pi|[kKMGTPE]?)(B|b|bit|bits|byte|bytes)", unit)
+    if kind in ("bytes", "bytes_per_s"):
+        rate = kind == "bytes_per_s"
+        m = re.fullmatch(r"(Ki|Mi|Gi|Ti|Pi|[kKMGTPE]?)(B|b|bit|bits|byte|bytes)" + (r"(?:/s|ps)" if rate else ""), unit)
         if not m:
-            raise UnitError(f"unknown size unit {unit!r} (use B, kB, MB, GB, TB, GiB, ... or b/bit for bits)")
-        scale = 1.0 if m.group(2) in ("B", "byte", "bytes") else 1 / 8
-        return num * _prefix(m.group(1)) * scale
-    if kind == "bytes_per_s":
-        m = re.fullmatch(r"(Ki|Mi|Gi|Ti|Pi|[kKMGTPE]?)(B|b|bit|bits|byte|bytes)(?:/s|ps)", unit)
-        if not m:
-            raise UnitError(f"unknown bandwidth unit {unit!r} (use GB/s, TB/s, PB/s, Gb/s, Tb/s, ...)")
+            hint = "GB/s, TB/s, PB/s, Gb/s, Tb/s, ..." if rate else "B, kB, MB, GB, TB, GiB, ... or b/bit for bits"
+            raise UnitError(f"unknown {'bandwidth' if rate else 'size'} unit {unit!r} (use {hint})")
         scale = 1.0 if m.group(2) in ("B", "byte", "bytes") else 1 / 8
         return num * _prefix(m.group(1)) * scale
     if kind == "flops":

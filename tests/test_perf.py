@@ -1,4 +1,5 @@
 """Step-time model against hand calculations and physical monotonicity."""
+import numpy as np
 import pytest
 
 from planner.analytic import Config, estimate
@@ -99,3 +100,15 @@ def test_bonded_sram_layers_cost_and_power():
     assert d2.system_capex_usd == pytest.approx(d0.system_capex_usd + 2 * 150000 / 0.9)
     assert d2.system_power_w == pytest.approx(d0.system_power_w + 4000)
     assert d2.hypothetical
+
+
+def test_gpu_collectives_dp_attention_for_mla_tp_for_gqa():
+    ds, *_ = model_for("deepseek-r1", "gb200-nvl72", 72, "fp8", 8192)
+    assert ds.dp_attention and ds.alltoalls.sum() == 58 and ds.allreduces.sum() == 3  # 58 MoE, 3 dense layers
+    ll, *_ = model_for("llama-3.1-70b", "h100", 8)
+    assert not ll.dp_attention and ll.allreduces.sum() == 160 and ll.alltoalls.sum() == 0
+    # an all-to-all of a GPU's own tokens to top-k experts moves active/tp of a ring all-reduce's bytes
+    t = ds._times(np.zeros(1), 1000.0, np.zeros(1))
+    ring = 2 * 71 / 72 * 1000 * 7168 * 2
+    a2a = 2 * (1000 * 7168 * 2 / 72) * 8 * 71 / 72
+    assert t.link_s[0] == pytest.approx((3 * ring + 58 * a2a) / ds.dev.scale_up_bw_bytes_per_s)

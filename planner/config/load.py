@@ -16,34 +16,27 @@ from .yamlio import Located
 _MISSING = object()
 
 
-def _unwrap(tp):
-    """The BaseModel class (if any) a field annotation leads to, through Optional/list/dict."""
+def _strip(tp):
+    """The annotation without Annotated[...] and Optional[...] wrappers."""
     origin = typing.get_origin(tp)
     if origin is typing.Annotated:
-        return _unwrap(typing.get_args(tp)[0])
+        return _strip(typing.get_args(tp)[0])
     if origin in (typing.Union, types.UnionType):
-        for a in typing.get_args(tp):
-            if a is not type(None):
-                r = _unwrap(a)
-                if r is not None:
-                    return r
-        return None
-    if isinstance(tp, type) and issubclass(tp, BaseModel):
-        return tp
-    return None
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return _strip(args[0]) if len(args) == 1 else tp
+    return tp
+
+
+def _unwrap(tp):
+    """The BaseModel class (if any) a field annotation leads to."""
+    tp = _strip(tp)
+    return tp if isinstance(tp, type) and issubclass(tp, BaseModel) else None
 
 
 def _container_item(tp):
-    origin = typing.get_origin(tp)
-    if origin is typing.Annotated:
-        return _container_item(typing.get_args(tp)[0])
-    if origin in (typing.Union, types.UnionType):
-        for a in typing.get_args(tp):
-            if a is not type(None):
-                return _container_item(a)
-    if origin in (list, dict):
-        return typing.get_args(tp)[-1]
-    return None
+    """The item type of a list[...] or dict[..., X] annotation."""
+    tp = _strip(tp)
+    return typing.get_args(tp)[-1] if typing.get_origin(tp) in (list, dict) else None
 
 
 def _fields_at(cls: type[BaseModel], loc: tuple) -> list[str]:
