@@ -48,12 +48,11 @@ def validate(files):
     bad = False
     for f in files:
         try:
-            data = load_file(f).data
-            kind = data.get("kind") if isinstance(data, dict) else None
-            if kind in ("wafer", "gpu", "bonded_sram"):
-                catalog.load_hardware(f)
-                click.echo(f"{f}: ok ({kind} spec)")
-            elif isinstance(data, dict) and "layers" in data and "workload" not in data:
+            kind = _file_kind(load_file(f).data, Path(f))
+            if kind == "hardware":
+                spec = catalog.load_hardware(f)
+                click.echo(f"{f}: ok ({spec.kind} spec)")
+            elif kind == "model":
                 catalog.load_model(f)
                 click.echo(f"{f}: ok (model spec)")
             else:
@@ -65,6 +64,23 @@ def validate(files):
                 click.echo(str(p), err=True)
     if bad:
         sys.exit(2)
+
+
+def _file_kind(data, path: Path) -> str:
+    """'scenario', 'model' or 'hardware', from the keys a file sets (or what it extends)."""
+    if not isinstance(data, dict) or {"workload", "sweep", "deployment"} & data.keys():
+        return "scenario"
+    if {"layers", "hidden", "attention", "coarse", "moe"} & data.keys():
+        return "model"
+    if data.get("kind") in ("wafer", "gpu", "bonded_sram"):
+        return "hardware"
+    parent = data.get("extends")
+    if isinstance(parent, str):
+        if catalog.find("hardware", parent, path.parent.parent):
+            return "hardware"
+        if catalog.find("model", parent, path.parent.parent):
+            return "model"
+    return "scenario"
 
 
 # ---------------------------------------------------------------- list / show
@@ -209,15 +225,59 @@ def calibrate(data, write):
             click.echo(f"wrote {f}")
 
 
+# ---------------------------------------------------------------- run
+@main.command("run")
+@click.argument("scenario", type=click.Path(dir_okay=False))
+@click.option("--set", "sets", multiple=True, metavar="KEY.PATH=VALUE",
+              help="Override a scenario value (YAML syntax), e.g. --set deployment.count=8. Repeatable.")
+@click.option("-o", "--out", type=click.Path(file_okay=False), help="Output folder (default outputs/<name>/run).")
+@click.option("-q", "--quiet", is_flag=True, help="Print only the output folder.")
+def run_cmd(scenario, sets, out, quiet):
+    """Simulate one point (the base scenario, sweep ignored): summary.json, requests.csv, timeseries.csv."""
+    from .export import write_csv, write_json
+    from .scenario import load, override
+    from .sweep import run_point
+    loaded = load(scenario)
+    pt = override(loaded, list(sets))
+    row, res = run_point(loaded, pt, simulate=True)
+    path = Path(out) if out else Path("outputs") / pt.scenario.name / "run"
+    summary = {"scenario": scenario, "overrides": pt.values, **row}
+    if res is not None:
+        summary["wall_s"] = res.summary["wall_s"]
+        summary["stage_utilisation"] = res.summary["stage_utilisation"]
+        summary["stage_kv_occupancy_peak"] = res.summary["stage_kv_occupancy_peak"]
+        write_csv(res.requests, path / "requests.csv")
+        write_csv(res.timeseries, path / "timeseries.csv")
+    write_json({k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in summary.items()},
+               path / "summary.json")
+    if not quiet:
+        if not row["feasible"]:
+            click.echo(f"infeasible: {row['reason']}", err=True)
+        else:
+            click.echo(f"{row['model']} on {row['devices']} x {row['device']} ({row['replicas']} replicas), "
+                       f"{row['sim_requests']} requests simulated in {res.summary['wall_s']:.2f} s wall "
+                       f"({row['events_per_request']:.2f} events/request)", err=True)
+            click.echo(f"  throughput {row['throughput_out_tok_s']:,.0f} out tok/s; per user p50 "
+                       f"{row['decode_tok_s_per_user_p50']:,.1f} tok/s; TTFT p50/p99 {row['ttft_p50_s'] * 1e3:,.1f}/"
+                       f"{row['ttft_p99_s'] * 1e3:,.1f} ms; E2E p99 {row['e2e_p99_s']:,.2f} s", err=True)
+            click.echo(f"  ${row['cost_usd_per_mtok_out']:,.3f}/M output tokens; SLO attainment "
+                       f"{row['slo_attainment']:.1%}; bottleneck {row['bottleneck']}", err=True)
+    click.echo(str(path))
+    if not row["feasible"]:
+        sys.exit(1)
+
+
 # ---------------------------------------------------------------- sweep
 @main.command()
 @click.argument("scenario", type=click.Path(dir_okay=False))
 @click.option("-o", "--out", type=click.Path(file_okay=False), help="Output folder (default outputs/<scenario name>).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
-def sweep(scenario, out, quiet):
+@click.option("-j", "--jobs", type=click.IntRange(min=1), help="Worker processes (default: all cores).")
+@click.option("--analytic-only", is_flag=True, help="Skip the discrete-event engine (closed-form columns only).")
+def sweep(scenario, out, quiet, jobs, analytic_only):
     """Evaluate every point of SCENARIO's sweep; write results.csv and run.json."""
     from .sweep import run
-    df, path = run(scenario, out, quiet)
+    df, path = run(scenario, out, quiet, simulate=False if analytic_only else None, jobs=jobs)
     if not quiet:
         click.echo(f"{len(df)} points ({int(df['feasible'].sum())} feasible) -> {path / 'results.csv'}", err=True)
     click.echo(str(path / "results.csv"))

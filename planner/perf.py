@@ -55,6 +55,8 @@ class Round:
     accepted_tokens: float  # tokens each sequence gains per round
     bottleneck: str
     parts: dict  # seconds per component of the critical path, for attribution
+    stage_busy_s: np.ndarray  # per stage: busy seconds in this round (utilisation)
+    link_busy_s: np.ndarray  # per hop: seconds the link carries data in this round
 
 
 def accepted_per_step(sd: SpecDecode | None) -> float:
@@ -127,7 +129,8 @@ class StepModel:
         busy = roof + link + fixed
         return StageTimes(compute, memory, link, fixed, busy, busy)
 
-    def decode(self, batch: float, context: float, prefill_tokens: float = 0.0, prompt: float = 1.0) -> StageTimes:
+    def decode(self, batch: float, context: float, prefill_tokens: float = 0.0, prompt: float = 1.0,
+               prefill_start: float = 0.0) -> StageTimes:
         """Every stage advancing ``batch`` sequences at ``context`` by one step; optionally fused
         with ``prefill_tokens`` of ``prompt``-long prompts in the same pass (chunked prefill:
         weights are read once for both)."""
@@ -136,7 +139,7 @@ class StepModel:
         kv = batch * (self.F @ (self.kv_tok * self._held(context)))
         if prefill_tokens > 0:
             seqs = prefill_tokens / prompt
-            flops = flops + seqs * (self.F @ self.shape.prefill_flops(0.0, prompt) + self.head)
+            flops = flops + seqs * (self.F @ self.shape.prefill_flops(prefill_start, prompt) + self.head)
             tokens += prefill_tokens
         return self._times(flops, tokens, kv)
 
@@ -152,16 +155,19 @@ class StepModel:
         return self.dev.io_latency_s + bw, bw
 
     # ------------------------------------------------------------ whole pipeline
-    def decode_round(self, batch: int, context: float, prefill_tokens: float = 0.0, prompt: float = 1.0) -> Round:
-        """One round: every sequence advances one step. ``prefill_tokens`` (per round) of other
-        requests' prompts are fused into the GPU steps, or fill the wafer pipeline's bubbles."""
+    def decode_round(self, batch: int, context: float, prefill_tokens: float = 0.0, prompt: float = 1.0,
+                     prefill_start: float = 0.0) -> Round:
+        """One round: every sequence advances one step. ``prefill_tokens`` (per round) of
+        ``prompt``-token prompt pieces starting at ``prefill_start`` are fused into the GPU
+        steps, or fill the wafer pipeline's bubbles."""
         M = max(1, min(batch, self.microbatches or self.S))
         b = math.ceil(batch / M)
         fused = prefill_tokens / M if self.dev.kind == "gpu" else 0.0
-        t = self.decode(b, context, fused, prompt)
-        bubble = 0.0
+        t = self.decode(b, context, fused, prompt, prefill_start)
+        bubble_s = np.zeros(self.S)
         if self.dev.kind == "wafer" and prefill_tokens > 0:
-            bubble = float(self.prefill(prompt, 0.0, prefill_tokens / prompt).occupancy_s.max())
+            bubble_s = self.prefill(prompt, prefill_start, prefill_tokens / prompt).occupancy_s
+        bubble = float(bubble_s.max())
         hop_lat, hop_bw = self.hops(b * self.tokens_per_step)
         overhead = self.dev.step_overhead_s
         base = float(t.latency_s.sum() + hop_lat.sum()) + overhead
@@ -189,7 +195,16 @@ class StepModel:
             parts = {"cycle_" + k: v for k, v in parts.items()}
         else:
             neck = max(parts, key=parts.get)
-        return Round(batch, M, latency, cycle, max(latency, cycle), self.accepted, neck, parts)
+        return Round(batch, M, latency, cycle, max(latency, cycle), self.accepted, neck, parts,
+                     M * t.occupancy_s + bubble_s, M * hop_bw)
+
+    def prefill_round(self, tokens: float, start: float = 0.0) -> tuple[float, float]:
+        """(cycle, pass) for one prefill chunk on an otherwise idle pipeline: the next chunk can
+        enter after ``cycle`` (busiest stage), this one's output leaves after ``pass``."""
+        t = self.prefill(tokens, start)
+        hop_lat, _ = self.hops(tokens)
+        cycle = float(t.occupancy_s.max())
+        return cycle, float(t.latency_s.sum() + hop_lat.sum()) + self.dev.step_overhead_s
 
     def steady_round(self, batch: int, context: float, prompt: int, output: int) -> tuple[Round, Round]:
         """(pure decode round, round with the other sequences' prefills interleaved).

@@ -82,7 +82,7 @@ def load(path: str | Path) -> Loaded:
 def pt_loc(loaded: Loaded, pt: Point) -> Located:
     """A Located whose marks for the swept paths point at the axis values that set them."""
     loc = loaded.loc
-    if not pt.values:
+    if not pt.values or pt.group == "run":
         return loc
     marks, keys = dict(loc.value_marks), dict(loc.key_marks)
     gi = next(i for i, g in enumerate(loaded.scenario.sweep) if g.name == pt.group)
@@ -132,6 +132,44 @@ def expand(loaded: Loaded) -> list[Point]:
     if problems:
         raise ConfigError(problems)
     return pts
+
+
+def override(loaded: Loaded, sets: list[str]) -> Point:
+    """The base scenario (sweep ignored) with ``key.path=value`` overrides, values read as YAML."""
+    import yaml
+    raw = copy.deepcopy({k: v for k, v in loaded.loc.data.items() if k != "sweep"})
+    values, problems = {}, []
+    for item in sets:
+        key, sep, text = item.partition("=")
+        if not sep or not key or key.split(".")[0] in ("sweep", "name"):
+            problems.append(Problem("--set", None, None, item, "expected key.path=value (not sweep or name)"))
+            continue
+        try:
+            value = yaml.safe_load(text) if text.strip() else None
+        except yaml.YAMLError as e:
+            problems.append(Problem("--set", None, None, key, f"value is not valid YAML: {e}"))
+            continue
+        _set(raw, tuple(key.split(".")), value)
+        values[key] = value
+    if problems:
+        raise ConfigError(problems)
+    loc = Located(raw, loaded.loc.file, dict(loaded.loc.value_marks), dict(loaded.loc.key_marks))
+    for key in values:  # errors on overridden keys name the flag, not a file line
+        for marks in (loc.value_marks, loc.key_marks):
+            marks.pop(tuple(key.split(".")), None)
+    try:
+        sc = validate(Scenario, loc, raw)
+    except ConfigError as e:
+        raise ConfigError([_flag(p, values) for p in e.problems]) from None
+    sc = sc.model_copy(update={"sweep": []})
+    pt = Point(0, "run", values, sc, config_hash(sc))
+    to_config(loaded, sc, loc)
+    return pt
+
+
+def _flag(p: Problem, values: dict) -> Problem:
+    hit = next((k for k in values if p.path == k or p.path.startswith(k + ".")), None)
+    return Problem("--set", None, None, p.path, p.message, p.got, p.has_got) if hit else p
 
 
 def to_config(loaded: Loaded, sc: Scenario, loc: Located) -> Config:

@@ -7,10 +7,14 @@ then feasibility, then results, then provenance.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import math
+import multiprocessing
+import os
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import pandas as pd
@@ -21,6 +25,7 @@ from .economics import costs
 from .export import write_csv, write_json
 from .hardware import Infeasible, resolve
 from .scenario import Loaded, Point, expand, load, pt_loc, to_config
+from .sim.run import run_sim
 
 LEAD = ["point", "group"]
 RESULT_ORDER = [
@@ -29,33 +34,53 @@ RESULT_ORDER = [
     "devices_per_replica", "replicas", "devices", "systems", "stages", "tp", "layers_per_stage",
     "layers_split", "concurrent_users", "batch_per_replica", "max_concurrent_sequences",
     "weight_bytes", "kv_bytes_per_token", "kv_bytes_per_seq", "capacity_bytes_per_device",
-    "decode_tok_s_per_user", "single_stream_tok_s", "tpot_s", "ttft_s", "aggregate_tok_s",
-    "input_tok_s", "accepted_tokens_per_step", "prefill_share", "round_s", "token_latency_s", "cycle_s",
+    # simulated (discrete-event engine)
+    "throughput_source", "throughput_out_tok_s", "throughput_in_tok_s", "throughput_req_s",
+    "decode_tok_s_per_user_p10", "decode_tok_s_per_user_p50", "decode_tok_s_per_user_mean",
+    "ttft_p50_s", "ttft_p90_s", "ttft_p99_s", "ttft_max_s", "tpot_p50_s", "tpot_p90_s", "tpot_p99_s", "tpot_max_s",
+    "e2e_p50_s", "e2e_p90_s", "e2e_p99_s", "e2e_max_s", "queue_p50_s", "queue_p90_s", "queue_p99_s", "queue_max_s",
+    "slo_attainment", "goodput_req_s", "goodput_out_tok_s", "stage_util_max", "stage_util_mean",
+    "kv_occupancy_avg", "kv_occupancy_peak", "link_util_max", "offchip_transfer_util", "preemptions", "swaps",
+    "sim_requests", "sim_time_s", "events_per_request",
+    # analytic (closed-form pre-pass)
+    "decode_tok_s_per_user_analytic", "single_stream_tok_s", "tpot_analytic_s", "ttft_analytic_s",
+    "aggregate_tok_s_analytic", "capacity_tok_s_analytic", "input_tok_s_analytic", "accepted_tokens_per_step",
+    "prefill_share", "round_s", "token_latency_s", "cycle_s",
     "time_pipeline_latency_s", "time_io_link_s", "time_compute_s", "time_memory_bw_s",
+    # money and power
     "capex_usd", "power_kw", "facility_power_kw", "usd_per_h", "cost_usd_per_mtok_out",
     "cost_usd_per_mtok_in", "cost_usd_per_mtok_total", "tok_s_per_mw",
 ]
 TAIL = ["config_hash", "seed"]
+RENAMED = {"decode_tok_s_per_user": "decode_tok_s_per_user_analytic", "tpot_s": "tpot_analytic_s",
+           "ttft_s": "ttft_analytic_s", "aggregate_tok_s": "aggregate_tok_s_analytic",
+           "input_tok_s": "input_tok_s_analytic"}
+# kept out of results.csv: lists, and wall-clock figures (files must not depend on the machine)
+SIM_DROP = {"stage_utilisation", "stage_kv_occupancy_peak", "sim_measured_requests", "mean_wait_s",
+            "mean_sojourn_s", "mean_in_system", "events", "sim_requests_per_wall_s", "wall_s"}
 
 
-def evaluate(loaded: Loaded, pt: Point) -> dict:
-    """One row for one point: analytic results, replicas for the users, costs, SLO verdict."""
+def plan_point(loaded: Loaded, pt: Point) -> tuple:
+    """Analytic pass for one point: (Config at the operating batch, row, capacity in requests/s).
+
+    Users -> replicas: with ``count`` unset the pipeline is sized to hold all users (weights
+    stored once); otherwise as many replicas as the users need (or the configured number)."""
     sc = pt.scenario
     cfg = to_config(loaded, sc, pt_loc(loaded, pt))
     users, fixed_replicas = sc.workload.concurrent_users, sc.deployment.replicas
     if users is not None and cfg.count is None:
-        # fewest devices for the users: one pipeline holding them all stores the weights once
         cfg = dataclasses.replace(cfg, min_sequences=math.ceil(users / (fixed_replicas or 1)))
     row = {"point": pt.index, "group": pt.group, **axis_columns(pt.values)}
     est = estimate(cfg)
     row.update(est)
-    row["feasible"] = bool(est["fits"])
+    row["feasible"] = bool(est.pop("fits"))
     row.pop("fits", None)
+    capacity = 0.0
     if row["feasible"]:
         per = est["max_concurrent_sequences"]
+        capacity = est["aggregate_tok_s"]
         if users is None:
-            replicas = fixed_replicas or 1
-            batch = per
+            replicas, batch = fixed_replicas or 1, per
         else:
             replicas = fixed_replicas or math.ceil(users / per)
             if users > replicas * per:
@@ -63,23 +88,54 @@ def evaluate(loaded: Loaded, pt: Point) -> dict:
                            reason=f"{users} users need {math.ceil(users / per)} replicas of {per} sequences; "
                                   f"{replicas} configured")
             batch = math.ceil(users / replicas)
+        cfg = dataclasses.replace(cfg, batch=batch)
         if row["feasible"] and batch != est["batch"]:
-            est = estimate(dataclasses.replace(cfg, batch=batch))
-            row.update({k: v for k, v in est.items() if k != "fits"})
+            est = estimate(cfg)
+            est.pop("fits")
+            row.update(est)
         row.update(devices_per_replica=est.get("devices"), replicas=replicas, batch_per_replica=batch,
-                   concurrent_users=batch * replicas if users is None else users)
+                   concurrent_users=batch * replicas if users is None else users,
+                   capacity_tok_s_analytic=capacity * replicas)
+        row.update(devices=row["devices_per_replica"] * replicas, aggregate_tok_s=est["aggregate_tok_s"] * replicas,
+                   input_tok_s=est["input_tok_s"] * replicas)
+    for old, new in RENAMED.items():
+        if old in row:
+            row[new] = row.pop(old)
+    return cfg, row, capacity * row.get("replicas", 1) / max(cfg.output, 1)
+
+
+def evaluate(loaded: Loaded, pt: Point, simulate: bool | None = None) -> dict:
+    """One row for one point (see :func:`run_point`)."""
+    return run_point(loaded, pt, simulate)[0]
+
+
+def run_point(loaded: Loaded, pt: Point, simulate: bool | None = None):
+    """(row, SimResult or None): analytic pass, then (if enabled) the discrete-event engine,
+    then costs at the simulated (else analytic) throughput, and the SLO verdict."""
+    sc = pt.scenario
+    cfg, row, capacity_req_s = plan_point(loaded, pt)
+    sim = sc.workload.simulate if simulate is None else simulate
+    res = None
+    if row["feasible"]:
+        row.update(throughput_source="analytic", throughput_out_tok_s=row["aggregate_tok_s_analytic"],
+                   throughput_in_tok_s=row["input_tok_s_analytic"])
+        if sim:
+            try:
+                res = run_sim(cfg, sc, loaded.base_dir, row["replicas"], capacity_req_s)
+            except ValueError as e:
+                row.update(feasible=False, reason=str(e), bottleneck="sram_capacity")
+            else:
+                row.update({k: v for k, v in res.summary.items() if k not in SIM_DROP}, throughput_source="sim")
     if row["feasible"]:
         dev = resolve(cfg.hardware, cfg.bonded, cfg.bonded_layers, cfg.software)
-        total = row["devices_per_replica"] * row["replicas"]
-        agg = row["aggregate_tok_s"] * row["replicas"]
-        row.update(devices=total, aggregate_tok_s=agg, input_tok_s=row["input_tok_s"] * row["replicas"])
         try:
-            row.update(costs(dev, total, sc.economics, agg, row["input_tok_s"], row["prefill_share"]))
+            row.update(costs(dev, row["devices"], sc.economics, row["throughput_out_tok_s"],
+                             row["throughput_in_tok_s"], row["prefill_share"]))
         except Infeasible as e:
             row.update(feasible=False, reason=str(e), bottleneck="unsupported")
     row["slo_pass"] = _slo(sc, row) if row["feasible"] else False
     row["config_hash"], row["seed"] = pt.config_hash, sc.seed
-    return row
+    return row, res
 
 
 def axis_columns(values: dict) -> dict:
@@ -94,9 +150,12 @@ def axis_columns(values: dict) -> dict:
 
 
 def _slo(sc, row) -> bool:
-    s = sc.slo
-    checks = [(s.ttft_p99_s, row.get("ttft_s"), "le"), (s.tpot_p99_s, row.get("tpot_s"), "le"),
-              (s.decode_tok_s_per_user_p50, row.get("decode_tok_s_per_user"), "ge")]
+    """Simulated percentiles when the engine ran, else the analytic figures."""
+    s, sim = sc.slo, row.get("throughput_source") == "sim"
+    checks = [(s.ttft_p99_s, row.get("ttft_p99_s" if sim else "ttft_analytic_s"), "le"),
+              (s.tpot_p99_s, row.get("tpot_p99_s" if sim else "tpot_analytic_s"), "le"),
+              (s.decode_tok_s_per_user_p50,
+               row.get("decode_tok_s_per_user_p50" if sim else "decode_tok_s_per_user_analytic"), "ge")]
     ok = True
     for target, value, how in checks:
         if target is not None and value is not None:
@@ -104,17 +163,45 @@ def _slo(sc, row) -> bool:
     return bool(ok)
 
 
-def run(path: str | Path, out_dir: str | Path | None = None, quiet: bool = False) -> tuple[pd.DataFrame, Path]:
-    """Evaluate every point of the scenario at ``path``; write results.csv and run.json."""
+@functools.lru_cache(maxsize=4)
+def _loaded(path: str, mtime_ns: int) -> tuple[Loaded, list[Point]]:
+    loaded = load(path)
+    return loaded, expand(loaded)
+
+
+def _evaluate_index(path: str, mtime_ns: int, index: int, simulate: bool | None) -> dict:
+    """Worker entry point: re-load (once per process) and evaluate point ``index``."""
+    loaded, points = _loaded(path, mtime_ns)
+    return evaluate(loaded, points[index], simulate)
+
+
+def run(path: str | Path, out_dir: str | Path | None = None, quiet: bool = False,
+        simulate: bool | None = None, jobs: int | None = None) -> tuple[pd.DataFrame, Path]:
+    """Evaluate every point of the scenario at ``path``; write results.csv and run.json.
+
+    ``jobs`` worker processes (default: all cores); the rows, and so the files, are the same
+    whatever the number of workers: every point is seeded from the scenario alone."""
     started = time.time()
+    path = Path(path)
     loaded = load(path)
     points = expand(loaded)
     out = Path(out_dir) if out_dir else Path("outputs") / loaded.scenario.name
-    rows = []
+    jobs = max(1, jobs or os.cpu_count() or 1)
     progress = Progress(len(points), quiet)
-    for pt in points:
-        rows.append(evaluate(loaded, pt))
-        progress.step()
+    if jobs == 1 or len(points) < 2:
+        rows = []
+        for pt in points:
+            rows.append(evaluate(loaded, pt, simulate))
+            progress.step()
+    else:
+        key = (str(path.resolve()), path.stat().st_mtime_ns)
+        rows = [None] * len(points)
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+            futures = {pool.submit(_evaluate_index, *key, pt.index, simulate): pt.index for pt in points}
+            for fut in as_completed(futures):
+                rows[futures[fut]] = fut.result()
+                progress.step()
     progress.done()
     axes = [c for pt in points for c in axis_columns(pt.values)]
     df = frame(rows, axes)
@@ -124,6 +211,7 @@ def run(path: str | Path, out_dir: str | Path | None = None, quiet: bool = False
         "scenario_sha256": _sha(Path(path)), "scenario_resolved": loaded.scenario.model_dump(mode="json"),
         "seed": loaded.scenario.seed, "points": len(rows), "feasible": int(df["feasible"].sum()),
         "started": _iso(started), "finished": _iso(time.time()), "wall_s": round(time.time() - started, 3),
+        "jobs": jobs,
     }, out / "run.json")
     return df, out
 

@@ -105,8 +105,10 @@ def test_sweep_writes_csv_and_run_json(run, write, tmp_path):
                                                      "deployment.precision.weights"]
     infeasible = df[~df.feasible]
     assert (infeasible.reason.str.len() > 0).all() and "weights do not fit" in infeasible.reason.iloc[0]
-    for col in ("decode_tok_s_per_user", "ttft_s", "cost_usd_per_mtok_out", "capex_usd", "power_kw",
-                "bottleneck", "config_hash", "seed"):
+    for col in ("decode_tok_s_per_user_p50", "ttft_p99_s", "tpot_p99_s", "decode_tok_s_per_user_analytic",
+                "ttft_analytic_s", "cost_usd_per_mtok_out", "capex_usd", "power_kw", "bottleneck", "config_hash",
+                "seed"):
         assert col in df.columns
+    assert (df[df.feasible].throughput_source == "sim").all()
     meta = json.loads((out / "run.json").read_text())
     assert meta["points"] == 7 and meta["scenario_sha256"]

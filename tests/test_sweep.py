@@ -47,7 +47,7 @@ def test_economics_hand_calc(write):
     usd_h = 4 * 1e6 / (4 * 8760) + 4 * 23 * 1.5 * 0.1
     assert row["usd_per_h"] == pytest.approx(usd_h)
     assert row["cost_usd_per_mtok_out"] == pytest.approx(usd_h * (1 - row["prefill_share"])
-                                                         / (row["aggregate_tok_s"] * 3600 / 1e6))
+                                                         / (row["throughput_out_tok_s"] * 3600 / 1e6))
     assert row["power_kw"] == 92 and row["capex_usd"] == 4e6
 
 
@@ -61,8 +61,8 @@ def test_count_null_sizes_one_pipeline_for_the_users(write):
 def test_same_scenario_same_csv(tmp_path):
     from planner.sweep import run
     from tests.conftest import REPO
-    a, _ = run(REPO / "scenarios" / "deepseek.yaml", tmp_path / "a", quiet=True)
-    b, _ = run(REPO / "scenarios" / "deepseek.yaml", tmp_path / "b", quiet=True)
+    a, _ = run(REPO / "scenarios" / "deepseek.yaml", tmp_path / "a", quiet=True, simulate=False)
+    b, _ = run(REPO / "scenarios" / "deepseek.yaml", tmp_path / "b", quiet=True, simulate=False)
     assert (tmp_path / "a" / "results.csv").read_bytes() == (tmp_path / "b" / "results.csv").read_bytes()
     assert a["feasible"].any() and (~a["feasible"]).any()
     baseline = a[a["group"] == "gpu-baselines"]

@@ -101,6 +101,13 @@ class CostSpec(Sourced):
     rental_usd_per_h: Annotated[float, Field(gt=0)] | None = None  # per system
 
 
+class ExternalMemorySpec(Sourced):
+    """Memory outside the device reached through its off-device link (swap and KV offload)."""
+
+    capacity: Bytes  # per device
+    bandwidth: BytesPerS  # device <-> tier transfer rate per device (a wafer: its off-wafer I/O)
+
+
 class HardwareSpec(Strict):
     name: str
     kind: Literal["wafer", "gpu"]
@@ -115,6 +122,7 @@ class HardwareSpec(Strict):
     latency: LatencySpec
     power: PowerSpec
     cost: CostSpec
+    external_memory: ExternalMemorySpec | None = None
     software_profiles: dict[str, LatencyOverride] = {}
 
     @model_validator(mode="after")
@@ -267,6 +275,10 @@ class Deployment(Strict):
     spec_decode: SpecDecode | None = None
     prefill_chunk_tokens: Annotated[int, Field(ge=1)] = 8192  # chunked prefill: tokens per chunk
     software: str | None = None  # a software profile of the hardware spec (calibrated era)
+    router: Literal["round_robin", "least_outstanding", "most_free_kv"] = "least_outstanding"
+    kv_policy: Literal["wait", "preempt", "swap", "offload"] = "wait"
+    max_batch: Annotated[int, Field(ge=1)] | None = None  # cap on running sequences per replica
+    kv_block_tokens: Annotated[int, Field(ge=1)] = 256  # KV allocation granularity
 
 
 class BondedSramChoice(Strict):
@@ -280,11 +292,65 @@ class HardwareOptions(Strict):
     bonded_sram: BondedSramChoice = BondedSramChoice()
 
 
+class LengthDist(Strict):
+    """Token counts per request: fixed, uniform, lognormal (median, sigma), exponential (mean;
+    drawn as a geometric count >= 1), or empirical (a CSV column, sampled with replacement)."""
+
+    dist: Literal["fixed", "uniform", "lognormal", "exponential", "empirical"]
+    value: Annotated[int, Field(ge=1)] | None = None
+    low: Annotated[int, Field(ge=1)] | None = None
+    high: Annotated[int, Field(ge=1)] | None = None
+    median: Annotated[float, Field(gt=0)] | None = None
+    sigma: Annotated[float, Field(ge=0)] | None = None
+    mean: Annotated[float, Field(ge=1)] | None = None
+    file: str | None = None
+    column: str | None = None
+    max: Annotated[int, Field(ge=1)] | None = None  # clip draws to this
+
+    @model_validator(mode="after")
+    def _params(self):
+        need = {"fixed": ("value",), "uniform": ("low", "high"), "lognormal": ("median", "sigma"),
+                "exponential": ("mean",), "empirical": ("file", "column")}[self.dist]
+        missing = [n for n in need if getattr(self, n) is None]
+        if missing:
+            raise ValueError(f"{self.dist} needs {', '.join(missing)}")
+        if self.dist == "uniform" and self.low > self.high:
+            raise ValueError(f"low ({self.low}) > high ({self.high})")
+        return self
+
+
+class Arrival(Strict):
+    """How requests arrive. ``closed``: ``users`` each send a request, wait for it, think, repeat."""
+
+    process: Literal["poisson", "gamma", "constant", "trace", "closed"] = "poisson"
+    rate_per_s: Annotated[float, Field(gt=0)] | None = None
+    load: Annotated[float, Field(gt=0, le=10)] | None = None  # rate as a share of the analytic capacity
+    cv: Annotated[float, Field(gt=0)] = 1.0  # gamma: coefficient of variation of inter-arrival times
+    trace: str | None = None  # CSV with arrival_s,prompt_tokens,output_tokens
+    users: Annotated[int, Field(ge=1)] | None = None  # closed: default workload.concurrent_users
+    think_s: Seconds = 0.0  # closed: pause between a reply and the next request
+
+    @model_validator(mode="after")
+    def _needs(self):
+        if self.process in ("poisson", "gamma", "constant"):
+            if (self.rate_per_s is None) == (self.load is None):
+                raise ValueError(f"{self.process} arrivals need exactly one of rate_per_s or load")
+        if self.process == "trace" and not self.trace:
+            raise ValueError("trace arrivals need trace: FILE.csv")
+        return self
+
+
 class Workload(Strict):
     context_tokens: Annotated[int, Field(ge=1)] | None = None  # KV sized for this (default prompt+output)
     prompt_tokens: Annotated[int, Field(ge=1)] | None = None  # default context - output
     output_tokens: Annotated[int, Field(ge=1)] = 1024
     concurrent_users: Annotated[int, Field(ge=1)] | None = None  # None = one replica at full KV
+    simulate: bool = True  # run the discrete-event engine on every feasible point (False: analytic only)
+    arrival: Arrival | None = None  # None: closed loop of concurrent_users, else Poisson at load 0.7
+    prompt_dist: LengthDist | None = None  # simulation only; default fixed at the prompt length
+    output_dist: LengthDist | None = None  # simulation only; default fixed at output_tokens
+    requests: Annotated[int, Field(ge=1)] | None = None  # to simulate; None = max(2000, 3 x closed-loop users)
+    warmup_fraction: Annotated[float, Field(ge=0, lt=0.9)] = 0.1  # first share excluded from latency stats
 
     @model_validator(mode="after")
     def _lengths(self):

@@ -1,0 +1,394 @@
+"""One replica: a continuous-batching scheduler over a pipeline (or GPU group), with KV residency.
+
+Event flow (SimPy process ``run``):
+  admit from the swapped list, then the queue, while KV and ``max_batch`` allow;
+  if prompts are being prefilled: one *mixed round* (decode of the running batch + up to
+  ``chunk`` prefill tokens); a prompt's last chunk *lands* (first token out, sequence joins the
+  batch) one pipeline pass after it entered, which on a deep pipeline is several rounds later;
+  else a *decode span*: rounds until the next finish, landing or KV overflow, advanced in
+  closed form; an arrival that could be admitted interrupts the span at the next round boundary.
+Sequences do not store a growing context: a sequence joined at round ``r0`` with context
+``c0`` has ``c0 + a (R - r0)`` tokens at round ``R`` (``a`` accepted tokens per round), and its
+finish round is fixed when it joins, so the running batch only changes at events.
+
+KV policies (``kv_policy``):
+  wait     admission reserves KV for prompt + output: running sequences never run out;
+  preempt  admission reserves the prompt; KV grows in blocks; on overflow the youngest sequence
+           is evicted and recomputed later (its prompt + generated tokens are prefilled again);
+  swap     as preempt, but the evicted KV crosses the off-chip link to the external tier and
+           back (bytes / link bandwidth each way, the replica stalls meanwhile);
+  offload  admission reserves prompt + output against SRAM + external tier; the part above SRAM
+           is read across the link every round (offloaded bytes / link bandwidth per round).
+"""
+from __future__ import annotations
+
+import heapq
+import math
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(slots=True)
+class Seq:
+    rid: int
+    c0: float  # context when the sequence joined the running batch
+    r0: int  # round index when it joined
+    fin: int  # round index at which its last token is out
+    reserved: float  # KV bytes reserved (wait/offload policies)
+
+
+@dataclass(slots=True)
+class Prefill:
+    rid: int
+    pos: int  # tokens already prefilled
+    total: int  # tokens to prefill (prompt, or prompt + generated for a recompute)
+    reserved: float
+
+
+class Replica:
+    def __init__(self, env, index: int, rounds, recorder, policy: str = "wait", max_batch: int | None = None,
+                 chunk: int = 8192, block_tokens: int = 256):
+        self.env, self.index, self.m, self.rec = env, index, rounds, recorder
+        self.policy, self.max_batch, self.chunk, self.block = policy, max_batch or 10 ** 9, chunk, block_tokens
+        self.a = rounds.accepted
+        self.queue: deque[int] = deque()
+        self.prefilling: deque[Prefill] = deque()
+        self.landing: list[tuple[float, int, Prefill]] = []  # (time its first token is out, rid, prefill)
+        self.running: dict[int, Seq] = {}
+        self.heap: list[tuple[int, int]] = []
+        self.swapped: deque[tuple[int, float, int]] = deque()  # (rid, context, generated)
+        self.R = 0
+        self.sum_c0 = 0.0  # sum over running of (c0 - a r0): sum of contexts = sum_c0 + a B R
+        self.reserved = 0.0  # wait/offload reservations
+        self.capacity = rounds.kv_budget + (rounds.external_bytes if policy == "offload" else 0.0)
+        self.wake = env.event()
+        self.seq_rounds = 0  # sequence-rounds this replica ran (conservation check vs the requests)
+        self.busy = np.zeros(rounds.stages)
+        self.link_busy = 0.0
+        self.xfer_busy = 0.0  # swap / offload seconds on the link
+        self.kv_area = 0.0  # integral of KV bytes over time
+        self.kv_peak = 0.0
+        self.last_t = 0.0
+        self.last_kv = 0.0
+        env.process(self.run())
+
+    # ------------------------------------------------------------------ KV accounting
+    def kv_now(self) -> float:
+        """KV bytes held now: running sequences at their contexts + prompts being prefilled."""
+        if self.policy in ("wait", "offload"):
+            return self.reserved
+        return self.kv_at(self.R) + self._pending_kv()
+
+    def _pending_kv(self) -> float:
+        return sum(p.reserved for p in self.prefilling) + sum(x[2].reserved for x in self.landing)
+
+    def kv_at(self, R: int) -> float:
+        """Allocated KV (whole blocks) of the running sequences at round ``R``."""
+        if not self.running:
+            return 0.0
+        c0 = np.fromiter((s.c0 for s in self.running.values()), float, len(self.running))
+        r0 = np.fromiter((s.r0 for s in self.running.values()), float, len(self.running))
+        ctx = np.ceil((c0 + self.a * (R - r0)) / self.block) * self.block
+        return float(self.m.kv_global * ctx.sum() + self.m.kv_local * np.minimum(ctx, self.m.window).sum())
+
+    def _need(self, rid: int, tokens: float) -> float:
+        if self.policy in ("wait", "offload"):
+            return self.rec.kv_full[rid]
+        return self.m.kv_bytes(math.ceil(tokens / self.block) * self.block)
+
+    def can_admit(self) -> bool:
+        if len(self.running) + len(self.prefilling) + len(self.landing) >= self.max_batch:
+            return False
+        if self.swapped:
+            rid, ctx, _ = self.swapped[0]
+            return self.kv_now() + self.m.kv_bytes(math.ceil(ctx / self.block) * self.block) <= self.capacity
+        if self.queue:
+            rid = self.queue[0]
+            return self.kv_now() + self._need(rid, self.rec.prompt[rid] + self.rec.generated[rid] + 1) <= self.capacity
+        return False
+
+    def outstanding(self) -> int:
+        return len(self.queue) + len(self.prefilling) + len(self.landing) + len(self.running) + len(self.swapped)
+
+    def free_kv(self) -> float:
+        return self.capacity - self.kv_now()
+
+    # ------------------------------------------------------------------ arrivals
+    def submit(self, rid: int) -> None:
+        self.queue.append(rid)
+        if not self.wake.triggered and self.can_admit():
+            self.wake.succeed()
+
+    # ------------------------------------------------------------------ main loop
+    def run(self):
+        env = self.env
+        while True:
+            yield from self._admit()
+            self._land()
+            if self.prefilling:
+                yield from self._mixed_round()
+            elif self.running:
+                yield from self._decode_span()
+            elif self.landing:
+                self._account(0)
+                yield env.timeout(self.landing[0][0] - env.now)
+                self.rec.events += 1
+                self._advance_account(0, 0.0)
+            else:
+                self._account(0)
+                self.wake = env.event()
+                yield self.wake
+
+    def _land(self) -> None:
+        """Prompts whose first token is out by now join the running batch."""
+        while self.landing and self.landing[0][0] <= self.env.now + 1e-12:
+            t, _, p = heapq.heappop(self.landing)
+            self._prefill_done(p, t)
+
+    def _admit(self):
+        rec, now = self.rec, self.env.now
+        while self.can_admit():
+            if self.swapped:
+                rid, ctx, gen = self.swapped.popleft()
+                t = self.m.kv_bytes(ctx) * self.m.swap_s_per_byte
+                self.rec.swaps[rid] += 1
+                self.xfer_busy += t
+                yield self.env.timeout(t)  # swap-in: the replica waits for the KV to come back
+                self.rec.events += 1
+                self._advance_account(0, t)
+                self._join(rid, ctx, gen)
+                continue
+            rid = self.queue.popleft()
+            total = int(rec.prompt[rid] + rec.generated[rid])  # a recompute prefills what it had
+            res = self._need(rid, total + 1)
+            if rec.admit[rid] < 0:
+                rec.admit[rid] = now
+            self.prefilling.append(Prefill(rid, 0, total, res))
+            if self.policy in ("wait", "offload"):
+                self.reserved += res
+
+    def _mixed_round(self):
+        """Rounds that prefill while the running batch decodes. Consecutive rounds with the same
+        running batch are one event (a prefill span), ending when a prompt's last chunk is in,
+        when a running sequence is due to finish, or after 64 rounds."""
+        growth = self.policy in ("preempt", "swap")
+        if growth:
+            cap = self.capacity - self._pending_kv()
+            while self.running and self.kv_at(self.R + 1) > cap:
+                yield from self._evict()
+        b = len(self.running)
+        limit = 1 if growth else min(64, (self.heap[0][0] - self.R) if self.heap else 64)
+        pos: dict[int, int] = {}  # prefill positions as planned, only for the entries touched
+        plan, total, landed = [], 0.0, []
+        off = self._offload_s(self.R, count=False)
+        while len(plan) < limit:
+            budget, pieces = self.chunk, []
+            for p in self.prefilling:
+                if budget <= 0:
+                    break
+                take = min(budget, p.total - pos.setdefault(id(p), p.pos))
+                if take > 0:
+                    pieces.append((p, take))
+                    budget -= take
+            if not pieces:
+                break
+            tokens = sum(t for _, t in pieces)
+            dur, busy, link, passing = self.m.mixed(b, self._mean_ctx(self.R + len(plan)), tokens,
+                                                    pos[id(pieces[0][0])])
+            dur += off
+            done_here = []
+            for p, take in pieces:
+                pos[id(p)] += take
+                if pos[id(p)] >= p.total:
+                    done_here.append(p)
+            plan.append((dur, busy, link))
+            landed += [(total + max(passing, dur), p) for p in done_here]
+            total += dur
+            if done_here:
+                break
+        self._account(b)
+        start = self.env.now
+        yield self.env.timeout(total)
+        self.rec.events += 1
+        k = len(plan)
+        for dur, busy, link in plan:
+            self.busy += busy
+            self.link_busy += float(link.max()) if len(link) else 0.0
+        self.seq_rounds += b * k
+        self.xfer_busy += off * k
+        self.R += k
+        self._advance_account(k, total)
+        for p in self.prefilling:
+            if id(p) in pos:
+                p.pos = pos[id(p)]
+        for at, p in landed:
+            self.prefilling.remove(p)
+            heapq.heappush(self.landing, (start + at, p.rid, p))
+        self._finish_due()
+        self._land()
+
+    def _prefill_done(self, p: Prefill, t: float) -> None:
+        rec, rid = self.rec, p.rid
+        rec.generated[rid] += 1  # the last prompt position yields the next token
+        if rec.first[rid] < 0:
+            rec.first[rid] = t
+        if self.policy in ("wait", "offload"):
+            self.reserved -= p.reserved
+        self._join(rid, p.total + 1, rec.generated[rid], p.reserved)
+
+    def _join(self, rid: int, ctx: float, generated: int, reserved: float = 0.0) -> None:
+        rec = self.rec
+        remaining = rec.output[rid] - generated
+        if self.policy in ("wait", "offload"):
+            reserved = reserved or rec.kv_full[rid]
+            self.reserved += reserved
+        if remaining <= 0:
+            self.reserved -= reserved if self.policy in ("wait", "offload") else 0.0
+            self._finished(rid)
+            return
+        fin = self.R + math.ceil(remaining / self.a - 1e-9)
+        s = Seq(rid, float(ctx), self.R, fin, reserved)
+        self.running[rid] = s
+        self.sum_c0 += s.c0 - self.a * s.r0
+        heapq.heappush(self.heap, (fin, rid))
+
+    def _mean_ctx(self, R: int) -> float:
+        b = len(self.running)
+        return (self.sum_c0 + self.a * b * R) / b if b else 0.0
+
+    def _offload_s(self, R: int, count: bool = True) -> float:
+        """Extra time per round: the KV above SRAM is read across the off-chip link."""
+        if self.policy != "offload":
+            return 0.0
+        over = self.reserved - self.m.kv_budget
+        if over <= 0:
+            return 0.0
+        t = over * self.m.offload_s_per_byte
+        if count:
+            self.xfer_busy += t
+        return t
+
+    def _decode_span(self):
+        env, b = self.env, len(self.running)
+        n = self.heap[0][0] - self.R
+        if self.landing:  # stop at the round boundary after the next prompt lands
+            t0 = self.m.decode(b, self._mean_ctx(self.R))[0] + self._offload_s(self.R, count=False)
+            n = max(1, min(n, math.ceil((self.landing[0][0] - env.now) / t0 - 1e-9)))
+        if self.policy in ("preempt", "swap"):
+            n = self._rounds_until_overflow(n)
+            if n == 0:
+                yield from self._evict()
+                return
+        t0, busy, link = self.m.decode(b, self._mean_ctx(self.R))
+        t1 = self.m.decode(b, self._mean_ctx(self.R + n - 1))[0] if n > 1 else t0
+        off = self._offload_s(self.R, count=False)
+        t0, t1 = t0 + off, t1 + off
+        total = n * (t0 + t1) / 2.0
+        self._account(b)
+        start = env.now
+        wake = self.wake = env.event()
+        # one plain event woken by whichever comes first: the span's end or an admissible arrival
+        env.timeout(total).callbacks.append(lambda _e: wake.triggered or wake.succeed())
+        yield wake
+        self.rec.events += 1
+        done = n
+        if env.now - start < total - 1e-15:  # woken by an arrival: stop at the next round boundary
+            k = self._rounds_within(env.now - start, n, t0, t1)
+            done = min(n, k + 1)
+            boundary = self._cum(done, n, t0, t1)
+            if boundary > env.now - start:
+                yield env.timeout(boundary - (env.now - start))
+            total = boundary
+        self.busy += busy * done
+        self.link_busy += (float(link.max()) if len(link) else 0.0) * done
+        self.seq_rounds += b * done
+        self.xfer_busy += off * done
+        self.R += done
+        self._advance_account(done, total)
+        self._finish_due()
+
+    @staticmethod
+    def _cum(k: int, n: int, t0: float, t1: float) -> float:
+        """Time of the first k rounds when round i takes t0 + (t1 - t0) i / (n - 1)."""
+        if n <= 1:
+            return k * t0
+        return k * t0 + (t1 - t0) * k * (k - 1) / (2.0 * (n - 1))
+
+    def _rounds_within(self, elapsed: float, n: int, t0: float, t1: float) -> int:
+        lo, hi = 0, n
+        while lo < hi:  # largest k with cum(k) <= elapsed
+            mid = (lo + hi + 1) // 2
+            if self._cum(mid, n, t0, t1) <= elapsed:
+                lo = mid
+            else:
+                hi = mid - 1
+        return lo
+
+    def _rounds_until_overflow(self, n: int) -> int:
+        cap = self.capacity - self._pending_kv()
+        if self.kv_at(self.R + n) <= cap:
+            return n
+        lo, hi = 0, n  # largest k with kv_at(R + k) <= cap
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if self.kv_at(self.R + mid) <= cap:
+                lo = mid
+            else:
+                hi = mid - 1
+        return lo
+
+    def _evict(self):
+        """KV is full: take the youngest running sequence out (recompute later, or swap out)."""
+        rid = max(self.running, key=lambda r: (self.running[r].r0, r))
+        s = self.running.pop(rid)
+        self.sum_c0 -= s.c0 - self.a * s.r0
+        self.heap = [(f, r) for f, r in self.heap if r != rid]
+        heapq.heapify(self.heap)
+        ctx = s.c0 + self.a * (self.R - s.r0)
+        self.rec.decode_rounds[rid] += self.R - s.r0
+        gen = int(self.rec.generated[rid] + math.floor((self.R - s.r0) * self.a + 1e-9))
+        self.rec.generated[rid] = gen
+        if self.policy == "swap":
+            t = self.m.kv_bytes(ctx) * self.m.swap_s_per_byte
+            self.xfer_busy += t
+            self._account(len(self.running))
+            yield self.env.timeout(t)  # swap-out: the KV leaves through the link before it is free
+            self.rec.events += 1
+            self._advance_account(0, t)
+            self.swapped.append((rid, ctx, gen))
+        else:
+            self.rec.preemptions[rid] += 1
+            self.queue.appendleft(rid)
+
+    def _finish_due(self) -> None:
+        while self.heap and self.heap[0][0] <= self.R:
+            fin, rid = heapq.heappop(self.heap)
+            s = self.running.pop(rid)
+            self.sum_c0 -= s.c0 - self.a * s.r0
+            self.rec.generated[rid] += math.ceil((fin - s.r0) * self.a - 1e-9)
+            self.rec.decode_rounds[rid] += fin - s.r0
+            if self.policy in ("wait", "offload"):
+                self.reserved -= s.reserved
+            self._finished(rid)
+
+    def _finished(self, rid: int) -> None:
+        self.rec.finish[rid] = self.env.now
+        self.rec.done(rid)
+
+    # ------------------------------------------------------------------ time-weighted metrics
+    def _account(self, b: int) -> None:
+        """Sample the state at the start of a span (time series + KV peak)."""
+        kv = self.kv_now()
+        self.kv_peak = max(self.kv_peak, kv)
+        if kv > self.capacity * (1 + 1e-9):
+            raise AssertionError(f"replica {self.index}: KV {kv:.4g} B above capacity {self.capacity:.4g} B")
+        self.rec.sample(self.env.now, self.index, b, len(self.queue) + len(self.prefilling) + len(self.swapped), kv)
+        self.last_kv = kv
+
+    def _advance_account(self, rounds: int, dt: float) -> None:
+        kv_end = self.kv_now()
+        self.kv_area += (self.last_kv + kv_end) / 2.0 * dt  # KV grows linearly within a span
+        self.kv_peak = max(self.kv_peak, kv_end)
+        self.last_kv = kv_end

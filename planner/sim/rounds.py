@@ -1,0 +1,126 @@
+"""What a simulated replica needs to know about its hardware: round times and KV bytes.
+
+``StepRounds`` wraps the analytic step model (perf.StepModel): the simulator and
+``plan estimate`` share one source of truth. Decode rounds are memoised on a grid (batch
+exact up to 64, then 64 points per doubling; context in buckets of 1/64 of the sizing
+context) and interpolated bilinearly, so a run touches the roofline a few hundred times,
+not once per round. Rounds with prefill are memoised on (batch grid point, context bucket,
+chunk tokens rounded up to 64, chunk start rounded down to a bucket). ``ConstantRounds`` is a replica whose
+round time ignores batch and context: with it, a replica is an exact c-server queue,
+which is what the queueing-theory tests need.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..analytic import Built
+
+
+class StepRounds:
+    def __init__(self, built: Built, external_bytes_per_device: float = 0.0, external_bw: float = 0.0):
+        self.sm, pl, dev, shape = built.steps, built.placement, built.device, built.shape
+        self.accepted = self.sm.accepted
+        self.stages = len(pl.stages)
+        self.q = max(16.0, pl.context / 64.0)  # context bucket width, tokens
+        self._dec: dict = {}
+        self._mix: dict = {}
+        # KV bytes one sequence holds: global layers grow with context, windowed ones stop at w
+        kv_tok = self.sm.kv_tok * pl.kv_replication
+        local = shape.window > 0
+        self.kv_global = float(kv_tok[~local].sum())
+        self.kv_local = float(kv_tok[local].sum())
+        self.window = float(shape.window[local].max()) if local.any() else 0.0
+        # capacity: the tightest stage sets how much KV the replica holds in total
+        per_seq = np.array([s.kv_bytes_per_seq for s in pl.stages]) * pl.kv_replication
+        self.share = per_seq / per_seq.sum()
+        stage_budget = np.array([s.devices * pl.capacity_bytes - s.weight_bytes for s in pl.stages])
+        self.stage_budget = stage_budget
+        self.kv_budget = float(np.min(stage_budget / self.share))
+        devs = np.array([s.devices for s in pl.stages], dtype=float)
+        self.external_bytes = external_bytes_per_device * pl.devices
+        link = external_bw or dev.io_bw_bytes_per_s
+        # swap moves every stage's share in parallel over its own links; offload reads sit on
+        # the token's path through the stages one after another
+        self.swap_s_per_byte = float(np.max(self.share / devs)) / link
+        self.offload_s_per_byte = float(np.sum(self.share / devs)) / link
+
+    def kv_bytes(self, ctx):
+        """KV bytes of one sequence at ``ctx`` tokens (scalar or array)."""
+        return self.kv_global * ctx + self.kv_local * np.minimum(ctx, self.window)
+
+    def _decode_at(self, b: int, k: int):
+        key = (b, k)
+        hit = self._dec.get(key)
+        if hit is None:
+            r = self.sm.decode_round(b, max(k * self.q, 1.0))
+            hit = self._dec[key] = (r.round_s, r.stage_busy_s, r.link_busy_s)
+        return hit
+
+    @staticmethod
+    def _grid(b: int) -> tuple[int, int]:
+        """Batch grid points around ``b``: exact up to 64, then steps of 1/64 of the octave."""
+        if b <= 64:
+            return b, b
+        step = 1 << (b.bit_length() - 7)
+        lo = b // step * step
+        return lo, lo + step
+
+    def decode(self, b: int, ctx: float):
+        """(round seconds, stage busy seconds, link busy seconds) for ``b`` sequences at mean ``ctx``."""
+        x = ctx / self.q
+        k = int(x)
+        f = x - k
+        b0, b1 = self._grid(b)
+        lo, hi = self._decode_at(b0, k), self._decode_at(b0, k + 1)
+        t = lo[0] + (hi[0] - lo[0]) * f
+        if b1 != b0:
+            lo1, hi1 = self._decode_at(b1, k), self._decode_at(b1, k + 1)
+            t1 = lo1[0] + (hi1[0] - lo1[0]) * f
+            t += (t1 - t) * (b - b0) / (b1 - b0)
+        return t, lo[1], lo[2]
+
+    def mixed(self, b: int, ctx: float, tokens: int, start: int):
+        """A round that also prefills ``tokens`` prompt tokens from position ``start``:
+        (round seconds, stage busy, link busy, pass seconds). The next round can start after the
+        round time; the chunk's output leaves the pipeline ``pass`` seconds after it entered."""
+        b = self._grid(b)[0]
+        tokens = -(-tokens // 64) * 64
+        start = int(start // self.q * self.q)
+        key = (b, int(ctx / self.q), tokens, start)
+        hit = self._mix.get(key)
+        if hit is None:
+            cycle, passing = self.sm.prefill_round(tokens, start)
+            if b == 0:
+                busy = self.sm.prefill(tokens, start).occupancy_s
+                hit = (cycle, busy, np.zeros(max(self.stages - 1, 0)), passing)
+            else:
+                r = self.sm.decode_round(b, max(key[1] * self.q, 1.0), tokens, tokens, start)
+                hit = (r.round_s, r.stage_busy_s, r.link_busy_s, max(passing, r.round_s))
+            self._mix[key] = hit
+        return hit
+
+
+class ConstantRounds:
+    """Every round takes ``tau`` seconds whatever the batch; KV costs ``kv_per_token`` bytes."""
+
+    def __init__(self, tau: float, kv_budget: float = math.inf, kv_per_token: float = 0.0,
+                 external_bytes: float = 0.0, link_bw: float = 1e9):
+        self.tau, self.accepted, self.stages = tau, 1.0, 1
+        self.kv_global, self.kv_local, self.window = kv_per_token, 0.0, 0.0
+        self.kv_budget, self.external_bytes = kv_budget, external_bytes
+        self.share = np.ones(1)
+        self.stage_budget = np.array([kv_budget])
+        self.swap_s_per_byte = self.offload_s_per_byte = 1.0 / link_bw
+        self._busy = np.array([tau])
+        self._link = np.zeros(0)
+
+    def kv_bytes(self, ctx):
+        return self.kv_global * ctx
+
+    def decode(self, b: int, ctx: float):
+        return self.tau, self._busy, self._link
+
+    def mixed(self, b: int, ctx: float, tokens: int, start: int):
+        return self.tau, self._busy, self._link, self.tau
