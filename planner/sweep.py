@@ -105,8 +105,14 @@ def plan_point(loaded: Loaded, pt: Point) -> tuple:
 
 
 def evaluate(loaded: Loaded, pt: Point, simulate: bool | None = None) -> dict:
-    """One row for one point (see :func:`run_point`)."""
-    return run_point(loaded, pt, simulate)[0]
+    """One row for one point (see :func:`run_point`). A point that fails with an error becomes
+    a row saying so: one bad point never loses the others."""
+    try:
+        return run_point(loaded, pt, simulate)[0]
+    except Exception as e:  # noqa: BLE001 - reported in the row, the sweep goes on
+        return {"point": pt.index, "group": pt.group, **axis_columns(pt.values), "feasible": False,
+                "reason": f"error: {type(e).__name__}: {e}", "bottleneck": "error", "slo_pass": False,
+                "config_hash": pt.config_hash, "seed": pt.scenario.seed}
 
 
 def run_point(loaded: Loaded, pt: Point, simulate: bool | None = None):

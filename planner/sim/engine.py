@@ -26,6 +26,10 @@ class InvariantError(AssertionError):
     """The simulation broke a conservation law: a bug, never a user mistake."""
 
 
+class Stalled(RuntimeError):
+    """The simulation stopped making progress (an event budget far above any sane run)."""
+
+
 @dataclass(frozen=True)
 class SimSpec:
     requests: int
@@ -59,6 +63,7 @@ class Recorder:
         self.generated, self.decode_rounds = np.zeros(n, np.int64), np.zeros(n, np.int64)
         self.preemptions, self.swaps, self.replica = (np.zeros(n, np.int64) for _ in range(3))
         self.events = 0
+        self.event_limit = 200 * n + 100_000
         self.arrived = self.finished = 0
         self.in_system, self.area, self.last_t = 0, 0.0, 0.0
         self.all_done = env.event()
@@ -89,6 +94,9 @@ class Recorder:
             self.all_done.succeed()
 
     def sample(self, t: float, replica: int, batch: int, queued: int, kv: float) -> None:
+        if self.events > self.event_limit:
+            raise Stalled(f"no progress after {self.events} events ({self.finished} of {self.n} requests "
+                          f"finished at t={t:.6g} s)")
         self.ts.append((t, replica, batch, queued, kv))
         in_flight = sum(r.outstanding() for r in self.replicas)
         if self.arrived - self.finished != in_flight:

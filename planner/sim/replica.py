@@ -59,6 +59,7 @@ class Replica:
         self.running: dict[int, Seq] = {}
         self.heap: list[tuple[int, int]] = []
         self.swapped: deque[tuple[int, float, int]] = deque()  # (rid, context, generated)
+        self.in_transit: set[int] = set()  # KV crossing the link (swap out or in) right now
         self.R = 0
         self.sum_c0 = 0.0  # sum over running of (c0 - a r0): sum of contexts = sum_c0 + a B R
         self.reserved = 0.0  # wait/offload reservations
@@ -99,18 +100,25 @@ class Replica:
         return self.m.kv_bytes(math.ceil(tokens / self.block) * self.block)
 
     def can_admit(self) -> bool:
-        if len(self.running) + len(self.prefilling) + len(self.landing) >= self.max_batch:
+        active = len(self.running) + len(self.prefilling) + len(self.landing)
+        if active >= self.max_batch:
             return False
+        # growth policies keep a watermark: room for every admitted sequence to grow one more
+        # block, so an evicted sequence is not re-admitted straight into the space it just freed
+        headroom = (active + 1) * self.m.kv_bytes(self.block) if self.policy in ("preempt", "swap") else 0.0
         if self.swapped:
             rid, ctx, _ = self.swapped[0]
-            return self.kv_now() + self.m.kv_bytes(math.ceil(ctx / self.block) * self.block) <= self.capacity
-        if self.queue:
+            need = self.m.kv_bytes(math.ceil(ctx / self.block) * self.block)
+        elif self.queue:
             rid = self.queue[0]
-            return self.kv_now() + self._need(rid, self.rec.prompt[rid] + self.rec.generated[rid] + 1) <= self.capacity
-        return False
+            need = self._need(rid, self.rec.prompt[rid] + self.rec.generated[rid] + 1)
+        else:
+            return False
+        return self.kv_now() + need + headroom <= self.capacity
 
     def outstanding(self) -> int:
-        return len(self.queue) + len(self.prefilling) + len(self.landing) + len(self.running) + len(self.swapped)
+        return (len(self.queue) + len(self.prefilling) + len(self.landing) + len(self.running) + len(self.swapped)
+                + len(self.in_transit))
 
     def free_kv(self) -> float:
         return self.capacity - self.kv_now()
@@ -155,7 +163,9 @@ class Replica:
                 t = self.m.kv_bytes(ctx) * self.m.swap_s_per_byte
                 self.rec.swaps[rid] += 1
                 self.xfer_busy += t
+                self.in_transit.add(rid)
                 yield self.env.timeout(t)  # swap-in: the replica waits for the KV to come back
+                self.in_transit.discard(rid)
                 self.rec.events += 1
                 self._advance_account(0, t)
                 self._join(rid, ctx, gen)
@@ -184,7 +194,8 @@ class Replica:
         plan, total, landed = [], 0.0, []
         off = self._offload_s(self.R, count=False)
         while len(plan) < limit:
-            budget, pieces = self.chunk, []
+            budget = self.m.prefill_budget(b, self._mean_ctx(self.R + len(plan)), self.chunk)
+            pieces = []
             for p in self.prefilling:
                 if budget <= 0:
                     break
@@ -195,16 +206,17 @@ class Replica:
             if not pieces:
                 break
             tokens = sum(t for _, t in pieces)
-            dur, busy, link, passing = self.m.mixed(b, self._mean_ctx(self.R + len(plan)), tokens,
-                                                    pos[id(pieces[0][0])])
+            dur, busy, link, passing, cycle = self.m.mixed(b, self._mean_ctx(self.R + len(plan)), tokens,
+                                                           pos[id(pieces[0][0])], self.chunk)
             dur += off
             done_here = []
             for p, take in pieces:
                 pos[id(p)] += take
                 if pos[id(p)] >= p.total:
-                    done_here.append(p)
+                    # its chunks this round follow each other through the stages (a flow shop)
+                    done_here.append((p, passing + (math.ceil(take / self.chunk) - 1) * cycle))
             plan.append((dur, busy, link))
-            landed += [(total + max(passing, dur), p) for p in done_here]
+            landed += [(total + max(out, dur), p) for p, out in done_here]
             total += dur
             if done_here:
                 break
@@ -353,8 +365,10 @@ class Replica:
         if self.policy == "swap":
             t = self.m.kv_bytes(ctx) * self.m.swap_s_per_byte
             self.xfer_busy += t
+            self.in_transit.add(rid)
             self._account(len(self.running))
             yield self.env.timeout(t)  # swap-out: the KV leaves through the link before it is free
+            self.in_transit.discard(rid)
             self.rec.events += 1
             self._advance_account(0, t)
             self.swapped.append((rid, ctx, gen))

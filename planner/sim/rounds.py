@@ -26,6 +26,7 @@ class StepRounds:
         self.q = max(16.0, pl.context / 64.0)  # context bucket width, tokens
         self._dec: dict = {}
         self._mix: dict = {}
+        self._budget: dict = {}
         # KV bytes one sequence holds: global layers grow with context, windowed ones stop at w
         kv_tok = self.sm.kv_tok * pl.kv_replication
         local = shape.window > 0
@@ -81,23 +82,45 @@ class StepRounds:
             t += (t1 - t) * (b - b0) / (b1 - b0)
         return t, lo[1], lo[2]
 
-    def mixed(self, b: int, ctx: float, tokens: int, start: int):
+    def prefill_budget(self, b: int, ctx: float, chunk: int) -> int:
+        """Prefill tokens the next round takes. GPU steps are synchronous: one chunk. A wafer
+        pipeline fills its bubbles: as many tokens as the slack between the token latency and
+        the busiest stage's cycle absorbs without stretching the round (at least 64 tokens, at
+        most one chunk per stage)."""
+        if self.sm.dev.kind != "wafer":
+            return chunk
+        if b == 0:
+            return chunk * self.stages
+        key = (self._grid(b)[0], int(ctx / self.q), chunk)
+        hit = self._budget.get(key)
+        if hit is None:
+            r = self.sm.decode_round(key[0], max(key[1] * self.q, 1.0))
+            per_token = float(self.sm.prefill(chunk, key[1] * self.q / 2).occupancy_s.max()) / chunk
+            slack = max(r.token_latency_s - r.cycle_s, 0.0)
+            hit = self._budget[key] = int(min(max(slack / per_token, 64), chunk * self.stages)) // 64 * 64
+        return hit
+
+    def mixed(self, b: int, ctx: float, tokens: int, start: int, chunk: int):
         """A round that also prefills ``tokens`` prompt tokens from position ``start``:
-        (round seconds, stage busy, link busy, pass seconds). The next round can start after the
-        round time; the chunk's output leaves the pipeline ``pass`` seconds after it entered."""
+        (round seconds, stage busy, link busy, pass, cycle) where pass/cycle are one chunk's
+        trip through the pipeline and the gap before the next chunk can follow it."""
         b = self._grid(b)[0]
         tokens = -(-tokens // 64) * 64
         start = int(start // self.q * self.q)
         key = (b, int(ctx / self.q), tokens, start)
         hit = self._mix.get(key)
         if hit is None:
-            cycle, passing = self.sm.prefill_round(tokens, start)
+            # the round's prefill is costed as chunk-sized pieces at the head prompt's position,
+            # not as one long sequence (attention is quadratic within a sequence only)
+            one = min(tokens, chunk)
+            cycle, passing = self.sm.prefill_round(one, start)
             if b == 0:
-                busy = self.sm.prefill(tokens, start).occupancy_s
-                hit = (cycle, busy, np.zeros(max(self.stages - 1, 0)), passing)
+                t = self.sm.prefill(one, start, tokens / one)
+                dur = float(t.occupancy_s.max()) if self.sm.dev.kind == "wafer" else float(t.latency_s.sum())
+                hit = (dur, t.occupancy_s, np.zeros(max(self.stages - 1, 0)), passing, cycle)
             else:
-                r = self.sm.decode_round(b, max(key[1] * self.q, 1.0), tokens, tokens, start)
-                hit = (r.round_s, r.stage_busy_s, r.link_busy_s, max(passing, r.round_s))
+                r = self.sm.decode_round(b, max(key[1] * self.q, 1.0), tokens, one, start)
+                hit = (r.round_s, r.stage_busy_s, r.link_busy_s, passing, cycle)
             self._mix[key] = hit
         return hit
 
@@ -122,5 +145,8 @@ class ConstantRounds:
     def decode(self, b: int, ctx: float):
         return self.tau, self._busy, self._link
 
-    def mixed(self, b: int, ctx: float, tokens: int, start: int):
-        return self.tau, self._busy, self._link, self.tau
+    def prefill_budget(self, b: int, ctx: float, chunk: int) -> int:
+        return chunk
+
+    def mixed(self, b: int, ctx: float, tokens: int, start: int, chunk: int):
+        return self.tau, self._busy, self._link, self.tau, 0.0

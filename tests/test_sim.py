@@ -1,0 +1,236 @@
+"""The discrete-event engine against queueing theory, conservation laws and the analytic model."""
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from planner import catalog
+from planner.analytic import Config, build_point, estimate
+from planner.config.errors import ConfigError
+from planner.config.schema import LengthDist
+from planner.sim import engine
+from planner.sim.engine import InvariantError, SimSpec, check_invariants, simulate
+from planner.sim.rounds import ConstantRounds, StepRounds
+from planner.sim.workload import Sampler, interarrivals, read_trace
+
+TAU = 0.001  # seconds per round in the oracle replicas
+
+
+def fixed(v):
+    return Sampler(LengthDist(dist="fixed", value=v))
+
+
+def geometric(mean):
+    return Sampler(LengthDist(dist="exponential", mean=mean))
+
+
+def mean_waits(spec_kw, rounds, reps=4):
+    waits = []
+    for seed in range(reps):
+        res = simulate(SimSpec(seed=seed, warmup_fraction=0.1, prompt=fixed(1), **spec_kw), rounds)
+        waits.append(res.summary["mean_wait_s"])
+    return np.mean(waits), np.std(waits, ddof=1) / math.sqrt(reps)
+
+
+def assert_close(sim, se, theory, rel=0.03):
+    assert abs(sim - theory) <= 3 * se + rel * theory, (sim, se, theory)
+
+
+# ------------------------------------------------------------------ queueing oracles
+def test_md1_pollaczek_khinchine():
+    """max_batch 1, fixed output of 100 tokens at 1 ms/round: deterministic service S = 0.1 s."""
+    lam, S = 7.0, 100 * TAU
+    rho = lam * S
+    sim, se = mean_waits(dict(requests=20000, rate_per_s=lam, output=fixed(100), max_batch=1), ConstantRounds(TAU))
+    assert_close(sim, se, rho * S / (2 * (1 - rho)))
+
+
+def test_mg1_geometric_service_pollaczek_khinchine():
+    """Geometric token counts (mean 100): E[S^2] = tau^2 (2 - p) / p^2 exactly; M/M/1 is its continuum limit."""
+    lam, m = 7.0, 100
+    p = 1 / m
+    es, es2 = TAU * m, TAU ** 2 * (2 - p) / p ** 2
+    rho = lam * es
+    sim, se = mean_waits(dict(requests=20000, rate_per_s=lam, output=geometric(m), max_batch=1), ConstantRounds(TAU))
+    theory = lam * es2 / (2 * (1 - rho))
+    assert_close(sim, se, theory)
+    mm1 = rho / (1 / es - lam)
+    assert abs(theory / mm1 - 1) < 0.01  # and the M/M/1 figure is within 1% of it
+
+
+def erlang_c_wait(lam, mu, c):
+    a = lam / mu
+    rho = a / c
+    top = a ** c / math.factorial(c) / (1 - rho)
+    p_wait = top / (sum(a ** k / math.factorial(k) for k in range(c)) + top)
+    return p_wait / (c * mu - lam)
+
+
+def test_mmc_erlang_c():
+    """One replica with max_batch c and a batch-independent round time is c servers on one FIFO queue."""
+    c, m = 3, 400
+    mu = 1 / (m * TAU)
+    lam = 0.75 * c * mu
+    sim, se = mean_waits(dict(requests=20000, rate_per_s=lam, output=geometric(m), max_batch=c), ConstantRounds(TAU))
+    assert_close(sim, se, erlang_c_wait(lam, mu, c), rel=0.05)
+    # the scipy route to Erlang C agrees with the closed form above
+    a = lam / mu
+    pw = stats.poisson.pmf(c, a) / (stats.poisson.pmf(c, a) + (1 - a / c) * stats.poisson.cdf(c - 1, a))
+    assert pw / (c * mu - lam) == pytest.approx(erlang_c_wait(lam, mu, c))
+
+
+# ------------------------------------------------------------------ real hardware
+def llama(count=4, context=1280, prompt=1024, output=256, **kw):
+    cfg = Config(catalog.load_model("llama-3.1-70b"), catalog.load_hardware("cs3"), count=count, context=context,
+                 prompt=prompt, output=output, **kw)
+    return cfg, StepRounds(build_point(cfg))
+
+
+def test_low_load_matches_analytic():
+    cfg, rounds = llama(batch=1)
+    est = estimate(cfg)
+    res = simulate(SimSpec(requests=50, process="closed", users=1, prompt=fixed(1024), output=fixed(256)), rounds)
+    s = res.summary
+    assert s["ttft_p50_s"] == pytest.approx(est["ttft_s"], rel=1e-6)
+    assert s["decode_tok_s_per_user_p50"] == pytest.approx(est["decode_tok_s_per_user"], rel=0.01)
+    assert s["queue_max_s"] == 0.0
+
+
+def test_saturation_throughput_approaches_analytic_capacity():
+    cfg, rounds = llama()
+    cap = estimate(cfg)["aggregate_tok_s"]
+    res = simulate(SimSpec(requests=4000, process="closed", users=200, prompt=fixed(1024), output=fixed(256)), rounds)
+    assert 0.85 * cap <= res.summary["throughput_out_tok_s"] <= 1.05 * cap
+    assert res.summary["kv_occupancy_peak"] <= 1.0 + 1e-9
+
+
+def test_events_per_request_do_not_grow_with_output_length():
+    _, rounds = llama(context=8192)
+    per = []
+    for out in (128, 2048):
+        res = simulate(SimSpec(requests=1500, rate_per_s=20.0, prompt=fixed(1024), output=fixed(out)), rounds)
+        per.append(res.summary["events_per_request"])
+    assert per[1] < 1.5 * per[0] and per[1] < 8
+
+
+@pytest.mark.parametrize("policy", ["wait", "preempt", "swap", "offload"])
+def test_kv_policies_keep_invariants(policy):
+    """KV for ~2 sequences of 8K; 6 users with lognormal outputs push every policy to its limit."""
+    cfg, _ = llama(context=8192)
+    ext = catalog.load_hardware("cs3").external_memory
+    rounds = StepRounds(build_point(cfg), ext.capacity, ext.bandwidth)
+    out = Sampler(LengthDist(dist="lognormal", median=1500, sigma=0.8, max=7000))
+    res = simulate(SimSpec(requests=300, process="closed", users=60, prompt=fixed(1024), output=out,
+                           policy=policy, block_tokens=256), rounds)  # invariants are checked inside
+    s = res.summary
+    if policy == "preempt":
+        assert s["preemptions"] > 0
+    if policy == "swap":
+        assert s["swaps"] > 0 and s["offchip_transfer_util"] > 0
+    if policy == "offload":
+        assert s["offchip_transfer_util"] > 0
+    if policy in ("wait", "preempt", "swap"):
+        assert s["kv_occupancy_peak"] <= 1 + 1e-9
+
+
+def test_offload_pays_the_150_gb_s_straw():
+    """DeepSeek-V3 BF16, 32K context: reading its KV across one wafer's link takes ~15 ms (DOMAIN.md)."""
+    cfg = Config(catalog.load_model("deepseek-v3"), catalog.load_hardware("cs3"), count=40, context=32768)
+    ext = catalog.load_hardware("cs3").external_memory
+    rounds = StepRounds(build_point(cfg), ext.capacity, ext.bandwidth)
+    kv = rounds.kv_bytes(32768)
+    assert kv == pytest.approx(2.3e9, rel=0.01)
+    assert kv * rounds.offload_s_per_byte == pytest.approx(kv / 150e9) == pytest.approx(0.0154, rel=0.01)
+    full = rounds.kv_bytes(24576 + 8192)  # a decode-heavy request: 24K prompt, 8K reply
+    n_sram = int(rounds.kv_budget // full)
+    slow = simulate(SimSpec(requests=n_sram + 4, process="closed", users=n_sram + 4, prompt=fixed(24576),
+                            output=fixed(8192), policy="offload"), rounds).summary
+    # 4 sequences' KV above SRAM are read across the link every round: ~4 x 15 ms per token
+    assert slow["decode_tok_s_per_user_p50"] < 100  # tens of tok/s, not thousands
+    assert slow["offchip_transfer_util"] > 0.5
+    fast = simulate(SimSpec(requests=n_sram, process="closed", users=n_sram, prompt=fixed(24576),
+                            output=fixed(8192), policy="offload"), rounds).summary
+    assert fast["offchip_transfer_util"] == 0 and fast["decode_tok_s_per_user_p50"] > 500
+
+
+def test_replicas_and_routers_spread_load():
+    _, rounds = llama()
+    for router in ("round_robin", "least_outstanding", "most_free_kv"):
+        res = simulate(SimSpec(requests=900, rate_per_s=300, prompt=fixed(1024), output=fixed(256), replicas=3,
+                               router=router), rounds)
+        counts = np.bincount(res.requests["replica"], minlength=3)
+        assert counts.min() > 150, (router, counts)
+
+
+def test_same_seed_same_records_and_other_seed_differs():
+    _, rounds = llama()
+    kw = dict(requests=500, rate_per_s=200, prompt=geometric(800), output=geometric(200))
+    a = simulate(SimSpec(seed=3, **kw), rounds).requests
+    b = simulate(SimSpec(seed=3, **kw), rounds).requests
+    c = simulate(SimSpec(seed=4, **kw), rounds).requests
+    assert a.equals(b) and not a.equals(c)
+
+
+def test_invariant_checker_catches_broken_records():
+    env_spec = SimSpec(requests=50, rate_per_s=5, prompt=fixed(1), output=fixed(10), max_batch=1)
+    captured = {}
+    real = engine.check_invariants
+
+    def grab(rec, reps):
+        captured["rec"], captured["reps"] = rec, reps
+        real(rec, reps)
+    engine.check_invariants = grab
+    try:
+        simulate(env_spec, ConstantRounds(TAU))
+    finally:
+        engine.check_invariants = real
+    rec, reps = captured["rec"], captured["reps"]
+    rec.generated[7] -= 1
+    with pytest.raises(InvariantError, match="generated"):
+        check_invariants(rec, reps)
+    rec.generated[7] += 1
+    rec.area *= 1.01
+    with pytest.raises(InvariantError, match="Little"):
+        check_invariants(rec, reps)
+
+
+# ------------------------------------------------------------------ workload inputs
+def test_gamma_interarrivals_have_the_requested_cv():
+    rng = np.random.default_rng(0)
+    g = interarrivals("gamma", 10.0, 2.5, rng, 200_000)
+    assert g.mean() == pytest.approx(0.1, rel=0.02) and g.std() / g.mean() == pytest.approx(2.5, rel=0.03)
+
+
+def test_trace_replay_and_row_errors(tmp_path):
+    good = tmp_path / "t.csv"
+    good.write_text("arrival_s,prompt_tokens,output_tokens\n0.0,100,10\n0.5,200,20\n0.5,300,5\n")
+    tr = read_trace(str(good))
+    res = simulate(SimSpec(requests=10, process="trace", trace=tr), ConstantRounds(TAU))
+    assert list(res.requests["arrival_s"]) == [0.0, 0.5, 0.5] and list(res.requests["output_tokens"]) == [10, 20, 5]
+    bad = tmp_path / "b.csv"
+    bad.write_text("arrival_s,prompt_tokens,output_tokens\n1.0,100,10\n0.5,x,20\n0.7,10,0\n")
+    with pytest.raises(ConfigError) as e:
+        read_trace(str(bad))
+    lines = str(e.value).splitlines()
+    assert lines[0].startswith(f"{bad}:3:1:") and lines[1].startswith(f"{bad}:4:1:")
+    nohdr = tmp_path / "n.csv"
+    nohdr.write_text("0.0,1,1\n")
+    with pytest.raises(ConfigError, match="header must have"):
+        read_trace(str(nohdr))
+
+
+def test_length_samplers():
+    rng = np.random.default_rng(1)
+    ln = Sampler(LengthDist(dist="lognormal", median=500, sigma=0.5)).draw(rng, 100_000)
+    assert np.median(ln) == pytest.approx(500, rel=0.02)
+    u = Sampler(LengthDist(dist="uniform", low=10, high=20)).draw(rng, 10_000)
+    assert u.min() == 10 and u.max() == 20
+    clipped = Sampler(LengthDist(dist="exponential", mean=100, max=150)).draw(rng, 10_000)
+    assert clipped.max() == 150 and clipped.min() >= 1
+
+
+def test_request_larger_than_replica_is_refused():
+    with pytest.raises(ValueError, match="more than a replica holds"):
+        simulate(SimSpec(requests=5, rate_per_s=1, prompt=fixed(100), output=fixed(100)),
+                 ConstantRounds(TAU, kv_budget=1000, kv_per_token=10))
