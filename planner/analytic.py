@@ -36,7 +36,7 @@ class Config:
     software: str | None = None
     spec_decode: SpecDecode | None = None
     microbatches: int | None = None
-    prefill_chunk: int = 8192
+    prefill_chunk: int = 2048
 
     @property
     def kv_precision(self) -> str:

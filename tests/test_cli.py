@@ -112,3 +112,22 @@ def test_sweep_writes_csv_and_run_json(run, write, tmp_path):
     assert (df[df.feasible].throughput_source == "sim").all()
     meta = json.loads((out / "run.json").read_text())
     assert meta["points"] == 7 and meta["scenario_sha256"]
+
+
+def test_run_writes_summary_requests_timeseries(run, tmp_path):
+    out = tmp_path / "r"
+    r = run("run", REPO / "scenarios" / "llama-70b.yaml", "--set", "workload.requests=300", "-o", out)
+    assert r.exit_code == 0, r.output
+    s = json.loads((out / "summary.json").read_text())
+    assert s["feasible"] and s["throughput_source"] == "sim" and s["sim_requests"] == 300
+    assert s["ttft_p99_s"] >= s["ttft_p50_s"] > 0 and len(s["stage_utilisation"]) == 4
+    req = pd.read_csv(out / "requests.csv")
+    assert len(req) == 300 and (req.finish_s >= req.first_token_s).all()
+    ts = pd.read_csv(out / "timeseries.csv")
+    assert list(ts.columns) == ["t_s", "replica", "batch", "queued", "kv_bytes"] and len(ts) > 10
+
+
+def test_run_bad_override_exits_2(run):
+    r = run("run", REPO / "scenarios" / "llama-70b.yaml", "--set", "deployment.kv_policy=forget")
+    assert r.exit_code == 2 and r.output.startswith("--set: deployment.kv_policy:")
+    assert run("run", REPO / "scenarios" / "llama-70b.yaml", "--set", "novalue").exit_code == 2

@@ -67,3 +67,32 @@ def test_same_scenario_same_csv(tmp_path):
     assert a["feasible"].any() and (~a["feasible"]).any()
     baseline = a[a["group"] == "gpu-baselines"]
     assert set(baseline["deployment.hardware"]) == {"b200", "gb200-nvl72"}
+
+
+def test_simulated_sweep_same_files_whatever_the_jobs(write, tmp_path):
+    from planner.sweep import run
+    p = write("sim.yaml", """
+name: sim
+model: llama-3.1-8b
+deployment: {hardware: cs3, count: 1}
+workload:
+  context_tokens: 4096
+  output_tokens: 256
+  arrival: {process: poisson, load: 0.7}
+  output_dist: {dist: lognormal, median: 200, sigma: 0.5, max: 1000}
+  requests: 400
+sweep:
+  - name: g
+    axes:
+      workload.arrival.load: [0.3, 0.6, 0.9]
+      deployment.kv_policy: [wait, preempt]
+""")
+    run(p, tmp_path / "one", quiet=True, jobs=1)
+    run(p, tmp_path / "two", quiet=True, jobs=2)
+    assert (tmp_path / "one" / "results.csv").read_bytes() == (tmp_path / "two" / "results.csv").read_bytes()
+    import pandas as pd
+    df = pd.read_csv(tmp_path / "one" / "results.csv")
+    assert (df.throughput_source == "sim").all()
+    # more load, more waiting
+    wait = df[df["deployment.kv_policy"] == "wait"].sort_values("workload.arrival.load")
+    assert wait.ttft_p99_s.is_monotonic_increasing

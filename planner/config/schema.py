@@ -273,7 +273,7 @@ class Deployment(Strict):
     precision: PrecisionChoice = PrecisionChoice()
     microbatches: Annotated[int, Field(ge=1)] | None = None  # None = one per pipeline stage
     spec_decode: SpecDecode | None = None
-    prefill_chunk_tokens: Annotated[int, Field(ge=1)] = 8192  # chunked prefill: tokens per chunk
+    prefill_chunk_tokens: Annotated[int, Field(ge=1)] = 2048  # chunked prefill: tokens per chunk
     software: str | None = None  # a software profile of the hardware spec (calibrated era)
     router: Literal["round_robin", "least_outstanding", "most_free_kv"] = "least_outstanding"
     kv_policy: Literal["wait", "preempt", "swap", "offload"] = "wait"

@@ -227,7 +227,7 @@ class Replica:
         k = len(plan)
         for dur, busy, link in plan:
             self.busy += busy
-            self.link_busy += float(link.max()) if len(link) else 0.0
+            self.link_busy += link
         self.seq_rounds += b * k
         self.xfer_busy += off * k
         self.R += k
@@ -314,7 +314,7 @@ class Replica:
                 yield env.timeout(boundary - (env.now - start))
             total = boundary
         self.busy += busy * done
-        self.link_busy += (float(link.max()) if len(link) else 0.0) * done
+        self.link_busy += link * done
         self.seq_rounds += b * done
         self.xfer_busy += off * done
         self.R += done

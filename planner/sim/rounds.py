@@ -18,6 +18,10 @@ import numpy as np
 from ..analytic import Built
 
 
+def _peak(link_busy: np.ndarray) -> float:
+    return float(link_busy.max()) if len(link_busy) else 0.0
+
+
 class StepRounds:
     def __init__(self, built: Built, external_bytes_per_device: float = 0.0, external_bw: float = 0.0):
         self.sm, pl, dev, shape = built.steps, built.placement, built.device, built.shape
@@ -56,7 +60,7 @@ class StepRounds:
         hit = self._dec.get(key)
         if hit is None:
             r = self.sm.decode_round(b, max(k * self.q, 1.0))
-            hit = self._dec[key] = (r.round_s, r.stage_busy_s, r.link_busy_s)
+            hit = self._dec[key] = (r.round_s, r.stage_busy_s, _peak(r.link_busy_s))
         return hit
 
     @staticmethod
@@ -69,7 +73,7 @@ class StepRounds:
         return lo, lo + step
 
     def decode(self, b: int, ctx: float):
-        """(round seconds, stage busy seconds, link busy seconds) for ``b`` sequences at mean ``ctx``."""
+        """(round seconds, stage busy seconds, busiest link's seconds) for ``b`` sequences at mean ``ctx``."""
         x = ctx / self.q
         k = int(x)
         f = x - k
@@ -117,10 +121,10 @@ class StepRounds:
             if b == 0:
                 t = self.sm.prefill(one, start, tokens / one)
                 dur = float(t.occupancy_s.max()) if self.sm.dev.kind == "wafer" else float(t.latency_s.sum())
-                hit = (dur, t.occupancy_s, np.zeros(max(self.stages - 1, 0)), passing, cycle)
+                hit = (dur, t.occupancy_s, 0.0, passing, cycle)
             else:
                 r = self.sm.decode_round(b, max(key[1] * self.q, 1.0), tokens, one, start)
-                hit = (r.round_s, r.stage_busy_s, r.link_busy_s, passing, cycle)
+                hit = (r.round_s, r.stage_busy_s, _peak(r.link_busy_s), passing, cycle)
             self._mix[key] = hit
         return hit
 
@@ -137,7 +141,7 @@ class ConstantRounds:
         self.stage_budget = np.array([kv_budget])
         self.swap_s_per_byte = self.offload_s_per_byte = 1.0 / link_bw
         self._busy = np.array([tau])
-        self._link = np.zeros(0)
+        self._link = 0.0
 
     def kv_bytes(self, ctx):
         return self.kv_global * ctx
