@@ -71,7 +71,6 @@ class Replica:
         self.xfer_busy = 0.0  # swap / offload seconds on the link
         self.kv_area = 0.0  # integral of KV bytes over time
         self.kv_peak = 0.0
-        self.last_t = 0.0
         self.last_kv = 0.0
         env.process(self.run())
 
