@@ -81,9 +81,8 @@ def estimate(cfg: Config) -> dict:
     try:
         b = build_point(cfg)
     except Infeasible as e:
-        row.update(reason=str(e), bottleneck="sram_capacity" if cfg.hardware.kind == "wafer" else "hbm_capacity")
-        if "native" in str(e) or "bonded" in str(e) or "profile" in str(e) or "multiple" in str(e):
-            row["bottleneck"] = "unsupported"
+        memory = "sram_capacity" if cfg.hardware.kind == "wafer" else "hbm_capacity"
+        row.update(reason=str(e), bottleneck=memory if e.limit == "capacity" else "unsupported")
         return row
     pl, sm, dev = b.placement, b.steps, b.device
     batch = cfg.batch if cfg.batch is not None else pl.max_concurrent

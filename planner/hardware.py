@@ -13,7 +13,12 @@ from .model import COMPUTE_CLASS
 
 
 class Infeasible(Exception):
-    """A configuration that cannot run, with the reason users will read in the CSV."""
+    """A configuration that cannot run, with the reason users will read in the CSV and what
+    limited it (``capacity``: memory for weights/KV; ``unsupported``: the hardware cannot do it)."""
+
+    def __init__(self, reason: str, limit: str = "unsupported"):
+        super().__init__(reason)
+        self.limit = limit
 
 
 @dataclass(frozen=True)

@@ -101,14 +101,14 @@ def place_wafer(shape: ModelShape, dev: Device, count: int | None, w: np.ndarray
         count = math.ceil((W + min_sequences * K) / cap - 1e-12)
         if count > max_devices:
             raise Infeasible(f"needs {count} x {dev.name} for {min_sequences} sequences of {context} tokens "
-                             f"(> {max_devices})")
+                             f"(> {max_devices})", "capacity")
     if W > count * cap:
         raise Infeasible(f"weights do not fit: {fmt_bytes(W)} > {count} x {fmt_bytes(cap)} usable on {dev.name} "
-                         f"(needs {math.ceil(W / cap)})")
+                         f"(needs {math.ceil(W / cap)})", "capacity")
     n = int((count * cap - W) // K)
     if n < 1:
         raise Infeasible(f"KV of one {context}-token sequence ({fmt_bytes(K)}) does not fit next to the weights "
-                         f"on {count} x {dev.name} (needs {math.ceil((W + K) / cap)})")
+                         f"on {count} x {dev.name} (needs {math.ceil((W + K) / cap)})", "capacity")
     return Placement("wafer", count, _stages(w, kv, n, count, 1), W, K, K / context, n, cap, context)
 
 
@@ -129,15 +129,18 @@ def place_gpu(shape: ModelShape, dev: Device, count: int | None, w: np.ndarray, 
         count = next((n for n in sizes if n <= max_devices and n % min(n, dev.scale_up_domain) == 0
                       and concurrency(n)[0] >= min_sequences), None)
         if count is None:
-            raise Infeasible(f"{min_sequences} sequences of {context} tokens do not fit on {max_devices} x {dev.name}")
+            raise Infeasible(f"{min_sequences} sequences of {context} tokens do not fit on "
+                             f"{max_devices} x {dev.name}", "capacity")
     tp = min(count, dev.scale_up_domain)
     if count % tp:
         raise Infeasible(f"{count} GPUs is not a multiple of the tensor-parallel degree {tp}")
     if W > count * cap:
-        raise Infeasible(f"weights do not fit: {fmt_bytes(W)} > {count} x {fmt_bytes(cap)} usable on {dev.name}")
+        raise Infeasible(f"weights do not fit: {fmt_bytes(W)} > {count} x {fmt_bytes(cap)} usable on {dev.name}",
+                         "capacity")
     n, repl = concurrency(count)
     if n < 1:
-        raise Infeasible(f"KV of one {context}-token sequence does not fit next to the weights on {count} x {dev.name}")
+        raise Infeasible(f"KV of one {context}-token sequence does not fit next to the weights on "
+                         f"{count} x {dev.name}", "capacity")
     return Placement("gpu", count, _stages(w, kv, n, count // tp, tp), W, K, K / context, n, cap, context,
                      tp=tp, kv_replication=repl)
 

@@ -34,6 +34,7 @@ class Loaded:
     path: Path
     loc: Located
     scenario: Scenario
+    points: tuple = ()  # every sweep point, validated and resolved once at load
 
     @property
     def base_dir(self) -> Path:
@@ -63,20 +64,16 @@ def load(path: str | Path) -> Loaded:
     sc = validate(Scenario, loc)
     loaded = Loaded(p, loc, sc)
     problems: list[Problem] = []
-    for pt in _expand(loaded, problems):
+    points = _expand(loaded, problems) if sc.sweep else [Point(0, "base", {}, sc, config_hash(sc))]
+    for pt in points:
         try:
             to_config(loaded, pt.scenario, pt_loc(loaded, pt))
-        except ConfigError as e:
-            problems.extend(e.problems)
-    if not sc.sweep:
-        try:
-            to_config(loaded, sc, loc)
         except ConfigError as e:
             problems.extend(e.problems)
     if problems:
         uniq = list(dict.fromkeys(problems))
         raise ConfigError(sorted(uniq, key=lambda q: (q.line or 0, q.col or 0)))
-    return loaded
+    return Loaded(p, loc, sc, tuple(points))
 
 
 def pt_loc(loaded: Loaded, pt: Point) -> Located:
@@ -124,14 +121,8 @@ def _expand(loaded: Loaded, problems: list[Problem]) -> list[Point]:
 
 
 def expand(loaded: Loaded) -> list[Point]:
-    """All sweep points (the base scenario alone when it has no sweep)."""
-    if not loaded.scenario.sweep:
-        return [Point(0, "base", {}, loaded.scenario, config_hash(loaded.scenario))]
-    problems: list[Problem] = []
-    pts = _expand(loaded, problems)
-    if problems:
-        raise ConfigError(problems)
-    return pts
+    """All sweep points (the base scenario alone when it has no sweep), as validated by load."""
+    return list(loaded.points)
 
 
 def override(loaded: Loaded, sets: list[str]) -> Point:

@@ -112,3 +112,13 @@ def test_gpu_collectives_dp_attention_for_mla_tp_for_gqa():
     ring = 2 * 71 / 72 * 1000 * 7168 * 2
     a2a = 2 * (1000 * 7168 * 2 / 72) * 8 * 71 / 72
     assert t.link_s[0] == pytest.approx((3 * ring + 58 * a2a) / ds.dev.scale_up_bw_bytes_per_s)
+
+
+def test_infeasible_rows_name_what_limited_them():
+    base = dict(model=conftest.catalog.load_model("deepseek-v3"), context=8192)
+    mem = estimate(Config(hardware=conftest.catalog.load_hardware("cs3"), count=8, **base))
+    assert not mem["fits"] and mem["bottleneck"] == "sram_capacity"
+    native = estimate(Config(hardware=conftest.catalog.load_hardware("cs3"), weights="fp8", mode="native", **base))
+    assert not native["fits"] and native["bottleneck"] == "unsupported" and "no native fp8" in native["reason"]
+    gpu = estimate(Config(hardware=conftest.catalog.load_hardware("h100"), count=8, **base))
+    assert not gpu["fits"] and gpu["bottleneck"] == "hbm_capacity"
