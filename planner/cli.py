@@ -246,6 +246,7 @@ def run_cmd(scenario, sets, out, quiet):
         summary["wall_s"] = res.summary["wall_s"]
         summary["stage_utilisation"] = res.summary["stage_utilisation"]
         summary["stage_kv_occupancy_peak"] = res.summary["stage_kv_occupancy_peak"]
+        summary["stage_kv_occupancy_avg"] = res.summary["stage_kv_occupancy_avg"]
         write_csv(res.requests, path / "requests.csv")
         write_csv(res.timeseries, path / "timeseries.csv")
     write_json({k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in summary.items()},

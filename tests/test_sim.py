@@ -234,3 +234,38 @@ def test_request_larger_than_replica_is_refused():
     with pytest.raises(ValueError, match="more than a replica holds"):
         simulate(SimSpec(requests=5, rate_per_s=1, prompt=fixed(100), output=fixed(100)),
                  ConstantRounds(TAU, kv_budget=1000, kv_per_token=10))
+
+
+# ------------------------------------------------------------------ property-based: invariants hold for any workload
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_ROUNDS = {}
+
+
+def _real_rounds():
+    if "r" not in _ROUNDS:
+        cfg, _ = llama(context=8192)
+        ext = catalog.load_hardware("cs3").external_memory
+        _ROUNDS["r"] = StepRounds(build_point(cfg), ext.capacity, ext.bandwidth)
+    return _ROUNDS["r"]
+
+
+@settings(max_examples=int(__import__("os").environ.get("SIM_EXAMPLES", 25)), deadline=None,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(policy=st.sampled_from(["wait", "preempt", "swap", "offload"]),
+       router=st.sampled_from(["round_robin", "least_outstanding", "most_free_kv"]),
+       process=st.sampled_from(["poisson", "gamma", "constant", "closed"]),
+       replicas=st.integers(1, 3), users=st.integers(1, 40), rate=st.floats(5, 400),
+       prompt=st.integers(16, 4000), out_median=st.integers(2, 2000), chunk=st.sampled_from([64, 512, 8192]),
+       max_batch=st.one_of(st.none(), st.integers(1, 16)), seed=st.integers(0, 10 ** 6))
+def test_invariants_hold_for_random_workloads(policy, router, process, replicas, users, rate, prompt, out_median,
+                                              chunk, max_batch, seed):
+    out = Sampler(LengthDist(dist="lognormal", median=out_median, sigma=0.7, max=8192 - 4000))
+    spec = SimSpec(requests=150, process=process, rate_per_s=rate, cv=2.0, users=users,
+                   prompt=Sampler(LengthDist(dist="uniform", low=max(1, prompt // 2), high=prompt)), output=out,
+                   replicas=replicas, router=router, policy=policy, max_batch=max_batch, chunk=chunk, seed=seed)
+    res = simulate(spec, _real_rounds())  # raises InvariantError on any broken law
+    r = res.requests
+    assert (r.ttft_s >= 0).all() and (r.e2e_s >= r.ttft_s - 1e-12).all()
+    assert res.summary["mean_in_system"] * res.summary["sim_time_s"] == pytest.approx(r.e2e_s.sum(), rel=1e-9)

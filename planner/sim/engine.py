@@ -266,9 +266,13 @@ def summarise(rec: Recorder, reps: list[Replica], spec: SimSpec, wall: float) ->
         "mean_in_system": rec.area / makespan,
     }
     out["stage_utilisation"] = [float(x) for x in busy]
+    # a stage holds its fixed share of every sequence's KV, so per-stage occupancy follows the replica's
     peak_bytes = max(r.kv_peak for r in reps)
+    avg_bytes = float(np.mean([r.kv_area for r in reps])) / makespan
     out["stage_kv_occupancy_peak"] = [float(peak_bytes * s / b) if math.isfinite(b) else 0.0
                                       for s, b in zip(reps[0].m.share, reps[0].m.stage_budget)]
+    out["stage_kv_occupancy_avg"] = [float(avg_bytes * s / b) if math.isfinite(b) else 0.0
+                                     for s, b in zip(reps[0].m.share, reps[0].m.stage_budget)]
     return out
 
 

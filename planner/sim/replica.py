@@ -132,8 +132,8 @@ class Replica:
     def run(self):
         env = self.env
         while True:
+            self._land()  # first: a landing sequence may finish at once and free its slot
             yield from self._admit()
-            self._land()
             if self.prefilling:
                 yield from self._mixed_round()
             elif self.running:
@@ -143,7 +143,7 @@ class Replica:
                 yield env.timeout(self.landing[0][0] - env.now)
                 self.rec.events += 1
                 self._advance_account(0, 0.0)
-            else:
+            elif not self.can_admit():  # nothing to do until an arrival
                 self._account(0)
                 self.wake = env.event()
                 yield self.wake
