@@ -1,4 +1,4 @@
-"""Report the analytic pre-pass speed: `plan sweep scenarios/deepseek.yaml` points per second.
+"""Report the analytic pre-pass speed: `plan sweep scenarios/deepseek.yaml --analytic-only -j 1`.
 
 Run: python bench/bench_analytic.py  (prints figures; asserts nothing)
 """
@@ -21,10 +21,10 @@ def main() -> None:
     for _ in range(3):
         with tempfile.TemporaryDirectory() as d:
             t = time.perf_counter()
-            df, _ = run(REPO / "scenarios" / "deepseek.yaml", d, quiet=True)
+            df, _ = run(REPO / "scenarios" / "deepseek.yaml", d, quiet=True, simulate=False, jobs=1)
             times.append(time.perf_counter() - t)
     best = min(times)
-    print(f"plan sweep scenarios/deepseek.yaml: {len(df)} points, best of 3 {best:.2f} s "
+    print(f"plan sweep scenarios/deepseek.yaml --analytic-only -j 1: {len(df)} points, best of 3 {best:.2f} s "
           f"(median {statistics.median(times):.2f} s), {len(df) / best:.0f} points/s, one process")
     cfg = Config(catalog.load_model("deepseek-v3"), catalog.load_hardware("cs3"), weights="fp8", context=32768)
     n, t = 200, time.perf_counter()
