@@ -45,6 +45,11 @@ class Config:
         return self.weights if self.weights in ("fp16", "bf16", "fp8") else "fp8"
 
 
+def memory_limit(hardware: HardwareSpec) -> str:
+    """The bottleneck name for running out of memory on this hardware."""
+    return "sram_capacity" if hardware.kind == "wafer" else "hbm_capacity"
+
+
 @dataclass(frozen=True)
 class Built:
     shape: ModelShape
@@ -81,8 +86,7 @@ def estimate(cfg: Config) -> dict:
     try:
         b = build_point(cfg)
     except Infeasible as e:
-        memory = "sram_capacity" if cfg.hardware.kind == "wafer" else "hbm_capacity"
-        row.update(reason=str(e), bottleneck=memory if e.limit == "capacity" else "unsupported")
+        row.update(reason=str(e), bottleneck=memory_limit(cfg.hardware) if e.limit == "capacity" else "unsupported")
         return row
     pl, sm, dev = b.placement, b.steps, b.device
     batch = cfg.batch if cfg.batch is not None else pl.max_concurrent
@@ -97,7 +101,7 @@ def estimate(cfg: Config) -> dict:
         accepted_tokens_per_step=sm.accepted)
     if batch > pl.max_concurrent:
         row.update(reason=f"batch {batch} > {pl.max_concurrent} sequences of {cfg.context} tokens that fit",
-                   bottleneck="sram_capacity" if dev.kind == "wafer" else "hbm_capacity")
+                   bottleneck=memory_limit(cfg.hardware))
         return row
     # decode at the mean context of a sequence's life: prompt + output/2 (capacity is sized at the max)
     mean_ctx = min(cfg.context, prompt + cfg.output / 2)

@@ -20,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import __version__
-from .analytic import estimate
+from .analytic import estimate, memory_limit
 from .economics import costs
 from .export import write_csv, write_json
 from .hardware import Infeasible, resolve
@@ -73,8 +73,7 @@ def plan_point(loaded: Loaded, pt: Point) -> tuple:
     row = {"point": pt.index, "group": pt.group, **axis_columns(pt.values)}
     est = estimate(cfg)
     row.update(est)
-    row["feasible"] = bool(est.pop("fits"))
-    row.pop("fits", None)
+    row["feasible"] = bool(row.pop("fits"))
     capacity = 0.0
     if row["feasible"]:
         per = est["max_concurrent_sequences"]
@@ -84,15 +83,14 @@ def plan_point(loaded: Loaded, pt: Point) -> tuple:
         else:
             replicas = fixed_replicas or math.ceil(users / per)
             if users > replicas * per:
-                row.update(feasible=False, bottleneck="sram_capacity" if cfg.hardware.kind == "wafer" else "hbm_capacity",
+                row.update(feasible=False, bottleneck=memory_limit(cfg.hardware),
                            reason=f"{users} users need {math.ceil(users / per)} replicas of {per} sequences; "
                                   f"{replicas} configured")
             batch = math.ceil(users / replicas)
         cfg = dataclasses.replace(cfg, batch=batch)
         if row["feasible"] and batch != est["batch"]:
             est = estimate(cfg)
-            est.pop("fits")
-            row.update(est)
+            row.update({k: v for k, v in est.items() if k != "fits"})
         row.update(devices_per_replica=est.get("devices"), replicas=replicas, batch_per_replica=batch,
                    concurrent_users=batch * replicas if users is None else users,
                    capacity_tok_s_analytic=capacity * replicas)

@@ -18,12 +18,8 @@ import pandas as pd
 import simpy
 
 from ..config.schema import SLO
-from .replica import Replica
+from .replica import InvariantError, Replica
 from .workload import Sampler, Trace, interarrivals
-
-
-class InvariantError(AssertionError):
-    """The simulation broke a conservation law: a bug, never a user mistake."""
 
 
 class Stalled(RuntimeError):
@@ -55,10 +51,11 @@ class SimSpec:
 class Recorder:
     """Per-request arrays (indexed by request id, ids in arrival order) and run counters."""
 
-    def __init__(self, env, prompts: np.ndarray, outputs: np.ndarray):
+    def __init__(self, env, prompts: np.ndarray, outputs: np.ndarray, kv_full: np.ndarray):
         n = len(prompts)
         self.env, self.n = env, n
         self.prompt, self.output = prompts.astype(np.int64), outputs.astype(np.int64)
+        self.kv_full = [float(x) for x in kv_full]  # KV bytes at prompt + output, per request
         self.arrival, self.admit, self.first, self.finish = (np.full(n, -1.0) for _ in range(4))
         self.generated, self.decode_rounds = np.zeros(n, np.int64), np.zeros(n, np.int64)
         self.preemptions, self.swaps, self.replica = (np.zeros(n, np.int64) for _ in range(3))
@@ -132,8 +129,7 @@ def simulate(spec: SimSpec, rounds) -> SimResult:
     r_arr, r_p, r_o = (np.random.default_rng(s) for s in np.random.SeedSequence(spec.seed).spawn(3))
     prompts, outputs = draw_lengths(spec, r_p, r_o)
     env = simpy.Environment()
-    rec = Recorder(env, prompts, outputs)
-    rec.kv_full = [float(x) for x in rounds.kv_bytes((prompts + outputs).astype(float))]  # KV at prompt+output
+    rec = Recorder(env, prompts, outputs, rounds.kv_bytes((prompts + outputs).astype(float)))
     reps = [Replica(env, i, rounds, rec, spec.policy, spec.max_batch, spec.chunk, spec.block_tokens)
             for i in range(spec.replicas)]
     rec.replicas = reps

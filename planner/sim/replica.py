@@ -30,6 +30,21 @@ from dataclasses import dataclass
 import numpy as np
 
 
+class InvariantError(AssertionError):
+    """The simulation broke a conservation law: a bug, never a user mistake."""
+
+
+def _largest(lo: int, hi: int, ok) -> int:
+    """Largest k in [lo, hi] with ok(k), for ok true at lo and monotone (true, then false)."""
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if ok(mid):
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
 @dataclass(slots=True)
 class Seq:
     rid: int
@@ -84,19 +99,22 @@ class Replica:
     def _pending_kv(self) -> float:
         return sum(p.reserved for p in self.prefilling) + sum(x[2].reserved for x in self.landing)
 
+    def _blocks(self, tokens):
+        """KV bytes of whole ``kv_block_tokens`` blocks holding ``tokens`` (scalar or array)."""
+        return self.m.kv_bytes(np.ceil(np.asarray(tokens, dtype=float) / self.block) * self.block)
+
     def kv_at(self, R: int) -> float:
         """Allocated KV (whole blocks) of the running sequences at round ``R``."""
         if not self.running:
             return 0.0
         c0 = np.fromiter((s.c0 for s in self.running.values()), float, len(self.running))
         r0 = np.fromiter((s.r0 for s in self.running.values()), float, len(self.running))
-        ctx = np.ceil((c0 + self.a * (R - r0)) / self.block) * self.block
-        return float(self.m.kv_global * ctx.sum() + self.m.kv_local * np.minimum(ctx, self.m.window).sum())
+        return float(self._blocks(c0 + self.a * (R - r0)).sum())
 
     def _need(self, rid: int, tokens: float) -> float:
         if self.policy in ("wait", "offload"):
             return self.rec.kv_full[rid]
-        return self.m.kv_bytes(math.ceil(tokens / self.block) * self.block)
+        return float(self._blocks(tokens))
 
     def can_admit(self) -> bool:
         active = len(self.running) + len(self.prefilling) + len(self.landing)
@@ -104,10 +122,10 @@ class Replica:
             return False
         # growth policies keep a watermark: room for every admitted sequence to grow one more
         # block, so an evicted sequence is not re-admitted straight into the space it just freed
-        headroom = (active + 1) * self.m.kv_bytes(self.block) if self.policy in ("preempt", "swap") else 0.0
+        headroom = (active + 1) * float(self._blocks(1)) if self.policy in ("preempt", "swap") else 0.0
         if self.swapped:
             rid, ctx, _ = self.swapped[0]
-            need = self.m.kv_bytes(math.ceil(ctx / self.block) * self.block)
+            need = float(self._blocks(ctx))
         elif self.queue:
             rid = self.queue[0]
             need = self._need(rid, self.rec.prompt[rid] + self.rec.generated[rid] + 1)
@@ -142,7 +160,7 @@ class Replica:
                 self._account(0)
                 yield env.timeout(self.landing[0][0] - env.now)
                 self.rec.events += 1
-                self._advance_account(0, 0.0)
+                self._advance_account(0.0)
             elif not self.can_admit():  # nothing to do until an arrival
                 self._account(0)
                 self.wake = env.event()
@@ -166,7 +184,7 @@ class Replica:
                 yield self.env.timeout(t)  # swap-in: the replica waits for the KV to come back
                 self.in_transit.discard(rid)
                 self.rec.events += 1
-                self._advance_account(0, t)
+                self._advance_account(t)
                 self._join(rid, ctx, gen)
                 continue
             rid = self.queue.popleft()
@@ -191,9 +209,10 @@ class Replica:
         limit = 1 if growth else min(64, (self.heap[0][0] - self.R) if self.heap else 64)
         pos: dict[int, int] = {}  # prefill positions as planned, only for the entries touched
         plan, total, landed = [], 0.0, []
-        off = self._offload_s(self.R, count=False)
+        off = self._offload_s()
         while len(plan) < limit:
-            budget = self.m.prefill_budget(b, self._mean_ctx(self.R + len(plan)), self.chunk)
+            ctx = self._mean_ctx(self.R + len(plan))
+            budget = self.m.prefill_budget(b, ctx, self.chunk)
             pieces = []
             for p in self.prefilling:
                 if budget <= 0:
@@ -205,8 +224,7 @@ class Replica:
             if not pieces:
                 break
             tokens = sum(t for _, t in pieces)
-            dur, busy, link, passing, cycle = self.m.mixed(b, self._mean_ctx(self.R + len(plan)), tokens,
-                                                           pos[id(pieces[0][0])], self.chunk)
+            dur, busy, link, passing, cycle = self.m.mixed(b, ctx, tokens, pos[id(pieces[0][0])], self.chunk)
             dur += off
             done_here = []
             for p, take in pieces:
@@ -230,7 +248,7 @@ class Replica:
         self.seq_rounds += b * k
         self.xfer_busy += off * k
         self.R += k
-        self._advance_account(k, total)
+        self._advance_account(total)
         for p in self.prefilling:
             if id(p) in pos:
                 p.pos = pos[id(p)]
@@ -245,18 +263,15 @@ class Replica:
         rec.generated[rid] += 1  # the last prompt position yields the next token
         if rec.first[rid] < 0:
             rec.first[rid] = t
-        if self.policy in ("wait", "offload"):
-            self.reserved -= p.reserved
         self._join(rid, p.total + 1, rec.generated[rid], p.reserved)
 
     def _join(self, rid: int, ctx: float, generated: int, reserved: float = 0.0) -> None:
+        """A sequence joins the running batch (its wait/offload reservation carries over)."""
         rec = self.rec
         remaining = rec.output[rid] - generated
-        if self.policy in ("wait", "offload"):
-            reserved = reserved or rec.kv_full[rid]
-            self.reserved += reserved
         if remaining <= 0:
-            self.reserved -= reserved if self.policy in ("wait", "offload") else 0.0
+            if self.policy in ("wait", "offload"):
+                self.reserved -= reserved
             self._finished(rid)
             return
         fin = self.R + math.ceil(remaining / self.a - 1e-9)
@@ -269,33 +284,26 @@ class Replica:
         b = len(self.running)
         return (self.sum_c0 + self.a * b * R) / b if b else 0.0
 
-    def _offload_s(self, R: int, count: bool = True) -> float:
+    def _offload_s(self) -> float:
         """Extra time per round: the KV above SRAM is read across the off-chip link."""
         if self.policy != "offload":
             return 0.0
-        over = self.reserved - self.m.kv_budget
-        if over <= 0:
-            return 0.0
-        t = over * self.m.offload_s_per_byte
-        if count:
-            self.xfer_busy += t
-        return t
+        return max(self.reserved - self.m.kv_budget, 0.0) * self.m.offload_s_per_byte
 
     def _decode_span(self):
         env, b = self.env, len(self.running)
+        off = self._offload_s()
+        t0, busy, link = self.m.decode(b, self._mean_ctx(self.R))
+        t0 += off
         n = self.heap[0][0] - self.R
         if self.landing:  # stop at the round boundary after the next prompt lands
-            t0 = self.m.decode(b, self._mean_ctx(self.R))[0] + self._offload_s(self.R, count=False)
             n = max(1, min(n, math.ceil((self.landing[0][0] - env.now) / t0 - 1e-9)))
         if self.policy in ("preempt", "swap"):
             n = self._rounds_until_overflow(n)
             if n == 0:
                 yield from self._evict()
                 return
-        t0, busy, link = self.m.decode(b, self._mean_ctx(self.R))
-        t1 = self.m.decode(b, self._mean_ctx(self.R + n - 1))[0] if n > 1 else t0
-        off = self._offload_s(self.R, count=False)
-        t0, t1 = t0 + off, t1 + off
+        t1 = self.m.decode(b, self._mean_ctx(self.R + n - 1))[0] + off if n > 1 else t0
         total = n * (t0 + t1) / 2.0
         self._account(b)
         start = env.now
@@ -306,7 +314,8 @@ class Replica:
         self.rec.events += 1
         done = n
         if env.now - start < total - 1e-15:  # woken by an arrival: stop at the next round boundary
-            k = self._rounds_within(env.now - start, n, t0, t1)
+            elapsed = env.now - start
+            k = _largest(0, n, lambda j: self._cum(j, n, t0, t1) <= elapsed)
             done = min(n, k + 1)
             boundary = self._cum(done, n, t0, t1)
             if boundary > env.now - start:
@@ -317,7 +326,7 @@ class Replica:
         self.seq_rounds += b * done
         self.xfer_busy += off * done
         self.R += done
-        self._advance_account(done, total)
+        self._advance_account(total)
         self._finish_due()
 
     @staticmethod
@@ -327,28 +336,12 @@ class Replica:
             return k * t0
         return k * t0 + (t1 - t0) * k * (k - 1) / (2.0 * (n - 1))
 
-    def _rounds_within(self, elapsed: float, n: int, t0: float, t1: float) -> int:
-        lo, hi = 0, n
-        while lo < hi:  # largest k with cum(k) <= elapsed
-            mid = (lo + hi + 1) // 2
-            if self._cum(mid, n, t0, t1) <= elapsed:
-                lo = mid
-            else:
-                hi = mid - 1
-        return lo
-
     def _rounds_until_overflow(self, n: int) -> int:
+        """Rounds (at most ``n``) the running batch can advance before its KV outgrows capacity."""
         cap = self.capacity - self._pending_kv()
         if self.kv_at(self.R + n) <= cap:
             return n
-        lo, hi = 0, n  # largest k with kv_at(R + k) <= cap
-        while lo < hi:
-            mid = (lo + hi + 1) // 2
-            if self.kv_at(self.R + mid) <= cap:
-                lo = mid
-            else:
-                hi = mid - 1
-        return lo
+        return _largest(0, n, lambda k: self.kv_at(self.R + k) <= cap)
 
     def _evict(self):
         """KV is full: take the youngest running sequence out (recompute later, or swap out)."""
@@ -369,7 +362,7 @@ class Replica:
             yield self.env.timeout(t)  # swap-out: the KV leaves through the link before it is free
             self.in_transit.discard(rid)
             self.rec.events += 1
-            self._advance_account(0, t)
+            self._advance_account(t)
             self.swapped.append((rid, ctx, gen))
         else:
             self.rec.preemptions[rid] += 1
@@ -396,11 +389,11 @@ class Replica:
         kv = self.kv_now()
         self.kv_peak = max(self.kv_peak, kv)
         if kv > self.capacity * (1 + 1e-9):
-            raise AssertionError(f"replica {self.index}: KV {kv:.4g} B above capacity {self.capacity:.4g} B")
+            raise InvariantError(f"replica {self.index}: KV {kv:.4g} B above capacity {self.capacity:.4g} B")
         self.rec.sample(self.env.now, self.index, b, len(self.queue) + len(self.prefilling) + len(self.swapped), kv)
         self.last_kv = kv
 
-    def _advance_account(self, rounds: int, dt: float) -> None:
+    def _advance_account(self, dt: float) -> None:
         kv_end = self.kv_now()
         self.kv_area += (self.last_kv + kv_end) / 2.0 * dt  # KV grows linearly within a span
         self.kv_peak = max(self.kv_peak, kv_end)
