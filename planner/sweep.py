@@ -127,7 +127,7 @@ def run_point(loaded: Loaded, pt: Point, simulate: bool | None = None):
             try:
                 res = run_sim(cfg, sc, loaded.base_dir, row["replicas"], capacity_req_s)
             except ValueError as e:
-                row.update(feasible=False, reason=str(e), bottleneck="sram_capacity")
+                row.update(feasible=False, reason=str(e), bottleneck=memory_limit(cfg.hardware))
             else:
                 row.update({k: v for k, v in res.summary.items() if k not in SIM_DROP}, throughput_source="sim")
     if row["feasible"]:

@@ -96,3 +96,22 @@ sweep:
     # more load, more waiting
     wait = df[df["deployment.kv_policy"] == "wait"].sort_values("workload.arrival.load")
     assert wait.ttft_p99_s.is_monotonic_increasing
+
+
+def test_request_too_big_for_a_replica_names_the_right_memory(write):
+    from planner.sweep import evaluate
+    p = write("big.yaml", """
+name: big
+model: llama-3.1-70b
+deployment: {hardware: h100, count: 8}
+workload:
+  context_tokens: 8192
+  output_tokens: 512
+  arrival: {process: poisson, rate_per_s: 1}
+  output_dist: {dist: fixed, value: 10000000}
+  requests: 20
+""")
+    loaded = load(p)
+    row = evaluate(loaded, expand(loaded)[0])
+    assert not row["feasible"] and "more than a replica holds" in row["reason"]
+    assert row["bottleneck"] == "hbm_capacity"
