@@ -45,6 +45,12 @@ class Config:
         return self.weights if self.weights in ("fp16", "bf16", "fp8") else "fp8"
 
 
+# estimate()'s names for the figures the simulator also produces, as sweep rows spell them
+RENAMED = {"decode_tok_s_per_user": "decode_tok_s_per_user_analytic", "tpot_s": "tpot_analytic_s",
+           "ttft_s": "ttft_analytic_s", "aggregate_tok_s": "aggregate_tok_s_analytic",
+           "input_tok_s": "input_tok_s_analytic"}
+
+
 def memory_limit(hardware: HardwareSpec) -> str:
     """The bottleneck name for running out of memory on this hardware."""
     return "sram_capacity" if hardware.kind == "wafer" else "hbm_capacity"

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from . import catalog
 from .analytic import Config
+from .capacity import has_targets
 from .config.errors import ConfigError, Problem
 from .config.load import validate
 from .config.schema import BondedSramSpec, HardwareSpec, Scenario
@@ -185,6 +186,13 @@ def to_config(loaded: Loaded, sc: Scenario, loc: Located) -> Config:
         raise ConfigError([loc.problem(("deployment", "software"),
                                        f"{hw.name} has no software profile of that name (known: {known})",
                                        sc.deployment.software, True)])
+    if sc.capacity.search:
+        if not has_targets(sc.slo):
+            raise ConfigError([loc.problem(("capacity", "search"), "capacity search needs at least one slo "
+                                           "target (ttft_p99_s, tpot_p99_s or decode_tok_s_per_user_p50)")])
+        if sc.workload.arrival is not None and sc.workload.arrival.process == "trace":
+            raise ConfigError([loc.problem(("capacity", "search"), "capacity search varies the arrival rate or "
+                                           "the closed-loop users; a trace has neither")])
     w, d = sc.workload, sc.deployment
     return Config(model=model, hardware=hw, count=d.count, weights=d.precision.weights, kv=d.precision.kv,
                   mode=d.precision.mode, embeddings=d.precision.embeddings, context=w.context, prompt=w.prompt,

@@ -20,12 +20,14 @@ from pathlib import Path
 import pandas as pd
 
 from . import __version__
-from .analytic import estimate, memory_limit
+from .analytic import RENAMED, estimate, memory_limit
 from .economics import costs
 from .export import write_csv, write_json
 from .hardware import Infeasible, resolve
 from .scenario import Loaded, Point, expand, load, pt_loc, to_config
-from .sim.run import run_sim
+from .capacity import STABLE, analytic_batch, search, slo_misses
+from .sim.engine import simulate
+from .sim.run import arrival_of, rounds_for, run_sim, sim_spec
 
 LEAD = ["point", "group"]
 RESULT_ORDER = [
@@ -35,7 +37,8 @@ RESULT_ORDER = [
     "layers_split", "concurrent_users", "batch_per_replica", "max_concurrent_sequences",
     "weight_bytes", "kv_bytes_per_token", "kv_bytes_per_seq", "capacity_bytes_per_device",
     # simulated (discrete-event engine)
-    "throughput_source", "throughput_out_tok_s", "throughput_in_tok_s", "throughput_req_s",
+    "throughput_source", "capacity_users", "capacity_req_s", "capacity_users_per_replica",
+    "capacity_req_s_per_replica", "capacity_target", "capacity_limit", "capacity_probes", "throughput_out_tok_s", "throughput_in_tok_s", "throughput_req_s",
     "decode_tok_s_per_user_p10", "decode_tok_s_per_user_p50", "decode_tok_s_per_user_mean",
     "ttft_p50_s", "ttft_p90_s", "ttft_p99_s", "ttft_max_s", "tpot_p50_s", "tpot_p90_s", "tpot_p99_s", "tpot_max_s",
     "e2e_p50_s", "e2e_p90_s", "e2e_p99_s", "e2e_max_s", "queue_p50_s", "queue_p90_s", "queue_p99_s", "queue_max_s",
@@ -52,12 +55,9 @@ RESULT_ORDER = [
     "cost_usd_per_mtok_in", "cost_usd_per_mtok_total", "tok_s_per_mw",
 ]
 TAIL = ["config_hash", "seed"]
-RENAMED = {"decode_tok_s_per_user": "decode_tok_s_per_user_analytic", "tpot_s": "tpot_analytic_s",
-           "ttft_s": "ttft_analytic_s", "aggregate_tok_s": "aggregate_tok_s_analytic",
-           "input_tok_s": "input_tok_s_analytic"}
 # kept out of results.csv: lists, and wall-clock figures (files must not depend on the machine)
 SIM_DROP = {"stage_utilisation", "stage_kv_occupancy_peak", "stage_kv_occupancy_avg", "sim_measured_requests", "mean_wait_s",
-            "mean_sojourn_s", "mean_in_system", "events", "sim_requests_per_wall_s", "wall_s"}
+            "mean_sojourn_s", "mean_in_system", "events", "served_to_offered", "sim_requests_per_wall_s", "wall_s"}
 
 
 def plan_point(loaded: Loaded, pt: Point) -> tuple:
@@ -114,8 +114,9 @@ def evaluate(loaded: Loaded, pt: Point, simulate: bool | None = None) -> dict:
 
 
 def run_point(loaded: Loaded, pt: Point, simulate: bool | None = None):
-    """(row, SimResult or None): analytic pass, then (if enabled) the discrete-event engine,
-    then costs at the simulated (else analytic) throughput, and the SLO verdict."""
+    """(row, SimResult or None): analytic pass, then (if enabled) the discrete-event engine
+    (once, or as a capacity search), then costs at the simulated (else analytic) throughput,
+    and the SLO verdict."""
     sc = pt.scenario
     cfg, row, capacity_req_s = plan_point(loaded, pt)
     sim = sc.workload.simulate if simulate is None else simulate
@@ -123,13 +124,14 @@ def run_point(loaded: Loaded, pt: Point, simulate: bool | None = None):
     if row["feasible"]:
         row.update(throughput_source="analytic", throughput_out_tok_s=row["aggregate_tok_s_analytic"],
                    throughput_in_tok_s=row["input_tok_s_analytic"])
-        if sim:
-            try:
+        try:
+            if sim and sc.capacity.search:
+                _capacity(cfg, sc, loaded.base_dir, row, capacity_req_s)
+            elif sim:
                 res = run_sim(cfg, sc, loaded.base_dir, row["replicas"], capacity_req_s)
-            except ValueError as e:
-                row.update(feasible=False, reason=str(e), bottleneck=memory_limit(cfg.hardware))
-            else:
                 row.update({k: v for k, v in res.summary.items() if k not in SIM_DROP}, throughput_source="sim")
+        except ValueError as e:
+            row.update(feasible=False, reason=str(e), bottleneck=memory_limit(cfg.hardware))
     if row["feasible"]:
         dev = resolve(cfg.hardware, cfg.bonded, cfg.bonded_layers, cfg.software)
         try:
@@ -137,9 +139,79 @@ def run_point(loaded: Loaded, pt: Point, simulate: bool | None = None):
                              row["throughput_in_tok_s"], row["prefill_share"]))
         except Infeasible as e:
             row.update(feasible=False, reason=str(e), bottleneck="unsupported")
-    row["slo_pass"] = _slo(sc, row) if row["feasible"] else False
+    if "slo_pass" not in row or not row["feasible"]:
+        misses = slo_misses(sc.slo, row, row.get("throughput_source") == "sim")
+        row["slo_pass"] = row["feasible"] and not misses
     row["config_hash"], row["seed"] = pt.config_hash, sc.seed
     return row, res
+
+
+def _capacity(cfg, sc, base_dir: Path, row: dict, capacity_req_s: float) -> None:
+    """Capacity search on one replica, then the replicas the target load needs at the SLO.
+
+    Replicas share nothing but the router, so R replicas carry R x one replica's capacity (the
+    pooling gain of a shared queue is left out: a conservative figure)."""
+    closed = arrival_of(sc).process == "closed"
+    per_seq = row["max_concurrent_sequences"]
+    rounds = rounds_for(cfg, sc)
+    b = analytic_batch(cfg, sc.slo, per_seq)
+    one = dataclasses.replace(cfg, batch=max(b, 1))
+    sat_req_s = capacity_req_s / row["replicas"]
+    if closed:
+        guess, floor, ceiling = b, 1, per_seq
+    else:
+        guess = estimate(one)["aggregate_tok_s"] / max(cfg.output, 1) if b else 0.0
+        floor, ceiling = sat_req_s / 100, sat_req_s
+
+    def probe(load):
+        s = simulate(sim_spec(sc, base_dir, 1, sat_req_s, load), rounds).summary
+        misses = slo_misses(sc.slo, s)
+        if not closed and s["served_to_offered"] < STABLE:
+            misses.append("unstable")
+        return misses, s
+
+    found = search(probe, guess, floor, ceiling, closed, sc.capacity.tolerance, sc.capacity.max_probes,
+                   "kv_capacity" if closed else "saturation")
+    at = found.best or found.lowest
+    summary = at.result
+    row.update({k: v for k, v in summary.items() if k not in SIM_DROP}, throughput_source="sim")
+    per_req_s = summary["throughput_req_s"] if found.best else 0.0
+    if closed:
+        per_users = found.load
+    else:  # Little's law: users in flight = rate x time in system
+        per_users = per_req_s * summary["mean_sojourn_s"]
+    arr = arrival_of(sc)
+    target = (arr.users or sc.workload.concurrent_users) if closed else arr.rate_per_s
+    per = per_users if closed else per_req_s
+    replicas = sc.deployment.replicas or (math.ceil(target / per) if target and per > 0 else row["replicas"])
+    row.update(capacity_probes=len(found.probes), capacity_limit=found.limit,
+               capacity_users_per_replica=per_users, capacity_req_s_per_replica=per_req_s,
+               capacity_users=per_users * replicas, capacity_req_s=per_req_s * replicas,
+               capacity_target=target, replicas=replicas, devices=row["devices_per_replica"] * replicas,
+               batch_per_replica=summary["mean_in_system"],
+               throughput_out_tok_s=summary["throughput_out_tok_s"] * replicas,
+               throughput_in_tok_s=summary["throughput_in_tok_s"] * replicas)
+    if not closed:
+        row["concurrent_users"] = row["capacity_users"]
+    if not found.best:
+        misses = ", ".join(_miss_text(sc.slo, summary, m) for m in at.misses)
+        row.update(slo_pass=False, reason=f"SLO missed even at the lowest load "
+                                          f"({_load_text(at.load, closed)}): {misses}")
+    elif sc.deployment.replicas and target and per * replicas < target:
+        row.update(slo_pass=False, reason=f"{replicas} replicas carry {_load_text(per * replicas, closed)} "
+                                          f"within the SLO; the target is {_load_text(target, closed)}")
+    else:
+        row["slo_pass"] = True
+
+
+def _load_text(x: float, closed: bool) -> str:
+    return f"{x:,.0f} users" if closed else f"{x:,.3g} req/s"
+
+
+def _miss_text(slo, summary: dict, name: str) -> str:
+    if name == "unstable":
+        return f"unstable (requests cleared at {summary['served_to_offered']:.0%} of the rate they arrived)"
+    return f"{name} {summary.get(name, math.nan):.3g} vs target {getattr(slo, name)}"
 
 
 def axis_columns(values: dict) -> dict:
@@ -151,20 +223,6 @@ def axis_columns(values: dict) -> dict:
         else:
             out[k] = v
     return out
-
-
-def _slo(sc, row) -> bool:
-    """Simulated percentiles when the engine ran, else the analytic figures."""
-    s, sim = sc.slo, row.get("throughput_source") == "sim"
-    checks = [(s.ttft_p99_s, row.get("ttft_p99_s" if sim else "ttft_analytic_s"), "le"),
-              (s.tpot_p99_s, row.get("tpot_p99_s" if sim else "tpot_analytic_s"), "le"),
-              (s.decode_tok_s_per_user_p50,
-               row.get("decode_tok_s_per_user_p50" if sim else "decode_tok_s_per_user_analytic"), "ge")]
-    ok = True
-    for target, value, how in checks:
-        if target is not None and value is not None:
-            ok &= value <= target if how == "le" else value >= target
-    return bool(ok)
 
 
 @functools.lru_cache(maxsize=4)

@@ -380,6 +380,14 @@ class SLO(Strict):
     decode_tok_s_per_user_p50: Annotated[float, Field(gt=0)] | None = None
 
 
+class Capacity(Strict):
+    """Search, per configuration, the highest load one replica carries within the SLO."""
+
+    search: bool = False  # bisection with the engine; needs at least one slo target
+    tolerance: Annotated[float, Field(gt=0, lt=1)] = 0.05  # stop when the bracket is this narrow (relative)
+    max_probes: Annotated[int, Field(ge=2, le=50)] = 12  # simulations per configuration at most
+
+
 class Economics(Strict):
     amortisation_years: Annotated[float, Field(gt=0)] = 4.0
     pue: Annotated[float, Field(ge=1)] = 1.3
@@ -418,6 +426,7 @@ class Scenario(Strict):
     workload: Workload
     slo: SLO = SLO()
     economics: Economics = Economics()
+    capacity: Capacity = Capacity()
     seed: Annotated[int, Field(ge=0)] = 0
     sweep: list[SweepGroup] = []
 

@@ -22,26 +22,39 @@ def arrival_of(sc: Scenario) -> Arrival:
     return Arrival(process="poisson", load=DEFAULT_LOAD)
 
 
-def sim_spec(sc: Scenario, base_dir: Path, replicas: int, capacity_req_s: float) -> SimSpec:
+def sim_spec(sc: Scenario, base_dir: Path, replicas: int, capacity_req_s: float,
+             load: float | None = None) -> SimSpec:
+    """The engine's input for a scenario point. ``load`` overrides the closed-loop users or the
+    open arrival rate (the capacity search's probes).
+
+    Closed loops simulate at least 3 x users requests and leave the first ``users`` out of the
+    statistics: they all arrive at t=0, a start-up burst no steady state sees."""
     w, d = sc.workload, sc.deployment
     arr = arrival_of(sc)
+    closed = arr.process == "closed"
     users = arr.users or w.concurrent_users or 1
-    n = w.requests or (max(2000, 3 * users) if arr.process == "closed" else 2000)
+    rate = arr.rate_per_s if arr.rate_per_s is not None else (arr.load or DEFAULT_LOAD) * capacity_req_s
+    if load is not None:
+        users, rate = (int(load), rate) if closed else (users, load)
+    n = max(w.requests or 2000, 3 * users) if closed else (w.requests or 2000)
+    warmup = max(w.warmup_fraction, users / n) if closed else w.warmup_fraction
     prompt = Sampler(w.prompt_dist or LengthDist(dist="fixed", value=w.prompt), base_dir)
     output = Sampler(w.output_dist or LengthDist(dist="fixed", value=w.output_tokens), base_dir)
-    rate = arr.rate_per_s if arr.rate_per_s is not None else (arr.load or DEFAULT_LOAD) * capacity_req_s
     trace = read_trace(arr.trace, base_dir) if arr.process == "trace" else None
     return SimSpec(requests=n, process=arr.process, rate_per_s=rate, cv=arr.cv, users=users, think_s=arr.think_s,
                    prompt=prompt, output=output, trace=trace, replicas=replicas, router=d.router,
                    policy=d.kv_policy, max_batch=d.max_batch, chunk=d.prefill_chunk_tokens,
-                   block_tokens=d.kv_block_tokens, warmup_fraction=w.warmup_fraction, seed=sc.seed, slo=sc.slo)
+                   block_tokens=d.kv_block_tokens, warmup_fraction=warmup, seed=sc.seed, slo=sc.slo)
 
 
-def run_sim(cfg: Config, sc: Scenario, base_dir: Path, replicas: int, capacity_req_s: float) -> SimResult:
-    built = build_point(cfg)
+def rounds_for(cfg: Config, sc: Scenario) -> StepRounds:
+    """The round model of one replica (its memo grid is reused by every simulation of the point)."""
     ext = cfg.hardware.external_memory
-    rounds = StepRounds(built, ext.capacity if ext else 0.0, ext.bandwidth if ext else 0.0)
     if sc.deployment.kv_policy in ("swap", "offload") and not ext:
         raise ValueError(f"kv_policy {sc.deployment.kv_policy} needs an external_memory section in the "
                          f"'{cfg.hardware.name}' hardware spec")
-    return simulate(sim_spec(sc, base_dir, replicas, capacity_req_s), rounds)
+    return StepRounds(build_point(cfg), ext.capacity if ext else 0.0, ext.bandwidth if ext else 0.0)
+
+
+def run_sim(cfg: Config, sc: Scenario, base_dir: Path, replicas: int, capacity_req_s: float) -> SimResult:
+    return simulate(sim_spec(sc, base_dir, replicas, capacity_req_s), rounds_for(cfg, sc))
