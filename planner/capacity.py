@@ -23,7 +23,7 @@ from typing import Callable
 from .analytic import RENAMED, Config, estimate
 from .config.schema import SLO
 
-GROW, SHRINK = 1.5, 0.5
+GROW, MAX_GROW, SHRINK, FLOOR_STEP = 1.5, 4.0, 0.5, 0.1
 # open arrivals: a probe whose replicas clear requests this much slower than they arrive is
 # overloaded (its queue grows without bound; a finite run would otherwise hide it)
 STABLE = 0.95
@@ -37,6 +37,18 @@ def slo_misses(slo: SLO, row: dict, simulated: bool = True) -> list[str]:
                row.get("decode_tok_s_per_user_p50" if simulated else "decode_tok_s_per_user_analytic"), -1)]
     return [name for name, target, value, sign in checks
             if target is not None and value is not None and not (sign * value <= sign * target)]
+
+
+def excess(slo: SLO, summary: dict, open_loop: bool) -> float:
+    """How far a simulated run is from its SLO: the largest measured/target ratio (target/measured
+    for speeds; requests arrived/cleared for an open queue). Above 1: a miss."""
+    ratios = [1.0 / max(summary.get("served_to_offered", 1.0), 1e-9) / STABLE] if open_loop else []
+    for name, target, sign in (("ttft_p99_s", slo.ttft_p99_s, 1), ("tpot_p99_s", slo.tpot_p99_s, 1),
+                               ("decode_tok_s_per_user_p50", slo.decode_tok_s_per_user_p50, -1)):
+        value = summary.get(name)
+        if target is not None and value is not None and value > 0:
+            ratios.append((value / target) ** sign)
+    return max(ratios, default=0.0)
 
 
 def has_targets(slo: SLO) -> bool:
@@ -85,12 +97,20 @@ class Found:
 
 
 def search(probe: Callable[[float], tuple[list[str], object]], guess: float, floor: float, ceiling: float,
-           integer: bool, tolerance: float = 0.05, max_probes: int = 12, ceiling_name: str = "ceiling") -> Found:
-    """Bracket then bisect the highest load in [floor, ceiling] whose probe misses no target.
+           integer: bool, tolerance: float = 0.05, max_probes: int = 12, ceiling_name: str = "ceiling",
+           excess: Callable[[object], float] | None = None) -> Found:
+    """Bracket then narrow down the highest load in [floor, ceiling] whose probe misses no target.
 
-    ``probe(load) -> (misses, result)``; an empty ``misses`` is a pass. The limit reported is
-    the target(s) missed by the lowest failing probe above the answer, ``ceiling_name`` when
-    the ceiling itself passed, or "floor" when nothing did."""
+    ``probe(load) -> (misses, result)``; an empty ``misses`` is a pass. ``excess(result)``
+    (optional; above 1 on a miss, e.g. measured p99 / target) speeds it up, since latency grows
+    about in proportion to load: a failing probe steps down by 1/excess (x0.1 to x0.5) instead
+    of x0.5, a passing one up by 1/excess (x1.5 to x4) instead of x1.5; inside the bracket the
+    next load is interpolated where excess would be 1, nudged by half the tolerance past the
+    end that last held, so a good estimate closes the bracket in two probes (a midpoint after
+    two probes on the same side, so a curved excess cannot stall it).
+
+    The limit reported is the target(s) missed by the lowest failing probe above the answer,
+    ``ceiling_name`` when the ceiling itself passed, or "floor" when nothing did."""
     if integer:
         floor, ceiling = max(1, math.ceil(floor)), max(1, math.floor(ceiling))
     ceiling = max(ceiling, floor)
@@ -123,20 +143,33 @@ def search(probe: Callable[[float], tuple[list[str], object]], guess: float, flo
                 return result(ceiling_name)
             if hi is not None:
                 break
-            p = run(snap(lo * GROW) if snap(lo * GROW) > lo else snap(lo + 1))
+            up = GROW if excess is None else min(MAX_GROW, max(GROW, 1 / max(excess(p.result), 1e-9)))
+            p = run(snap(lo * up) if snap(lo * up) > lo else snap(lo + 1))
         else:
             hi = p.load
             if hi <= floor:
                 return result("floor")
             if lo is not None:
                 break
-            p = run(snap(hi * SHRINK))
-    while lo is not None and hi is not None and len(probes) < max_probes:  # bisect
-        if (hi - lo <= 1) if integer else (hi - lo <= tolerance * lo):
+            factor = SHRINK if excess is None else min(SHRINK, max(FLOOR_STEP, 1 / max(excess(p.result), 1e-9)))
+            p = run(snap(hi * factor))
+    sides: list[bool] = []
+    while lo is not None and hi is not None and len(probes) < max_probes:  # narrow down
+        if hi - lo <= max(tolerance * lo, 1 if integer else 0):
             break
-        mid = snap((lo + hi) / 2)
-        if mid in (lo, hi):
-            break
-        p = run(mid)
-        lo, hi = (mid, hi) if p.passed else (lo, mid)
+        x = (lo + hi) / 2
+        if excess is not None and sides[-2:] not in ([True, True], [False, False]):
+            e_lo, e_hi = excess(seen[lo].result), excess(seen[hi].result)
+            if e_lo < 1 < e_hi:
+                x = lo + (1 - e_lo) / (e_hi - e_lo) * (hi - lo)
+                if sides:  # aim just past the estimate, on the side that would close the bracket
+                    x *= 1 - tolerance / 2 if not sides[-1] else 1 + tolerance / 2
+        x = snap(x)
+        if x in (lo, hi):
+            x = snap((lo + hi) / 2)
+            if x in (lo, hi):
+                break
+        p = run(x)
+        sides.append(p.passed)
+        lo, hi = (x, hi) if p.passed else (lo, x)
     return result("")

@@ -25,7 +25,7 @@ from .economics import costs
 from .export import write_csv, write_json
 from .hardware import Infeasible, resolve
 from .scenario import Loaded, Point, expand, load, pt_loc, to_config
-from .capacity import STABLE, analytic_batch, search, slo_misses
+from .capacity import STABLE, analytic_batch, excess, search, slo_misses
 from .sim.engine import simulate
 from .sim.run import arrival_of, rounds_for, run_sim, sim_spec
 
@@ -151,17 +151,21 @@ def _capacity(cfg, sc, base_dir: Path, row: dict, capacity_req_s: float) -> None
 
     Replicas share nothing but the router, so R replicas carry R x one replica's capacity (the
     pooling gain of a shared queue is left out: a conservative figure)."""
-    closed = arrival_of(sc).process == "closed"
+    arr = arrival_of(sc)
+    closed = arr.process == "closed"
+    target = (arr.users or sc.workload.concurrent_users) if closed else arr.rate_per_s
     per_seq = row["max_concurrent_sequences"]
     rounds = rounds_for(cfg, sc)
     b = analytic_batch(cfg, sc.slo, per_seq)
     one = dataclasses.replace(cfg, batch=max(b, 1))
     sat_req_s = capacity_req_s / row["replicas"]
     if closed:
-        guess, floor, ceiling = b, 1, per_seq
+        guess, floor, ceiling, top = b, 1, per_seq, "kv_capacity"
     else:
         guess = estimate(one)["aggregate_tok_s"] / max(cfg.output, 1) if b else 0.0
-        floor, ceiling = sat_req_s / 100, sat_req_s
+        floor, ceiling, top = sat_req_s / 100, sat_req_s, "saturation"
+    if sc.capacity.stop_at_target and target and target < ceiling:
+        ceiling, top = target, "target"
 
     def probe(load):
         s = simulate(sim_spec(sc, base_dir, 1, sat_req_s, load), rounds).summary
@@ -170,8 +174,8 @@ def _capacity(cfg, sc, base_dir: Path, row: dict, capacity_req_s: float) -> None
             misses.append("unstable")
         return misses, s
 
-    found = search(probe, guess, floor, ceiling, closed, sc.capacity.tolerance, sc.capacity.max_probes,
-                   "kv_capacity" if closed else "saturation")
+    found = search(probe, guess, floor, ceiling, closed, sc.capacity.tolerance, sc.capacity.max_probes, top,
+                   lambda s: excess(sc.slo, s, not closed))
     at = found.best or found.lowest
     summary = at.result
     row.update({k: v for k, v in summary.items() if k not in SIM_DROP}, throughput_source="sim")
@@ -180,8 +184,6 @@ def _capacity(cfg, sc, base_dir: Path, row: dict, capacity_req_s: float) -> None
         per_users = found.load
     else:  # Little's law: users in flight = rate x time in system
         per_users = per_req_s * summary["mean_sojourn_s"]
-    arr = arrival_of(sc)
-    target = (arr.users or sc.workload.concurrent_users) if closed else arr.rate_per_s
     per = per_users if closed else per_req_s
     replicas = sc.deployment.replicas or (math.ceil(target / per) if target and per > 0 else row["replicas"])
     row.update(capacity_probes=len(found.probes), capacity_limit=found.limit,

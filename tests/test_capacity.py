@@ -36,10 +36,26 @@ def test_search_brackets_and_bisects_a_threshold(x_star, guess):
     assert len(calls) <= steps + math.ceil(math.log2(0.5 / 0.02)) + 1
 
 
-def test_search_integer_loads_stop_at_one_user():
+def test_search_integer_loads_stop_within_tolerance_or_one_user():
     probe, calls = threshold(417)
     f = search(probe, 300, floor=1, ceiling=2000, integer=True)
-    assert f.load == 417 and all(isinstance(x, int) for x in calls)
+    assert 0 <= 417 - f.load <= 0.05 * f.load and all(isinstance(x, int) for x in calls)
+    probe, calls = threshold(417)
+    assert search(probe, 300, floor=1, ceiling=2000, integer=True, tolerance=1e-6, max_probes=40).load == 417
+
+
+@pytest.mark.parametrize("guess", [400, 20, 58])
+def test_excess_guided_search_needs_few_probes_on_a_linear_latency(guess):
+    """p99 TTFT = 0.1 + 0.05 x (s) against a 3 s target: capacity 58 users. Plain bisection from
+    400 takes about 9 probes; interpolating on the measured excess takes at most 5."""
+    def probe(x):
+        ttft = 0.1 + 0.05 * x
+        return ([] if ttft <= 3.0 else ["ttft_p99_s"]), ttft
+    f = search(probe, guess, floor=1, ceiling=1000, integer=True, excess=lambda t: t / 3.0)
+    assert 58 - f.load <= max(1, 0.05 * f.load) and f.load <= 58
+    assert len(f.probes) <= 5, [p.load for p in f.probes]
+    plain = search(probe, guess, floor=1, ceiling=1000, integer=True)
+    assert plain.load <= 58 and len(f.probes) <= len(plain.probes)
 
 
 def test_search_ceiling_floor_and_probe_budget():

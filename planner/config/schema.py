@@ -386,6 +386,7 @@ class Capacity(Strict):
     search: bool = False  # bisection with the engine; needs at least one slo target
     tolerance: Annotated[float, Field(gt=0, lt=1)] = 0.05  # stop when the bracket is this narrow (relative)
     max_probes: Annotated[int, Field(ge=2, le=50)] = 12  # simulations per configuration at most
+    stop_at_target: bool = True  # a replica that carries the whole target load needs no further search
 
 
 class Economics(Strict):
