@@ -11,7 +11,7 @@ from pathlib import Path
 
 from planner.analytic import Config, estimate
 from planner import catalog
-from planner.sweep import run
+from planner.runner import run
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -236,7 +236,7 @@ def run_cmd(scenario, sets, out, quiet):
     """Simulate one point (the base scenario, sweep ignored): summary.json, requests.csv, timeseries.csv."""
     from .export import write_csv, write_json
     from .scenario import load, override
-    from .sweep import run_point
+    from .evaluate import run_point
     loaded = load(scenario)
     pt = override(loaded, list(sets))
     row, res = run_point(loaded, pt, simulate=True)
@@ -273,15 +273,64 @@ def run_cmd(scenario, sets, out, quiet):
 @click.argument("scenario", type=click.Path(dir_okay=False))
 @click.option("-o", "--out", type=click.Path(file_okay=False), help="Output folder (default outputs/<scenario name>).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
-@click.option("-j", "--jobs", type=click.IntRange(min=1), help="Worker processes (default: all cores).")
+@click.option("-j", "--jobs", type=click.IntRange(min=1),
+              help="Worker processes (default: all cores; with --executor dask and no scheduler: local workers).")
+@click.option("--executor", type=click.Choice(["local", "dask"]), default="local", show_default=True,
+              help="local: a process pool on this machine; dask: a dask.distributed cluster.")
+@click.option("--scheduler", metavar="tcp://HOST:8786",
+              help="Dask scheduler address (default with --executor dask: a throw-away local cluster).")
 @click.option("--analytic-only", is_flag=True, help="Skip the discrete-event engine (closed-form columns only).")
-def sweep(scenario, out, quiet, jobs, analytic_only):
-    """Evaluate every point of SCENARIO's sweep; write results.csv and run.json."""
-    from .sweep import run
-    df, path = run(scenario, out, quiet, simulate=False if analytic_only else None, jobs=jobs)
+@click.option("--xlsx", is_flag=True, help="Also write results.xlsx (needs the xlsx extra).")
+@click.option("--fresh", is_flag=True, help="Discard points stored by an earlier (interrupted) run of this sweep.")
+@click.option("--max-points", type=click.IntRange(min=1), default=2000, show_default=True,
+              help="Above this many points, ask first (or pass --yes).")
+@click.option("-y", "--yes", is_flag=True, help="Run however many points the sweep expands to.")
+def sweep(scenario, out, quiet, jobs, executor, scheduler, analytic_only, xlsx, fresh, max_points, yes):
+    """Evaluate every point of SCENARIO's sweep. Writes results.csv, pareto.csv, best.csv and run.json;
+    an interrupted sweep re-run with the same command continues where it stopped."""
+    from .runner import run
+    from .scenario import load
+    if scheduler and executor != "dask":
+        raise click.BadParameter("--scheduler needs --executor dask", param_hint="--scheduler")
+    loaded = load(scenario)
+    n = len(loaded.points)
     if not quiet:
-        click.echo(f"{len(df)} points ({int(df['feasible'].sum())} feasible) -> {path / 'results.csv'}", err=True)
+        click.echo(f"{scenario}: {n} points", err=True)
+    if n > max_points and not yes:
+        if not sys.stdin.isatty() or not click.confirm(f"{n} points is more than {max_points}; run them all?",
+                                                       err=True):
+            click.echo(f"{n} points > --max-points {max_points}: pass --yes to run them", err=True)
+            sys.exit(2)
+    try:
+        df, path = run(loaded, out, quiet, simulate=False if analytic_only else None, jobs=jobs,
+                       executor=executor, scheduler=scheduler, xlsx=xlsx, fresh=fresh)
+    except KeyboardInterrupt:
+        click.echo("\ninterrupted: finished points are stored; run the same command again to continue", err=True)
+        sys.exit(130)
+    except RuntimeError as e:  # a missing optional extra, an unreachable scheduler
+        click.echo(f"error: {e}", err=True)
+        sys.exit(2)
+    if not quiet:
+        failed = int((df["bottleneck"] == "error").sum())
+        click.echo(f"{len(df)} points ({int(df['feasible'].sum())} feasible, {int(df['slo_pass'].sum())} meet "
+                   f"the SLO, {int(df['pareto'].sum())} on the Pareto front"
+                   + (f", {failed} FAILED: see run.json" if failed else "") + f") -> {path}", err=True)
     click.echo(str(path / "results.csv"))
+
+
+# ---------------------------------------------------------------- report
+@main.command()
+@click.argument("folder", type=click.Path(file_okay=False, exists=True))
+def report(folder):
+    """Plots (PNG) and summary.md from a sweep's output FOLDER (needs the plots extra)."""
+    from .report import write_report
+    try:
+        files = write_report(Path(folder))
+    except RuntimeError as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(2)
+    for f in files:
+        click.echo(str(f))
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from .capacity import has_targets
 from .config.errors import ConfigError, Problem
 from .config.load import validate
 from .config.schema import BondedSramSpec, HardwareSpec, Scenario
-from .config.yamlio import Located, load_file
+from .config.yamlio import Located, load_file, load_text
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,7 @@ class Loaded:
     loc: Located
     scenario: Scenario
     points: tuple = ()  # every sweep point, validated and resolved once at load
+    text: str = ""  # the YAML it was read from (what a worker process or a Dask worker is sent)
 
     @property
     def base_dir(self) -> Path:
@@ -58,10 +59,13 @@ def config_hash(s: Scenario) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def load(path: str | Path) -> Loaded:
-    """Validate the scenario and every point of its sweep; raise ConfigError with all problems."""
+def load(path: str | Path, text: str | None = None) -> Loaded:
+    """Validate the scenario and every point of its sweep; raise ConfigError with all problems.
+
+    With ``text`` the YAML comes from it rather than the file (a notebook's mapping, or what a
+    remote worker was sent); ``path`` still names it and anchors relative paths."""
     p = Path(path)
-    loc = load_file(p)
+    loc = load_file(p) if text is None else load_text(text, str(p))
     sc = validate(Scenario, loc)
     loaded = Loaded(p, loc, sc)
     problems: list[Problem] = []
@@ -74,7 +78,7 @@ def load(path: str | Path) -> Loaded:
     if problems:
         uniq = list(dict.fromkeys(problems))
         raise ConfigError(sorted(uniq, key=lambda q: (q.line or 0, q.col or 0)))
-    return Loaded(p, loc, sc, tuple(points))
+    return Loaded(p, loc, sc, tuple(points), text if text is not None else p.read_text(encoding="utf-8"))
 
 
 def pt_loc(loaded: Loaded, pt: Point) -> Located:

@@ -11,7 +11,7 @@ from planner.scenario import expand, load
 from planner.sim.engine import SimSpec, simulate
 from planner.sim.rounds import ConstantRounds
 from planner.sim.workload import Sampler
-from planner.sweep import run_point
+from planner.evaluate import run_point
 
 
 def threshold(x_star):

@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-from planner import sweep
+from planner import evaluate as sweep
 from planner.scenario import expand, load
 
 BASE = """
@@ -59,7 +59,7 @@ def test_count_null_sizes_one_pipeline_for_the_users(write):
 
 
 def test_same_scenario_same_csv(tmp_path):
-    from planner.sweep import run
+    from planner.runner import run
     from tests.conftest import REPO
     a, _ = run(REPO / "scenarios" / "deepseek.yaml", tmp_path / "a", quiet=True, simulate=False)
     b, _ = run(REPO / "scenarios" / "deepseek.yaml", tmp_path / "b", quiet=True, simulate=False)
@@ -70,7 +70,7 @@ def test_same_scenario_same_csv(tmp_path):
 
 
 def test_simulated_sweep_same_files_whatever_the_jobs(write, tmp_path):
-    from planner.sweep import run
+    from planner.runner import run
     p = write("sim.yaml", """
 name: sim
 model: llama-3.1-8b
@@ -99,7 +99,7 @@ sweep:
 
 
 def test_request_too_big_for_a_replica_names_the_right_memory(write):
-    from planner.sweep import evaluate
+    from planner.evaluate import evaluate
     p = write("big.yaml", """
 name: big
 model: llama-3.1-70b

@@ -1,60 +1,22 @@
-"""Evaluate every point of a scenario's sweep and collect one flat row per point.
+"""Evaluate one sweep point into one flat row (a dict of SI figures, units in the names).
 
-Data flow: scenario -> points -> (per point) Config -> analytic estimate -> users/replicas
--> economics -> row. Rows keep a stable column order: identity and swept values first,
-then feasibility, then results, then provenance.
+Data flow per point: Config -> analytic estimate -> users/replicas -> simulation (once, or a
+capacity search) -> economics -> SLO verdict. The row's column order is tables.py's business.
 """
 from __future__ import annotations
 
 import dataclasses
-import functools
-import hashlib
 import math
-import multiprocessing
-import os
-import sys
-import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
-import pandas as pd
-
-from . import __version__
 from .analytic import RENAMED, estimate, memory_limit
-from .economics import costs
-from .export import write_csv, write_json
-from .hardware import Infeasible, resolve
-from .scenario import Loaded, Point, expand, load, pt_loc, to_config
 from .capacity import STABLE, analytic_batch, excess, search, slo_misses
+from .economics import costs
+from .hardware import Infeasible, resolve
+from .scenario import Loaded, Point, pt_loc, to_config
 from .sim.engine import simulate
 from .sim.run import arrival_of, rounds_for, run_sim, sim_spec
 
-LEAD = ["point", "group"]
-RESULT_ORDER = [
-    "feasible", "reason", "bottleneck", "slo_pass", "model", "hardware", "device", "weights_precision",
-    "kv_precision", "compute_mode", "context_tokens", "prompt_tokens", "output_tokens",
-    "devices_per_replica", "replicas", "devices", "systems", "stages", "tp", "layers_per_stage",
-    "layers_split", "concurrent_users", "batch_per_replica", "max_concurrent_sequences",
-    "weight_bytes", "kv_bytes_per_token", "kv_bytes_per_seq", "capacity_bytes_per_device",
-    # simulated (discrete-event engine)
-    "throughput_source", "capacity_users", "capacity_req_s", "capacity_users_per_replica",
-    "capacity_req_s_per_replica", "capacity_target", "capacity_limit", "capacity_probes", "throughput_out_tok_s", "throughput_in_tok_s", "throughput_req_s",
-    "decode_tok_s_per_user_p10", "decode_tok_s_per_user_p50", "decode_tok_s_per_user_mean",
-    "ttft_p50_s", "ttft_p90_s", "ttft_p99_s", "ttft_max_s", "tpot_p50_s", "tpot_p90_s", "tpot_p99_s", "tpot_max_s",
-    "e2e_p50_s", "e2e_p90_s", "e2e_p99_s", "e2e_max_s", "queue_p50_s", "queue_p90_s", "queue_p99_s", "queue_max_s",
-    "slo_attainment", "goodput_req_s", "goodput_out_tok_s", "stage_util_max", "stage_util_mean",
-    "kv_occupancy_avg", "kv_occupancy_peak", "link_util_max", "offchip_transfer_util", "preemptions", "swaps",
-    "sim_requests", "sim_time_s", "events_per_request",
-    # analytic (closed-form pre-pass)
-    "decode_tok_s_per_user_analytic", "single_stream_tok_s", "tpot_analytic_s", "ttft_analytic_s",
-    "aggregate_tok_s_analytic", "capacity_tok_s_analytic", "input_tok_s_analytic", "accepted_tokens_per_step",
-    "prefill_share", "round_s", "token_latency_s", "cycle_s",
-    "time_pipeline_latency_s", "time_io_link_s", "time_compute_s", "time_memory_bw_s",
-    # money and power
-    "capex_usd", "power_kw", "facility_power_kw", "usd_per_h", "cost_usd_per_mtok_out",
-    "cost_usd_per_mtok_in", "cost_usd_per_mtok_total", "tok_s_per_mw",
-]
-TAIL = ["config_hash", "seed"]
 # kept out of results.csv: lists, and wall-clock figures (files must not depend on the machine)
 SIM_DROP = {"stage_utilisation", "stage_kv_occupancy_peak", "stage_kv_occupancy_avg", "sim_measured_requests", "mean_wait_s",
             "mean_sojourn_s", "mean_in_system", "events", "served_to_offered", "sim_requests_per_wall_s", "wall_s"}
@@ -108,9 +70,13 @@ def evaluate(loaded: Loaded, pt: Point, simulate: bool | None = None) -> dict:
     try:
         return run_point(loaded, pt, simulate)[0]
     except Exception as e:  # noqa: BLE001 - reported in the row, the sweep goes on
-        return {"point": pt.index, "group": pt.group, **axis_columns(pt.values), "feasible": False,
-                "reason": f"error: {type(e).__name__}: {e}", "bottleneck": "error", "slo_pass": False,
-                "config_hash": pt.config_hash, "seed": pt.scenario.seed}
+        return error_row(pt, e)
+
+
+def error_row(pt: Point, e: BaseException) -> dict:
+    return {"point": pt.index, "group": pt.group, **axis_columns(pt.values), "feasible": False,
+            "reason": f"error: {type(e).__name__}: {e}", "bottleneck": "error", "slo_pass": False,
+            "config_hash": pt.config_hash, "seed": pt.scenario.seed}
 
 
 def run_point(loaded: Loaded, pt: Point, simulate: bool | None = None):
@@ -225,98 +191,3 @@ def axis_columns(values: dict) -> dict:
         else:
             out[k] = v
     return out
-
-
-@functools.lru_cache(maxsize=4)
-def _loaded(path: str, mtime_ns: int) -> tuple[Loaded, list[Point]]:
-    loaded = load(path)
-    return loaded, expand(loaded)
-
-
-def _evaluate_index(path: str, mtime_ns: int, index: int, simulate: bool | None) -> dict:
-    """Worker entry point: re-load (once per process) and evaluate point ``index``."""
-    loaded, points = _loaded(path, mtime_ns)
-    return evaluate(loaded, points[index], simulate)
-
-
-def run(path: str | Path, out_dir: str | Path | None = None, quiet: bool = False,
-        simulate: bool | None = None, jobs: int | None = None) -> tuple[pd.DataFrame, Path]:
-    """Evaluate every point of the scenario at ``path``; write results.csv and run.json.
-
-    ``jobs`` worker processes (default: all cores); the rows, and so the files, are the same
-    whatever the number of workers: every point is seeded from the scenario alone."""
-    started = time.time()
-    path = Path(path)
-    loaded = load(path)
-    points = expand(loaded)
-    out = Path(out_dir) if out_dir else Path("outputs") / loaded.scenario.name
-    jobs = max(1, jobs or os.cpu_count() or 1)
-    progress = Progress(len(points), quiet)
-    if jobs == 1 or len(points) < 2:
-        rows = []
-        for pt in points:
-            rows.append(evaluate(loaded, pt, simulate))
-            progress.step()
-    else:
-        key = (str(path.resolve()), path.stat().st_mtime_ns)
-        rows = [None] * len(points)
-        ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
-            futures = {pool.submit(_evaluate_index, *key, pt.index, simulate): pt.index for pt in points}
-            for fut in as_completed(futures):
-                rows[futures[fut]] = fut.result()
-                progress.step()
-    progress.done()
-    axes = [c for pt in points for c in axis_columns(pt.values)]
-    df = frame(rows, axes)
-    write_csv(df, out / "results.csv")
-    write_json({
-        "tool": "wafer-planner", "version": __version__, "scenario": str(path),
-        "scenario_sha256": _sha(Path(path)), "scenario_resolved": loaded.scenario.model_dump(mode="json"),
-        "seed": loaded.scenario.seed, "points": len(rows), "feasible": int(df["feasible"].sum()),
-        "started": _iso(started), "finished": _iso(time.time()), "wall_s": round(time.time() - started, 3),
-        "jobs": jobs,
-    }, out / "run.json")
-    return df, out
-
-
-class Progress:
-    """Points done and ETA on stderr: redrawn in place on a terminal, a line per 10% in logs."""
-
-    def __init__(self, total: int, quiet: bool):
-        self.total, self.quiet, self.done_n, self.t0 = total, quiet, 0, time.time()
-        self.tty = sys.stderr.isatty()
-        self.next_pct = 10
-
-    def step(self) -> None:
-        self.done_n += 1
-        if self.quiet:
-            return
-        pct = 100 * self.done_n / self.total
-        if not self.tty and pct < self.next_pct and self.done_n != self.total:
-            return
-        self.next_pct = (int(pct) // 10 + 1) * 10
-        el = time.time() - self.t0
-        eta = el / self.done_n * (self.total - self.done_n)
-        msg = f"[{self.done_n}/{self.total}] points, {el:.1f} s elapsed, ETA {eta:.1f} s"
-        print(("\r" + msg) if self.tty else msg, end="" if self.tty else "\n", file=sys.stderr, flush=True)
-
-    def done(self) -> None:
-        if self.tty and not self.quiet:
-            print(file=sys.stderr)
-
-
-def frame(rows: list[dict], axes: list[str]) -> pd.DataFrame:
-    """Rows -> DataFrame with a stable column order (unknown extra keys go before the tail)."""
-    axes = list(dict.fromkeys(axes))
-    cols = LEAD + axes + RESULT_ORDER
-    extra = sorted({k for r in rows for k in r} - set(cols) - set(TAIL))
-    return pd.DataFrame(rows, columns=cols + extra + TAIL)
-
-
-def _sha(p: Path) -> str:
-    return hashlib.sha256(p.read_bytes()).hexdigest()
-
-
-def _iso(t: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))

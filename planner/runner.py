@@ -1,0 +1,277 @@
+"""Run a sweep: points -> executor -> per-point store -> tables on disk.
+
+- Executors: inline (one job), a local process pool (``jobs`` workers), or a Dask cluster.
+  Workers are sent the scenario's YAML text and a point index, never pickled objects, and
+  every point is seeded from the scenario alone: the rows do not depend on who ran them.
+- Store: each finished point is written to ``OUT/.points/<key>.json`` (temp file + rename) the
+  moment it returns, keyed by the point's config hash, the tool version and the simulate
+  flag. A re-run of an interrupted sweep (Ctrl-C, kill -9) takes stored rows as they are and
+  evaluates the rest, so it ends with the same files as an uninterrupted run.
+- A point that raises is retried once, then reported as a row with its error; the others
+  are never lost.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import multiprocessing
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from . import __version__
+from .evaluate import axis_columns, error_row, evaluate
+from .export import atomic_write_text, write_csv, write_json
+from .scenario import Loaded, Point, load
+from .tables import best, frame, pareto
+
+EXECUTORS = ("local", "dask")
+
+
+def load_source(source) -> Loaded:
+    """A scenario from a path, a mapping (as its YAML would read; relative paths resolve against
+    the current directory) or an already loaded scenario."""
+    if isinstance(source, Loaded):
+        return source
+    if isinstance(source, dict):
+        name = source.get("name", "scenario")
+        return load(Path.cwd() / f"<{name}>.yaml", yaml.safe_dump(source, sort_keys=False))
+    return load(source)
+
+
+# ------------------------------------------------------------------ store
+class Store:
+    """Finished rows, one JSON file per point, so an interrupted sweep loses nothing."""
+
+    def __init__(self, out: Path, simulate: bool | None):
+        self.dir = out / ".points"
+        self.simulate = simulate
+
+    def key(self, pt: Point) -> str:
+        blob = f"{__version__}|{pt.config_hash}|{self.simulate}"
+        return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+    def get(self, pt: Point) -> dict | None:
+        f = self.dir / f"{self.key(pt)}.json"
+        try:
+            row = json.loads(f.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None  # absent, or unreadable: evaluate again
+        # the same configuration may sit at another index or under other axes in this sweep
+        row.update({"point": pt.index, "group": pt.group, **axis_columns(pt.values)})
+        return row
+
+    def put(self, pt: Point, row: dict) -> None:
+        text = json.dumps(row, default=_plain, allow_nan=True)
+        atomic_write_text(self.dir / f"{self.key(pt)}.json", text)
+
+    def clear(self) -> None:
+        for f in self.dir.glob("*.json"):
+            f.unlink(missing_ok=True)
+
+
+def _plain(o):
+    return o.item() if isinstance(o, np.generic) else str(o)
+
+
+# ------------------------------------------------------------------ workers
+_CACHE: dict[tuple[str, str], Loaded] = {}
+
+
+def evaluate_index(text: str, file: str, index: int, simulate: bool | None) -> dict:
+    """Worker entry point: load the scenario from its text (once per process), evaluate one point."""
+    key = (text, file)
+    if key not in _CACHE:
+        _CACHE.clear()
+        _CACHE[key] = load(file, text)
+    loaded = _CACHE[key]
+    return evaluate(loaded, loaded.points[index], simulate)
+
+
+def _inline(loaded: Loaded, todo: list[int], simulate, **_):
+    for i in todo:
+        yield i, evaluate(loaded, loaded.points[i], simulate)
+
+
+def _local(loaded: Loaded, todo: list[int], simulate, jobs: int, **_):
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+        futures = {pool.submit(evaluate_index, loaded.text, str(loaded.path), i, simulate): i for i in todo}
+        try:
+            for fut in as_completed(futures):
+                try:
+                    yield futures[fut], fut.result()
+                except Exception as e:  # noqa: BLE001 - a crashed worker: retried by the caller
+                    yield futures[fut], e
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+
+
+def _dask(loaded: Loaded, todo: list[int], simulate, jobs: int, scheduler: str | None = None, **_):
+    try:
+        from distributed import Client, LocalCluster
+        from distributed import as_completed as dask_completed
+    except ImportError:
+        raise RuntimeError("--executor dask needs dask.distributed: pip install 'wafer-planner[dask]'") from None
+    cluster = None
+    if scheduler:
+        client = Client(scheduler, timeout="30s")
+    else:  # no scheduler given: a cluster of local processes for this run
+        cluster = LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True, dashboard_address=None)
+        client = Client(cluster)
+    try:
+        futures = {}
+        for i in todo:
+            fut = client.submit(evaluate_index, loaded.text, str(loaded.path), i, simulate, pure=False, retries=0)
+            futures[fut] = i
+        for fut in dask_completed(list(futures)):
+            try:
+                yield futures[fut], fut.result()
+            except Exception as e:  # noqa: BLE001 - a lost worker or an error: retried by the caller
+                yield futures[fut], e
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+# ------------------------------------------------------------------ run
+def evaluate_all(loaded: Loaded, simulate: bool | None = None, jobs: int | None = None, executor: str = "local",
+                 scheduler: str | None = None, store: Store | None = None, quiet: bool = True) -> tuple[list, dict]:
+    """Every point's row (in point order) and counts: total, reused from the store, evaluated, failed."""
+    if executor not in EXECUTORS:
+        raise ValueError(f"unknown executor {executor!r} (choose from {', '.join(EXECUTORS)})")
+    points = list(loaded.points)
+    jobs = max(1, jobs or os.cpu_count() or 1)
+    rows: list[dict | None] = [store.get(pt) if store else None for pt in points]
+    todo = [pt.index for pt in points if rows[pt.index] is None]
+    stats = {"points": len(points), "reused": len(points) - len(todo), "evaluated": len(todo), "failed": 0}
+    progress = Progress(len(todo), quiet)
+    if not quiet and stats["reused"]:
+        print(f"{stats['reused']} of {len(points)} points stored by an earlier run; evaluating {len(todo)}",
+              file=sys.stderr)
+    if executor == "dask":
+        run_batch = _dask
+    else:
+        run_batch = _inline if jobs == 1 or len(todo) < 2 else _local
+    for attempt in (1, 2):
+        failed = []
+        for i, got in run_batch(loaded, todo, simulate, jobs=jobs, scheduler=scheduler):
+            err = got if isinstance(got, BaseException) else None
+            if err is None and got.get("bottleneck") == "error":
+                err = got
+            if err is not None and attempt == 1:
+                failed.append(i)
+                continue
+            row = got if not isinstance(got, BaseException) else error_row(points[i], got)
+            rows[i] = row
+            if err is None and store is not None:
+                store.put(points[i], row)
+            stats["failed"] += err is not None
+            progress.step()
+        if not failed:
+            break
+        if not quiet:
+            print(f"retrying {len(failed)} failed point(s) once", file=sys.stderr)
+        todo = failed
+    progress.done()
+    return rows, stats
+
+
+def run(source, out_dir: str | Path | None = None, quiet: bool = False, simulate: bool | None = None,
+        jobs: int | None = None, executor: str = "local", scheduler: str | None = None, xlsx: bool = False,
+        fresh: bool = False) -> tuple[pd.DataFrame, Path]:
+    """Evaluate every point; write results.csv, pareto.csv, best.csv, run.json (and results.xlsx).
+
+    The rows, and so the CSVs, are the same whatever ``jobs`` or ``executor`` is, and whether
+    or not the sweep was interrupted and resumed. ``fresh`` discards stored points first."""
+    started = time.time()
+    loaded = load_source(source)
+    out = Path(out_dir) if out_dir else Path("outputs") / loaded.scenario.name
+    store = Store(out, simulate)
+    if fresh:
+        store.clear()
+    rows, stats = evaluate_all(loaded, simulate, jobs, executor, scheduler, store, quiet)
+    df = results_frame(loaded, rows)
+    tables = {"results": df, "pareto": pareto(df), "best": best(df)}
+    for name, t in tables.items():
+        write_csv(t, out / f"{name}.csv")
+    if xlsx:
+        write_xlsx(tables, out / "results.xlsx")
+    finished = time.time()
+    write_json({
+        "tool": "wafer-planner", "version": __version__, "scenario": str(loaded.path),
+        "scenario_sha256": hashlib.sha256(loaded.text.encode()).hexdigest(),
+        "scenario_resolved": loaded.scenario.model_dump(mode="json"), "seed": loaded.scenario.seed,
+        "started": _iso(started), "finished": _iso(finished), "wall_s": round(finished - started, 3),
+        "executor": executor, "jobs": max(1, jobs or os.cpu_count() or 1), "scheduler": scheduler,
+        **stats, "done": stats["points"] - stats["failed"], "feasible": int(df["feasible"].sum()),
+        "slo_pass": int(df["slo_pass"].sum()), "pareto": int(df["pareto"].sum()),
+        "failed_points": [{"point": int(r["point"]), "reason": r["reason"]}
+                          for r in rows if r.get("bottleneck") == "error"],
+    }, out / "run.json")
+    return df, out
+
+
+def results_frame(loaded: Loaded, rows: list[dict]) -> pd.DataFrame:
+    """The results table: swept values as columns after the point's identity."""
+    return frame(rows, [c for pt in loaded.points for c in axis_columns(pt.values)])
+
+
+def write_xlsx(tables: dict[str, pd.DataFrame], path: Path) -> None:
+    """The tables as sheets of one workbook, written atomically (XlsxWriter, an optional extra)."""
+    try:
+        import xlsxwriter  # noqa: F401
+    except ImportError:
+        raise RuntimeError("--xlsx needs XlsxWriter: pip install 'wafer-planner[xlsx]'") from None
+    import tempfile
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".xlsx", dir=path.parent)
+    os.close(fd)
+    try:
+        with pd.ExcelWriter(tmp, engine="xlsxwriter") as xw:
+            for name, t in tables.items():
+                t.replace([math.inf, -math.inf], np.nan).to_excel(xw, sheet_name=name, index=False)
+                xw.sheets[name].freeze_panes(1, 0)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class Progress:
+    """Points done and ETA on stderr: redrawn in place on a terminal, a line per 10% in logs."""
+
+    def __init__(self, total: int, quiet: bool):
+        self.total, self.quiet, self.done_n, self.t0 = total, quiet, 0, time.time()
+        self.tty = sys.stderr.isatty()
+        self.next_pct = 10
+
+    def step(self) -> None:
+        self.done_n += 1
+        if self.quiet:
+            return
+        pct = 100 * self.done_n / max(self.total, 1)
+        if not self.tty and pct < self.next_pct and self.done_n != self.total:
+            return
+        self.next_pct = (int(pct) // 10 + 1) * 10
+        el = time.time() - self.t0
+        eta = el / self.done_n * (self.total - self.done_n)
+        msg = f"[{self.done_n}/{self.total}] points, {el:.1f} s elapsed, ETA {eta:.1f} s"
+        print(("\r" + msg) if self.tty else msg, end="" if self.tty else "\n", file=sys.stderr, flush=True)
+
+    def done(self) -> None:
+        if self.tty and not self.quiet and self.done_n:
+            print(file=sys.stderr)
+
+
+def _iso(t: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))

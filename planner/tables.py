@@ -1,0 +1,94 @@
+"""Sweep rows -> tables: results (stable column order), the Pareto front, the best per family.
+
+Pareto: among points that meet the SLO, those no other point beats on all three of cost per
+output token (lower), per-user speed and deployment throughput at capacity (higher).
+Best: per model and hardware, the cheapest point per output token that meets the SLO.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+LEAD = ["point", "group"]
+RESULT_ORDER = [
+    "feasible", "reason", "bottleneck", "slo_pass", "pareto", "model", "hardware", "device", "weights_precision",
+    "kv_precision", "compute_mode", "context_tokens", "prompt_tokens", "output_tokens",
+    "devices_per_replica", "replicas", "devices", "systems", "stages", "tp", "layers_per_stage",
+    "layers_split", "concurrent_users", "batch_per_replica", "max_concurrent_sequences",
+    "weight_bytes", "kv_bytes_per_token", "kv_bytes_per_seq", "capacity_bytes_per_device",
+    # simulated (discrete-event engine)
+    "throughput_source", "capacity_users", "capacity_req_s", "capacity_users_per_replica",
+    "capacity_req_s_per_replica", "capacity_target", "capacity_limit", "capacity_probes", "throughput_out_tok_s", "throughput_in_tok_s", "throughput_req_s",
+    "decode_tok_s_per_user_p10", "decode_tok_s_per_user_p50", "decode_tok_s_per_user_mean",
+    "ttft_p50_s", "ttft_p90_s", "ttft_p99_s", "ttft_max_s", "tpot_p50_s", "tpot_p90_s", "tpot_p99_s", "tpot_max_s",
+    "e2e_p50_s", "e2e_p90_s", "e2e_p99_s", "e2e_max_s", "queue_p50_s", "queue_p90_s", "queue_p99_s", "queue_max_s",
+    "slo_attainment", "goodput_req_s", "goodput_out_tok_s", "stage_util_max", "stage_util_mean",
+    "kv_occupancy_avg", "kv_occupancy_peak", "link_util_max", "offchip_transfer_util", "preemptions", "swaps",
+    "sim_requests", "sim_time_s", "events_per_request",
+    # analytic (closed-form pre-pass)
+    "decode_tok_s_per_user_analytic", "single_stream_tok_s", "tpot_analytic_s", "ttft_analytic_s",
+    "aggregate_tok_s_analytic", "capacity_tok_s_analytic", "input_tok_s_analytic", "accepted_tokens_per_step",
+    "prefill_share", "round_s", "token_latency_s", "cycle_s",
+    "time_pipeline_latency_s", "time_io_link_s", "time_compute_s", "time_memory_bw_s",
+    # money and power
+    "capex_usd", "capex_usd_per_h", "power_kw", "facility_power_kw", "usd_per_h", "cost_usd_per_mtok_out",
+    "cost_usd_per_mtok_in", "cost_usd_per_mtok_total", "tok_s_per_mw",
+]
+TAIL = ["config_hash", "seed"]
+
+# Pareto objectives, each with the sense that is better
+PARETO = {"cost_usd_per_mtok_out": "min", "decode_tok_s_per_user_p50": "max", "throughput_out_tok_s": "max"}
+
+
+def frame(rows: list[dict], axes: list[str]) -> pd.DataFrame:
+    """Rows -> DataFrame with a stable column order (unknown extra keys go before the tail)."""
+    axes = list(dict.fromkeys(axes))
+    cols = LEAD + axes + RESULT_ORDER
+    extra = sorted({k for r in rows for k in r} - set(cols) - set(TAIL))
+    df = pd.DataFrame(rows, columns=cols + extra + TAIL)
+    df["pareto"] = pareto_mask(df)
+    return df
+
+
+def _speed(df: pd.DataFrame) -> pd.Series:
+    """Simulated per-user speed where the engine ran, else the analytic figure."""
+    sim = df.get("decode_tok_s_per_user_p50", pd.Series(np.nan, index=df.index))
+    return sim.fillna(df.get("decode_tok_s_per_user_analytic", pd.Series(np.nan, index=df.index)))
+
+
+def pareto_mask(df: pd.DataFrame) -> pd.Series:
+    """True for SLO-meeting points not dominated on the PARETO objectives (ties keep both)."""
+    mask = pd.Series(False, index=df.index)
+    if df.empty:
+        return mask
+    ok = df["slo_pass"].fillna(False).astype(bool) & np.isfinite(pd.to_numeric(df["cost_usd_per_mtok_out"],
+                                                                               errors="coerce"))
+    if not ok.any():
+        return mask
+    cand = pd.DataFrame({"cost": df["cost_usd_per_mtok_out"], "speed": _speed(df),
+                         "thr": df["throughput_out_tok_s"]})[ok].astype(float)
+    # higher is better on every column, so one point dominates another when >= everywhere and > somewhere
+    v = np.column_stack([-cand["cost"].to_numpy(), cand["speed"].to_numpy(), cand["thr"].to_numpy()])
+    v = np.nan_to_num(v, nan=-np.inf)
+    keep = np.ones(len(v), bool)
+    for i in range(len(v)):
+        ge = (v >= v[i]).all(axis=1)
+        gt = (v > v[i]).any(axis=1)
+        keep[i] = not (ge & gt).any()
+    mask[cand.index[keep]] = True
+    return mask
+
+
+def pareto(df: pd.DataFrame) -> pd.DataFrame:
+    """The Pareto rows, cheapest first."""
+    return df[df["pareto"]].sort_values(["cost_usd_per_mtok_out", "point"], kind="stable")
+
+
+def best(df: pd.DataFrame) -> pd.DataFrame:
+    """Per (model, hardware): the cheapest SLO-meeting point per output token (fewer devices on a tie)."""
+    ok = df[df["slo_pass"].fillna(False).astype(bool)]
+    if ok.empty:
+        return df.iloc[0:0]
+    ok = ok.sort_values(["cost_usd_per_mtok_out", "devices", "point"], kind="stable")
+    return ok.groupby(["model", "hardware"], sort=True, dropna=False).head(1).sort_values(
+        ["model", "cost_usd_per_mtok_out", "point"], kind="stable")
