@@ -28,7 +28,7 @@ import yaml
 
 from . import __version__
 from .evaluate import axis_columns, error_row, evaluate
-from .export import atomic_write_text, write_csv, write_json
+from .export import atomic_write_text, publish, write_csv, write_json
 from .scenario import Loaded, Point, load
 from .tables import best, frame, pareto
 
@@ -241,7 +241,7 @@ def write_xlsx(tables: dict[str, pd.DataFrame], path: Path) -> None:
             for name, t in tables.items():
                 t.replace([math.inf, -math.inf], np.nan).to_excel(xw, sheet_name=name, index=False)
                 xw.sheets[name].freeze_panes(1, 0)
-        os.replace(tmp, path)
+        publish(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -15,9 +15,9 @@ from pathlib import Path
 from . import catalog
 from .analytic import Config
 from .capacity import has_targets
-from .config.errors import ConfigError, Problem
+from .config.errors import ConfigError, Problem, did_you_mean
 from .config.load import validate
-from .config.schema import BondedSramSpec, HardwareSpec, Scenario
+from .config.schema import BondedSramSpec, HardwareSpec, Scenario, skip_matches
 from .config.yamlio import Located, load_file, load_text
 
 
@@ -106,15 +106,18 @@ def _expand(loaded: Loaded, problems: list[Problem]) -> list[Point]:
         bad = [a for a in g.axes if a.split(".")[0] in ("sweep", "name") or not a.split(".")[0]]
         for a in bad:
             problems.append(loc.problem(("sweep", gi, "axes", a), f"cannot sweep '{a}'", key=True))
+        bad += _bad_skips(loc, gi, g, problems)
         if bad:
             continue
         names = list(g.axes)
         combos = zip(*g.axes.values()) if g.mode == "zip" else itertools.product(*g.axes.values())
         for combo in combos:
+            values = dict(zip(names, combo))
+            if g.skipped(values):
+                continue
             raw = copy.deepcopy(base)
             for a, v in zip(names, combo):
                 _set(raw, tuple(a.split(".")), v)
-            values = dict(zip(names, combo))
             tmp = Point(len(points), g.name, values, sc, "")
             try:
                 ps = validate(Scenario, pt_loc(loaded, tmp), raw)
@@ -123,6 +126,25 @@ def _expand(loaded: Loaded, problems: list[Problem]) -> list[Point]:
                 continue
             points.append(Point(len(points), g.name, values, ps, config_hash(ps)))
     return points
+
+
+def _bad_skips(loc: Located, gi: int, g, problems: list[Problem]) -> list:
+    """Skip entries must name the group's axes and values those axes take (else they silently do nothing)."""
+    bad = []
+    for i, rule in enumerate(g.skip):
+        where = ("sweep", gi, "skip", i)
+        if not rule:
+            bad.append(i)
+            problems.append(loc.problem(where, "empty skip entry (it would drop every combination)"))
+        for axis, want in rule.items():
+            if axis not in g.axes:
+                bad.append(i)
+                problems.append(loc.problem(where + (axis,), f"not an axis of group '{g.name}'"
+                                            f"{did_you_mean(axis, list(g.axes))}", key=True))
+            elif not any(skip_matches(want, v) for v in g.axes[axis]):
+                bad.append(i)
+                problems.append(loc.problem(where + (axis,), "matches none of the axis's values", want, True))
+    return bad
 
 
 def expand(loaded: Loaded) -> list[Point]:

@@ -398,10 +398,20 @@ class Economics(Strict):
     capex: Literal["spec", "low", "high", "rental"] = "spec"
 
 
+def skip_matches(want, value) -> bool:
+    """A skip entry's value matches an axis value when equal, or (a list) when any item is."""
+    if isinstance(want, list) and not isinstance(value, list):
+        return value in want
+    return want == value
+
+
 class SweepGroup(Strict):
     name: str
     mode: Literal["product", "zip"] = "product"
     axes: dict[str, list[Any]] = Field(min_length=1)
+    # combinations to drop: each entry maps axes to a value (or a list of values, any of which
+    # matches); a combination matching every axis of an entry is skipped
+    skip: list[dict[str, Any]] = []
 
     @field_validator("axes")
     @classmethod
@@ -410,6 +420,9 @@ class SweepGroup(Strict):
             if not vals:
                 raise ValueError(f"axis {k!r} has no values")
         return v
+
+    def skipped(self, values: dict) -> bool:
+        return any(all(skip_matches(want, values[a]) for a, want in rule.items()) for rule in self.skip)
 
     @model_validator(mode="after")
     def _zip_lengths(self):

@@ -1,0 +1,221 @@
+"""``plan report DIR``: the plots a planner would rather look at than read, and summary.md.
+
+Reads only the sweep's CSVs and run.json (never re-runs anything), so a report can be made on
+another machine from copied results. matplotlib is imported here, lazily: the package does
+not need it otherwise.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .export import atomic_write_text, publish
+
+
+def _plt():
+    try:
+        import matplotlib
+    except ImportError:
+        raise RuntimeError("plan report needs matplotlib: pip install 'wafer-planner[plots]'") from None
+    matplotlib.use("Agg")  # files only, no display needed
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def _label(df: pd.DataFrame) -> pd.Series:
+    """hardware / precision / bonded-SRAM option: one legend entry per configuration family."""
+    lab = df["hardware"].astype(str) + " " + df["weights_precision"].astype(str)
+    if "hardware.bonded_sram.layers" in df:
+        b = pd.to_numeric(df["hardware.bonded_sram.layers"], errors="coerce").fillna(0).astype(int)
+        lab = lab + np.where(b > 0, " +" + b.astype(str) + " SRAM", "")
+    return lab
+
+
+def _speed(df: pd.DataFrame) -> pd.Series:
+    s = df["decode_tok_s_per_user_p50"] if "decode_tok_s_per_user_p50" in df else pd.Series(np.nan, index=df.index)
+    return s.fillna(df.get("decode_tok_s_per_user_analytic"))
+
+
+def _save(fig, path: Path) -> Path:
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=120, bbox_inches="tight")
+    publish(tmp, path)
+    return path
+
+
+def _styles(labels) -> dict:
+    """A distinct (colour, marker, line style) per label: colour by hardware, marker/line by option."""
+    labels = sorted(set(labels))
+    hw = sorted({lab.split(" ")[0] for lab in labels})
+    colours = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:gray"]
+    markers, lines = "os^DvP*X<>", ["-", "--", ":", "-."]
+    out, seen = {}, {}
+    for lab in labels:
+        h = lab.split(" ")[0]
+        k = seen[h] = seen.get(h, -1) + 1
+        out[lab] = (colours[hw.index(h) % len(colours)], markers[k % len(markers)], lines[k // len(markers) % 4])
+    return out
+
+
+def _legend(ax) -> None:
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+
+
+def front_2d(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Indices of the points no other point beats on both higher x and lower y, by rising x."""
+    order = np.lexsort((y, -x))  # fastest first, cheaper first among equals
+    keep, best = [], math.inf
+    for i in order:
+        if y[i] < best:
+            keep.append(i)
+            best = y[i]
+    return np.array(keep[::-1], dtype=int)
+
+
+def cost_vs_speed(df: pd.DataFrame, slo: dict, path: Path, plt) -> Path:
+    fig, ax = plt.subplots(figsize=(10, 6))
+    ok = df[df["feasible"] & np.isfinite(df["cost_usd_per_mtok_out"].astype(float))].copy()
+    ok["speed"] = _speed(ok)
+    ok["label"] = _label(ok)
+    style = _styles(ok["label"])
+    for lab, g in ok.groupby("label", sort=True):
+        c, m, _ = style[lab]
+        passed = g[g["slo_pass"]]
+        ax.scatter(passed["speed"], passed["cost_usd_per_mtok_out"], s=22, alpha=0.75, color=c, marker=m, label=lab)
+        missed = g[~g["slo_pass"]]
+        ax.scatter(missed["speed"], missed["cost_usd_per_mtok_out"], s=22, alpha=0.4, color=c, marker="x")
+    met = ok[ok["slo_pass"]]
+    if len(met):
+        idx = front_2d(met["speed"].to_numpy(float), met["cost_usd_per_mtok_out"].to_numpy(float))
+        f = met.iloc[idx]
+        ax.step(f["speed"], f["cost_usd_per_mtok_out"], "k-", where="post", lw=1.2,
+                label="frontier: cheapest at this speed or more")
+        p3 = ok[ok["pareto"]]
+        ax.scatter(p3["speed"], p3["cost_usd_per_mtok_out"], s=70, facecolors="none", edgecolors="k", lw=0.8,
+                   label="Pareto (cost, speed, throughput)")
+    target = slo.get("decode_tok_s_per_user_p50")
+    if target:
+        ax.axvline(target, color="r", ls="--", lw=1, label=f"SLO {target:g} tok/s per user")
+    ax.set(xscale="log", yscale="log", xlabel="per-user decode speed, p50 (tok/s)",
+           ylabel="$ per million output tokens (at capacity)",
+           title="Cost per token vs per-user speed (x: misses the SLO)")
+    ax.grid(True, which="both", alpha=0.3)
+    _legend(ax)
+    return _save(fig, path)
+
+
+def throughput_vs_latency(df: pd.DataFrame, slo: dict, path: Path, plt) -> Path:
+    fig, ax = plt.subplots(figsize=(10, 6))
+    col = "ttft_p99_s" if "ttft_p99_s" in df and df["ttft_p99_s"].notna().any() else "ttft_analytic_s"
+    ok = df[df["feasible"]].assign(label=lambda d: _label(d))
+    style = _styles(ok["label"])
+    for lab, g in ok.groupby("label", sort=True):
+        c, m, _ = style[lab]
+        ax.scatter(g[col], g["throughput_out_tok_s"], s=22, alpha=0.75, color=c, marker=m, label=lab)
+    target = slo.get("ttft_p99_s")
+    if target:
+        ax.axvline(target, color="r", ls="--", lw=1, label=f"SLO p99 TTFT {target:g} s")
+    ax.set(xscale="log", yscale="log", xlabel=f"{col} (s)", ylabel="output tok/s of the deployment",
+           title="Throughput vs p99 time to first token, per configuration")
+    ax.grid(True, which="both", alpha=0.3)
+    _legend(ax)
+    return _save(fig, path)
+
+
+def devices_vs_context(df: pd.DataFrame, path: Path, plt) -> Path | None:
+    """Fewest devices meeting the SLO at each context length, one line per precision/SRAM option."""
+    ok = df[df["slo_pass"].astype(bool)]
+    if ok.empty or "context_tokens" not in ok:
+        return None
+    fig, ax = plt.subplots(figsize=(10, 6))
+    fewest = ok.assign(option=_label(ok)).groupby(["option", "context_tokens"])["devices"].min().reset_index()
+    style = _styles(fewest["option"])
+    for opt, g in fewest.groupby("option", sort=True):
+        c, m, ls = style[opt]
+        ax.plot(g["context_tokens"], g["devices"], color=c, marker=m, ls=ls, label=opt)
+    ax.set(xscale="log", yscale="log", xlabel="context length (tokens)",
+           ylabel="devices needed (wafers or GPUs) within the SLO",
+           title="Devices needed vs context length")
+    ax.grid(True, which="both", alpha=0.3)
+    _legend(ax)
+    return _save(fig, path)
+
+
+def _fmt(v, digits=3) -> str:
+    if isinstance(v, (float, np.floating)):
+        if not math.isfinite(v):
+            return "-"
+        return f"{v:,.{digits}g}" if abs(v) < 1000 else f"{v:,.0f}"
+    return str(v)
+
+
+def summary_md(df: pd.DataFrame, best: pd.DataFrame, run: dict, images: list[Path]) -> str:
+    sc = run.get("scenario_resolved", {})
+    slo = {k: v for k, v in sc.get("slo", {}).items() if v is not None}
+    lines = [f"# {sc.get('name', 'sweep')}: summary", ""]
+    if sc.get("description"):
+        lines += [sc["description"], ""]
+    lines += [f"- {run.get('points', len(df))} points, {int(df['feasible'].sum())} feasible, "
+              f"{int(df['slo_pass'].sum())} meet the SLO ({', '.join(f'{k} {v}' for k, v in slo.items()) or 'none set'}), "
+              f"{int(df['pareto'].sum())} on the Pareto front; {run.get('failed', 0)} failed.",
+              f"- Scenario {run.get('scenario')} (sha256 {str(run.get('scenario_sha256', ''))[:12]}), seed "
+              f"{run.get('seed')}, wafer-planner {run.get('version')}, finished {run.get('finished')}.", ""]
+    if len(best):
+        lines += ["## Cheapest configuration meeting the SLO, per model and hardware", "",
+                  "| model | hardware | weights/KV | context | devices | users at SLO | tok/s per user (p50) "
+                  "| p99 TTFT (s) | $/M out tokens | capex ($) | kW |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
+        for _, r in best.iterrows():
+            extra = ""
+            if "hardware.bonded_sram.layers" in r and pd.notna(r["hardware.bonded_sram.layers"]) \
+                    and r["hardware.bonded_sram.layers"]:
+                extra = f" +{int(r['hardware.bonded_sram.layers'])} SRAM"
+            users = r.get("capacity_users", r.get("concurrent_users"))
+            lines.append(f"| {r['model']} | {r['hardware']}{extra} | {r['weights_precision']}/{r['kv_precision']} "
+                         f"| {_fmt(r['context_tokens'])} | {_fmt(r['devices'])} | {_fmt(users)} "
+                         f"| {_fmt(r.get('decode_tok_s_per_user_p50'))} | {_fmt(r.get('ttft_p99_s'))} "
+                         f"| {_fmt(r['cost_usd_per_mtok_out'])} | {_fmt(r['capex_usd'])} | {_fmt(r['power_kw'])} |")
+        lines.append("")
+        top = best.sort_values("cost_usd_per_mtok_out").iloc[0]
+        sram = top.get("hardware.bonded_sram.layers")
+        sram = f" with {int(sram)} bonded SRAM layers" if pd.notna(sram) and sram else ""
+        lines += [f"Cheapest overall: **{top['model']} on {_fmt(top['devices'])} x {top['hardware']}{sram}** "
+                  f"({top['weights_precision']} weights, context {_fmt(top['context_tokens'])}) at "
+                  f"${_fmt(top['cost_usd_per_mtok_out'])} per million output tokens.", ""]
+    else:
+        lines += ["No configuration meets the SLO.", ""]
+    bad = df[~df["feasible"].astype(bool)]
+    if len(bad):
+        lines += ["## Why points were infeasible", ""]
+        for limit, n in bad["bottleneck"].fillna("?").value_counts().sort_index().items():
+            lines.append(f"- {limit}: {n} points")
+        lines.append("")
+    if images:
+        lines += ["## Plots", ""] + [f"![{p.stem}]({p.name})" for p in images] + [""]
+    return "\n".join(lines)
+
+
+def write_report(folder: Path) -> list[Path]:
+    """PNG plots and summary.md next to results.csv in ``folder``; returns the files written."""
+    res = folder / "results.csv"
+    if not res.exists():
+        raise RuntimeError(f"{res} not found: run `plan sweep` first (or give its -o folder)")
+    df = pd.read_csv(res)
+    best = pd.read_csv(folder / "best.csv") if (folder / "best.csv").exists() else df.iloc[0:0]
+    run = json.loads((folder / "run.json").read_text()) if (folder / "run.json").exists() else {}
+    for c in ("feasible", "slo_pass", "pareto"):
+        df[c] = df[c].fillna(False).astype(bool)
+    slo = {k: v for k, v in run.get("scenario_resolved", {}).get("slo", {}).items() if v is not None}
+    plt = _plt()
+    images = [cost_vs_speed(df, slo, folder / "cost_vs_speed.png", plt),
+              throughput_vs_latency(df, slo, folder / "throughput_vs_latency.png", plt),
+              devices_vs_context(df, folder / "devices_vs_context.png", plt)]
+    plt.close("all")
+    images = [p for p in images if p is not None]
+    md = folder / "summary.md"
+    atomic_write_text(md, summary_md(df, best, run, images))
+    return images + [md]
