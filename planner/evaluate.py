@@ -17,6 +17,10 @@ from .scenario import Loaded, Point, pt_loc, to_config
 from .sim.engine import simulate
 from .sim.run import arrival_of, rounds_for, run_sim, sim_spec
 
+# closed loops with a TTFT target: search up to this many times the larger of the sequences
+# that fit and the target users (the stop_at_target cap applies first)
+CLOSED_CEILING = 4
+
 # kept out of results.csv: lists, and wall-clock figures (files must not depend on the machine)
 SIM_DROP = {"stage_utilisation", "stage_kv_occupancy_peak", "stage_kv_occupancy_avg", "sim_measured_requests", "mean_wait_s",
             "mean_sojourn_s", "mean_in_system", "events", "served_to_offered", "sim_requests_per_wall_s", "wall_s"}
@@ -125,8 +129,10 @@ def _capacity(cfg, sc, base_dir: Path, row: dict, capacity_req_s: float) -> None
     b = analytic_batch(cfg, sc.slo, per_seq)
     one = dataclasses.replace(cfg, batch=max(b, 1))
     sat_req_s = capacity_req_s / row["replicas"]
-    if closed:
+    if closed and sc.slo.ttft_p99_s is None:  # users beyond what fits would only wait, unseen by the SLO
         guess, floor, ceiling, top = b, 1, per_seq, "kv_capacity"
+    elif closed:  # users queue (or spill KV off-chip); the TTFT target says how many is too many
+        guess, floor, ceiling, top = b, 1, max(per_seq, target or 0) * CLOSED_CEILING, "search_ceiling"
     else:
         guess = estimate(one)["aggregate_tok_s"] / max(cfg.output, 1) if b else 0.0
         floor, ceiling, top = sat_req_s / 100, sat_req_s, "saturation"

@@ -51,7 +51,7 @@ class SimSpec:
 class Recorder:
     """Per-request arrays (indexed by request id, ids in arrival order) and run counters."""
 
-    def __init__(self, env, prompts: np.ndarray, outputs: np.ndarray, kv_full: np.ndarray):
+    def __init__(self, env, prompts: np.ndarray, outputs: np.ndarray, kv_full: np.ndarray, chunk: int = 8192):
         n = len(prompts)
         self.env, self.n = env, n
         self.prompt, self.output = prompts.astype(np.int64), outputs.astype(np.int64)
@@ -60,7 +60,9 @@ class Recorder:
         self.generated, self.decode_rounds = np.zeros(n, np.int64), np.zeros(n, np.int64)
         self.preemptions, self.swaps, self.replica = (np.zeros(n, np.int64) for _ in range(3))
         self.events = 0
-        self.event_limit = 200 * n + 100_000
+        # far above any sane run: 200 per request, plus a few per prefill chunk (long prompts
+        # overlapping other users' decode advance a round at a time)
+        self.event_limit = 200 * n + 8 * int(prompts.sum() // max(chunk, 1)) + 100_000
         self.arrived = self.finished = 0
         self.in_system, self.area, self.last_t = 0, 0.0, 0.0
         self.all_done = env.event()
@@ -129,7 +131,7 @@ def simulate(spec: SimSpec, rounds) -> SimResult:
     r_arr, r_p, r_o = (np.random.default_rng(s) for s in np.random.SeedSequence(spec.seed).spawn(3))
     prompts, outputs = draw_lengths(spec, r_p, r_o)
     env = simpy.Environment()
-    rec = Recorder(env, prompts, outputs, rounds.kv_bytes((prompts + outputs).astype(float)))
+    rec = Recorder(env, prompts, outputs, rounds.kv_bytes((prompts + outputs).astype(float)), spec.chunk)
     reps = [Replica(env, i, rounds, rec, spec.policy, spec.max_batch, spec.chunk, spec.block_tokens)
             for i in range(spec.replicas)]
     rec.replicas = reps

@@ -199,14 +199,17 @@ class Replica:
     def _mixed_round(self):
         """Rounds that prefill while the running batch decodes. Consecutive rounds with the same
         running batch are one event (a prefill span), ending when a prompt's last chunk is in,
-        when a running sequence is due to finish, or after 64 rounds."""
+        when a running sequence is due to finish, before the batch's KV would outgrow the
+        replica (preempt/swap), or after 64 rounds."""
         growth = self.policy in ("preempt", "swap")
         if growth:
             cap = self.capacity - self._pending_kv()
             while self.running and self.kv_at(self.R + 1) > cap:
                 yield from self._evict()
         b = len(self.running)
-        limit = 1 if growth else min(64, (self.heap[0][0] - self.R) if self.heap else 64)
+        limit = min(64, (self.heap[0][0] - self.R) if self.heap else 64)
+        if growth:  # prompts hold their blocks already; only the running batch grows
+            limit = max(1, self._rounds_until_overflow(limit))
         pos: dict[int, int] = {}  # prefill positions as planned, only for the entries touched
         plan, total, landed = [], 0.0, []
         off = self._offload_s()
