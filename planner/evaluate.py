@@ -96,7 +96,7 @@ def run_point(loaded: Loaded, pt: Point, simulate: bool | None = None):
                    throughput_in_tok_s=row["input_tok_s_analytic"])
         try:
             if sim and sc.capacity.search:
-                _capacity(cfg, sc, loaded.base_dir, row, capacity_req_s)
+                res = _capacity(cfg, sc, loaded.base_dir, row, capacity_req_s)
             elif sim:
                 res = run_sim(cfg, sc, loaded.base_dir, row["replicas"], capacity_req_s)
                 row.update({k: v for k, v in res.summary.items() if k not in SIM_DROP}, throughput_source="sim")
@@ -116,8 +116,9 @@ def run_point(loaded: Loaded, pt: Point, simulate: bool | None = None):
     return row, res
 
 
-def _capacity(cfg, sc, base_dir: Path, row: dict, capacity_req_s: float) -> None:
-    """Capacity search on one replica, then the replicas the target load needs at the SLO.
+def _capacity(cfg, sc, base_dir: Path, row: dict, capacity_req_s: float):
+    """Capacity search on one replica, then the replicas the target load needs at the SLO;
+    returns the simulation at capacity (or at the lowest load tried, when none passed).
 
     Replicas share nothing but the router, so R replicas carry R x one replica's capacity (the
     pooling gain of a shared queue is left out: a conservative figure)."""
@@ -140,16 +141,16 @@ def _capacity(cfg, sc, base_dir: Path, row: dict, capacity_req_s: float) -> None
         ceiling, top = target, "target"
 
     def probe(load):
-        s = simulate(sim_spec(sc, base_dir, 1, sat_req_s, load), rounds).summary
-        misses = slo_misses(sc.slo, s)
-        if not closed and s["served_to_offered"] < STABLE:
+        res = simulate(sim_spec(sc, base_dir, 1, sat_req_s, load), rounds)
+        misses = slo_misses(sc.slo, res.summary)
+        if not closed and res.summary["served_to_offered"] < STABLE:
             misses.append("unstable")
-        return misses, s
+        return misses, res
 
     found = search(probe, guess, floor, ceiling, closed, sc.capacity.tolerance, sc.capacity.max_probes, top,
-                   lambda s: excess(sc.slo, s, not closed))
+                   lambda res: excess(sc.slo, res.summary, not closed))
     at = found.best or found.lowest
-    summary = at.result
+    summary = at.result.summary
     row.update({k: v for k, v in summary.items() if k not in SIM_DROP}, throughput_source="sim")
     per_req_s = summary["throughput_req_s"] if found.best else 0.0
     if closed:
@@ -176,6 +177,7 @@ def _capacity(cfg, sc, base_dir: Path, row: dict, capacity_req_s: float) -> None
                                           f"within the SLO; the target is {_load_text(target, closed)}")
     else:
         row["slo_pass"] = True
+    return at.result
 
 
 def _load_text(x: float, closed: bool) -> str:

@@ -133,7 +133,9 @@ def test_closed_loop_capacity_sizes_replicas_for_the_target(tmp_path):
     loaded, pt = _point(tmp_path, "{process: closed, users: 500}")
     row, _ = run_point(loaded, pt)
     per = row["capacity_users_per_replica"]
-    assert row["slo_pass"] and row["feasible"] and 1 <= per <= row["max_concurrent_sequences"]
+    assert row["slo_pass"] and row["feasible"] and per >= 1
+    if per > row["max_concurrent_sequences"]:  # users beyond what fits wait for a slot, within the TTFT target
+        assert row["queue_p99_s"] > 0
     assert row["replicas"] == math.ceil(500 / per) and row["devices"] == 4 * row["replicas"]
     assert row["capacity_users"] == per * row["replicas"] >= 500
     assert row["ttft_p99_s"] <= 0.5 and row["decode_tok_s_per_user_p50"] >= 100  # the probe at capacity
