@@ -16,6 +16,10 @@ from .hardware import Infeasible, resolve
 from .scenario import Loaded, Point, pt_loc, to_config
 from .sim.engine import simulate
 from .sim.run import arrival_of, rounds_for, run_sim, sim_spec
+from .sim.sessions import check_tasks, plan_calls, service_times, task_summary
+from .tables import LEAD, RESULT_ORDER, TAIL, TASK_ORDER
+
+RESULT_NAMES = set(LEAD + RESULT_ORDER + TASK_ORDER + TAIL)
 
 # closed loops with a TTFT target: search up to this many times the larger of the sequences
 # that fit and the target users (the stop_at_target cap applies first)
@@ -88,6 +92,8 @@ def run_point(loaded: Loaded, pt: Point, simulate: bool | None = None):
     (once, or as a capacity search), then costs at the simulated (else analytic) throughput,
     and the SLO verdict."""
     sc = pt.scenario
+    if sc.service is not None:
+        return service_row(loaded, pt), None
     cfg, row, capacity_req_s = plan_point(loaded, pt)
     sim = sc.workload.simulate if simulate is None else simulate
     res = None
@@ -109,6 +115,8 @@ def run_point(loaded: Loaded, pt: Point, simulate: bool | None = None):
                              row["throughput_in_tok_s"], row["prefill_share"]))
         except Infeasible as e:
             row.update(feasible=False, reason=str(e), bottleneck="unsupported")
+    if row["feasible"] and row.get("tasks_per_hour"):
+        row["cost_usd_per_task"] = row["usd_per_h"] / row["tasks_per_hour"]
     if "slo_pass" not in row or not row["feasible"]:
         misses = slo_misses(sc.slo, row, row.get("throughput_source") == "sim")
         row["slo_pass"] = row["feasible"] and not misses
@@ -180,6 +188,20 @@ def _capacity(cfg, sc, base_dir: Path, row: dict, capacity_req_s: float):
     return at.result
 
 
+def service_row(loaded: Loaded, pt: Point) -> dict:
+    """A service profile's agent tasks, timed in closed form (sessions.service_times)."""
+    sc, svc, ag = pt.scenario, pt.scenario.service, pt.scenario.workload.agentic
+    plan = plan_calls(ag, ag.context_window or svc.context_window, sc.seed, loaded.base_dir)
+    times, extra = service_times(plan, svc, ag, sc.seed)
+    check_tasks(times)
+    row = {"point": pt.index, "group": pt.group, **axis_columns(pt.values), "feasible": True, "reason": "",
+           "bottleneck": "service", "model": svc.name, "hardware": "service", "throughput_source": "service",
+           **task_summary(times, plan), **extra}
+    misses = slo_misses(sc.slo, row)
+    row.update(slo_pass=not misses, config_hash=pt.config_hash, seed=sc.seed)
+    return row
+
+
 def _load_text(x: float, closed: bool) -> str:
     return f"{x:,.0f} users" if closed else f"{x:,.3g} req/s"
 
@@ -191,11 +213,12 @@ def _miss_text(slo, summary: dict, name: str) -> str:
 
 
 def axis_columns(values: dict) -> dict:
-    """Swept values as columns; a mapping value (e.g. a precision pair) becomes one column per key."""
+    """Swept values as columns; a mapping value (e.g. a precision pair) becomes one column per key.
+    An axis spelled like a result column (``model``) is named ``sweep.model``."""
     out = {}
     for k, v in values.items():
         if isinstance(v, dict):
             out.update(axis_columns({f"{k}.{kk}": vv for kk, vv in v.items()}))
         else:
-            out[k] = v
+            out[f"sweep.{k}" if k in RESULT_NAMES else k] = v
     return out

@@ -27,8 +27,13 @@ def _plt():
 
 
 def _label(df: pd.DataFrame) -> pd.Series:
-    """hardware / precision / bonded-SRAM option: one legend entry per configuration family."""
-    lab = df["hardware"].astype(str) + " " + df["weights_precision"].astype(str)
+    """hardware / precision / bonded-SRAM option: one legend entry per configuration family
+    (a service profile: its name)."""
+    if "weights_precision" not in df:
+        df = df.assign(weights_precision="")
+    service = df["hardware"].astype(str) == "service"
+    lab = df["hardware"].astype(str) + " " + df["weights_precision"].fillna("").astype(str)
+    lab = lab.where(~service, "service " + df["model"].astype(str))
     if "hardware.bonded_sram.layers" in df:
         b = pd.to_numeric(df["hardware.bonded_sram.layers"], errors="coerce").fillna(0).astype(int)
         lab = lab + np.where(b > 0, " +" + b.astype(str) + " SRAM", "")
@@ -145,6 +150,29 @@ def devices_vs_context(df: pd.DataFrame, path: Path, plt) -> Path | None:
     return _save(fig, path)
 
 
+def time_breakdown(df: pd.DataFrame, path: Path, plt) -> Path | None:
+    """Agent tasks: where a task's time goes, per configuration (stacked shares x median task time)."""
+    if "task_p50_s" not in df:
+        return None
+    ok = df[df["feasible"] & df["task_p50_s"].notna()]
+    if ok.empty:
+        return None
+    parts = ["tool", "queue", "prefill", "decode", "compaction", "kv_transfer"]
+    labels = [f"{int(r['point'])}: {r['model']} ({r['group']})" for _, r in ok.iterrows()]
+    fig, ax = plt.subplots(figsize=(10, max(3.0, 0.35 * len(ok) + 1.5)))
+    left = np.zeros(len(ok))
+    colours = ["tab:gray", "tab:red", "tab:orange", "tab:blue", "tab:purple", "tab:green"]
+    for p, c in zip(parts, colours):
+        secs = (ok[f"share_{p}"].fillna(0) * ok["task_p50_s"]).to_numpy(float)
+        ax.barh(labels, secs, left=left, color=c, label=p.replace("_", " "))
+        left += secs
+    ax.invert_yaxis()
+    ax.set(xlabel="seconds of a median task (shares of all task time)", title="Where an agent task's time goes")
+    ax.grid(True, axis="x", alpha=0.3)
+    _legend(ax)
+    return _save(fig, path)
+
+
 def _fmt(v, digits=3) -> str:
     if isinstance(v, (float, np.floating)):
         if not math.isfinite(v):
@@ -153,7 +181,8 @@ def _fmt(v, digits=3) -> str:
     return str(v)
 
 
-def summary_md(df: pd.DataFrame, best: pd.DataFrame, run: dict, images: list[Path]) -> str:
+def summary_md(df: pd.DataFrame, best: pd.DataFrame, run: dict, images: list[Path],
+               speed: pd.DataFrame | None = None) -> str:
     sc = run.get("scenario_resolved", {})
     slo = {k: v for k, v in sc.get("slo", {}).items() if v is not None}
     lines = [f"# {sc.get('name', 'sweep')}: summary", ""]
@@ -188,6 +217,17 @@ def summary_md(df: pd.DataFrame, best: pd.DataFrame, run: dict, images: list[Pat
                   f"${_fmt(top['cost_usd_per_mtok_out'])} per million output tokens.", ""]
     else:
         lines += ["No configuration meets the SLO.", ""]
+    if speed is not None and len(speed):
+        ref = int(speed["reference_point"].iloc[0])
+        lines += [f"## Agent tasks: decode speed-up vs task speed-up (reference: point {ref})", "",
+                  "| point | model | group | decode tok/s | median task (s) | decode x | task x | tool | "
+                  "compaction | compactions/task | $/task |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+        for _, r in speed.iterrows():
+            lines.append(f"| {int(r['point'])} | {r['model']} | {r['group']} | {_fmt(r['decode_tok_s_per_user_p50'])} "
+                         f"| {_fmt(r['task_p50_s'])} | {_fmt(r['decode_speedup'])} | {_fmt(r['task_speedup'])} "
+                         f"| {r['share_tool']:.0%} | {r['share_compaction']:.0%} | {_fmt(r['compactions_per_task'])} "
+                         f"| {_fmt(r['cost_usd_per_task'])} |")
+        lines.append("")
     bad = df[~df["feasible"].astype(bool)]
     if len(bad):
         lines += ["## Why points were infeasible", ""]
@@ -209,13 +249,16 @@ def write_report(folder: Path) -> list[Path]:
     run = json.loads((folder / "run.json").read_text()) if (folder / "run.json").exists() else {}
     for c in ("feasible", "slo_pass", "pareto"):
         df[c] = df[c].fillna(False).astype(bool)
+    df = df.copy()  # one block per dtype again after the column updates
     slo = {k: v for k, v in run.get("scenario_resolved", {}).get("slo", {}).items() if v is not None}
     plt = _plt()
     images = [cost_vs_speed(df, slo, folder / "cost_vs_speed.png", plt),
               throughput_vs_latency(df, slo, folder / "throughput_vs_latency.png", plt),
-              devices_vs_context(df, folder / "devices_vs_context.png", plt)]
+              devices_vs_context(df, folder / "devices_vs_context.png", plt),
+              time_breakdown(df, folder / "time_breakdown.png", plt)]
     plt.close("all")
     images = [p for p in images if p is not None]
     md = folder / "summary.md"
-    atomic_write_text(md, summary_md(df, best, run, images))
+    speed = pd.read_csv(folder / "speedup.csv") if (folder / "speedup.csv").exists() else None
+    atomic_write_text(md, summary_md(df, best, run, images, speed))
     return images + [md]

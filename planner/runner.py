@@ -30,7 +30,7 @@ from . import __version__
 from .evaluate import axis_columns, error_row, evaluate
 from .export import atomic_write_text, publish, write_csv, write_json
 from .scenario import Loaded, Point, load
-from .tables import best, frame, pareto
+from .tables import best, frame, pareto, speedup
 
 EXECUTORS = ("local", "dask")
 
@@ -202,6 +202,10 @@ def run(source, out_dir: str | Path | None = None, quiet: bool = False, simulate
     rows, stats = evaluate_all(loaded, simulate, jobs, executor, scheduler, store, quiet)
     df = results_frame(loaded, rows)
     tables = {"results": df, "pareto": pareto(df), "best": best(df)}
+    if "task_p50_s" in df:
+        ref = loaded.scenario.reference_group
+        index = next((pt.index for pt in loaded.points if pt.group == ref), 0) if ref else 0
+        tables["speedup"] = speedup(df, index)
     for name, t in tables.items():
         write_csv(t, out / f"{name}.csv")
     if xlsx:

@@ -69,6 +69,10 @@ def load(path: str | Path, text: str | None = None) -> Loaded:
     sc = validate(Scenario, loc)
     loaded = Loaded(p, loc, sc)
     problems: list[Problem] = []
+    names = [g.name for g in sc.sweep]
+    if sc.reference_group is not None and sc.reference_group not in names:
+        problems.append(loc.problem(("reference_group",), f"not a sweep group{did_you_mean(sc.reference_group, names)}"
+                                    f" (groups: {', '.join(names) or 'none'})", sc.reference_group, True))
     points = _expand(loaded, problems) if sc.sweep else [Point(0, "base", {}, sc, config_hash(sc))]
     for pt in points:
         try:
@@ -76,7 +80,7 @@ def load(path: str | Path, text: str | None = None) -> Loaded:
         except ConfigError as e:
             problems.extend(e.problems)
     if problems:
-        uniq = list(dict.fromkeys(problems))
+        uniq = list({str(q): q for q in problems}.values())  # a problem's value may be unhashable
         raise ConfigError(sorted(uniq, key=lambda q: (q.line or 0, q.col or 0)))
     return Loaded(p, loc, sc, tuple(points), text if text is not None else p.read_text(encoding="utf-8"))
 
@@ -190,9 +194,21 @@ def _flag(p: Problem, values: dict) -> Problem:
     return Problem("--set", None, None, p.path, p.message, p.got, p.has_got) if hit else p
 
 
-def to_config(loaded: Loaded, sc: Scenario, loc: Located) -> Config:
-    """Resolve names to specs (model, hardware, bonded option) and build the analytic Config."""
+def to_config(loaded: Loaded, sc: Scenario, loc: Located) -> Config | None:
+    """Resolve names to specs (model, hardware, bonded option) and build the analytic Config
+    (None for a service profile: nothing to place)."""
     base = loaded.base_dir
+    ag = sc.workload.agentic
+    if ag is not None:
+        if sc.capacity.search:
+            raise ConfigError([loc.problem(("capacity", "search"), "capacity search is not available for "
+                                           "agentic sessions (sweep the agents or the task rate instead)")])
+        if sc.service is None and sc.deployment.kv_policy != "wait":
+            raise ConfigError([loc.problem(("deployment", "kv_policy"), "agentic sessions run with kv_policy "
+                                           "wait; choose what happens to a task's KV between its calls with "
+                                           "workload.agentic.kv_between_turns", sc.deployment.kv_policy, True)])
+    if sc.service is not None:
+        return None
     model = catalog.load_model(sc.model, base, loc, ("model",))
     hw = catalog.load_hardware(sc.deployment.hardware, base, loc, ("deployment", "hardware"))
     if not isinstance(hw, HardwareSpec):

@@ -40,10 +40,20 @@ TAIL = ["config_hash", "seed"]
 PARETO = {"cost_usd_per_mtok_out": "min", "decode_tok_s_per_user_p50": "max", "throughput_out_tok_s": "max"}
 
 
+# agent tasks (sweeps with workload.agentic only), after throughput_source
+TASK_ORDER = ["tasks", "task_p50_s", "task_p90_s", "task_p99_s", "task_mean_s", "tasks_per_hour", "turns_per_task",
+              "compactions_per_task", "share_tool", "share_queue", "share_prefill", "share_decode",
+              "share_compaction", "share_kv_transfer", "kv_evictions", "cost_usd_per_task"]
+
+
 def frame(rows: list[dict], axes: list[str]) -> pd.DataFrame:
     """Rows -> DataFrame with a stable column order (unknown extra keys go before the tail)."""
     axes = list(dict.fromkeys(axes))
-    cols = LEAD + axes + RESULT_ORDER
+    order = RESULT_ORDER
+    if any("tasks" in r for r in rows):
+        i = order.index("throughput_source") + 1
+        order = order[:i] + TASK_ORDER + order[i:]
+    cols = LEAD + axes + order
     extra = sorted({k for r in rows for k in r} - set(cols) - set(TAIL))
     df = pd.DataFrame(rows, columns=cols + extra + TAIL)
     df["pareto"] = pareto_mask(df)
@@ -92,3 +102,23 @@ def best(df: pd.DataFrame) -> pd.DataFrame:
     ok = ok.sort_values(["cost_usd_per_mtok_out", "devices", "point"], kind="stable")
     return ok.groupby(["model", "hardware"], sort=True, dropna=False).head(1).sort_values(
         ["model", "cost_usd_per_mtok_out", "point"], kind="stable")
+
+
+SPEEDUP_COLUMNS = ["decode_tok_s_per_user_p50", "task_p50_s", "decode_speedup", "task_speedup", "share_tool",
+                   "share_queue", "share_prefill", "share_decode", "share_compaction", "share_kv_transfer",
+                   "compactions_per_task", "cost_usd_per_task"]
+
+
+def speedup(df: pd.DataFrame, reference: int) -> pd.DataFrame:
+    """Agent tasks: each point's decode-speed ratio next to its task-time ratio against the
+    reference point ("15x faster decode, 4.8x faster tasks" is one row)."""
+    if "task_p50_s" not in df or reference not in set(df["point"]):
+        return df.iloc[0:0]
+    ref = df[df["point"] == reference].iloc[0]
+    out = df[[c for c in df.columns if c in ("point", "group", "model", "hardware") or "." in c]].copy()
+    out["reference_point"] = reference
+    for c in SPEEDUP_COLUMNS:
+        out[c] = df[c] if c in df else np.nan
+    out["decode_speedup"] = df["decode_tok_s_per_user_p50"] / ref["decode_tok_s_per_user_p50"]
+    out["task_speedup"] = ref["task_p50_s"] / df["task_p50_s"]
+    return out

@@ -309,14 +309,79 @@ class LengthDist(Strict):
 
     @model_validator(mode="after")
     def _params(self):
-        need = {"fixed": ("value",), "uniform": ("low", "high"), "lognormal": ("median", "sigma"),
-                "exponential": ("mean",), "empirical": ("file", "column")}[self.dist]
-        missing = [n for n in need if getattr(self, n) is None]
-        if missing:
-            raise ValueError(f"{self.dist} needs {', '.join(missing)}")
-        if self.dist == "uniform" and self.low > self.high:
-            raise ValueError(f"low ({self.low}) > high ({self.high})")
+        return _dist_params(self)
+
+
+def _dist_params(d):
+    need = {"fixed": ("value",), "uniform": ("low", "high"), "lognormal": ("median", "sigma"),
+            "exponential": ("mean",), "empirical": ("file", "column")}[d.dist]
+    missing = [n for n in need if getattr(d, n) is None]
+    if missing:
+        raise ValueError(f"{d.dist} needs {', '.join(missing)}")
+    if d.dist == "uniform" and d.low > d.high:
+        raise ValueError(f"low ({d.low}) > high ({d.high})")
+    return d
+
+
+class TimeDist(Strict):
+    """Durations in seconds: fixed, uniform, lognormal (median, sigma), exponential (mean), or
+    empirical (a CSV column of seconds, sampled with replacement); ``max`` clips draws."""
+
+    dist: Literal["fixed", "uniform", "lognormal", "exponential", "empirical"]
+    value: Seconds | None = None
+    low: Seconds | None = None
+    high: Seconds | None = None
+    median: Annotated[float, _q("seconds"), Field(gt=0)] | None = None
+    sigma: Annotated[float, Field(ge=0)] | None = None
+    mean: Annotated[float, _q("seconds"), Field(gt=0)] | None = None
+    file: str | None = None
+    column: str | None = None
+    max: Annotated[float, _q("seconds"), Field(gt=0)] | None = None
+
+    @model_validator(mode="after")
+    def _params(self):
+        return _dist_params(self)
+
+
+class Agentic(Strict):
+    """Agent tasks (sessions): turns of append -> prefill -> reply -> tool call, with compaction."""
+
+    tasks: Annotated[int, Field(ge=1)] = 100  # tasks to simulate
+    agents: Annotated[int, Field(ge=1)] | None = 1  # agents each running tasks back to back ...
+    rate_per_s: Annotated[float, Field(gt=0)] | None = None  # ... or tasks arriving as a Poisson process
+    turns: LengthDist = LengthDist(dist="fixed", value=30)  # model calls per task (compactions extra)
+    first_prompt_tokens: LengthDist = LengthDist(dist="fixed", value=8000)  # system prompt + task
+    append_tokens: LengthDist = LengthDist(dist="lognormal", median=2000, sigma=0.8)  # tool output per turn
+    reply_tokens: LengthDist = LengthDist(dist="lognormal", median=350, sigma=0.6)  # model output per turn
+    tool_s: TimeDist = TimeDist(dist="lognormal", median=1.9, sigma=0.5)  # CPU time between turns
+    context_window: Annotated[int, Field(ge=1)] | None = None  # default: the model's (or the service's)
+    compact_at: Annotated[float, Field(gt=0, le=1)] = 0.835  # share of the window that triggers compaction
+    summary_tokens: Annotated[int, Field(ge=1)] = 4000  # the compaction call's output
+    reread_tokens: Annotated[int, Field(ge=0)] = 8000  # recent material read again after compaction
+    compaction_prompt_tokens: Annotated[int, Field(ge=1)] = 256  # the "summarise" instruction
+    kv_between_turns: Literal["keep", "drop", "offload"] = "keep"  # the session's KV during a tool call
+
+    @model_validator(mode="after")
+    def _arrivals(self):
+        if self.rate_per_s is not None:
+            self.agents = None
+        if self.summary_tokens + self.reread_tokens >= (self.context_window or 10 ** 12) * self.compact_at:
+            raise ValueError("summary_tokens + reread_tokens must stay below compact_at x context_window")
         return self
+
+
+class Service(Strict):
+    """A model behind an API, described by what it does rather than its architecture."""
+
+    name: str = "service"
+    decode_tok_s: Annotated[float, Field(gt=0)]  # per-user output speed
+    ttft_s: Seconds = 0.0  # time to first token of a call, before prefill of uncached input
+    prefill_tok_s: Annotated[float, Field(gt=0)] | None = None  # uncached input speed; None = free
+    context_window: Annotated[int, Field(ge=1)]
+    usd_per_mtok_in: Annotated[float, Field(ge=0)] = 0.0
+    usd_per_mtok_cached_in: Annotated[float, Field(ge=0)] | None = None  # default: usd_per_mtok_in
+    usd_per_mtok_out: Annotated[float, Field(ge=0)] = 0.0
+    source: str = ""
 
 
 class Arrival(Strict):
@@ -350,6 +415,7 @@ class Workload(Strict):
     prompt_dist: LengthDist | None = None  # simulation only; default fixed at the prompt length
     output_dist: LengthDist | None = None  # simulation only; default fixed at output_tokens
     requests: Annotated[int, Field(ge=1)] | None = None  # to simulate; None = max(2000, 3 x closed-loop users)
+    agentic: Agentic | None = None  # agent tasks instead of independent requests (arrival ignored)
     warmup_fraction: Annotated[float, Field(ge=0, lt=0.9)] = 0.1  # first share excluded from latency stats
 
     @model_validator(mode="after")
@@ -434,7 +500,8 @@ class SweepGroup(Strict):
 class Scenario(Strict):
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$")]
     description: str = ""
-    model: Any  # a catalog name, a path to a model YAML, or an inline model mapping
+    model: Any = None  # a catalog name, a path to a model YAML, or an inline model mapping
+    service: Service | None = None  # instead of model + hardware: a model behind an API (agentic only)
     deployment: Deployment = Deployment()
     hardware: HardwareOptions = HardwareOptions()
     workload: Workload
@@ -443,6 +510,7 @@ class Scenario(Strict):
     capacity: Capacity = Capacity()
     seed: Annotated[int, Field(ge=0)] = 0
     sweep: list[SweepGroup] = []
+    reference_group: str | None = None  # speedup.csv compares every point to this group's first point
 
     @field_validator("sweep")
     @classmethod
@@ -456,6 +524,15 @@ class Scenario(Strict):
     @field_validator("model")
     @classmethod
     def _model_form(cls, v):
-        if not isinstance(v, (str, dict)):
+        if v is not None and not isinstance(v, (str, dict)):
             raise ValueError("model must be a catalog name, a path, or a mapping")
         return v
+
+    @model_validator(mode="after")
+    def _model_or_service(self):
+        if self.model is None and self.service is None:
+            raise ValueError("give a model (an architecture to simulate on hardware) or a service "
+                             "(a model behind an API; it takes precedence over model)")
+        if self.service is not None and self.workload.agentic is None:
+            raise ValueError("a service is simulated with agentic sessions only (set workload.agentic)")
+        return self

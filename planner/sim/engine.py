@@ -19,6 +19,7 @@ import simpy
 
 from ..config.schema import SLO
 from .replica import InvariantError, Replica
+from .sessions import TaskTimes, CallPlan, check_tasks, parts_from_calls, task_summary
 from .workload import Sampler, Trace, interarrivals
 
 
@@ -46,6 +47,12 @@ class SimSpec:
     warmup_fraction: float = 0.1
     seed: int = 0
     slo: SLO = SLO()
+    # agent tasks (sessions.py) instead of independent requests: the calls, who runs them
+    # (agents back to back, or tasks arriving at task_rate_per_s) and the KV between turns
+    plan: CallPlan | None = None
+    agents: int | None = None
+    task_rate_per_s: float | None = None
+    kv_between_turns: str = "keep"
 
 
 class Recorder:
@@ -69,6 +76,14 @@ class Recorder:
         self.waiters: dict[int, simpy.Event] = {}
         self.ts: list[tuple] = []
         self.replicas: list[Replica] = []
+        # sessions (agent tasks): -1 = an independent request
+        self.session = np.full(n, -1, np.int64)
+        self.ctx_before = np.zeros(n, np.int64)  # context a call could find cached
+        self.new = np.zeros(n, np.int64)  # tokens a call adds to it
+        self.cache_after = np.zeros(n, bool)  # keep (or offload) its KV for the task's next call
+        self.restored = np.zeros(n, bool)  # its prefix came back over the link (offload)
+        self.kv_mode = "drop"  # keep | drop | offload: a task's KV during its tool calls
+        self.pin_evictions = 0  # kept KV evicted to admit other work (the next call prefills it all)
 
     def _tick(self) -> None:
         now = self.env.now
@@ -123,15 +138,24 @@ class SimResult:
     summary: dict
     requests: pd.DataFrame
     timeseries: pd.DataFrame
+    tasks: TaskTimes | None = None
 
 
 def simulate(spec: SimSpec, rounds) -> SimResult:
     """Simulate ``spec`` on replicas whose hardware is ``rounds`` (StepRounds or ConstantRounds)."""
     wall0 = time.perf_counter()
     r_arr, r_p, r_o = (np.random.default_rng(s) for s in np.random.SeedSequence(spec.seed).spawn(3))
-    prompts, outputs = draw_lengths(spec, r_p, r_o)
+    plan = spec.plan
+    if plan is not None:  # a call's KV covers its whole context; its prompt is set at admission
+        prompts, outputs = plan.ctx_before + plan.new, plan.output
+    else:
+        prompts, outputs = draw_lengths(spec, r_p, r_o)
     env = simpy.Environment()
     rec = Recorder(env, prompts, outputs, rounds.kv_bytes((prompts + outputs).astype(float)), spec.chunk)
+    if plan is not None:
+        rec.session[:], rec.ctx_before[:], rec.new[:] = plan.session, plan.ctx_before, plan.new
+        rec.cache_after[:] = plan.cache_after
+        rec.kv_mode = spec.kv_between_turns
     reps = [Replica(env, i, rounds, rec, spec.policy, spec.max_batch, spec.chunk, spec.block_tokens)
             for i in range(spec.replicas)]
     rec.replicas = reps
@@ -142,13 +166,24 @@ def simulate(spec: SimSpec, rounds) -> SimResult:
         raise ValueError(f"a request of {prompts[worst] + outputs[worst]} tokens needs {need:.3g} B of KV, "
                          f"more than a replica holds ({cap:.3g} B)")
 
+    home: dict[int, Replica] = {}  # a task's calls go where its KV is
+
     def dispatch(rid: int) -> None:
         rec.arrive(rid)
-        r = _route(reps, spec.router, rid)
+        s = int(rec.session[rid])
+        r = home.get(s) if s >= 0 else None
+        if r is None:
+            r = _route(reps, spec.router, rid)
+            if s >= 0:
+                home[s] = r
         rec.replica[rid] = r.index
         r.submit(rid)
 
-    if spec.process == "closed":
+    times = None
+    if plan is not None:
+        times = TaskTimes.empty(plan.tasks)
+        _start_tasks(env, spec, plan, rec, home, dispatch, times, r_arr)
+    elif spec.process == "closed":
         counter = iter(range(rec.n))
 
         def user():
@@ -179,7 +214,60 @@ def simulate(spec: SimSpec, rounds) -> SimResult:
     rec._tick()
     wall = time.perf_counter() - wall0
     check_invariants(rec, reps)
-    return SimResult(summarise(rec, reps, spec, wall), requests_frame(rec), timeseries_frame(rec))
+    summary = summarise(rec, reps, spec, wall)
+    if plan is not None:
+        parts_from_calls(times, plan, rec.arrival, rec.admit, rec.first, rec.finish)
+        check_tasks(times)
+        summary.update(task_summary(times, plan), kv_evictions=rec.pin_evictions)
+    return SimResult(summary, requests_frame(rec), timeseries_frame(rec), times)
+
+
+def _start_tasks(env, spec: SimSpec, plan: CallPlan, rec: Recorder, home: dict, dispatch, times: TaskTimes,
+                 rng) -> None:
+    """Agents run tasks back to back (or tasks arrive as a Poisson process); a task makes its
+    calls in order, each after the previous call's reply and tool call."""
+    offload = spec.kv_between_turns == "offload"
+
+    def task(s: int):
+        times.start[s] = env.now
+        i0, k = int(plan.first[s]), int(plan.count[s])
+        for rid in range(i0, i0 + k):
+            ev = env.event()
+            rec.waiters[rid] = ev
+            dispatch(rid)
+            yield ev
+            tool = float(plan.tool_after[rid])
+            if tool <= 0:
+                continue
+            times.parts["tool"][s] += tool
+            if offload and plan.cache_after[rid] and rid + 1 < i0 + k:
+                r = home[s]
+                t = r.m.kv_bytes(float(plan.ctx_before[rid] + plan.new[rid] + plan.output[rid])) \
+                    * r.m.swap_s_per_byte  # each way; out during the tool call, back after it
+                r.xfer_busy += 2 * t
+                yield env.timeout(max(tool, t) + t)
+                times.parts["kv_transfer"][s] += max(t - tool, 0.0) + t
+                rec.restored[rid + 1] = True
+            else:
+                yield env.timeout(tool)
+        times.end[s] = env.now
+
+    if spec.task_rate_per_s is not None:
+        gaps = rng.exponential(1.0 / spec.task_rate_per_s, plan.tasks)
+
+        def source():
+            for s in range(plan.tasks):
+                yield env.timeout(float(gaps[s]))
+                env.process(task(s))
+        env.process(source())
+    else:
+        counter = iter(range(plan.tasks))
+
+        def agent():
+            for s in counter:
+                yield from task(s)
+        for _ in range(min(spec.agents or 1, plan.tasks)):
+            env.process(agent())
 
 
 def check_invariants(rec: Recorder, reps: list[Replica]) -> None:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -78,6 +78,10 @@ class Replica:
         self.R = 0
         self.sum_c0 = 0.0  # sum over running of (c0 - a r0): sum of contexts = sum_c0 + a B R
         self.reserved = 0.0  # wait/offload reservations
+        # agent tasks: KV a task keeps while its tool runs (LRU order; evicted under pressure),
+        # and KV on its way out over the link (offload), both counted as held
+        self.pinned: OrderedDict[int, float] = OrderedDict()
+        self.leaving = 0.0
         self.capacity = rounds.kv_budget + (rounds.external_bytes if policy == "offload" else 0.0)
         self.wake = env.event()
         self.seq_rounds = 0  # sequence-rounds this replica ran (conservation check vs the requests)
@@ -91,10 +95,14 @@ class Replica:
 
     # ------------------------------------------------------------------ KV accounting
     def kv_now(self) -> float:
-        """KV bytes held now: running sequences at their contexts + prompts being prefilled."""
+        """KV bytes held now: running sequences at their contexts + prompts being prefilled
+        (+ what agent tasks keep between their calls)."""
         if self.policy in ("wait", "offload"):
-            return self.reserved
+            return self.reserved + self._parked()
         return self.kv_at(self.R) + self._pending_kv()
+
+    def _parked(self) -> float:
+        return sum(self.pinned.values()) + self.leaving if self.pinned or self.leaving else 0.0
 
     def _pending_kv(self) -> float:
         return sum(p.reserved for p in self.prefilling) + sum(x[2].reserved for x in self.landing)
@@ -112,8 +120,8 @@ class Replica:
         return float(self._blocks(c0 + self.a * (R - r0)).sum())
 
     def _need(self, rid: int, tokens: float) -> float:
-        if self.policy in ("wait", "offload"):
-            return self.rec.kv_full[rid]
+        if self.policy in ("wait", "offload"):  # a task's kept KV is already held: only the rest is new
+            return self.rec.kv_full[rid] - self.pinned.get(int(self.rec.session[rid]), 0.0)
         return float(self._blocks(tokens))
 
     def can_admit(self) -> bool:
@@ -143,8 +151,19 @@ class Replica:
     # ------------------------------------------------------------------ arrivals
     def submit(self, rid: int) -> None:
         self.queue.append(rid)
-        if not self.wake.triggered and self.can_admit():
+        if not self.wake.triggered and self.admissible():
             self.wake.succeed()
+
+    def admissible(self) -> bool:
+        """The head of the queue can start now, or once kept KV of idle tasks is evicted."""
+        return self.can_admit() or self._victim() is not None
+
+    def _victim(self) -> int | None:
+        """The least recently parked task whose kept KV is not the head's own (None: none)."""
+        if not self.pinned or not self.queue or self.swapped:
+            return None
+        head = int(self.rec.session[self.queue[0]])
+        return next((t for t in self.pinned if t != head), None)
 
     # ------------------------------------------------------------------ main loop
     def run(self):
@@ -161,7 +180,7 @@ class Replica:
                 yield env.timeout(self.landing[0][0] - env.now)
                 self.rec.events += 1
                 self._advance_account(0.0)
-            elif not self.can_admit():  # nothing to do until an arrival
+            elif not self.admissible():  # nothing to do until an arrival
                 self._account(0)
                 self.wake = env.event()
                 yield self.wake
@@ -174,7 +193,14 @@ class Replica:
 
     def _admit(self):
         rec, now = self.rec, self.env.now
-        while self.can_admit():
+        while True:
+            if not self.can_admit():
+                victim = self._victim()
+                if victim is None:
+                    break
+                del self.pinned[victim]  # its next call finds no cache and prefills its whole context
+                rec.pin_evictions += 1
+                continue
             if self.swapped:
                 rid, ctx, gen = self.swapped.popleft()
                 t = self.m.kv_bytes(ctx) * self.m.swap_s_per_byte
@@ -188,13 +214,16 @@ class Replica:
                 self._join(rid, ctx, gen)
                 continue
             rid = self.queue.popleft()
-            total = int(rec.prompt[rid] + rec.generated[rid])  # a recompute prefills what it had
+            prefix = self._cached_prefix(rid)
+            total = int(prefix + rec.prompt[rid] + rec.generated[rid])  # a recompute prefills what it had
             res = self._need(rid, total + 1)
+            if self.policy in ("wait", "offload"):
+                res = rec.kv_full[rid]  # a kept prefix's bytes move into this call's reservation
+                self.reserved += res
+                self.pinned.pop(int(rec.session[rid]), None)
             if rec.admit[rid] < 0:
                 rec.admit[rid] = now
-            self.prefilling.append(Prefill(rid, 0, total, res))
-            if self.policy in ("wait", "offload"):
-                self.reserved += res
+            self.prefilling.append(Prefill(rid, prefix, total, res))
 
     def _mixed_round(self):
         """Rounds that prefill while the running batch decodes. Consecutive rounds with the same
@@ -261,6 +290,38 @@ class Replica:
         self._finish_due()
         self._land()
 
+    def _cached_prefix(self, rid: int) -> int:
+        """Tokens of a task's context whose KV is here (kept, or brought back): not prefilled
+        again. The call's prompt becomes what is left of its context."""
+        rec = self.rec
+        s = int(rec.session[rid])
+        if s < 0:
+            return 0
+        cached = s in self.pinned or rec.restored[rid]
+        prefix = int(rec.ctx_before[rid]) if cached else 0
+        rec.prompt[rid] = int(rec.ctx_before[rid] + rec.new[rid]) - prefix
+        return prefix
+
+    def _park(self, rid: int, held: float) -> None:
+        """A task's call is done: keep its context's KV for the next call, send it over the link
+        (held until it has left), or free it."""
+        rec = self.rec
+        s = int(rec.session[rid])
+        if s < 0 or not rec.cache_after[rid] or rec.kv_mode == "drop":
+            return
+        if rec.kv_mode == "keep":
+            self.pinned.pop(s, None)
+            self.pinned[s] = held  # most recently used last
+            return
+        self.leaving += held
+
+        def gone():
+            yield self.env.timeout(held * self.m.swap_s_per_byte)
+            self.leaving -= held
+            if not self.wake.triggered and self.admissible():
+                self.wake.succeed()
+        self.env.process(gone())
+
     def _prefill_done(self, p: Prefill, t: float) -> None:
         rec, rid = self.rec, p.rid
         rec.generated[rid] += 1  # the last prompt position yields the next token
@@ -275,6 +336,7 @@ class Replica:
         if remaining <= 0:
             if self.policy in ("wait", "offload"):
                 self.reserved -= reserved
+                self._park(rid, reserved)
             self._finished(rid)
             return
         fin = self.R + math.ceil(remaining / self.a - 1e-9)
@@ -380,6 +442,7 @@ class Replica:
             self.rec.decode_rounds[rid] += fin - s.r0
             if self.policy in ("wait", "offload"):
                 self.reserved -= s.reserved
+                self._park(rid, s.reserved)
             self._finished(rid)
 
     def _finished(self, rid: int) -> None:

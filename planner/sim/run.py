@@ -7,6 +7,7 @@ from ..analytic import Config, build_point
 from ..config.schema import Arrival, LengthDist, Scenario
 from .engine import SimResult, SimSpec, simulate
 from .rounds import StepRounds
+from .sessions import plan_calls
 from .workload import Sampler, read_trace
 
 DEFAULT_LOAD = 0.7
@@ -23,9 +24,10 @@ def arrival_of(sc: Scenario) -> Arrival:
 
 
 def sim_spec(sc: Scenario, base_dir: Path, replicas: int, capacity_req_s: float,
-             load: float | None = None) -> SimSpec:
+             load: float | None = None, window: int = 131072) -> SimSpec:
     """The engine's input for a scenario point. ``load`` overrides the closed-loop users or the
-    open arrival rate (the capacity search's probes).
+    open arrival rate (the capacity search's probes); ``window`` is the model's context window
+    (agent tasks compact against it unless they set their own).
 
     Closed loops simulate at least 3 x users requests and leave the first ``users`` out of the
     statistics: they all arrive at t=0, a start-up burst no steady state sees."""
@@ -38,13 +40,19 @@ def sim_spec(sc: Scenario, base_dir: Path, replicas: int, capacity_req_s: float,
         users, rate = (int(load), rate) if closed else (users, load)
     n = max(w.requests or 2000, 3 * users) if closed else (w.requests or 2000)
     warmup = max(w.warmup_fraction, users / n) if closed else w.warmup_fraction
+    plan, ag = None, w.agentic
+    if ag is not None:  # agent tasks: their calls replace the request stream (statistics over all)
+        plan = plan_calls(ag, ag.context_window or window, sc.seed, base_dir)
+        n, warmup = len(plan.session), 0.0
     prompt = Sampler(w.prompt_dist or LengthDist(dist="fixed", value=w.prompt), base_dir)
     output = Sampler(w.output_dist or LengthDist(dist="fixed", value=w.output_tokens), base_dir)
     trace = read_trace(arr.trace, base_dir) if arr.process == "trace" else None
     return SimSpec(requests=n, process=arr.process, rate_per_s=rate, cv=arr.cv, users=users, think_s=arr.think_s,
                    prompt=prompt, output=output, trace=trace, replicas=replicas, router=d.router,
                    policy=d.kv_policy, max_batch=d.max_batch, chunk=d.prefill_chunk_tokens,
-                   block_tokens=d.kv_block_tokens, warmup_fraction=warmup, seed=sc.seed, slo=sc.slo)
+                   block_tokens=d.kv_block_tokens, warmup_fraction=warmup, seed=sc.seed, slo=sc.slo,
+                   plan=plan, agents=ag.agents if ag else None, task_rate_per_s=ag.rate_per_s if ag else None,
+                   kv_between_turns=ag.kv_between_turns if ag else "keep")
 
 
 def rounds_for(cfg: Config, sc: Scenario) -> StepRounds:
@@ -53,8 +61,13 @@ def rounds_for(cfg: Config, sc: Scenario) -> StepRounds:
     if sc.deployment.kv_policy in ("swap", "offload") and not ext:
         raise ValueError(f"kv_policy {sc.deployment.kv_policy} needs an external_memory section in the "
                          f"'{cfg.hardware.name}' hardware spec")
+    ag = sc.workload.agentic
+    if ag is not None and ag.kv_between_turns == "offload" and not ext:
+        raise ValueError(f"kv_between_turns offload needs an external_memory section in the "
+                         f"'{cfg.hardware.name}' hardware spec")
     return StepRounds(build_point(cfg), ext.capacity if ext else 0.0, ext.bandwidth if ext else 0.0)
 
 
 def run_sim(cfg: Config, sc: Scenario, base_dir: Path, replicas: int, capacity_req_s: float) -> SimResult:
-    return simulate(sim_spec(sc, base_dir, replicas, capacity_req_s), rounds_for(cfg, sc))
+    spec = sim_spec(sc, base_dir, replicas, capacity_req_s, window=cfg.model.context_window)
+    return simulate(spec, rounds_for(cfg, sc))

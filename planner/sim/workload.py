@@ -12,15 +12,17 @@ from pathlib import Path
 import numpy as np
 
 from ..config.errors import ConfigError, Problem
-from ..config.schema import LengthDist
+from ..config.schema import LengthDist, TimeDist
 
 
 class Sampler:
-    """Draws token counts (ints >= 1) from a :class:`LengthDist`."""
+    """Draws token counts (ints >= 1) from a :class:`LengthDist`, or seconds (floats >= 0) from
+    a :class:`TimeDist`."""
 
-    def __init__(self, d: LengthDist, base_dir: Path | None = None):
+    def __init__(self, d: LengthDist | TimeDist, base_dir: Path | None = None):
         self.d = d
-        self.values = _empirical(d, base_dir) if d.dist == "empirical" else None
+        self.integer = isinstance(d, LengthDist)
+        self.values = _empirical(d, base_dir, self.integer) if d.dist == "empirical" else None
 
     @property
     def mean(self) -> float:
@@ -41,22 +43,23 @@ class Sampler:
                     "exponential": lambda: d.mean * 7, "empirical": lambda: max(self.values)}[d.dist]())
 
     def draw(self, rng: np.random.Generator, n: int) -> np.ndarray:
-        d = self.d
+        d, whole = self.d, self.integer
         if d.dist == "fixed":
             x = np.full(n, d.value)
         elif d.dist == "uniform":
-            x = rng.integers(d.low, d.high + 1, n)
+            x = rng.integers(d.low, d.high + 1, n) if whole else rng.uniform(d.low, d.high, n)
         elif d.dist == "lognormal":
-            x = np.rint(d.median * np.exp(d.sigma * rng.standard_normal(n)))
+            x = d.median * np.exp(d.sigma * rng.standard_normal(n))
+            x = np.rint(x) if whole else x
         elif d.dist == "exponential":
-            x = rng.geometric(1.0 / d.mean, n)
+            x = rng.geometric(1.0 / d.mean, n) if whole else rng.exponential(d.mean, n)
         else:
             x = rng.choice(self.values, n)
-        x = np.maximum(np.asarray(x, dtype=np.int64), 1)
+        x = np.maximum(np.asarray(x, dtype=np.int64), 1) if whole else np.maximum(np.asarray(x, dtype=float), 0.0)
         return np.minimum(x, d.max) if d.max else x
 
 
-def _empirical(d: LengthDist, base_dir: Path | None) -> np.ndarray:
+def _empirical(d, base_dir: Path | None, whole: bool = True) -> np.ndarray:
     path = _resolve(d.file, base_dir)
     vals = []
     with path.open(newline="", encoding="utf-8") as fh:
@@ -66,12 +69,12 @@ def _empirical(d: LengthDist, base_dir: Path | None) -> np.ndarray:
                                        f"{', '.join(reader.fieldnames or [])})")])
         for n, row in enumerate(reader, start=2):
             try:
-                v = int(float(row[d.column]))
-                if v < 1:
+                v = int(float(row[d.column])) if whole else float(row[d.column])
+                if (v < 1) if whole else not (v >= 0):
                     raise ValueError
             except (TypeError, ValueError):
-                raise ConfigError([Problem(str(path), n, 1, d.column, "must be a whole number >= 1",
-                                           row[d.column], True)]) from None
+                raise ConfigError([Problem(str(path), n, 1, d.column, "must be a whole number >= 1" if whole
+                                           else "must be seconds >= 0", row[d.column], True)]) from None
             vals.append(v)
     if not vals:
         raise ConfigError([Problem(str(path), None, None, "", "no rows")])

@@ -1,0 +1,122 @@
+"""Agent tasks: Amdahl's law both ways, compaction, KV between turns, invariants, determinism."""
+import numpy as np
+import pytest
+
+from planner.config.schema import Agentic, LengthDist, Service, TimeDist
+from planner.evaluate import run_point
+from planner.scenario import load
+from planner.sim.sessions import COMPACTION, PARTS, plan_calls, service_times, task_summary
+
+FRONTIER = dict(name="frontier", decode_tok_s=67, ttft_s=1.0, prefill_tok_s=20000, context_window=1_000_000)
+FAST = dict(name="fast", decode_tok_s=1000, ttft_s=0.2, prefill_tok_s=100000, context_window=128_000)
+
+
+def agentic(**kw):
+    """The field test's shape (DOMAIN.md 6): ~2 s tool calls, tens of turns of short tool-call
+    replies, tool outputs of a few thousand tokens growing the context past 100K."""
+    base = dict(tasks=60, agents=1, turns=LengthDist(dist="uniform", low=20, high=40),
+                first_prompt_tokens=LengthDist(dist="fixed", value=12000),
+                append_tokens=LengthDist(dist="lognormal", median=5000, sigma=0.8, max=30000),
+                reply_tokens=LengthDist(dist="lognormal", median=120, sigma=0.6, max=4000),
+                tool_s=TimeDist(dist="lognormal", median=2.0, sigma=0.5))
+    base.update(kw)
+    return Agentic(**base)
+
+
+def task_time(svc: dict, ag: Agentic):
+    s = Service(**svc)
+    plan = plan_calls(ag, s.context_window, seed=0)
+    times, _ = service_times(plan, s, ag, seed=0)
+    return task_summary(times, plan)
+
+
+def test_ten_times_faster_decode_is_not_ten_times_faster_tasks():
+    ag = agentic()
+    f, s = task_time(FRONTIER, ag), task_time(FAST, ag)
+    decode_ratio = FAST["decode_tok_s"] / FRONTIER["decode_tok_s"]
+    task_ratio = f["task_p50_s"] / s["task_p50_s"]
+    assert decode_ratio > 10 and task_ratio < 2.0 and task_ratio < 0.15 * decode_ratio
+    # the small window compacts, the 1M one does not; tools are the biggest share of the fast model's time
+    assert s["compactions_per_task"] >= 1 and f["compactions_per_task"] == 0
+    assert s["share_tool"] > 0.6 and s["share_compaction"] > 0.05
+
+
+def test_without_tools_compaction_and_fixed_latency_task_ratio_is_the_decode_ratio():
+    """Amdahl the other way: take away everything decode speed does not touch."""
+    ag = agentic(tool_s=TimeDist(dist="fixed", value=0))
+    bare = {k: v for k, v in FRONTIER.items()} | {"ttft_s": 0.0, "prefill_tok_s": None}
+    fast = {k: v for k, v in FAST.items()} | {"ttft_s": 0.0, "prefill_tok_s": None, "context_window": 1_000_000}
+    f, s = task_time(bare, ag), task_time(fast, ag)
+    ratio = f["task_mean_s"] / s["task_mean_s"]
+    assert ratio == pytest.approx(1000 / 67, rel=1e-9)
+    # in between: tools back, no compaction: the ratio falls towards 1 as tool time grows
+    ratios = []
+    for tool in (0.5, 2.0, 8.0):
+        ag = agentic(tool_s=TimeDist(dist="fixed", value=tool))
+        ratios.append(task_time(bare, ag)["task_mean_s"] / task_time(fast, ag)["task_mean_s"])
+    assert 1000 / 67 > ratios[0] > ratios[1] > ratios[2] > 1
+
+
+def test_compaction_layout_by_hand():
+    ag = agentic(tasks=1, turns=LengthDist(dist="fixed", value=6), first_prompt_tokens=LengthDist(dist="fixed", value=40),
+                 append_tokens=LengthDist(dist="fixed", value=30), reply_tokens=LengthDist(dist="fixed", value=10),
+                 summary_tokens=5, reread_tokens=7, compaction_prompt_tokens=3, compact_at=0.8,
+                 context_window=150)
+    p = plan_calls(ag, 150, seed=0)
+    # contexts: 0 -> 50 (40 + 10) -> 90 -> 130; the next turn would pass 0.8 x 150 = 120: compact
+    # (reads 130, writes 5), then the turn prefills 5 + 7 + 30 = 42 -> 52 -> 92 -> compact again
+    assert list(p.kind) == [0, 0, 0, COMPACTION, 0, 0, COMPACTION, 0]
+    assert list(p.ctx_before) == [0, 50, 90, 130, 0, 52, 92, 0]
+    assert list(p.new) == [40, 30, 30, 3, 42, 30, 3, 42] and list(p.output) == [10, 10, 10, 5, 10, 10, 5, 10]
+    assert not p.cache_after[3] and not p.cache_after[-1] and p.cache_after[0]
+    assert p.tool_after[-1] == 0 and (p.tool_after[p.kind == COMPACTION] == 0).all()
+
+
+SCEN = """
+name: ag
+model: gpt-oss-120b
+deployment: {hardware: cs3, count: 2, precision: {weights: mxfp4, kv: fp8}, prefill_chunk_tokens: 8192}  # KV for 6 x 128K
+workload:
+  context_tokens: 131072
+  agentic:
+    tasks: 24
+    agents: AGENTS
+    turns: {dist: uniform, low: 10, high: 20}
+    first_prompt_tokens: {dist: fixed, value: 20000}
+    append_tokens: {dist: lognormal, median: 6000, sigma: 0.5}
+    reply_tokens: {dist: lognormal, median: 200, sigma: 0.5}
+    tool_s: {dist: lognormal, median: 2.0, sigma: 0.5}
+    kv_between_turns: MODE
+seed: 3
+"""
+
+
+def sim(write, mode, agents=4):
+    p = write("ag.yaml", SCEN.replace("MODE", mode).replace("AGENTS", str(agents)))
+    loaded = load(p)
+    return run_point(loaded, loaded.points[0])
+
+
+@pytest.mark.parametrize("mode", ["keep", "drop", "offload"])
+def test_simulated_tasks_obey_the_invariants_and_are_deterministic(write, mode):
+    row, res = sim(write, mode)  # the engine checks Little, conservation, KV and task parts itself
+    row2, _ = sim(write, mode)
+    assert row == row2
+    t = res.tasks
+    assert np.allclose(sum(t.parts.values()), t.end - t.start)
+    assert row["tasks"] == 24 and sum(row[f"share_{p}"] for p in PARTS) == pytest.approx(1.0)
+    assert row["kv_occupancy_peak"] <= 1.0 and row["cost_usd_per_task"] > 0
+    if mode != "offload":
+        assert row["share_kv_transfer"] == 0
+    else:
+        assert row["share_kv_transfer"] > 0
+
+
+def test_keeping_kv_saves_prefill_but_holds_sram(write):
+    keep, _ = sim(write, "keep")
+    drop, _ = sim(write, "drop")
+    assert keep["share_prefill"] < drop["share_prefill"]  # drop re-prefills the whole context each turn
+    assert keep["kv_occupancy_avg"] > drop["kv_occupancy_avg"]  # keep holds it while tools run
+    # many agents on the same SRAM: kept KV is evicted to admit other tasks' calls
+    crowded, _ = sim(write, "keep", agents=12)
+    assert crowded["kv_evictions"] > 0 and keep["kv_evictions"] == 0
