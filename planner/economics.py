@@ -36,7 +36,8 @@ def costs(dev: Device, devices: int, econ: Economics, out_tok_s: float, in_tok_s
     in_m = in_tok_s * served / 1e6
     share = min(max(prefill_share, 0.0), 1.0)
     return {
-        "systems": systems, "capex_usd": capex, "power_kw": power_kw, "facility_power_kw": facility_kw,
+        "systems": systems, "capex_usd": capex, "capex_usd_low": systems * dev.system_capex_low_usd,
+        "capex_usd_high": systems * dev.system_capex_high_usd, "power_kw": power_kw, "facility_power_kw": facility_kw,
         "usd_per_h": usd_h, "capex_usd_per_h": capex_h,
         "cost_usd_per_mtok_out": usd_h * (1 - share) / out_m if out_m > 0 else math.inf,
         "cost_usd_per_mtok_in": usd_h * share / in_m if in_m > 0 else 0.0,

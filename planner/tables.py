@@ -31,7 +31,7 @@ RESULT_ORDER = [
     "prefill_share", "round_s", "token_latency_s", "cycle_s",
     "time_pipeline_latency_s", "time_io_link_s", "time_compute_s", "time_memory_bw_s",
     # money and power
-    "capex_usd", "capex_usd_per_h", "power_kw", "facility_power_kw", "usd_per_h", "cost_usd_per_mtok_out",
+    "capex_usd", "capex_usd_low", "capex_usd_high", "capex_usd_per_h", "power_kw", "facility_power_kw", "usd_per_h", "cost_usd_per_mtok_out",
     "cost_usd_per_mtok_in", "cost_usd_per_mtok_total", "tok_s_per_mw",
 ]
 TAIL = ["config_hash", "seed"]

@@ -120,3 +120,16 @@ def test_keeping_kv_saves_prefill_but_holds_sram(write):
     # many agents on the same SRAM: kept KV is evicted to admit other tasks' calls
     crowded, _ = sim(write, "keep", agents=12)
     assert crowded["kv_evictions"] > 0 and keep["kv_evictions"] == 0
+
+
+def test_poisson_tasks_are_served_at_their_arrival_rate(write):
+    """An open stream of tasks on a replica with room to spare: tasks per hour = the arrival
+    rate (a stable queue serves what arrives), within the Poisson count's noise."""
+    text = SCEN.replace("MODE", "drop").replace("    agents: AGENTS\n", "    rate_per_s: 0.05\n") \
+        .replace("tasks: 24", "tasks: 200")
+    p = write("ag.yaml", text)
+    loaded = load(p)
+    row, res = run_point(loaded, loaded.points[0])
+    assert row["tasks"] == 200
+    assert row["tasks_per_hour"] == pytest.approx(0.05 * 3600, rel=0.15)
+    assert row["share_queue"] < 0.01  # no waiting at this load

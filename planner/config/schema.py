@@ -347,7 +347,7 @@ class Agentic(Strict):
     """Agent tasks (sessions): turns of append -> prefill -> reply -> tool call, with compaction."""
 
     tasks: Annotated[int, Field(ge=1)] = 100  # tasks to simulate
-    agents: Annotated[int, Field(ge=1)] | None = 1  # agents each running tasks back to back ...
+    agents: Annotated[int, Field(ge=1)] | None = None  # agents running tasks back to back (default 1) ...
     rate_per_s: Annotated[float, Field(gt=0)] | None = None  # ... or tasks arriving as a Poisson process
     turns: LengthDist = LengthDist(dist="fixed", value=30)  # model calls per task (compactions extra)
     first_prompt_tokens: LengthDist = LengthDist(dist="fixed", value=8000)  # system prompt + task
@@ -363,8 +363,8 @@ class Agentic(Strict):
 
     @model_validator(mode="after")
     def _arrivals(self):
-        if self.rate_per_s is not None:
-            self.agents = None
+        if self.rate_per_s is not None and self.agents is not None:
+            raise ValueError("give agents (tasks back to back) or rate_per_s (Poisson task arrivals), not both")
         if self.summary_tokens + self.reread_tokens >= (self.context_window or 10 ** 12) * self.compact_at:
             raise ValueError("summary_tokens + reread_tokens must stay below compact_at x context_window")
         return self

@@ -147,7 +147,7 @@ def service_times(plan: CallPlan, svc: Service, ag: Agentic, seed: int) -> tuple
         gaps = np.random.default_rng(np.random.SeedSequence([seed, 11])).exponential(1 / ag.rate_per_s, n)
         times.start = np.cumsum(gaps)
     else:  # each agent runs its tasks back to back, taking the next task when it is free
-        times.start = _agents_start(dur, ag.agents)
+        times.start = _agents_start(dur, ag.agents or 1)
     times.end = times.start + dur
     cached_in = np.bincount(plan.session, cached, n)
     price_cached = svc.usd_per_mtok_cached_in if svc.usd_per_mtok_cached_in is not None else svc.usd_per_mtok_in
