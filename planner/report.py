@@ -17,10 +17,9 @@ from .export import atomic_write_text, publish
 
 
 def _plt():
-    try:
-        import matplotlib
-    except ImportError:
-        raise RuntimeError("plan report needs matplotlib: pip install 'wafer-planner[plots]'") from None
+    from .runner import require
+    require("matplotlib", "plan report needs matplotlib", "plots")
+    import matplotlib
     matplotlib.use("Agg")  # files only, no display needed
     import matplotlib.pyplot as plt
     return plt

@@ -46,6 +46,13 @@ def load_source(source) -> Loaded:
     return load(source)
 
 
+def require(module: str, what: str, extra: str) -> None:
+    """An optional extra is installed, or a RuntimeError saying how to install it."""
+    import importlib.util
+    if importlib.util.find_spec(module) is None:
+        raise RuntimeError(f"{what}: pip install 'wafer-planner[{extra}]'")
+
+
 # ------------------------------------------------------------------ store
 class Store:
     """Finished rows, one JSON file per point, so an interrupted sweep loses nothing."""
@@ -116,11 +123,9 @@ def _local(loaded: Loaded, todo: list[int], simulate, jobs: int, **_):
 
 
 def _dask(loaded: Loaded, todo: list[int], simulate, jobs: int, scheduler: str | None = None, **_):
-    try:
-        from distributed import Client, LocalCluster
-        from distributed import as_completed as dask_completed
-    except ImportError:
-        raise RuntimeError("--executor dask needs dask.distributed: pip install 'wafer-planner[dask]'") from None
+    require("distributed", "--executor dask needs dask.distributed", "dask")
+    from distributed import Client, LocalCluster
+    from distributed import as_completed as dask_completed
     cluster = None
     if scheduler:
         client = Client(scheduler, timeout="30s")
@@ -194,6 +199,10 @@ def run(source, out_dir: str | Path | None = None, quiet: bool = False, simulate
     The rows, and so the CSVs, are the same whatever ``jobs`` or ``executor`` is, and whether
     or not the sweep was interrupted and resumed. ``fresh`` discards stored points first."""
     started = time.time()
+    if xlsx:  # missing extras fail before the sweep, not after it
+        require("xlsxwriter", "--xlsx needs XlsxWriter", "xlsx")
+    if executor == "dask":
+        require("distributed", "--executor dask needs dask.distributed", "dask")
     loaded = load_source(source)
     out = Path(out_dir) if out_dir else Path("outputs") / loaded.scenario.name
     store = Store(out, simulate)
@@ -232,10 +241,7 @@ def results_frame(loaded: Loaded, rows: list[dict]) -> pd.DataFrame:
 
 def write_xlsx(tables: dict[str, pd.DataFrame], path: Path) -> None:
     """The tables as sheets of one workbook, written atomically (XlsxWriter, an optional extra)."""
-    try:
-        import xlsxwriter  # noqa: F401
-    except ImportError:
-        raise RuntimeError("--xlsx needs XlsxWriter: pip install 'wafer-planner[xlsx]'") from None
+    require("xlsxwriter", "--xlsx needs XlsxWriter", "xlsx")
     import tempfile
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".xlsx", dir=path.parent)
