@@ -29,7 +29,7 @@ import yaml
 from . import __version__
 from .evaluate import axis_columns, error_row, evaluate
 from .export import atomic_write_text, publish, write_csv, write_json
-from .scenario import Loaded, Point, load
+from .scenario import Loaded, Point, load, to_config
 from .tables import best, frame, pareto, speedup
 
 EXECUTORS = ("local", "dask")
@@ -55,14 +55,23 @@ def require(module: str, what: str, extra: str) -> None:
 
 # ------------------------------------------------------------------ store
 class Store:
-    """Finished rows, one JSON file per point, so an interrupted sweep loses nothing."""
+    """Finished rows, one JSON file per point, so an interrupted sweep loses nothing.
 
-    def __init__(self, out: Path, simulate: bool | None):
+    A row is reused only for the same resolved point, the same model and hardware spec
+    contents (an edited spec file recomputes), the same planner code and the same simulate
+    flag."""
+
+    def __init__(self, out: Path, simulate: bool | None, loaded: Loaded):
         self.dir = out / ".points"
-        self.simulate = simulate
+        self.loaded = loaded
+        self.salt = f"{_code_hash()}|{simulate}"
 
     def key(self, pt: Point) -> str:
-        blob = f"{__version__}|{pt.config_hash}|{self.simulate}"
+        cfg = to_config(self.loaded, pt.scenario, self.loaded.loc)
+        specs = "" if cfg is None else json.dumps(
+            [cfg.model.model_dump(mode="json"), cfg.hardware.model_dump(mode="json"),
+             cfg.bonded.model_dump(mode="json") if cfg.bonded else None], sort_keys=True, default=str)
+        blob = f"{self.salt}|{pt.config_hash}|{specs}"
         return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
     def get(self, pt: Point) -> dict | None:
@@ -82,6 +91,16 @@ class Store:
     def clear(self) -> None:
         for f in self.dir.glob("*.json"):
             f.unlink(missing_ok=True)
+
+
+def _code_hash() -> str:
+    """The planner's own source (and version): stored rows from other code are not reused."""
+    h = hashlib.sha256(__version__.encode())
+    root = Path(__file__).resolve().parent
+    for f in sorted(root.rglob("*.py")):
+        h.update(f.relative_to(root).as_posix().encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()[:16]
 
 
 def _plain(o):
@@ -205,7 +224,7 @@ def run(source, out_dir: str | Path | None = None, quiet: bool = False, simulate
         require("distributed", "--executor dask needs dask.distributed", "dask")
     loaded = load_source(source)
     out = Path(out_dir) if out_dir else Path("outputs") / loaded.scenario.name
-    store = Store(out, simulate)
+    store = Store(out, simulate, loaded)
     if fresh:
         store.clear()
     rows, stats = evaluate_all(loaded, simulate, jobs, executor, scheduler, store, quiet)

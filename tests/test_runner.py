@@ -174,3 +174,18 @@ def test_python_api_matches_the_csv(small, tmp_path):
     mapping["sweep"][0]["skip"] = [{"deployment.kv_policy": "swapp"}]
     with pytest.raises(ConfigError, match="matches none of the axis's values"):
         planner.sweep(mapping, jobs=1)
+
+
+def test_stored_points_are_not_reused_after_a_spec_file_changes(write, tmp_path):
+    (tmp_path / "hardware_specs").mkdir()
+    spec = write("hardware_specs/mywafer.yaml", "name: mywafer\nextends: cs3\npower: {watts: 23 kW, source: test}\n")
+    scen = write("s.yaml", SIM.replace("REQUESTS", "300").replace("hardware: cs3", "hardware: mywafer")
+                 .split("sweep:")[0])
+    out = tmp_path / "o"
+    a, _ = runner.run(scen, out, quiet=True, jobs=1)
+    runner.run(scen, out, quiet=True, jobs=1)
+    assert json.loads((out / "run.json").read_text())["reused"] == 1  # same specs: reused
+    spec.write_text(spec.read_text().replace("23 kW", "46 kW"))
+    b, _ = runner.run(scen, out, quiet=True, jobs=1)
+    assert json.loads((out / "run.json").read_text())["reused"] == 0  # edited spec: evaluated again
+    assert b.loc[0, "power_kw"] == 2 * a.loc[0, "power_kw"]
