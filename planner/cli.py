@@ -233,7 +233,8 @@ def calibrate(data, write):
 @click.option("-o", "--out", type=click.Path(file_okay=False), help="Output folder (default outputs/<name>/run).")
 @click.option("-q", "--quiet", is_flag=True, help="Print only the output folder.")
 def run_cmd(scenario, sets, out, quiet):
-    """Simulate one point (the base scenario, sweep ignored): summary.json, requests.csv, timeseries.csv."""
+    """Simulate one point (the base scenario, sweep ignored): summary.json, requests.csv, timeseries.csv
+    (and tasks.csv for agent tasks)."""
     from .export import write_csv, write_json
     from .scenario import load, override
     from .evaluate import run_point
@@ -249,11 +250,19 @@ def run_cmd(scenario, sets, out, quiet):
         summary["stage_kv_occupancy_avg"] = res.summary["stage_kv_occupancy_avg"]
         write_csv(res.requests, path / "requests.csv")
         write_csv(res.timeseries, path / "timeseries.csv")
+        if res.tasks is not None:  # agent tasks: one row per task with its time breakdown
+            import pandas as pd
+            t = res.tasks
+            write_csv(pd.DataFrame({"task": range(len(t.start)), "start_s": t.start, "end_s": t.end,
+                                    "duration_s": t.end - t.start, **{f"{k}_s": v for k, v in t.parts.items()}}),
+                      path / "tasks.csv")
     write_json({k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in summary.items()},
                path / "summary.json")
     if not quiet:
         if not row["feasible"]:
             click.echo(f"infeasible: {row['reason']}", err=True)
+        elif res is None:  # a service profile: agent tasks timed in closed form
+            click.echo(f"{row['model']} (service): {row['tasks']} tasks", err=True)
         else:
             click.echo(f"{row['model']} on {row['devices']} x {row['device']} ({row['replicas']} replicas), "
                        f"{row['sim_requests']} requests simulated in {res.summary['wall_s']:.2f} s wall "
@@ -263,6 +272,13 @@ def run_cmd(scenario, sets, out, quiet):
                        f"{row['ttft_p99_s'] * 1e3:,.1f} ms; E2E p99 {row['e2e_p99_s']:,.2f} s", err=True)
             click.echo(f"  ${row['cost_usd_per_mtok_out']:,.3f}/M output tokens; SLO attainment "
                        f"{row['slo_attainment']:.1%}; bottleneck {row['bottleneck']}", err=True)
+        if row["feasible"] and "tasks" in row:
+            click.echo(f"  tasks: p50 {row['task_p50_s']:,.1f} s, p99 {row['task_p99_s']:,.1f} s, "
+                       f"{row['tasks_per_hour']:,.1f}/hour, {row['compactions_per_task']:.2f} compactions each; "
+                       f"time: tool {row['share_tool']:.0%}, queue {row['share_queue']:.0%}, prefill "
+                       f"{row['share_prefill']:.0%}, decode {row['share_decode']:.0%}, compaction "
+                       f"{row['share_compaction']:.0%}, KV transfer {row['share_kv_transfer']:.0%}; "
+                       f"${row['cost_usd_per_task']:,.3f}/task", err=True)
     click.echo(str(path))
     if not row["feasible"]:
         sys.exit(1)

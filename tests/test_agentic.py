@@ -133,3 +133,18 @@ def test_poisson_tasks_are_served_at_their_arrival_rate(write):
     assert row["tasks"] == 200
     assert row["tasks_per_hour"] == pytest.approx(0.05 * 3600, rel=0.15)
     assert row["share_queue"] < 0.01  # no waiting at this load
+
+
+def test_plan_run_writes_one_row_per_task(write, tmp_path):
+    from click.testing import CliRunner
+
+    from planner.cli import main
+    import pandas as pd
+    p = write("ag.yaml", SCEN.replace("MODE", "keep").replace("AGENTS", "4"))
+    r = CliRunner().invoke(main, ["run", str(p), "-o", str(tmp_path / "o")])
+    assert r.exit_code == 0, r.output
+    assert "tasks: p50" in r.output
+    t = pd.read_csv(tmp_path / "o" / "tasks.csv")
+    assert len(t) == 24
+    parts = t[[c for c in t.columns if c.endswith("_s") and c not in ("start_s", "end_s", "duration_s")]]
+    assert (parts.sum(axis=1) - t["duration_s"]).abs().max() < 1e-3
