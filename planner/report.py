@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from .export import atomic_write_text, publish
+from .sim.sessions import PARTS
 
 
 def _plt():
@@ -69,6 +70,14 @@ def _legend(ax) -> None:
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
 
 
+def _finish(fig, ax, path: Path, **labels) -> Path:
+    """Log-log axes with a grid, the legend outside, saved."""
+    ax.set(xscale="log", yscale="log", **labels)
+    ax.grid(True, which="both", alpha=0.3)
+    _legend(ax)
+    return _save(fig, path)
+
+
 def front_2d(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Indices of the points no other point beats on both higher x and lower y, by rising x."""
     order = np.lexsort((y, -x))  # fastest first, cheaper first among equals
@@ -104,12 +113,9 @@ def cost_vs_speed(df: pd.DataFrame, slo: dict, path: Path, plt) -> Path:
     target = slo.get("decode_tok_s_per_user_p50")
     if target:
         ax.axvline(target, color="r", ls="--", lw=1, label=f"SLO {target:g} tok/s per user")
-    ax.set(xscale="log", yscale="log", xlabel="per-user decode speed, p50 (tok/s)",
-           ylabel="$ per million output tokens (at capacity)",
-           title="Cost per token vs per-user speed (x: misses the SLO)")
-    ax.grid(True, which="both", alpha=0.3)
-    _legend(ax)
-    return _save(fig, path)
+    return _finish(fig, ax, path, xlabel="per-user decode speed, p50 (tok/s)",
+                   ylabel="$ per million output tokens (at capacity)",
+                   title="Cost per token vs per-user speed (x: misses the SLO)")
 
 
 def throughput_vs_latency(df: pd.DataFrame, slo: dict, path: Path, plt) -> Path:
@@ -123,11 +129,8 @@ def throughput_vs_latency(df: pd.DataFrame, slo: dict, path: Path, plt) -> Path:
     target = slo.get("ttft_p99_s")
     if target:
         ax.axvline(target, color="r", ls="--", lw=1, label=f"SLO p99 TTFT {target:g} s")
-    ax.set(xscale="log", yscale="log", xlabel=f"{col} (s)", ylabel="output tok/s of the deployment",
-           title="Throughput vs p99 time to first token, per configuration")
-    ax.grid(True, which="both", alpha=0.3)
-    _legend(ax)
-    return _save(fig, path)
+    return _finish(fig, ax, path, xlabel=f"{col} (s)", ylabel="output tok/s of the deployment",
+                   title="Throughput vs p99 time to first token, per configuration")
 
 
 def devices_vs_context(df: pd.DataFrame, path: Path, plt) -> Path | None:
@@ -141,12 +144,8 @@ def devices_vs_context(df: pd.DataFrame, path: Path, plt) -> Path | None:
     for opt, g in fewest.groupby("option", sort=True):
         c, m, ls = style[opt]
         ax.plot(g["context_tokens"], g["devices"], color=c, marker=m, ls=ls, label=opt)
-    ax.set(xscale="log", yscale="log", xlabel="context length (tokens)",
-           ylabel="devices needed (wafers or GPUs) within the SLO",
-           title="Devices needed vs context length")
-    ax.grid(True, which="both", alpha=0.3)
-    _legend(ax)
-    return _save(fig, path)
+    return _finish(fig, ax, path, xlabel="context length (tokens)",
+                   ylabel="devices needed (wafers or GPUs) within the SLO", title="Devices needed vs context length")
 
 
 def time_breakdown(df: pd.DataFrame, path: Path, plt) -> Path | None:
@@ -156,12 +155,11 @@ def time_breakdown(df: pd.DataFrame, path: Path, plt) -> Path | None:
     ok = df[df["feasible"] & df["task_p50_s"].notna()]
     if ok.empty:
         return None
-    parts = ["tool", "queue", "prefill", "decode", "compaction", "kv_transfer"]
     labels = [f"{int(r['point'])}: {r['model']} ({r['group']})" for _, r in ok.iterrows()]
     fig, ax = plt.subplots(figsize=(10, max(3.0, 0.35 * len(ok) + 1.5)))
     left = np.zeros(len(ok))
     colours = ["tab:gray", "tab:red", "tab:orange", "tab:blue", "tab:purple", "tab:green"]
-    for p, c in zip(parts, colours):
+    for p, c in zip(PARTS, colours):
         secs = (ok[f"share_{p}"].fillna(0) * ok["task_p50_s"]).to_numpy(float)
         ax.barh(labels, secs, left=left, color=c, label=p.replace("_", " "))
         left += secs
