@@ -65,8 +65,14 @@ class Store:
         self.dir = out / ".points"
         self.loaded = loaded
         self.salt = f"{_code_hash()}|{simulate}"
+        self.keys: dict[int, str] = {}
 
     def key(self, pt: Point) -> str:
+        if pt.index not in self.keys:
+            self.keys[pt.index] = self._key(pt)
+        return self.keys[pt.index]
+
+    def _key(self, pt: Point) -> str:
         cfg = to_config(self.loaded, pt.scenario, self.loaded.loc)
         specs = "" if cfg is None else json.dumps(
             [cfg.model.model_dump(mode="json"), cfg.hardware.model_dump(mode="json"),
