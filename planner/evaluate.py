@@ -136,14 +136,13 @@ def _capacity(cfg, sc, base_dir: Path, row: dict, capacity_req_s: float):
     per_seq = row["max_concurrent_sequences"]
     rounds = rounds_for(cfg, sc)
     b = analytic_batch(cfg, sc.slo, per_seq)
-    one = dataclasses.replace(cfg, batch=max(b, 1))
     sat_req_s = capacity_req_s / row["replicas"]
     if closed and sc.slo.ttft_p99_s is None:  # users beyond what fits would only wait, unseen by the SLO
         guess, floor, ceiling, top = b, 1, per_seq, "kv_capacity"
     elif closed:  # users queue (or spill KV off-chip); the TTFT target says how many is too many
         guess, floor, ceiling, top = b, 1, max(per_seq, target or 0) * CLOSED_CEILING, "search_ceiling"
     else:
-        guess = estimate(one)["aggregate_tok_s"] / max(cfg.output, 1) if b else 0.0
+        guess = estimate(dataclasses.replace(cfg, batch=b))["aggregate_tok_s"] / max(cfg.output, 1) if b else 0.0
         floor, ceiling, top = sat_req_s / 100, sat_req_s, "saturation"
     if sc.capacity.stop_at_target and target and target < ceiling:
         ceiling, top = target, "target"

@@ -180,7 +180,7 @@ def evaluate_all(loaded: Loaded, simulate: bool | None = None, jobs: int | None 
     if executor not in EXECUTORS:
         raise ValueError(f"unknown executor {executor!r} (choose from {', '.join(EXECUTORS)})")
     points = list(loaded.points)
-    jobs = max(1, jobs or os.cpu_count() or 1)
+    jobs = worker_count(jobs)
     rows: list[dict | None] = [store.get(pt) if store else None for pt in points]
     todo = [pt.index for pt in points if rows[pt.index] is None]
     stats = {"points": len(points), "reused": len(points) - len(todo), "evaluated": len(todo), "failed": 0}
@@ -250,13 +250,18 @@ def run(source, out_dir: str | Path | None = None, quiet: bool = False, simulate
         "scenario_sha256": hashlib.sha256(loaded.text.encode()).hexdigest(),
         "scenario_resolved": loaded.scenario.model_dump(mode="json"), "seed": loaded.scenario.seed,
         "started": _iso(started), "finished": _iso(finished), "wall_s": round(finished - started, 3),
-        "executor": executor, "jobs": max(1, jobs or os.cpu_count() or 1), "scheduler": scheduler,
+        "executor": executor, "jobs": worker_count(jobs), "scheduler": scheduler,
         **stats, "done": stats["points"] - stats["failed"], "feasible": int(df["feasible"].sum()),
         "slo_pass": int(df["slo_pass"].sum()), "pareto": int(df["pareto"].sum()),
         "failed_points": [{"point": int(r["point"]), "reason": r["reason"]}
                           for r in rows if r.get("bottleneck") == "error"],
     }, out / "run.json")
     return df, out
+
+
+def worker_count(jobs: int | None) -> int:
+    """Worker processes: as asked, else one per core."""
+    return max(1, jobs or os.cpu_count() or 1)
 
 
 def results_frame(loaded: Loaded, rows: list[dict]) -> pd.DataFrame:

@@ -10,6 +10,32 @@ from planner import catalog, hardware, model
 
 REPO = Path(__file__).resolve().parents[1]
 
+# a small simulated sweep (Llama 8B on one CS-3 at four loads x two KV policies, and a GPU
+# group with a skip rule); REQUESTS is filled in by each test
+SIM = """
+name: small
+model: llama-3.1-8b
+deployment: {hardware: cs3, count: 1}
+workload:
+  context_tokens: 4096
+  output_tokens: 256
+  arrival: {process: poisson, load: 0.7}
+  output_dist: {dist: lognormal, median: 200, sigma: 0.5, max: 1000}
+  requests: REQUESTS
+slo: {ttft_p99_s: 0.5}
+sweep:
+  - name: wafers
+    axes:
+      workload.arrival.load: [0.3, 0.5, 0.7, 0.9]
+      deployment.kv_policy: [wait, preempt]
+  - name: gpus
+    axes:
+      deployment.hardware: [h100, b200]
+      deployment.count: [1, 2]
+    skip:
+      - {deployment.hardware: b200, deployment.count: 2}
+"""
+
 
 @pytest.fixture
 def write(tmp_path):

@@ -18,29 +18,8 @@ from planner.config.errors import ConfigError
 from planner.scenario import load
 from planner.tables import best, pareto_mask
 
-SIM = """
-name: small
-model: llama-3.1-8b
-deployment: {hardware: cs3, count: 1}
-workload:
-  context_tokens: 4096
-  output_tokens: 256
-  arrival: {process: poisson, load: 0.7}
-  output_dist: {dist: lognormal, median: 200, sigma: 0.5, max: 1000}
-  requests: REQUESTS
-slo: {ttft_p99_s: 0.5}
-sweep:
-  - name: wafers
-    axes:
-      workload.arrival.load: [0.3, 0.5, 0.7, 0.9]
-      deployment.kv_policy: [wait, preempt]
-  - name: gpus
-    axes:
-      deployment.hardware: [h100, b200]
-      deployment.count: [1, 2]
-    skip:
-      - {deployment.hardware: b200, deployment.count: 2}
-"""
+from .conftest import SIM
+
 
 
 def files(folder):

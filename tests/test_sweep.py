@@ -71,22 +71,8 @@ def test_same_scenario_same_csv(tmp_path):
 
 def test_simulated_sweep_same_files_whatever_the_jobs(write, tmp_path):
     from planner.runner import run
-    p = write("sim.yaml", """
-name: sim
-model: llama-3.1-8b
-deployment: {hardware: cs3, count: 1}
-workload:
-  context_tokens: 4096
-  output_tokens: 256
-  arrival: {process: poisson, load: 0.7}
-  output_dist: {dist: lognormal, median: 200, sigma: 0.5, max: 1000}
-  requests: 400
-sweep:
-  - name: g
-    axes:
-      workload.arrival.load: [0.3, 0.6, 0.9]
-      deployment.kv_policy: [wait, preempt]
-""")
+    from tests.conftest import SIM
+    p = write("sim.yaml", SIM.replace("REQUESTS", "400"))
     run(p, tmp_path / "one", quiet=True, jobs=1)
     run(p, tmp_path / "two", quiet=True, jobs=2)
     assert (tmp_path / "one" / "results.csv").read_bytes() == (tmp_path / "two" / "results.csv").read_bytes()
@@ -94,7 +80,7 @@ sweep:
     df = pd.read_csv(tmp_path / "one" / "results.csv")
     assert (df.throughput_source == "sim").all()
     # more load, more waiting
-    wait = df[df["deployment.kv_policy"] == "wait"].sort_values("workload.arrival.load")
+    wait = df[(df["group"] == "wafers") & (df["deployment.kv_policy"] == "wait")].sort_values("workload.arrival.load")
     assert wait.ttft_p99_s.is_monotonic_increasing
 
 

@@ -242,8 +242,7 @@ def _start_tasks(env, spec: SimSpec, plan: CallPlan, rec: Recorder, home: dict, 
             times.parts["tool"][s] += tool
             if offload and plan.cache_after[rid] and rid + 1 < i0 + k:
                 r = home[s]
-                t = r.m.kv_bytes(float(plan.ctx_before[rid] + plan.new[rid] + plan.output[rid])) \
-                    * r.m.swap_s_per_byte  # each way; out during the tool call, back after it
+                t = r.offload_trip_s(rid)  # each way; out during the tool call, back after it
                 r.xfer_busy += 2 * t
                 yield env.timeout(max(tool, t) + t)
                 times.parts["kv_transfer"][s] += max(t - tool, 0.0) + t

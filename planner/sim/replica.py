@@ -216,11 +216,12 @@ class Replica:
             rid = self.queue.popleft()
             prefix = self._cached_prefix(rid)
             total = int(prefix + rec.prompt[rid] + rec.generated[rid])  # a recompute prefills what it had
-            res = self._need(rid, total + 1)
             if self.policy in ("wait", "offload"):
                 res = rec.kv_full[rid]  # a kept prefix's bytes move into this call's reservation
                 self.reserved += res
                 self.pinned.pop(int(rec.session[rid]), None)
+            else:
+                res = self._need(rid, total + 1)
             if rec.admit[rid] < 0:
                 rec.admit[rid] = now
             self.prefilling.append(Prefill(rid, prefix, total, res))
@@ -316,11 +317,15 @@ class Replica:
         self.leaving += held
 
         def gone():
-            yield self.env.timeout(held * self.m.swap_s_per_byte)
+            yield self.env.timeout(self.offload_trip_s(rid))
             self.leaving -= held
             if not self.wake.triggered and self.admissible():
                 self.wake.succeed()
         self.env.process(gone())
+
+    def offload_trip_s(self, rid: int) -> float:
+        """Seconds for a call's whole-context KV to cross the off-chip link one way."""
+        return self.rec.kv_full[rid] * self.m.swap_s_per_byte
 
     def _prefill_done(self, p: Prefill, t: float) -> None:
         rec, rid = self.rec, p.rid

@@ -132,13 +132,14 @@ def service_times(plan: CallPlan, svc: Service, ag: Agentic, seed: int) -> tuple
     takes ttft + uncached input / prefill speed + reply / decode speed. The provider caches the
     conversation's prefix between calls (what a compaction discards is prefilled again)."""
     cached, uncached = plan.ctx_before, plan.new
-    prefill = svc.ttft_s + (uncached / svc.prefill_tok_s if svc.prefill_tok_s else 0.0)
+    prefill = np.broadcast_to(svc.ttft_s + (uncached / svc.prefill_tok_s if svc.prefill_tok_s else 0.0),
+                              uncached.shape)
     decode = plan.output / svc.decode_tok_s
     comp = plan.kind == COMPACTION
     times = TaskTimes.empty(plan.tasks)
     call_s = prefill + decode
     n = plan.tasks
-    times.parts["prefill"] = np.bincount(plan.session[~comp], np.broadcast_to(prefill, plan.new.shape)[~comp], n)
+    times.parts["prefill"] = np.bincount(plan.session[~comp], prefill[~comp], n)
     times.parts["decode"] = np.bincount(plan.session[~comp], decode[~comp], n)
     times.parts["compaction"] = np.bincount(plan.session[comp], call_s[comp], n)
     times.parts["tool"] = np.bincount(plan.session, plan.tool_after, n)
@@ -154,7 +155,7 @@ def service_times(plan: CallPlan, svc: Service, ag: Agentic, seed: int) -> tuple
     usd = (np.bincount(plan.session, uncached, n) * svc.usd_per_mtok_in + cached_in * price_cached
            + np.bincount(plan.session, plan.output, n) * svc.usd_per_mtok_out) / 1e6
     return times, {"cost_usd_per_task": float(usd.mean()), "decode_tok_s_per_user_p50": svc.decode_tok_s,
-                   "ttft_p50_s": float(np.median(np.broadcast_to(prefill, plan.new.shape)))}
+                   "ttft_p50_s": float(np.median(prefill))}
 
 
 def _agents_start(dur: np.ndarray, agents: int) -> np.ndarray:
