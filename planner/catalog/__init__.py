@@ -8,7 +8,6 @@ overrides what it sets (one level of nested mappings is merged).
 from __future__ import annotations
 
 import functools
-import importlib.resources
 from pathlib import Path
 
 from ..config.errors import ConfigError, Problem, did_you_mean
@@ -24,7 +23,9 @@ def hardware_dir() -> Path:
     """The built-in hardware_specs folder (the repository's, or the installed copy)."""
     if _REPO_SPECS.is_dir():
         return _REPO_SPECS
-    return Path(str(importlib.resources.files("planner._hardware_specs")))
+    # installed wheel: the specs ship as package data next to this package (a plain folder;
+    # importlib.resources would hand back a MultiplexedPath for a namespace package)
+    return Path(__file__).resolve().parents[1] / "_hardware_specs"
 
 
 def _search_dirs(kind: str, base_dir: Path | None) -> list[Path]:
