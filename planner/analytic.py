@@ -37,6 +37,7 @@ class Config:
     spec_decode: SpecDecode | None = None
     microbatches: int | None = None
     prefill_chunk: int = 2048
+    mla_attention: str = "dp"  # GPUs serving MLA models: "dp" (sharded by sequence) or "tp" (latent KV replicated)
 
     @property
     def kv_precision(self) -> str:
@@ -78,15 +79,28 @@ def build_point(cfg: Config) -> Built:
         else:
             raise Infeasible(f"{cfg.model.name} has no draft (MTP) head: set spec_decode.draft_params")
     pl = place(shape, dev, cfg.count, cfg.weights, cfg.kv_precision, cfg.context, cfg.embeddings, draft,
-               min_sequences=cfg.min_sequences)
+               min_sequences=cfg.min_sequences, mla_attention=cfg.mla_attention)
     steps = StepModel(shape, pl, dev, cfg.weights, cfg.kv_precision, cfg.mode, cfg.spec_decode, cfg.microbatches)
     return Built(shape, dev, pl, steps)
+
+
+def speed_band(dev: Device, r) -> tuple[float, float]:
+    """(low, high) multipliers on a predicted speed: the hardware's held-out calibration spread
+    (measured / predicted, 10th-90th percentile) times what the clock range does to the part
+    of the round that is compute (a wafer's clock is not published)."""
+    compute = r.parts.get("compute", 0.0) + r.parts.get("cycle_compute", 0.0)
+    c_lo, c_hi = dev.clock_range
+    t = r.round_s
+    slow = t / (t + compute * (1 / c_lo - 1)) if t > 0 else 1.0
+    fast = t / (t + compute * (1 / c_hi - 1)) if t > 0 else 1.0
+    return dev.speed_band[0] * slow, dev.speed_band[1] * fast
 
 
 def estimate(cfg: Config) -> dict:
     """One flat dict of analytic results (SI units, unit in the key name)."""
     prompt = cfg.prompt if cfg.prompt is not None else max(1, cfg.context - cfg.output)
     row: dict = {"fits": False, "reason": "", "model": cfg.model.name, "hardware": cfg.hardware.name,
+                 "hypothetical": bool(cfg.hardware.hypothetical or cfg.bonded_layers),
                  "weights_precision": cfg.weights, "kv_precision": cfg.kv_precision,
                  "context_tokens": cfg.context, "prompt_tokens": prompt, "output_tokens": cfg.output}
     try:
@@ -111,10 +125,15 @@ def estimate(cfg: Config) -> dict:
         return row
     # decode at the mean context of a sequence's life: prompt + output/2 (capacity is sized at the max)
     mean_ctx = min(cfg.context, prompt + cfg.output / 2)
-    r, mixed = sm.steady_round(batch, mean_ctx, prompt, cfg.output)
+    r, mixed = sm.steady_round(batch, mean_ctx, prompt, cfg.output, cfg.prefill_chunk)
     t_round = mixed.round_s
     single = sm.decode_round(1, mean_ctx)
     per_user = r.accepted_tokens / t_round
+    lo, hi = speed_band(dev, mixed)
+    row.update(
+        speed_band_low=lo, speed_band_high=hi, speed_band_source=dev.speed_band_source,
+        decode_tok_s_per_user_low=per_user * lo, decode_tok_s_per_user_high=per_user * hi,
+        aggregate_tok_s_low=batch * per_user * lo, aggregate_tok_s_high=batch * per_user * hi)
     row.update(
         fits=True, batch=batch, microbatches=r.microbatches,
         decode_tok_s_per_user=per_user, tpot_s=1.0 / per_user,

@@ -96,10 +96,10 @@ def list_(what):
                              "", "", "", "", f"+{h.power_w_per_layer / 1e3:.3g} kW", f"+${h.capex_usd_per_layer:,.0f}",
                              "hypothetical"))
                 continue
-            c = h.compute
+            c = h.compute.peaks()
             rows.append((h.name, h.kind, fmt_bytes(h.memory.capacity), fmt_rate(h.memory.bandwidth, "B/s"),
-                         fmt_rate(c.fp16, "FLOP/s"), fmt_rate(c.fp8, "FLOP/s") if c.fp8 else "-",
-                         fmt_rate(c.fp4, "FLOP/s") if c.fp4 else "-", fmt_rate(h.io.bandwidth, "B/s"),
+                         fmt_rate(c["fp16"], "FLOP/s"), fmt_rate(c["fp8"], "FLOP/s") if "fp8" in c else "-",
+                         fmt_rate(c["fp4"], "FLOP/s") if "fp4" in c else "-", fmt_rate(h.io.bandwidth, "B/s"),
                          f"{h.power.watts / 1e3:.3g} kW", f"${h.cost.capex_usd:,.0f}",
                          "hypothetical" if h.hypothetical else ""))
     else:
@@ -191,8 +191,12 @@ def _print_estimate(r: dict) -> None:
         return
     click.echo(f"  batch              {r['batch']:,} ({r['microbatches']} micro-batches), compute {r['compute_mode']}")
     click.echo(f"  decode             {r['decode_tok_s_per_user']:,.1f} tok/s per user "
-               f"(single stream {r['single_stream_tok_s']:,.1f})")
-    click.echo(f"  aggregate          {r['aggregate_tok_s']:,.0f} output tok/s, {r['input_tok_s']:,.0f} input tok/s")
+               f"(band {r['decode_tok_s_per_user_low']:,.1f}-{r['decode_tok_s_per_user_high']:,.1f}; "
+               f"single stream {r['single_stream_tok_s']:,.1f})")
+    click.echo(f"  aggregate          {r['aggregate_tok_s']:,.0f} output tok/s "
+               f"(band {r['aggregate_tok_s_low']:,.0f}-{r['aggregate_tok_s_high']:,.0f}), "
+               f"{r['input_tok_s']:,.0f} input tok/s")
+    click.echo(f"  band from          {r['speed_band_source']}" + ("  [HYPOTHETICAL hardware]" if r["hypothetical"] else ""))
     click.echo(f"  TTFT               {r['ttft_s'] * 1e3:,.1f} ms for {r['prompt_tokens']:,} prompt tokens (idle replica)")
     click.echo(f"  bottleneck         {r['bottleneck']}")
 
@@ -200,26 +204,47 @@ def _print_estimate(r: dict) -> None:
 # ---------------------------------------------------------------- calibrate
 @main.command()
 @click.option("--data", type=click.Path(dir_okay=False, exists=True), help="Calibration CSV (default: built-in).")
-@click.option("--write", is_flag=True, help="Write the fitted values into the hardware YAML files.")
-def calibrate(data, write):
-    """Fit the named latency/efficiency parameters to published measurements; report errors."""
+@click.option("--family", "families", multiple=True, metavar="NAME",
+              help="Fit only these families (h100, b200, cs3, groq-lpu); repeatable. Default: all.")
+@click.option("--no-cv", is_flag=True, help="Skip the held-out (leave-one-out / k-fold) refits: in-sample only.")
+@click.option("--write", is_flag=True, help="Write the fitted values and uncertainty bands into the hardware YAML files.")
+@click.option("--markdown", type=click.Path(dir_okay=False), help="Also write the per-point table as Markdown.")
+def calibrate(data, families, no_cv, write, markdown):
+    """Fit the named step-time parameters to published measurements; report per-point, per-group
+    and overall errors, in sample and held out (points a fit did not see)."""
     from . import calibrate as cal
+    known = [f.head for f in cal.FAMILIES]
+    bad = [f for f in families if f not in known]
+    if bad:
+        raise click.BadParameter(f"unknown family {bad[0]!r} (known: {', '.join(known)})", param_hint="--family")
     pts = cal.read_points(Path(data) if data else None)
-    fits = cal.fit(pts)
-    worst = 0.0
+    chosen = [f for f in cal.FAMILIES if not families or f.head in families]
+    fits = cal.fit(pts, chosen, cross_validate=not no_cv)
     for g in fits:
-        click.echo(f"{g.hardware} (software: {g.software or 'current'})")
+        click.echo(f"\n{g.family.head} (fits {', '.join(g.family.members)}): {g.calibrate_points} calibrate points, "
+                   f"{len(g.params)} parameters, {g.dof} degrees of freedom; held out by {g.cv}")
         for name, (a, b) in g.params.items():
-            click.echo(f"  {name:22s} {a:.4g} -> {b:.4g}")
-        for p, before, after in g.points:
-            err = after / p.value - 1
-            worst = max(worst, abs(err))
-            click.echo(f"  row {p.row:3d} {p.date} {p.model:18s} {p.metric} measured {p.value:,.4g} "
-                       f"predicted {after:,.4g} ({err:+.1%}; before {before / p.value - 1:+.1%})")
-    ref = [p for p in pts if not p.evaluable]
-    for p in ref:
-        click.echo(f"reference only, row {p.row}: {p.date} {p.hardware} {p.model} {p.value:,.4g} ({p.notes})")
-    click.echo(f"worst fitted error: {worst:.1%}")
+            click.echo(f"  {name:28s} {a:.4g} -> {b:.4g}")
+        click.echo(f"  {'row':>4} {'role':9} {'hardware':11} {'model':17} {'metric':22} {'batch':>5} "
+                   f"{'measured':>10} {'predicted':>10} {'error':>7} {'held out':>8}")
+        for x in g.predictions:
+            p = x.point
+            ho = f"{x.held_out_error:+.0%}" if x.held_out is not None else "-"
+            click.echo(f"  {p.row:4d} {p.role:9} {p.hardware:11} {p.model:17} {p.metric:22} "
+                       f"{'max' if p.batch is None else p.batch:>5} {p.value:10.4g} {x.fitted:10.4g} "
+                       f"{x.error:+7.0%} {ho:>8}")
+    click.echo("\nsummary (|error|: in sample over calibrate rows; held out over cross-validated calibrate rows "
+               "and validate rows)")
+    for r in cal.summary(fits):
+        click.echo(f"  {r['group']:9s} {r['families']:28s} params {r['parameters']:2d}  calibrate {r['calibrate_points']:3d} "
+                   f"in-sample median {r['in_sample_median']:.1%}  held-out {r['held_out_points']:3d} points "
+                   f"({r['models']} models) median {r['held_out_median']:.1%} max {r['held_out_max']:.0%}")
+    ref = [p for p in pts if not p.evaluable and (not families or (cal.family_of(p.hardware) and
+                                                                   cal.family_of(p.hardware).head in families))]
+    click.echo(f"\n{len(ref)} reference rows (shown in the CSV, not predicted)")
+    if markdown:
+        Path(markdown).write_text(cal.markdown(fits), encoding="utf-8")
+        click.echo(f"wrote {markdown}")
     if write:
         for f in cal.write_back(fits):
             click.echo(f"wrote {f}")

@@ -115,6 +115,8 @@ def run_point(loaded: Loaded, pt: Point, simulate: bool | None = None):
                              row["throughput_in_tok_s"], row["prefill_share"]))
         except Infeasible as e:
             row.update(feasible=False, reason=str(e), bottleneck="unsupported")
+    if row["feasible"] and "usd_per_h" in row:
+        row.update(bands(dev, row, sc.economics))
     if row["feasible"] and row.get("tasks_per_hour"):
         row["cost_usd_per_task"] = row["usd_per_h"] / row["tasks_per_hour"]
     if "slo_pass" not in row or not row["feasible"]:
@@ -122,6 +124,27 @@ def run_point(loaded: Loaded, pt: Point, simulate: bool | None = None):
         row["slo_pass"] = row["feasible"] and not misses
     row["config_hash"], row["seed"] = pt.config_hash, sc.seed
     return row, res
+
+
+def bands(dev, row: dict, econ) -> dict:
+    """Low/high per-user speed, throughput and $/M output tokens: the speed band of the
+    hardware's calibration (held-out spread x clock range) and, for cost, the capex range
+    (cheap capex with the fast end, dear capex with the slow end)."""
+    lo, hi = row.pop("speed_band_low", 1.0), row.pop("speed_band_high", 1.0)
+    for k in ("aggregate_tok_s_low", "aggregate_tok_s_high"):
+        row.pop(k, None)
+    speed = row.get("decode_tok_s_per_user_p50", row.get("decode_tok_s_per_user_analytic"))
+    thr, inp = row["throughput_out_tok_s"], row["throughput_in_tok_s"]
+    out = {"speed_band_low": lo, "speed_band_high": hi,
+           "decode_tok_s_per_user_low": speed * lo, "decode_tok_s_per_user_high": speed * hi,
+           "throughput_out_tok_s_low": thr * lo, "throughput_out_tok_s_high": thr * hi}
+    cheap = econ if econ.capex == "rental" else econ.model_copy(update={"capex": "low"})
+    dear = econ if econ.capex == "rental" else econ.model_copy(update={"capex": "high"})
+    out["cost_usd_per_mtok_out_low"] = costs(dev, row["devices"], cheap, thr * hi, inp * hi,
+                                             row["prefill_share"])["cost_usd_per_mtok_out"]
+    out["cost_usd_per_mtok_out_high"] = costs(dev, row["devices"], dear, thr * lo, inp * lo,
+                                              row["prefill_share"])["cost_usd_per_mtok_out"]
+    return out
 
 
 def _capacity(cfg, sc, base_dir: Path, row: dict, capacity_req_s: float):

@@ -29,8 +29,9 @@ class Device:
     capacity_bytes: float  # usable memory per device after the reserve, incl. bonded SRAM
     mem_bw_bytes_per_s: float  # effective (base and bonded tiers read in parallel)
     mem_efficiency: float
-    peak_flops: dict  # compute class -> FLOP/s, native classes only
-    compute_efficiency: float
+    peak_flops: dict  # compute class -> FLOP/s, native classes only (dense, not the vendor claim)
+    compute_efficiency: float  # prefill-sized matmuls
+    decode_efficiency: float  # decode-sized matmuls
     io_bw_bytes_per_s: float
     io_latency_s: float
     scale_up_domain: int  # GPUs: tensor-parallel domain; wafers: 1
@@ -38,6 +39,9 @@ class Device:
     layer_base_s: float
     layer_per_khidden_s: float
     allreduce_s: float
+    layer_dense_s: float  # GPU: fixed time per dense layer per step (launches, norms, sync)
+    layer_moe_s: float  # GPU: fixed time per MoE layer per step (+ router, top-k, grouped GEMM)
+    ep_imbalance: float  # GPU: busiest GPU's routed-expert load over the mean
     step_overhead_s: float
     devices_per_system: int
     system_power_w: float
@@ -46,6 +50,9 @@ class Device:
     system_capex_high_usd: float
     system_rental_usd_per_h: float | None
     bonded_layers: int = 0
+    clock_range: tuple = (1.0, 1.0)  # compute scale at the clock's low/high end (wafers)
+    speed_band: tuple = (1.0, 1.0)  # held-out measured/predicted spread (10th, 90th pct)
+    speed_band_source: str = ""
 
     def layer_latency_s(self, hidden: int) -> float:
         """Fixed fabric latency of one layer on a wafer (0 on GPUs: their sync is the all-reduce)."""
@@ -63,6 +70,13 @@ class Device:
         if mode == "storage" or not native:
             return self.peak_flops["fp16"], "storage" if cls != "fp16" else "native"
         return self.peak_flops[cls], "native"
+
+    def attention_flops_for(self, weight_precision: str, kv_precision: str, mode: str) -> float:
+        """Peak FLOP/s of attention: it multiplies activations by the KV cache, so it runs at
+        the KV's compute class, never faster than the weights' (activations are no narrower)."""
+        w_peak, _ = self.flops_for(weight_precision, mode)
+        kv_cls = COMPUTE_CLASS[kv_precision]
+        return min(w_peak, self.peak_flops.get(kv_cls, self.peak_flops["fp16"]))
 
 
 def resolve(spec: HardwareSpec, bonded: BondedSramSpec | None = None, layers: int = 0,
@@ -98,18 +112,22 @@ def resolve(spec: HardwareSpec, bonded: BondedSramSpec | None = None, layers: in
         for k in capex:
             capex[k] += per_system * bonded.capex_usd_per_layer / bonded.yield_
         power += per_system * bonded.power_w_per_layer
-    su = spec.scale_up
+    su, unc = spec.scale_up, spec.uncertainty
     return Device(
         name=spec.name + (f"+{layers}xSRAM" if layers else ""), kind=spec.kind,
         hypothetical=spec.hypothetical or bool(layers), capacity_bytes=cap, mem_bw_bytes_per_s=bw,
         mem_efficiency=spec.memory.efficiency,
-        peak_flops={k: v for k, v in (("fp16", spec.compute.fp16), ("fp8", spec.compute.fp8),
-                                      ("fp4", spec.compute.fp4)) if v},
-        compute_efficiency=spec.compute.efficiency, io_bw_bytes_per_s=spec.io.bandwidth,
+        peak_flops=spec.compute.peaks(), compute_efficiency=spec.compute.efficiency,
+        decode_efficiency=spec.compute.decode_efficiency or spec.compute.efficiency,
+        io_bw_bytes_per_s=spec.io.bandwidth,
         io_latency_s=spec.io.latency, scale_up_domain=su.domain_size if su else 1,
         scale_up_bw_bytes_per_s=su.bandwidth if su else spec.io.bandwidth,
         layer_base_s=lat["layer_base"], layer_per_khidden_s=lat["layer_per_khidden"],
-        allreduce_s=lat["allreduce"], step_overhead_s=lat["step_overhead"],
+        allreduce_s=lat["allreduce"], layer_dense_s=lat["layer_dense"], layer_moe_s=lat["layer_moe"],
+        ep_imbalance=su.ep_imbalance if su else 1.0, step_overhead_s=lat["step_overhead"],
         devices_per_system=spec.devices_per_system, system_power_w=power,
         system_capex_usd=capex["spec"], system_capex_low_usd=capex["low"], system_capex_high_usd=capex["high"],
-        system_rental_usd_per_h=spec.cost.rental_usd_per_h, bonded_layers=layers)
+        system_rental_usd_per_h=spec.cost.rental_usd_per_h, bonded_layers=layers,
+        clock_range=spec.compute.clock_range,
+        speed_band=(unc.speed_low, unc.speed_high) if unc else (1.0, 1.0),
+        speed_band_source=unc.source if unc else "no calibration: no band")

@@ -101,17 +101,30 @@ class ModelShape:
     def attended(self, context: float) -> np.ndarray:
         return np.where(self.attend_cap > 0, np.minimum(context, self.attend_cap), context)
 
+    @cached_property
+    def expert_active_params(self) -> np.ndarray:
+        """Per layer: routed-expert parameters one token multiplies (top-k of the experts)."""
+        frac = self.active_experts / self.experts if self.experts else 0.0
+        return self.expert_params * frac
+
     def decode_flops(self, context: float) -> np.ndarray:
         """Per layer: FLOPs for one new token with ``context`` tokens before it."""
-        return (2.0 * self.layer_active_params + self.attn_decode_flops * self.attended(context)
-                + self.indexer_flops * context)
+        return 2.0 * self.layer_active_params + self.decode_attn_flops(context)
+
+    def decode_attn_flops(self, context: float) -> np.ndarray:
+        """Per layer: the attention part of :meth:`decode_flops` (runs at the KV's precision)."""
+        return self.attn_decode_flops * self.attended(context) + self.indexer_flops * context
 
     def prefill_flops(self, start: float, tokens: float) -> np.ndarray:
         """Per layer: FLOPs to prefill ``tokens`` new tokens after a cached prefix of ``start``."""
+        return 2.0 * self.layer_active_params * tokens + self.prefill_attn_flops(start, tokens)
+
+    def prefill_attn_flops(self, start: float, tokens: float) -> np.ndarray:
+        """Per layer: the attention part of :meth:`prefill_flops`."""
         end = start + tokens
         attended = sum_min(start, end, self.attend_cap)
         full = sum_min(start, end, 0.0)
-        return 2.0 * self.layer_active_params * tokens + self.attn_prefill_flops * attended + self.indexer_flops * full
+        return self.attn_prefill_flops * attended + self.indexer_flops * full
 
     @property
     def head_flops(self) -> float:
@@ -130,8 +143,18 @@ def build(spec: ModelSpec) -> ModelShape:
             raise ValueError(f"{spec.name}: coarse sizes inconsistent with vocab x hidden embeddings")
         ones = np.ones(L)
         attn = c.attention_flops_per_context_token / L
-        return ModelShape(spec, fixed_params=ones * active, expert_params=ones * (per_layer - active),
-                          experts=1_000_000, active_experts=0, kv_elems=ones * c.kv_bytes_per_token_16bit / L / 2,
+        if c.experts:
+            # fixed + X = per_layer, fixed + X k/E = active  =>  X = (per_layer - active) / (1 - k/E)
+            share = c.experts_active / c.experts
+            expert = (per_layer - active) / (1.0 - share) if share < 1 else 0.0
+            if expert > per_layer:
+                raise ValueError(f"{spec.name}: active share {active / per_layer:.3f} below the experts' "
+                                 f"{share:.3f}: raise experts_active or lower experts")
+        else:
+            expert = 0.0
+        return ModelShape(spec, fixed_params=ones * (per_layer - expert), expert_params=ones * expert,
+                          experts=c.experts, active_experts=c.experts_active if c.experts else 0,
+                          kv_elems=ones * c.kv_bytes_per_token_16bit / L / 2,
                           kv_fixed_bytes=np.zeros(L), window=np.zeros(L), attn_decode_flops=ones * attn,
                           attn_prefill_flops=ones * attn, indexer_flops=np.zeros(L), attend_cap=np.zeros(L),
                           embed_params=embed, head_params=embed)

@@ -1,25 +1,40 @@
 """Step-time model: how long each pipeline stage takes for a decode step or a prefill chunk.
 
-A roofline (compute at the precision's rate, bytes at the memory tier's bandwidth) plus
-named fixed latencies, so calibration moves a handful of physical parameters:
-- wafer: ``layer_latency`` per layer touched (fabric traversal + sync inside the wafer);
-  it is *latency*, not occupancy: layers sit on their own regions of the wafer, so other
-  micro-batches (and prefill chunks) flow through while a token crosses them;
-- every stage boundary: one link hop (io latency + activation bytes / io bandwidth), with
-  an extra hidden vector when the cut falls inside a layer (the partial sum travels on);
-- GPU: two all-reduces per layer in the TP group (latency + ring bytes / NVLink), which,
-  like the roofline, block the GPU: GPU steps are synchronous;
-- per round: ``step_overhead`` (scheduling, sampling, host);
-- speculative decoding: k drafted tokens (each costing ``draft_layers`` layers of latency),
-  k+1 tokens verified per sequence per step, (1 - a^(k+1)) / (1 - a) accepted per step.
-Every function returns arrays over stages (per-stage work = stage-fraction matrix @ per-layer
-vector), so a 300-wafer pipeline costs one matrix product, not 300 Python calls. The
-discrete-event simulator uses the same functions.
+A roofline (compute at the precision's *dense* rate, bytes at the memory tier's bandwidth)
+plus named fixed latencies, so calibration moves a handful of physical parameters.
+
+Wafers and SRAM chips (layer-region layout). Each layer's weights and KV sit on their own
+region of cores, sized by bytes, so a core holds its share of the stage's resident bytes
+whatever the layer. One layer's time for a micro-batch is therefore the busiest core's:
+``t_layer = max(resident bytes / bandwidth, FLOPs / compute)`` over the whole stage (a
+core reads *all* it holds for a touched layer: with experts on their own cores a MoE layer
+is no faster per token than a dense one of the same bytes). A token crosses the stage's
+layers one after another: latency ``layers_held x (t_layer + fabric)`` where the fabric
+term ``layer_base + layer_per_khidden x hidden/1024`` is the broadcast/reduce across a
+region; the stage is *occupied* only ``t_layer`` per micro-batch, since the other layer
+regions work on other micro-batches meanwhile (default: one micro-batch per layer). A layer
+spread over several chips (Groq) runs on them in parallel: each chip holds a fraction of a
+layer and contributes that fraction of the latency.
+
+GPUs (synchronous steps): roofline + two all-reduces per layer in the TP group (MLA: an
+expert all-to-all instead) + a fixed time per layer (``layer_dense``/``layer_moe``: launches,
+norms, routing, top-k, synchronisation); decode matmuls at ``decode_efficiency``; attention
+at the KV's compute class; routed experts' work and reads scaled by ``ep_imbalance`` on the
+busiest GPU of an expert-parallel group.
+
+Every stage boundary: one link hop (io latency + activation bytes / io bandwidth), with an
+extra hidden vector when the cut falls inside a layer; per round ``step_overhead``;
+speculative decoding: k drafted tokens (each ``draft_layers`` layers of the main model's
+mean per-layer latency at one token per sequence, fixed costs included), k+1 tokens verified per sequence per step,
+(1 - a^(k+1)) / (1 - a) accepted per step.
+Every function returns arrays over stages (per-stage work = stage-fraction matrix @
+per-layer vector), so a 300-wafer pipeline costs one matrix product, not 300 Python calls.
+The discrete-event simulator uses the same functions.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -74,85 +89,115 @@ class StepModel:
                  microbatches: int | None = None):
         self.shape, self.pl, self.dev, self.sd = shape, placement, dev, spec_decode
         self.peak_flops, self.compute_mode = dev.flops_for(weight_precision, mode)
+        self.attn_flops = dev.attention_flops_for(weight_precision, kv_precision, mode)
         self.tokens_per_step = 1 + (spec_decode.draft_tokens if spec_decode else 0)
         self.accepted = accepted_per_step(spec_decode)
-        self.microbatches = microbatches
+        self.wafer = dev.kind == "wafer"
         st = placement.stages
         L = shape.layers
         self.F = np.stack([s.fractions(L) for s in st])  # stages x layers
         self.S = len(st)
+        # default micro-batches: one per layer region on wafers/chips, one per stage on GPUs
+        self.microbatches = microbatches or (L if self.wafer else self.S)
         self.k = np.array([s.devices for s in st], dtype=float)
         self.weights = np.array([s.weight_bytes for s in st])
         self.expert_bytes = self.F @ shape.expert_params * PRECISION_BYTES[weight_precision]
-        self.layers_touched = np.array([s.layers_touched for s in st], dtype=float)
         self.layers_held = self.F.sum(axis=1)
         self.head = np.array([s.holds_head for s in st], dtype=float) * shape.head_flops
         self.mid = np.array([s.ends_mid_layer for s in st[:-1]], dtype=float)
         self.kv_tok = shape.kv_bytes_per_token(kv_precision)
+        self.active2 = self.F @ (2.0 * shape.layer_active_params)  # matmul FLOPs per token
+        # wafer floor: a pass through a layer region costs each core one multiply of everything
+        # it holds (a touched expert's cores do their whole share even for one token)
+        self.pass2 = 2.0 * (self.F @ shape.layer_params + np.array([s.holds_head for s in st]) * shape.head_params)
+        self.expert2 = self.F @ (2.0 * shape.expert_active_params)  # routed-expert part of it
+        moe = (shape.expert_params > 0).astype(float)
         # GPU collectives per layer. GQA: tensor-parallel attention and MLP, two ring all-reduces
         # per layer. MLA (DeepSeek-style serving): data-parallel attention (no collective), MoE
         # layers an all-to-all dispatch + combine of each GPU's own tokens to top-k experts, dense
         # MLP layers one all-reduce.
-        moe = (shape.expert_params > 0).astype(float)
         att = shape.spec.attention
-        self.dp_attention = placement.kind == "gpu" and att is not None and att.type == "mla"
+        self.dp_attention = placement.kind == "gpu" and att is not None and att.type == "mla" \
+            and placement.mla_attention == "dp"
         if self.dp_attention:
             self.allreduces = self.F @ (1.0 - moe)  # dense-MLP layers: one all-reduce each
             self.alltoalls = self.F @ moe
         else:
             self.allreduces = 2.0 * self.layers_held
             self.alltoalls = np.zeros(self.S)
-        self.layer_lat = dev.layer_latency_s(shape.spec.hidden) if dev.kind == "wafer" else 0.0
+        self.layer_lat = dev.layer_latency_s(shape.spec.hidden) if self.wafer else 0.0
+        # GPU: fixed kernel time per layer per step; expert-parallel imbalance when experts shard
+        self.layer_fixed = np.zeros(self.S) if self.wafer else \
+            self.F @ np.where(moe > 0, dev.layer_moe_s, dev.layer_dense_s)
+        self.imbalance = np.where((self.k > 1) & (self.expert2 > 0), dev.ep_imbalance, 1.0) \
+            if not self.wafer else np.ones(self.S)
+        # serial hops: a layer spread over chips exchanges once per layer, not once per chip
+        self.hop_share = min(1.0, L / (self.S - 1)) if self.S > 1 else 1.0
 
     # ------------------------------------------------------------ per-stage work
     def _held(self, context: float) -> np.ndarray:
         return np.where(self.shape.window > 0, np.minimum(context, self.shape.window), context)
 
-    def _times(self, flops: np.ndarray, weight_tokens: float, kv_bytes: np.ndarray) -> StageTimes:
+    def _compute_s(self, tokens: float, attn_flops: np.ndarray, seqs: float, eff: float) -> np.ndarray:
+        """Seconds of compute per stage: ``tokens`` through the matmuls (the busiest GPU's routed
+        experts weighted by the imbalance), ``seqs`` lm-head rows, attention at its own rate."""
+        mat = tokens * (self.active2 + (self.imbalance - 1.0) * self.expert2) + seqs * self.head
+        if self.wafer and tokens > 0:
+            mat = np.maximum(mat, self.pass2)
+        return (mat / self.peak_flops + attn_flops / self.attn_flops) / (eff * self.k)
+
+    def _times(self, compute: np.ndarray, weight_tokens: float, kv_bytes: np.ndarray) -> StageTimes:
         dev, shape = self.dev, self.shape
+        kv = kv_bytes * self.pl.kv_replication
+        bw = dev.mem_bw_bytes_per_s * dev.mem_efficiency * self.k
+        zero = np.zeros(self.S)
+        if self.wafer:
+            # a core reads everything it holds for the layer: resident bytes, not touched ones
+            memory = (self.weights + kv) / bw
+            t_layer = np.maximum(compute, memory)
+            fixed = self.layers_held * self.layer_lat
+            return StageTimes(compute, memory, zero, fixed, t_layer, self.layers_held * t_layer + fixed)
         frac = experts_touched(shape.experts, shape.active_experts, weight_tokens) / shape.experts \
             if shape.experts else 1.0
-        wbytes = self.weights - self.expert_bytes * (1.0 - frac)
-        compute = flops / (self.peak_flops * dev.compute_efficiency * self.k)
-        memory = (wbytes + kv_bytes * self.pl.kv_replication) / (dev.mem_bw_bytes_per_s * dev.mem_efficiency * self.k)
+        frac = np.minimum(1.0, frac * self.imbalance)  # the busiest GPU's experts
+        memory = (self.weights - self.expert_bytes * (1.0 - frac) + kv) / bw
         roof = np.maximum(compute, memory)
-        zero = np.zeros(self.S)
-        if dev.kind == "wafer":
-            fixed = self.layers_touched * self.layer_lat
-            return StageTimes(compute, memory, zero, fixed, roof, roof + fixed)
         tp = self.k
         msg = weight_tokens * shape.spec.hidden * ACT_BYTES
         ring = 2 * (tp - 1) / tp * msg  # bytes each GPU moves in one ring all-reduce
         a2a = 2 * (msg / tp) * max(shape.active_experts, 1) * (tp - 1) / tp  # dispatch + combine
         link = np.where(tp > 1, (self.allreduces * ring + self.alltoalls * a2a) / dev.scale_up_bw_bytes_per_s, 0.0)
-        fixed = np.where(tp > 1, (self.allreduces + 2 * self.alltoalls) * dev.allreduce_s, 0.0)
+        fixed = np.where(tp > 1, (self.allreduces + 2 * self.alltoalls) * dev.allreduce_s, 0.0) + self.layer_fixed
         busy = roof + link + fixed
         return StageTimes(compute, memory, link, fixed, busy, busy)
 
     def decode(self, batch: float, context: float, prefill_tokens: float = 0.0, prompt: float = 1.0,
-               prefill_start: float = 0.0) -> StageTimes:
+               prefill_start: float = 0.0, tokens_per_seq: int | None = None) -> StageTimes:
         """Every stage advancing ``batch`` sequences at ``context`` by one step; optionally fused
         with ``prefill_tokens`` of ``prompt``-long prompts in the same pass (chunked prefill:
-        weights are read once for both)."""
-        tokens = batch * self.tokens_per_step
-        flops = tokens * (self.F @ self.shape.decode_flops(context) + self.head)
+        weights are read once for both). ``tokens_per_seq``: default the verified tokens."""
+        tokens = batch * (tokens_per_seq or self.tokens_per_step)
+        attn = tokens * (self.F @ self.shape.decode_attn_flops(context))
+        compute = self._compute_s(tokens, attn, tokens, self.dev.decode_efficiency)
         kv = batch * (self.F @ (self.kv_tok * self._held(context)))
         if prefill_tokens > 0:
             seqs = prefill_tokens / prompt
-            flops = flops + seqs * (self.F @ self.shape.prefill_flops(prefill_start, prompt) + self.head)
+            pattn = seqs * (self.F @ self.shape.prefill_attn_flops(prefill_start, prompt))
+            compute = compute + self._compute_s(prefill_tokens, pattn, seqs, self.dev.compute_efficiency)
             tokens += prefill_tokens
-        return self._times(flops, tokens, kv)
+        return self._times(compute, tokens, kv)
 
     def prefill(self, tokens: float, start: float = 0.0, seqs: float = 1.0) -> StageTimes:
         """Every stage prefilling ``seqs`` sequences of ``tokens`` new tokens after ``start`` cached."""
-        flops = seqs * (self.F @ self.shape.prefill_flops(start, tokens) + self.head)
+        attn = seqs * (self.F @ self.shape.prefill_attn_flops(start, tokens))
+        compute = self._compute_s(seqs * tokens, attn, seqs, self.dev.compute_efficiency)
         kv = seqs * (self.F @ (self.kv_tok * self._held(start)))
-        return self._times(flops, seqs * tokens, kv)
+        return self._times(compute, seqs * tokens, kv)
 
     def hops(self, tokens: float) -> tuple[np.ndarray, np.ndarray]:
         """(latency, bandwidth part) of each hop i -> i+1 carrying ``tokens`` activations."""
         bw = tokens * self.shape.spec.hidden * ACT_BYTES * (1.0 + self.mid) / self.dev.io_bw_bytes_per_s
-        return self.dev.io_latency_s + bw, bw
+        return (self.dev.io_latency_s + bw) * self.hop_share, bw
 
     # ------------------------------------------------------------ whole pipeline
     def decode_round(self, batch: int, context: float, prefill_tokens: float = 0.0, prompt: float = 1.0,
@@ -160,20 +205,22 @@ class StepModel:
         """One round: every sequence advances one step. ``prefill_tokens`` (per round) of
         ``prompt``-token prompt pieces starting at ``prefill_start`` are fused into the GPU
         steps, or fill the wafer pipeline's bubbles."""
-        M = max(1, min(batch, self.microbatches or self.S))
+        M = max(1, min(batch, self.microbatches))
         b = math.ceil(batch / M)
-        fused = prefill_tokens / M if self.dev.kind == "gpu" else 0.0
+        fused = prefill_tokens / M if not self.wafer else 0.0
         t = self.decode(b, context, fused, prompt, prefill_start)
         bubble_s = np.zeros(self.S)
-        if self.dev.kind == "wafer" and prefill_tokens > 0:
+        if self.wafer and prefill_tokens > 0:
             bubble_s = self.prefill(prompt, prefill_start, prefill_tokens / prompt).occupancy_s
         bubble = float(bubble_s.max())
         hop_lat, hop_bw = self.hops(b * self.tokens_per_step)
         overhead = self.dev.step_overhead_s
         base = float(t.latency_s.sum() + hop_lat.sum()) + overhead
         draft = 0.0
-        if self.sd is not None:
-            draft = self.sd.draft_tokens * self.sd.draft_layers * (base - overhead) / self.shape.layers
+        if self.sd is not None:  # each drafted token: draft_layers layers at one token per sequence
+            t1 = self.decode(b, context, tokens_per_seq=1)
+            per_layer = float(t1.latency_s.sum() + self.hops(b)[0].sum()) / self.shape.layers
+            draft = self.sd.draft_tokens * self.sd.draft_layers * per_layer
         latency = base + draft
         busiest = int(np.argmax(t.occupancy_s))
         stage_cycle = M * float(t.occupancy_s[busiest]) + bubble
@@ -206,15 +253,35 @@ class StepModel:
         cycle = float(t.occupancy_s.max())
         return cycle, float(t.latency_s.sum() + hop_lat.sum()) + self.dev.step_overhead_s
 
-    def steady_round(self, batch: int, context: float, prompt: int, output: int) -> tuple[Round, Round]:
+    def steady_round(self, batch: int, context: float, prompt: int, output: int,
+                     chunk: int = 2048) -> tuple[Round, Round]:
         """(pure decode round, round with the other sequences' prefills interleaved).
 
         In steady state each round finishes batch*accepted/output sequences whose
         replacements need prefilling; a sequence's own prefill is in its TTFT, so the
-        others' share is (batch-1)*accepted*prompt/output prompt tokens per round."""
+        others' share is (batch-1)*accepted*prompt/output prompt tokens per round.
+        Wafers fill their pipeline bubbles with it. GPUs pay it as whole ``chunk``-token
+        prefill passes amortised over the rounds between them (each pass reads the weights,
+        touches the experts and pays the per-layer fixed time once), not as thin slices fused
+        into every round, which would make every round touch the experts of the prompt."""
         r = self.decode_round(batch, context)
         tokens = (batch - 1) * r.accepted_tokens * prompt / output
-        return r, (self.decode_round(batch, context, tokens, prompt) if tokens > 0 else r)
+        if tokens <= 0:
+            return r, r
+        if self.wafer:
+            return r, self.decode_round(batch, context, tokens, prompt)
+        n = max(1, min(chunk, prompt))
+        pos, per_prompt = 0.0, 0.0
+        while pos < prompt:  # one prompt in chunks: each chunk attends to the ones before it
+            size = min(n, prompt - pos)
+            t = self.prefill(size, pos)
+            per_prompt += float(t.occupancy_s.sum() + self.hops(size)[0].sum())
+            pos += size
+        extra = tokens / prompt * per_prompt
+        mixed = replace(r, round_s=r.round_s + extra, cycle_s=r.cycle_s + extra,
+                        parts={**r.parts, "prefill": extra},
+                        bottleneck=r.bottleneck if extra < r.round_s else "prefill")
+        return r, mixed
 
     def ttft_s(self, prompt: int, cached: int = 0, chunk: int = 8192) -> float:
         """Time to first token on an idle replica: chunked prefill flowing through the stages

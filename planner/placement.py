@@ -60,6 +60,7 @@ class Placement:
     context: int
     tp: int = 1
     kv_replication: float = 1.0
+    mla_attention: str = "dp"  # GPUs, MLA models: data-parallel ("dp") or tensor-parallel ("tp") attention
 
     @property
     def layers_split(self) -> int:
@@ -113,9 +114,12 @@ def place_wafer(shape: ModelShape, dev: Device, count: int | None, w: np.ndarray
 
 
 def place_gpu(shape: ModelShape, dev: Device, count: int | None, w: np.ndarray, kv: np.ndarray,
-              context: int, max_devices: int, min_sequences: int = 1) -> Placement:
+              context: int, max_devices: int, min_sequences: int = 1, mla_attention: str = "dp") -> Placement:
     a = shape.spec.attention
-    gqa_heads = a.kv_heads if a is not None and a.type == "gqa" else None
+    # KV heads to shard over: GQA's; MLA's one latent head when attention is tensor parallel
+    # (every GPU then holds the whole latent KV); MLA data-parallel attention shards by sequence
+    gqa_heads = a.kv_heads if a is not None and a.type == "gqa" else \
+        1 if a is not None and a.type == "mla" and mla_attention == "tp" else None
     cap, W, K = dev.capacity_bytes, float(w.sum()), float(kv.sum())
 
     def concurrency(n: int) -> tuple[int, float]:
@@ -142,14 +146,15 @@ def place_gpu(shape: ModelShape, dev: Device, count: int | None, w: np.ndarray, 
         raise Infeasible(f"KV of one {context}-token sequence does not fit next to the weights on "
                          f"{count} x {dev.name}", "capacity")
     return Placement("gpu", count, _stages(w, kv, n, count // tp, tp), W, K, K / context, n, cap, context,
-                     tp=tp, kv_replication=repl)
+                     tp=tp, kv_replication=repl, mla_attention=mla_attention)
 
 
 def place(shape: ModelShape, dev: Device, count: int | None, weight_precision: str, kv_precision: str,
           context: int, emb_precision: str = "bf16", draft_params: float = 0.0,
-          max_devices: int = 4096, min_sequences: int = 1) -> Placement:
+          max_devices: int = 4096, min_sequences: int = 1, mla_attention: str = "dp") -> Placement:
     """Fit ``shape`` on ``count`` devices (None: the fewest that hold ``min_sequences``
     sequences of ``context`` tokens), or raise Infeasible."""
     w, kv = resident_bytes(shape, weight_precision, emb_precision, kv_precision, context, draft_params)
-    fn = place_wafer if dev.kind == "wafer" else place_gpu
-    return fn(shape, dev, count, w, kv, context, max_devices, min_sequences)
+    if dev.kind == "wafer":
+        return place_wafer(shape, dev, count, w, kv, context, max_devices, min_sequences)
+    return place_gpu(shape, dev, count, w, kv, context, max_devices, min_sequences, mla_attention)

@@ -11,7 +11,8 @@ import pandas as pd
 
 LEAD = ["point", "group"]
 RESULT_ORDER = [
-    "feasible", "reason", "bottleneck", "slo_pass", "pareto", "model", "hardware", "device", "weights_precision",
+    "feasible", "reason", "bottleneck", "slo_pass", "pareto", "model", "hardware", "device", "hypothetical",
+    "weights_precision",
     "kv_precision", "compute_mode", "context_tokens", "prompt_tokens", "output_tokens",
     "devices_per_replica", "replicas", "devices", "systems", "stages", "tp", "layers_per_stage",
     "layers_split", "concurrent_users", "batch_per_replica", "max_concurrent_sequences",
@@ -20,6 +21,7 @@ RESULT_ORDER = [
     "throughput_source", "capacity_users", "capacity_req_s", "capacity_users_per_replica",
     "capacity_req_s_per_replica", "capacity_target", "capacity_limit", "capacity_probes", "throughput_out_tok_s", "throughput_in_tok_s", "throughput_req_s",
     "decode_tok_s_per_user_p10", "decode_tok_s_per_user_p50", "decode_tok_s_per_user_mean",
+    "decode_tok_s_per_user_low", "decode_tok_s_per_user_high", "throughput_out_tok_s_low", "throughput_out_tok_s_high",
     "ttft_p50_s", "ttft_p90_s", "ttft_p99_s", "ttft_max_s", "tpot_p50_s", "tpot_p90_s", "tpot_p99_s", "tpot_max_s",
     "e2e_p50_s", "e2e_p90_s", "e2e_p99_s", "e2e_max_s", "queue_p50_s", "queue_p90_s", "queue_p99_s", "queue_max_s",
     "slo_attainment", "goodput_req_s", "goodput_out_tok_s", "stage_util_max", "stage_util_mean",
@@ -29,10 +31,12 @@ RESULT_ORDER = [
     "decode_tok_s_per_user_analytic", "single_stream_tok_s", "tpot_analytic_s", "ttft_analytic_s",
     "aggregate_tok_s_analytic", "capacity_tok_s_analytic", "input_tok_s_analytic", "accepted_tokens_per_step",
     "prefill_share", "round_s", "token_latency_s", "cycle_s",
-    "time_pipeline_latency_s", "time_io_link_s", "time_compute_s", "time_memory_bw_s",
+    "time_pipeline_latency_s", "time_io_link_s", "time_compute_s", "time_memory_bw_s", "time_prefill_s",
     # money and power
     "capex_usd", "capex_usd_low", "capex_usd_high", "capex_usd_per_h", "power_kw", "facility_power_kw", "usd_per_h", "cost_usd_per_mtok_out",
-    "cost_usd_per_mtok_in", "cost_usd_per_mtok_total", "tok_s_per_mw",
+    "cost_usd_per_mtok_out_low", "cost_usd_per_mtok_out_high", "cost_usd_per_mtok_in", "cost_usd_per_mtok_total", "tok_s_per_mw",
+    # how sure: calibration spread x clock range (multipliers on speed), and where it comes from
+    "speed_band_low", "speed_band_high", "speed_band_source",
 ]
 TAIL = ["config_hash", "seed"]
 

@@ -80,6 +80,11 @@ def _parse_str(text: str, kind: str) -> float:
         if not m:
             raise UnitError(f"unknown compute unit {unit!r} (use TFLOP/s, PFLOP/s, ...)")
         return num * _prefix(m.group(1))
+    if kind == "hertz":
+        m = re.fullmatch(r"([kKMG]?)Hz", unit)
+        if not m:
+            raise UnitError(f"unknown frequency unit {unit!r} (use Hz, MHz, GHz)")
+        return num * _prefix(m.group(1))
     if kind == "watts":
         m = re.fullmatch(r"([kKMG]?)W", unit)
         if not m:

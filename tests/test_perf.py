@@ -18,28 +18,114 @@ def model_for(name, hw, count, prec="bf16", ctx=2048, **kw):
     return StepModel(s, p, d, prec, prec if prec in ("bf16", "fp8") else "fp8"), s, d, p
 
 
-def test_single_stream_wafer_latency_is_layers_times_layer_latency_plus_hops():
-    sm, s, d, p = model_for("llama-3.1-70b", "cs3", 4)
+def test_dense_wafer_compute_is_cores_times_simd_times_clock_not_the_claim():
+    spec = conftest.catalog.load_hardware("cs3")
+    c = spec.compute.cores
+    assert (c.cores, c.simd_width, c.flop_per_lane) == (900_000, 8, 2.0)
+    d = device("cs3")
+    assert d.peak_flops["fp16"] == pytest.approx(900_000 * 8 * 2 * c.clock)
+    assert spec.compute.claimed_fp16 == pytest.approx(125e15)  # kept, labelled, unused
+    assert d.peak_flops["fp16"] < 0.3 * spec.compute.claimed_fp16
+    lo, hi = d.clock_range
+    assert lo == pytest.approx(c.clock_low / c.clock) and hi == pytest.approx(c.clock_high / c.clock)
+    assert device("wse3-fp4").peak_flops["fp4"] == pytest.approx(4 * d.peak_flops["fp16"])
+
+
+def test_single_stream_wafer_latency_from_layer_regions_by_hand():
+    """Llama 3.1 8B on one CS-3, batch 1: 32 layers one after another, each taking the busiest
+    core's time (read everything it holds, or multiply it once by the token) plus the fabric."""
+    sm, s, d, p = model_for("llama-3.1-8b", "cs3", 1)
     r = sm.decode_round(1, 2048)
-    layer = d.layer_base_s + d.layer_per_khidden_s * 8192 / 1024
-    touched = sum(st.layers_touched for st in p.stages)  # 80 layers + one more per mid-layer cut
-    vectors = [2 if st.ends_mid_layer else 1 for st in p.stages[:-1]]  # a mid-layer cut carries the partial sum
-    assert touched == 80 + sum(v - 1 for v in vectors) and vectors == [2, 1, 2]
-    hops = sum(d.io_latency_s + 8192 * 2 * v / d.io_bw_bytes_per_s for v in vectors)
-    roof = sm.decode(1, 2048).occupancy_s.sum()
-    assert r.token_latency_s == pytest.approx(touched * layer + hops + roof, rel=1e-9)
-    assert roof < 0.05 * r.token_latency_s  # a wafer at batch 1 is (almost) pure latency
-    assert all(v >= 0 for v in r.parts.values())
-    assert r.bottleneck == "pipeline_latency"
+    st = p.stages[0]
+    kv_read = 2048 * s.kv_bytes_per_token("bf16").sum()
+    t_mem = (st.weight_bytes + kv_read) / (d.mem_bw_bytes_per_s * d.mem_efficiency)
+    params = s.layer_params.sum() + s.head_params  # the lm head sits on the (only) stage
+    attn = s.decode_attn_flops(2048).sum()
+    t_comp = (2 * params / d.peak_flops["fp16"] + attn / d.peak_flops["fp16"]) / d.decode_efficiency
+    fabric = d.layer_base_s + d.layer_per_khidden_s * 4096 / 1024
+    expected = 32 * (max(t_mem, t_comp) + fabric) + d.step_overhead_s
+    assert r.token_latency_s == pytest.approx(expected, rel=1e-9)
+    assert r.round_s == pytest.approx(expected, rel=1e-9)
+    assert r.microbatches == 1  # one sequence
 
 
-def test_gpu_single_stream_is_hbm_roofline_plus_allreduces():
+def test_wafer_batching_fills_layer_regions_before_it_costs_latency():
+    """Up to one micro-batch per layer region, more users cost (almost) nothing per user: each
+    region works on another micro-batch while a token crosses the others."""
+    sm, *_ = model_for("llama-3.1-8b", "cs3", 1)
+    one, full = sm.decode_round(1, 2048), sm.decode_round(32, 2048)
+    assert full.microbatches == 32
+    assert full.round_s == pytest.approx(one.round_s, rel=0.02)
+    over = sm.decode_round(256, 2048)  # 8 sequences per micro-batch: compute grows
+    assert over.round_s > 1.5 * one.round_s
+
+
+def test_moe_layer_on_a_wafer_costs_a_full_pass_over_its_cores():
+    """A touched expert's cores multiply everything they hold even for one token, so per-layer
+    time at batch 1 does not shrink with sparsity (the floor is resident, not active, params)."""
+    sm, s, d, p = model_for("gpt-oss-120b", "cs3", None, "mxfp4")
+    t = sm.decode(1, 2048)
+    resident = sm.F @ s.layer_params
+    resident = resident + np.array([st.holds_head for st in p.stages]) * s.head_params
+    floor = 2 * resident / (d.peak_flops["fp16"] * d.decode_efficiency)
+    assert np.all(t.compute_s >= floor * (1 - 1e-12))
+    assert s.active_params < 0.05 * s.total_params
+
+
+def test_gpu_batch_1_step_from_its_parts():
+    """Llama 3.1 70B BF16 on 8 x H100 (TP8), batch 1: HBM read of the weights + two all-reduces
+    per layer (latency + ring bytes) + the fixed per-layer kernel time + the step overhead."""
     sm, s, d, p = model_for("llama-3.1-70b", "h100", 8)
     r = sm.decode_round(1, 2048)
-    weights = p.weight_bytes / 8 / (d.mem_bw_bytes_per_s * d.mem_efficiency)
-    allreduce = 2 * 80 * d.allreduce_s
-    assert r.round_s == pytest.approx(weights + allreduce, rel=0.02)
-    assert r.bottleneck == "memory_bw"
+    kv = 2048 * s.kv_bytes_per_token("bf16").sum() * p.kv_replication
+    memory = (p.weight_bytes + kv) / 8 / (d.mem_bw_bytes_per_s * d.mem_efficiency)
+    ring = 2 * 7 / 8 * 8192 * 2 / d.scale_up_bw_bytes_per_s
+    collectives = 2 * 80 * (d.allreduce_s + ring)
+    layers = 80 * d.layer_dense_s
+    assert r.round_s == pytest.approx(memory + collectives + layers + d.step_overhead_s, rel=0.01)
+    assert d.layer_dense_s > 0  # calibrated: real kernels pay a fixed time per layer
+
+
+def test_gpu_moe_pays_its_own_per_layer_time_and_ep_imbalance():
+    sm, s, d, p = model_for("deepseek-r1", "b200", 8, "fp8", 8192)
+    moe_layers, dense_layers = 58, 3
+    assert sm.layer_fixed[0] == pytest.approx(moe_layers * d.layer_moe_s + dense_layers * d.layer_dense_s)
+    # the busiest GPU's routed-expert work is ep_imbalance times the mean
+    t1 = sm._compute_s(1000.0, np.zeros(1), 0.0, 1.0)
+    base = 1000 * sm.active2 / sm.peak_flops / 8
+    extra = 1000 * (d.ep_imbalance - 1) * sm.expert2 / sm.peak_flops / 8
+    assert t1[0] == pytest.approx(float(base[0] + extra[0]))
+
+
+def test_attention_runs_at_the_kv_precision_not_the_weights():
+    b = device("b200")
+    assert b.attention_flops_for("nvfp4", "fp8", "auto") == pytest.approx(b.peak_flops["fp8"])
+    assert b.attention_flops_for("fp8", "bf16", "auto") == pytest.approx(b.peak_flops["fp16"])
+    assert b.flops_for("nvfp4", "auto")[0] == pytest.approx(b.peak_flops["fp4"])
+
+
+def test_coarse_model_experts_touched_grow_with_batch():
+    """DeepSeek-V4-Pro (coarse, 384 experts top-6 assumed): at batch 64 the touched experts are
+    E (1 - (1 - k/E)^64), by hand 246.4 of 384, so HBM reads grow with the batch."""
+    from planner.model import experts_touched
+    s = shape("deepseek-v4-pro")
+    assert (s.experts, s.active_experts) == (384, 6)
+    assert experts_touched(384, 6, 64) == pytest.approx(384 * (1 - (1 - 6 / 384) ** 64))
+    assert experts_touched(384, 6, 64) == pytest.approx(246.4, abs=0.1)
+    assert s.total_params == pytest.approx(1.6e12, rel=1e-6) and s.active_params == pytest.approx(49e9, rel=1e-6)
+    sm, *_ = model_for("deepseek-v4-pro", "b200", 16, "fp8", 8192)
+    m1, m64 = sm.decode(1, 8192).memory_s, sm.decode(64, 8192).memory_s
+    assert m64.max() > 3 * m1.max()
+
+
+def test_groq_layer_over_many_chips_pays_its_fixed_latency_once():
+    sm, s, d, p = model_for("llama-3.1-70b", "groq-lpu", None)
+    assert len(p.stages) > 400  # hundreds of 230 MB chips
+    t = sm.decode(1, 2048)
+    assert t.fixed_s.sum() == pytest.approx(80 * d.layer_latency_s(8192), rel=1e-9)
+    hop_lat, hop_bw = sm.hops(1)  # the serial path crosses chips once per layer, not once per chip
+    n = len(p.stages) - 1
+    assert hop_lat.sum() == pytest.approx(80 / n * (n * d.io_latency_s + hop_bw.sum()), rel=1e-9)
 
 
 def test_more_batch_means_slower_users_and_more_throughput():

@@ -22,6 +22,7 @@ BytesPerS = Annotated[float, _q("bytes_per_s"), Field(gt=0)]
 Flops = Annotated[float, _q("flops"), Field(gt=0)]
 Seconds = Annotated[float, _q("seconds"), Field(ge=0)]
 Watts = Annotated[float, _q("watts"), Field(ge=0)]
+Hertz = Annotated[float, _q("hertz"), Field(gt=0)]
 Number = Annotated[float, _q("number")]
 Fraction = Annotated[float, Field(gt=0, le=1)]
 
@@ -50,13 +51,76 @@ class MemorySpec(Sourced):
     reserve_fraction: Annotated[float, Field(ge=0, lt=1)] = 0.1  # program, activations, fragmentation
 
 
-class ComputeSpec(Sourced):
-    """Dense peak per device, per *native* precision. A missing precision is not native."""
+class CoreArray(Strict):
+    """Dense compute from first principles: cores x SIMD lanes x FLOP per lane-cycle x clock.
 
-    fp16: Flops
+    Why: a vendor "AI" peak may count sparsity; what decode and prefill can reach is the dense
+    rate. The clock is rarely published, so it carries a range that feeds the uncertainty bands."""
+
+    cores: Annotated[int, Field(ge=1)]
+    simd_width: Annotated[int, Field(ge=1)]  # 16-bit lanes per core
+    flop_per_lane: Annotated[float, Field(gt=0)] = 2.0  # one fused multiply-add
+    clock: Hertz
+    clock_low: Hertz | None = None
+    clock_high: Hertz | None = None
+
+    @model_validator(mode="after")
+    def _range(self):
+        lo, hi = self.clock_low or self.clock, self.clock_high or self.clock
+        if not lo <= self.clock <= hi:
+            raise ValueError(f"need clock_low <= clock <= clock_high (got {lo:g}, {self.clock:g}, {hi:g})")
+        return self
+
+    @property
+    def fp16_flops(self) -> float:
+        return self.cores * self.simd_width * self.flop_per_lane * self.clock
+
+
+class ComputeSpec(Sourced):
+    """Dense peak per device, per *native* precision. A missing precision is not native.
+
+    ``fp16`` is given directly (GPU datasheets' dense figures) or derived from ``cores``
+    (wafers); ``claimed_fp16`` keeps a vendor's headline figure as a labelled claim, unused.
+    ``fp8_per_fp16`` / ``fp4_per_fp16`` give native low-precision rates relative to 16-bit."""
+
+    fp16: Flops | None = None
     fp8: Flops | None = None
     fp4: Flops | None = None
+    cores: CoreArray | None = None
+    claimed_fp16: Flops | None = None
+    fp8_per_fp16: Annotated[float, Field(gt=0)] | None = None
+    fp4_per_fp16: Annotated[float, Field(gt=0)] | None = None
     efficiency: Fraction = 0.5  # achievable fraction of peak in large matmuls (prefill)
+    decode_efficiency: Fraction | None = None  # in decode-sized matmuls; None: as ``efficiency``
+
+    @model_validator(mode="after")
+    def _one_source(self):
+        if (self.fp16 is None) == (self.cores is None):
+            raise ValueError("give either fp16 (a dense peak) or cores (cores x SIMD x clock), not both")
+        if self.fp8 is not None and self.fp8_per_fp16 is not None:
+            raise ValueError("give fp8 or fp8_per_fp16, not both")
+        if self.fp4 is not None and self.fp4_per_fp16 is not None:
+            raise ValueError("give fp4 or fp4_per_fp16, not both")
+        return self
+
+    def peaks(self, clock_scale: float = 1.0) -> dict[str, float]:
+        """Native dense peaks, FLOP/s by compute class (``clock_scale`` for the clock range)."""
+        base = (self.fp16 if self.fp16 is not None else self.cores.fp16_flops) * clock_scale
+        out = {"fp16": base}
+        for cls, abs_, rel in (("fp8", self.fp8, self.fp8_per_fp16), ("fp4", self.fp4, self.fp4_per_fp16)):
+            if abs_ is not None:
+                out[cls] = abs_ * clock_scale
+            elif rel is not None:
+                out[cls] = base * rel
+        return out
+
+    @property
+    def clock_range(self) -> tuple[float, float]:
+        """(low, high) compute scale from the clock range (1, 1 when the peak is given)."""
+        if self.cores is None:
+            return 1.0, 1.0
+        c = self.cores
+        return (c.clock_low or c.clock) / c.clock, (c.clock_high or c.clock) / c.clock
 
 
 class LinkSpec(Sourced):
@@ -71,6 +135,9 @@ class ScaleUpSpec(Sourced):
 
     domain_size: Annotated[int, Field(ge=1)]
     bandwidth: BytesPerS  # per GPU, one direction
+    # expert-parallel load imbalance: the busiest GPU's routed-expert work over the mean
+    # (routing is not uniform and tokens arrive in bursts); 1 = perfectly balanced
+    ep_imbalance: Annotated[float, Field(ge=1, le=8)] = 1.0
 
 
 class LatencySpec(Sourced):
@@ -79,6 +146,10 @@ class LatencySpec(Sourced):
     layer_base: Seconds = 0.0  # wafer: per-layer fabric latency, size-independent part
     layer_per_khidden: Seconds = 0.0  # wafer: per-layer latency per 1024 of hidden size
     allreduce: Seconds = 0.0  # GPU: fixed cost of one all-reduce in the TP group
+    # GPU: fixed time per layer per step (kernel launches, norms, rotary, synchronisation),
+    # dense layers and MoE layers (+ router, top-k, grouped-GEMM set-up, permutes)
+    layer_dense: Seconds = 0.0
+    layer_moe: Seconds = 0.0
     step_overhead: Seconds = 0.0  # per decode/prefill step: scheduling, sampling, host
 
 
@@ -86,6 +157,8 @@ class LatencyOverride(Strict):
     layer_base: Seconds | None = None
     layer_per_khidden: Seconds | None = None
     allreduce: Seconds | None = None
+    layer_dense: Seconds | None = None
+    layer_moe: Seconds | None = None
     step_overhead: Seconds | None = None
     source: str | None = None
 
@@ -108,6 +181,19 @@ class ExternalMemorySpec(Sourced):
     bandwidth: BytesPerS  # device <-> tier transfer rate per device (a wafer: its off-wafer I/O)
 
 
+class Uncertainty(Strict):
+    """How far this hardware's speed predictions stray from measurements held out of the fit:
+    multipliers on per-user speed and throughput (the 10th and 90th percentile of
+    measured / predicted). Written by `plan calibrate --write`; hand-set for hypothetical
+    hardware (with the reason in ``source``)."""
+
+    speed_low: Annotated[float, Field(gt=0, le=1)]
+    speed_high: Annotated[float, Field(ge=1)]
+    points: Annotated[int, Field(ge=0)] = 0  # held-out points behind the figures
+    median_abs_error: Annotated[float, Field(ge=0)] | None = None
+    source: str = Field(min_length=3)
+
+
 class HardwareSpec(Strict):
     name: str
     kind: Literal["wafer", "gpu"]
@@ -124,6 +210,7 @@ class HardwareSpec(Strict):
     cost: CostSpec
     external_memory: ExternalMemorySpec | None = None
     software_profiles: dict[str, LatencyOverride] = {}
+    uncertainty: Uncertainty | None = None
 
     @model_validator(mode="after")
     def _gpu_has_scale_up(self):
@@ -208,6 +295,18 @@ class CoarseSpec(Strict):
     active_params: Annotated[Number, Field(gt=0)]
     kv_bytes_per_token_16bit: Annotated[float, Field(gt=0)]
     attention_flops_per_context_token: Annotated[float, Field(ge=0)] = 0.0  # per token, all layers
+    # routed experts per layer and experts per token (assumptions when internals are unpublished):
+    # so the weights a batch reads grow with the batch; 0 = dense (all parameters active)
+    experts: Annotated[int, Field(ge=0)] = 0
+    experts_active: Annotated[int, Field(ge=1)] = 1
+
+    @model_validator(mode="after")
+    def _experts(self):
+        if self.experts and self.experts_active > self.experts:
+            raise ValueError(f"experts_active ({self.experts_active}) > experts ({self.experts})")
+        if not self.experts and self.active_params < self.total_params:
+            raise ValueError("active_params < total_params needs experts and experts_active (a MoE model)")
+        return self
 
 
 class DraftSpec(Strict):
@@ -246,6 +345,15 @@ class ModelSpec(Strict):
                 raise ValueError("moe.first_dense_layers/every need dense_intermediate for the dense layers")
         elif self.attention is not None or self.moe is not None:
             raise ValueError("coarse models take no attention/moe section")
+        elif self.coarse.experts:
+            embed = self.vocab * self.hidden
+            per_layer = self.coarse.total_params - embed * (1 if self.tie_embeddings else 2)
+            active = self.coarse.active_params - embed
+            share = self.coarse.experts_active / self.coarse.experts
+            if per_layer > 0 and active / per_layer < share:
+                raise ValueError(f"coarse: active share of layer parameters {active / per_layer:.4f} is below the "
+                                 f"experts' {share:.4f} (experts_active / experts): lower experts_active or "
+                                 f"raise experts")
         return self
 
 
