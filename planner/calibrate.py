@@ -55,7 +55,9 @@ PARAMS = {
     "memory.efficiency": (("memory", "efficiency"), (0.2, 1.0)),
     "compute.efficiency": (("compute", "efficiency"), (0.05, 1.0)),
     "compute.decode_efficiency": (("compute", "decode_efficiency"), (0.05, 1.0)),
-    "ep_imbalance": (("scale_up", "ep_imbalance"), (1.0, 4.0)),
+    "ep_imbalance": (("scale_up", "ep_imbalance"), (1.0, 2.0)),
+    "memory.expert_efficiency": (("memory", "expert_efficiency"), (0.1, 1.0)),
+    "compute.expert_efficiency": (("compute", "expert_efficiency"), (0.05, 1.0)),
     "clock": (("compute", "cores", "clock"), (1.0e9, 2.0e9)),  # the physical range
     "io.latency": (("io", "latency"), (1e-7, 1e-4)),
 }
@@ -71,9 +73,11 @@ class Family:
 
 FAMILIES = (
     Family("h100", ("h100", "h200"), ("layer_dense", "layer_moe", "allreduce", "memory.efficiency",
-                                      "compute.decode_efficiency", "compute.efficiency", "ep_imbalance"), "gpu"),
+                                      "memory.expert_efficiency", "compute.decode_efficiency", "compute.efficiency",
+                                      "compute.expert_efficiency", "ep_imbalance"), "gpu"),
     Family("b200", ("b200", "gb200-nvl72"), ("layer_dense", "layer_moe", "allreduce", "memory.efficiency",
-                                             "compute.decode_efficiency", "compute.efficiency", "ep_imbalance"),
+                                             "memory.expert_efficiency", "compute.decode_efficiency",
+                                             "compute.efficiency", "compute.expert_efficiency", "ep_imbalance"),
            "gpu"),
     Family("cs3", ("cs3",), ("layer_per_khidden@launch-2024-08", "io.latency", "clock", "step_overhead"),
            "wafer"),
@@ -89,8 +93,11 @@ def family_of(hardware: str) -> Family | None:
     return next((f for f in FAMILIES if hardware in f.members), None)
 
 
-def default_path() -> Path:
-    return catalog.hardware_dir() / "calibration.csv"
+def default_paths() -> list[Path]:
+    """The shipped calibration files: calibration.csv (published measurements) and any
+    calibration_*.csv beside it (generated grids, e.g. calibration_aic.csv)."""
+    d = catalog.hardware_dir()
+    return [d / "calibration.csv", *sorted(d.glob("calibration_*.csv"))]
 
 
 @dataclass(frozen=True)
@@ -114,30 +121,41 @@ class Point:
     role: str
     notes: str = ""
     attention_parallel: str = "dp"
+    file: str = ""
+
+    @property
+    def ref(self) -> str:
+        """Where the row is: file name and line, unique across files."""
+        return f"{Path(self.file).name}:{self.row}"
 
     @property
     def evaluable(self) -> bool:
         return self.role != "reference"
 
 
-def read_points(path: Path | None = None) -> list[Point]:
-    """Calibration rows, validated with row numbers in errors."""
-    path = Path(path) if path else default_path()
+OPTIONAL = {"spec_draft_layers", "spec_draft_params", "attention_parallel"}
+
+
+def read_points(path: Path | list[Path] | None = None) -> list[Point]:
+    """Calibration rows of one file or several (default: the shipped ones), validated, with
+    file and row numbers in errors."""
+    paths = default_paths() if path is None else [Path(p) for p in (path if isinstance(path, list) else [path])]
     problems, out = [], []
-    try:
-        fh = path.open(newline="", encoding="utf-8")
-    except OSError as e:
-        raise ConfigError([Problem(str(path), None, None, "", f"cannot read: {e}")]) from None
-    with fh:
-        reader = csv.DictReader(fh)
-        missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise ConfigError([Problem(str(path), 1, 1, "", f"missing columns: {', '.join(missing)}")])
-        for n, r in enumerate(reader, start=2):
-            try:
-                out.append(_point(n, r))
-            except (ValueError, KeyError) as e:
-                problems.append(Problem(str(path), n, 1, "", str(e)))
+    for path in paths:
+        try:
+            fh = path.open(newline="", encoding="utf-8")
+        except OSError as e:
+            raise ConfigError([Problem(str(path), None, None, "", f"cannot read: {e}")]) from None
+        with fh:
+            reader = csv.DictReader(fh)
+            missing = [c for c in COLUMNS if c not in (reader.fieldnames or []) and c not in OPTIONAL]
+            if missing:
+                raise ConfigError([Problem(str(path), 1, 1, "", f"missing columns: {', '.join(missing)}")])
+            for n, r in enumerate(reader, start=2):
+                try:
+                    out.append(_point(n, {**{c: "" for c in OPTIONAL}, **r}, str(path)))
+                except (ValueError, KeyError) as e:
+                    problems.append(Problem(str(path), n, 1, "", str(e)))
     if problems:
         raise ConfigError(problems)
     return out
@@ -147,7 +165,7 @@ def _int(v: str, default=None):
     return int(float(v)) if v.strip() else default
 
 
-def _point(n: int, r: dict) -> Point:
+def _point(n: int, r: dict, file: str = "") -> Point:
     if r["metric"] not in METRICS:
         raise ValueError(f"metric {r['metric']!r} not one of {sorted(METRICS)}")
     if r["role"] not in ROLES:
@@ -164,7 +182,7 @@ def _point(n: int, r: dict) -> Point:
     return Point(n, r["date"], r["source"], r["hardware"], _int(r["count"]), r["model"], r["precision"],
                  r["kv_precision"].strip() or None, r["metric"], value, _int(r["batch"]),
                  _int(r["context"], prompt + output), prompt, output, r["software"].strip() or None, spec,
-                 r["role"], r["notes"], _parallel(r["attention_parallel"]))
+                 r["role"], r["notes"], _parallel(r["attention_parallel"]), file)
 
 
 def _parallel(v: str) -> str:
@@ -205,6 +223,8 @@ def current_value(spec: HardwareSpec, name: str) -> float:
     v = _get(spec, _path(name))
     if v is None and name == "compute.decode_efficiency":
         v = spec.compute.efficiency
+    if v is None and name == "memory.expert_efficiency":
+        v = spec.memory.efficiency
     return float(v)
 
 
@@ -242,10 +262,13 @@ def predict_prepared(pp: _Prepared, spec: HardwareSpec) -> float:
     dev = resolve(spec, None, 0, p.software)
     sm = StepModel(b.shape, b.placement, dev, cfg.weights, cfg.kv_precision, cfg.mode, cfg.spec_decode,
                    cfg.microbatches)
+    batch = p.batch if p.batch is not None else min(b.placement.max_concurrent, OFFLINE_MAX_BATCH)
     if p.metric == "ttft_s":
+        if batch > 1:  # several prompts prefilled together (e.g. one per attention data-parallel rank)
+            t = sm.prefill(p.prompt, 0, batch)
+            return float(t.latency_s.sum() + sm.hops(p.prompt * batch)[0].sum()) + sm.dev.step_overhead_s
         return sm.ttft_s(p.prompt, 0, cfg.prefill_chunk)
     mean_ctx = min(p.context, p.prompt + p.output / 2)
-    batch = p.batch if p.batch is not None else min(b.placement.max_concurrent, OFFLINE_MAX_BATCH)
     if p.metric == "tpot_s":  # a static batch of pure decode steps (AIConfigurator's TPOT)
         r = sm.decode_round(batch, mean_ctx)
         return r.round_s / r.accepted_tokens
@@ -341,24 +364,24 @@ def fit(points: list[Point], families=FAMILIES, cross_validate: bool = True) -> 
         if not cal:
             continue
         specs = {h: catalog.load_hardware(h) for h in fam.members}
-        prep = {p.row: prepare(p, specs[p.hardware]) for p in rows}
-        xs = _fit_values(fam, specs, [prep[p.row] for p in cal])
+        prep = {p.ref: prepare(p, specs[p.hardware]) for p in rows}
+        xs = _fit_values(fam, specs, [prep[p.ref] for p in cal])
         vals = dict(zip(fam.params, np.exp(xs)))
         fitted = {h: with_params(s, vals) for h, s in specs.items()}
         held: dict[int, float] = {}
         if cross_validate and len(cal) > len(fam.params):
             for fold in _folds(len(cal)):
-                train = [prep[p.row] for i, p in enumerate(cal) if i not in fold]
+                train = [prep[p.ref] for i, p in enumerate(cal) if i not in fold]
                 xf = _fit_values(fam, specs, train)
                 fs = {h: with_params(s, dict(zip(fam.params, np.exp(xf)))) for h, s in specs.items()}
                 for i in fold:
-                    held[cal[i].row] = predict_prepared(prep[cal[i].row], fs[cal[i].hardware])
+                    held[cal[i].ref] = predict_prepared(prep[cal[i].ref], fs[cal[i].hardware])
         ff = FamilyFit(fam, {n: (current_value(specs[fam.head], n), float(v)) for n, v in vals.items()},
                        cv=("leave-one-out" if len(cal) <= LOO_MAX else f"{FOLDS}-fold") if held else "none")
         for p in rows:
-            f_val = predict_prepared(prep[p.row], fitted[p.hardware])
-            ho = held.get(p.row) if p.role == "calibrate" else f_val
-            ff.predictions.append(Prediction(p, predict_prepared(prep[p.row], specs[p.hardware]), f_val, ho))
+            f_val = predict_prepared(prep[p.ref], fitted[p.hardware])
+            ho = held.get(p.ref) if p.role == "calibrate" else f_val
+            ff.predictions.append(Prediction(p, predict_prepared(prep[p.ref], specs[p.hardware]), f_val, ho))
         out.append(ff)
     return out
 
@@ -385,13 +408,13 @@ def summary(fits: list[FamilyFit]) -> list[dict]:
 
 def markdown(fits: list[FamilyFit]) -> str:
     """Every predicted point as a Markdown table (the README's calibration table)."""
-    out = ["| row | date | hardware | model | precision | metric | batch | measured | predicted | error | held out | role |",
+    out = ["| file:row | date | hardware | model | precision | metric | batch | measured | predicted | error | held out | role |",
            "|---:|---|---|---|---|---|---:|---:|---:|---:|---:|---|"]
     for f in fits:
         for x in f.predictions:
             p = x.point
             ho = f"{x.held_out_error:+.0%}" if x.held_out is not None else ""
-            out.append(f"| {p.row} | {p.date} | {p.hardware}{' x' + str(p.count) if p.count else ''} | {p.model} | "
+            out.append(f"| {p.ref} | {p.date} | {p.hardware}{' x' + str(p.count) if p.count else ''} | {p.model} | "
                        f"{p.precision} | {p.metric} | {'max' if p.batch is None else p.batch} | {p.value:.4g} | "
                        f"{x.fitted:.4g} | {x.error:+.0%} | {ho} | {'fit' if p.role == 'calibrate' else 'validation'} |")
     return "\n".join(out) + "\n"

@@ -203,7 +203,8 @@ def _print_estimate(r: dict) -> None:
 
 # ---------------------------------------------------------------- calibrate
 @main.command()
-@click.option("--data", type=click.Path(dir_okay=False, exists=True), help="Calibration CSV (default: built-in).")
+@click.option("--data", type=click.Path(dir_okay=False, exists=True), multiple=True,
+              help="Calibration CSV(s) (default: the built-in calibration.csv and calibration_*.csv).")
 @click.option("--family", "families", multiple=True, metavar="NAME",
               help="Fit only these families (h100, b200, cs3, groq-lpu); repeatable. Default: all.")
 @click.option("--no-cv", is_flag=True, help="Skip the held-out (leave-one-out / k-fold) refits: in-sample only.")
@@ -217,7 +218,7 @@ def calibrate(data, families, no_cv, write, markdown):
     bad = [f for f in families if f not in known]
     if bad:
         raise click.BadParameter(f"unknown family {bad[0]!r} (known: {', '.join(known)})", param_hint="--family")
-    pts = cal.read_points(Path(data) if data else None)
+    pts = cal.read_points([Path(d) for d in data] if data else None)
     chosen = [f for f in cal.FAMILIES if not families or f.head in families]
     fits = cal.fit(pts, chosen, cross_validate=not no_cv)
     for g in fits:
@@ -225,12 +226,12 @@ def calibrate(data, families, no_cv, write, markdown):
                    f"{len(g.params)} parameters, {g.dof} degrees of freedom; held out by {g.cv}")
         for name, (a, b) in g.params.items():
             click.echo(f"  {name:28s} {a:.4g} -> {b:.4g}")
-        click.echo(f"  {'row':>4} {'role':9} {'hardware':11} {'model':17} {'metric':22} {'batch':>5} "
+        click.echo(f"  {'file:row':>22} {'role':9} {'hardware':11} {'model':17} {'metric':22} {'batch':>5} "
                    f"{'measured':>10} {'predicted':>10} {'error':>7} {'held out':>8}")
         for x in g.predictions:
             p = x.point
             ho = f"{x.held_out_error:+.0%}" if x.held_out is not None else "-"
-            click.echo(f"  {p.row:4d} {p.role:9} {p.hardware:11} {p.model:17} {p.metric:22} "
+            click.echo(f"  {p.ref:>22} {p.role:9} {p.hardware:11} {p.model:17} {p.metric:22} "
                        f"{'max' if p.batch is None else p.batch:>5} {p.value:10.4g} {x.fitted:10.4g} "
                        f"{x.error:+7.0%} {ho:>8}")
     click.echo("\nsummary (|error|: in sample over calibrate rows; held out over cross-validated calibrate rows "

@@ -29,9 +29,11 @@ class Device:
     capacity_bytes: float  # usable memory per device after the reserve, incl. bonded SRAM
     mem_bw_bytes_per_s: float  # effective (base and bonded tiers read in parallel)
     mem_efficiency: float
+    expert_mem_efficiency: float  # reading routed experts (GPUs: grouped GEMMs)
     peak_flops: dict  # compute class -> FLOP/s, native classes only (dense, not the vendor claim)
     compute_efficiency: float  # prefill-sized matmuls
     decode_efficiency: float  # decode-sized matmuls
+    expert_compute_efficiency: float  # routed-expert GEMMs relative to dense ones
     io_bw_bytes_per_s: float
     io_latency_s: float
     scale_up_domain: int  # GPUs: tensor-parallel domain; wafers: 1
@@ -117,8 +119,10 @@ def resolve(spec: HardwareSpec, bonded: BondedSramSpec | None = None, layers: in
         name=spec.name + (f"+{layers}xSRAM" if layers else ""), kind=spec.kind,
         hypothetical=spec.hypothetical or bool(layers), capacity_bytes=cap, mem_bw_bytes_per_s=bw,
         mem_efficiency=spec.memory.efficiency,
+        expert_mem_efficiency=spec.memory.expert_efficiency or spec.memory.efficiency,
         peak_flops=spec.compute.peaks(), compute_efficiency=spec.compute.efficiency,
         decode_efficiency=spec.compute.decode_efficiency or spec.compute.efficiency,
+        expert_compute_efficiency=spec.compute.expert_efficiency,
         io_bw_bytes_per_s=spec.io.bandwidth,
         io_latency_s=spec.io.latency, scale_up_domain=su.domain_size if su else 1,
         scale_up_bw_bytes_per_s=su.bandwidth if su else spec.io.bandwidth,

@@ -12,7 +12,9 @@ is no faster per token than a dense one of the same bytes). A token crosses the 
 layers one after another: latency ``layers_held x (t_layer + fabric)`` where the fabric
 term ``layer_base + layer_per_khidden x hidden/1024`` is the broadcast/reduce across a
 region; the stage is *occupied* only ``t_layer`` per micro-batch, since the other layer
-regions work on other micro-batches meanwhile (default: one micro-batch per layer). A layer
+regions work on other micro-batches meanwhile (default: one micro-batch per layer); a prefill
+chunk is cut into one piece per layer region, so its latency is one layer time plus a piece
+per further layer (the regions pipeline it), not a full layer time per layer. A layer
 spread over several chips (Groq) runs on them in parallel: each chip holds a fraction of a
 layer and contributes that fraction of the latency.
 
@@ -20,7 +22,9 @@ GPUs (synchronous steps): roofline + two all-reduces per layer in the TP group (
 expert all-to-all instead) + a fixed time per layer (``layer_dense``/``layer_moe``: launches,
 norms, routing, top-k, synchronisation); decode matmuls at ``decode_efficiency``; attention
 at the KV's compute class; routed experts' work and reads scaled by ``ep_imbalance`` on the
-busiest GPU of an expert-parallel group.
+busiest GPU of an expert-parallel group, their GEMMs at ``compute.expert_efficiency`` of the
+dense ones; routed experts read at ``expert_efficiency`` of HBM
+bandwidth (grouped GEMMs over a few tokens per expert stream less well than dense GEMMs).
 
 Every stage boundary: one link hop (io latency + activation bytes / io bandwidth), with an
 extra hidden vector when the cut falls inside a layer; per round ``step_overhead``;
@@ -141,12 +145,19 @@ class StepModel:
     def _compute_s(self, tokens: float, attn_flops: np.ndarray, seqs: float, eff: float) -> np.ndarray:
         """Seconds of compute per stage: ``tokens`` through the matmuls (the busiest GPU's routed
         experts weighted by the imbalance), ``seqs`` lm-head rows, attention at its own rate."""
-        mat = tokens * (self.active2 + (self.imbalance - 1.0) * self.expert2) + seqs * self.head
-        if self.wafer and tokens > 0:
-            mat = np.maximum(mat, self.pass2)
-        return (mat / self.peak_flops + attn_flops / self.attn_flops) / (eff * self.k)
+        if self.wafer:
+            mat = tokens * self.active2 + seqs * self.head
+            if tokens > 0:
+                mat = np.maximum(mat, self.pass2)
+            return (mat / self.peak_flops + attn_flops / self.attn_flops) / (eff * self.k)
+        dense = tokens * (self.active2 - self.expert2) + seqs * self.head
+        experts = tokens * self.imbalance * self.expert2 / self.dev.expert_compute_efficiency
+        return ((dense + experts) / self.peak_flops + attn_flops / self.attn_flops) / (eff * self.k)
 
-    def _times(self, compute: np.ndarray, weight_tokens: float, kv_bytes: np.ndarray) -> StageTimes:
+    def _times(self, compute: np.ndarray, weight_tokens: float, kv_bytes: np.ndarray,
+               split: bool = False) -> StageTimes:
+        """``split``: a prefill chunk, which a wafer cuts into one piece per layer region so the
+        regions work on it together (latency: one full layer time + a piece per further layer)."""
         dev, shape = self.dev, self.shape
         kv = kv_bytes * self.pl.kv_replication
         bw = dev.mem_bw_bytes_per_s * dev.mem_efficiency * self.k
@@ -155,12 +166,19 @@ class StepModel:
             # a core reads everything it holds for the layer: resident bytes, not touched ones
             memory = (self.weights + kv) / bw
             t_layer = np.maximum(compute, memory)
-            fixed = self.layers_held * self.layer_lat
-            return StageTimes(compute, memory, zero, fixed, t_layer, self.layers_held * t_layer + fixed)
+            n = self.layers_held
+            fixed = n * self.layer_lat
+            if split:
+                piece = np.maximum(memory, compute / np.maximum(n, 1.0))
+                latency = np.where(n >= 1, t_layer + (n - 1) * piece, n * t_layer)
+            else:
+                latency = n * t_layer
+            return StageTimes(compute, memory, zero, fixed, t_layer, latency + fixed)
         frac = experts_touched(shape.experts, shape.active_experts, weight_tokens) / shape.experts \
             if shape.experts else 1.0
         frac = np.minimum(1.0, frac * self.imbalance)  # the busiest GPU's experts
-        memory = (self.weights - self.expert_bytes * (1.0 - frac) + kv) / bw
+        expert_bw = dev.mem_bw_bytes_per_s * dev.expert_mem_efficiency * self.k
+        memory = (self.weights - self.expert_bytes + kv) / bw + self.expert_bytes * frac / expert_bw
         roof = np.maximum(compute, memory)
         tp = self.k
         msg = weight_tokens * shape.spec.hidden * ACT_BYTES
@@ -192,7 +210,7 @@ class StepModel:
         attn = seqs * (self.F @ self.shape.prefill_attn_flops(start, tokens))
         compute = self._compute_s(seqs * tokens, attn, seqs, self.dev.compute_efficiency)
         kv = seqs * (self.F @ (self.kv_tok * self._held(start)))
-        return self._times(compute, seqs * tokens, kv)
+        return self._times(compute, seqs * tokens, kv, split=True)
 
     def hops(self, tokens: float) -> tuple[np.ndarray, np.ndarray]:
         """(latency, bandwidth part) of each hop i -> i+1 carrying ``tokens`` activations."""

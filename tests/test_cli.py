@@ -77,8 +77,11 @@ def test_estimate_human_output(run):
 
 
 def test_calibrate_reports_errors(run):
-    r = run("calibrate")
-    assert r.exit_code == 0 and "worst fitted error" in r.output and "reference only" in r.output
+    r = run("calibrate", "--family", "groq-lpu")
+    assert r.exit_code == 0, r.output
+    assert "degrees of freedom" in r.output and "held out by leave-one-out" in r.output
+    assert "summary" in r.output and "sram-chip" in r.output and "reference rows" in r.output
+    assert run("calibrate", "--family", "groqq").exit_code == 2
 
 
 def test_sweep_writes_csv_and_run_json(run, write, tmp_path):

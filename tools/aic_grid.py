@@ -62,8 +62,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 COLUMNS = ("date", "source", "hardware", "count", "model", "precision", "kv_precision", "metric", "value",
-           "batch", "context", "prompt", "output", "software", "spec_draft_tokens", "spec_acceptance", "role",
-           "notes")
+           "batch", "context", "prompt", "output", "software", "spec_draft_tokens", "spec_acceptance",
+           "spec_draft_layers", "spec_draft_params", "attention_parallel", "role", "notes")
 
 BACKEND = "trtllm"
 
@@ -266,9 +266,55 @@ def make_row(case: Case, r, metric: str, value_s: float, batch_global: int, per_
         "hardware": case.hardware, "count": case.par.count, "model": case.model, "precision": case.precision,
         "kv_precision": _kv_label(str(raw.get("kvcache"))), "metric": metric, "value": f"{value_s:.6g}",
         "batch": batch_global, "context": prompt + output, "prompt": prompt, "output": output,
-        "software": "", "spec_draft_tokens": "", "spec_acceptance": "", "role": "calibrate",
+        "software": "", "spec_draft_tokens": "", "spec_acceptance": "", "spec_draft_layers": "",
+        "spec_draft_params": "", "attention_parallel": _attention(case.model, case.par.dp), "role": "calibrate",
         "notes": "; ".join(bits),
     }
+
+
+def _attention(model: str, dp: int) -> str:
+    """How an MLA model's attention is parallel in this case (the planner's attention_parallel)."""
+    if not model.startswith("deepseek"):
+        return ""
+    return "dp" if dp > 1 else "tp"
+
+
+def assign_roles(rows: list[dict]) -> list[dict]:
+    """Which grid rows the fit uses. All 700-odd would make every refit (and each fold of the
+    cross-validation) minutes long, and neighbouring batches add little: per configuration
+    (hardware, model, precision, parallelism) the fit takes the decode step at the smallest and
+    the largest batch of the 1,024-token prompt, and the prefill of the 8,192-token prompt.
+    Rows whose all-to-all timings AIConfigurator substituted from another node count are left
+    out. The rest are kept as ``reference`` (shown, not predicted), with the reason."""
+    groups: dict[tuple, list[dict]] = collections.defaultdict(list)
+    for r in rows:
+        if r["metric"] == "tpot_s" and int(r["prompt"]) == 1024:
+            groups[(r["hardware"], r["model"], r["precision"], r["count"], r["attention_parallel"],
+                    r["notes"].split(";")[0])].append(r)
+    ends = set()
+    for g in groups.values():
+        b = sorted(g, key=lambda r: int(r["batch"]))
+        ends.update({id(b[0]), id(b[-1])})
+    for r in rows:
+        keep = id(r) in ends or (r["metric"] == "ttft_s" and int(r["prompt"]) == 8192)
+        if "substituted" in r["notes"]:
+            keep, why = False, "all-to-all timings substituted from another node count"
+        else:
+            why = "grid point outside the calibration subset (see assign_roles)"
+        r["role"] = "calibrate" if keep else "reference"
+        if not keep and why not in r["notes"]:
+            r["notes"] = f"{why}; {r['notes']}"
+    return rows
+
+
+def _write(out: Path, rows: list[dict]) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp")
+    with tmp.open("w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, fieldnames=COLUMNS, lineterminator="\n", extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
+    tmp.replace(out)
 
 
 def main(argv=None) -> int:
@@ -279,7 +325,20 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="batch 1 at 1024/1024 only (smoke test)")
     ap.add_argument("--stride", type=int, default=32, help="AIC decode-step sampling stride (default 32)")
     ap.add_argument("--date", default=_dt.date.today().isoformat(), help="date column (default: today)")
+    ap.add_argument("--restamp", metavar="CSV", help="re-apply columns and roles to an existing grid file "
+                    "(no AIConfigurator run) and write it to --out")
     args = ap.parse_args(argv)
+
+    if args.restamp:
+        with open(args.restamp, newline="", encoding="utf-8") as fh:
+            rows = list(csv.DictReader(fh))
+        for r in rows:
+            r.setdefault("spec_draft_layers", "")
+            r.setdefault("spec_draft_params", "")
+            dp = 2 if "attn dp" in r["notes"] else 1
+            r["attention_parallel"] = r.get("attention_parallel") or _attention(r["model"], dp)
+        _write(Path(args.out), assign_roles(rows))
+        return 0
 
     _quiet()
     try:
@@ -335,11 +394,7 @@ def main(argv=None) -> int:
               file=sys.stderr, flush=True)
 
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with out.open("w", newline="", encoding="utf-8") as fh:
-        w = csv.DictWriter(fh, fieldnames=COLUMNS, lineterminator="\n")
-        w.writeheader()
-        w.writerows(rows)
+    _write(out, assign_roles(rows))
 
     print(f"\nwrote {len(rows)} rows to {out} ({attempts} attempts, {sum(skipped.values())} skipped, "
           f"{time.time() - t0:.0f}s)", file=sys.stderr)

@@ -48,6 +48,8 @@ class MemorySpec(Sourced):
     capacity: Bytes  # per device (wafer SRAM, GPU HBM, LPU SRAM)
     bandwidth: BytesPerS  # aggregate, per device
     efficiency: Fraction = 0.8  # achievable fraction of bandwidth in a decode step
+    # fraction reached reading routed experts (grouped GEMMs over a few tokens each); None: efficiency
+    expert_efficiency: Fraction | None = None
     reserve_fraction: Annotated[float, Field(ge=0, lt=1)] = 0.1  # program, activations, fragmentation
 
 
@@ -92,6 +94,8 @@ class ComputeSpec(Sourced):
     fp4_per_fp16: Annotated[float, Field(gt=0)] | None = None
     efficiency: Fraction = 0.5  # achievable fraction of peak in large matmuls (prefill)
     decode_efficiency: Fraction | None = None  # in decode-sized matmuls; None: as ``efficiency``
+    # routed-expert (grouped) GEMMs relative to dense ones of the same phase: 1 = as dense
+    expert_efficiency: Fraction = 1.0
 
     @model_validator(mode="after")
     def _one_source(self):
