@@ -241,6 +241,7 @@ class Replica:
         if growth:  # prompts hold their blocks already; only the running batch grows
             limit = max(1, self._rounds_until_overflow(limit))
         pos: dict[int, int] = {}  # prefill positions as planned, only for the entries touched
+        touched: dict[int, Prefill] = {}
         plan, total, landed = [], 0.0, []
         off = self._offload_s()
         while len(plan) < limit:
@@ -250,7 +251,9 @@ class Replica:
             for p in self.prefilling:
                 if budget <= 0:
                     break
-                take = min(budget, p.total - pos.setdefault(id(p), p.pos))
+                if id(p) not in pos:
+                    pos[id(p)], touched[id(p)] = p.pos, p
+                take = min(budget, p.total - pos[id(p)])
                 if take > 0:
                     pieces.append((p, take))
                     budget -= take
@@ -282,9 +285,8 @@ class Replica:
         self.xfer_busy += off * k
         self.R += k
         self._advance_account(total)
-        for p in self.prefilling:
-            if id(p) in pos:
-                p.pos = pos[id(p)]
+        for key, p in touched.items():  # only the prompts this span advanced
+            p.pos = pos[key]
         for at, p in landed:
             self.prefilling.remove(p)
             heapq.heappush(self.landing, (start + at, p.rid, p))
