@@ -107,13 +107,14 @@ class StepModel:
         self.weights = np.array([s.weight_bytes for s in st])
         self.expert_bytes = self.F @ shape.expert_params * PRECISION_BYTES[weight_precision]
         self.layers_held = self.F.sum(axis=1)
-        self.head = np.array([s.holds_head for s in st], dtype=float) * shape.head_flops
+        holds = np.array([s.holds_head for s in st], dtype=float)
+        self.head = holds * shape.head_flops
         self.mid = np.array([s.ends_mid_layer for s in st[:-1]], dtype=float)
         self.kv_tok = shape.kv_bytes_per_token(kv_precision)
         self.active2 = self.F @ (2.0 * shape.layer_active_params)  # matmul FLOPs per token
         # wafer floor: a pass through a layer region costs each core one multiply of everything
         # it holds (a touched expert's cores do their whole share even for one token)
-        self.pass2 = 2.0 * (self.F @ shape.layer_params + np.array([s.holds_head for s in st]) * shape.head_params)
+        self.pass2 = 2.0 * (self.F @ shape.layer_params + holds * shape.head_params)
         self.expert2 = self.F @ (2.0 * shape.expert_active_params)  # routed-expert part of it
         moe = (shape.expert_params > 0).astype(float)
         # GPU collectives per layer. GQA: tensor-parallel attention and MLP, two ring all-reduces
@@ -310,11 +311,12 @@ class StepModel:
             n = min(chunk, cached + prompt - pos)
             t = self.prefill(n, pos)
             hop_lat, _ = self.hops(n)
-            arrive = 0.0
-            for i in range(self.S):
-                start = max(free[i], arrive)
-                free[i] = start + t.occupancy_s[i]
-                arrive = start + t.latency_s[i] + (hop_lat[i] if i < self.S - 1 else 0.0)
-            done = arrive
+            # start_i = max(free_i, start_{i-1} + d_{i-1}) with d = latency + hop; with c_i the sum
+            # of d before stage i: start = c + running max of (free - c), one numpy pass
+            d = t.latency_s + np.append(hop_lat, 0.0)
+            c = np.concatenate(([0.0], np.cumsum(d[:-1])))
+            start = c + np.maximum.accumulate(free - c)
+            free = start + t.occupancy_s
+            done = float(start[-1] + t.latency_s[-1])
             pos += n
         return done + self.dev.step_overhead_s
