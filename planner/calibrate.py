@@ -301,6 +301,15 @@ class Prediction:
     def held_out_error(self) -> float | None:
         return None if self.held_out is None else self.held_out / self.point.value - 1
 
+    def cells(self) -> dict[str, str]:
+        """The row as the reports print it (terminal table and Markdown)."""
+        p = self.point
+        return {"ref": p.ref, "date": p.date, "role": p.role, "model": p.model, "precision": p.precision,
+                "hardware": p.hardware, "devices": f"{p.hardware}{' x' + str(p.count) if p.count else ''}",
+                "metric": p.metric, "batch": "max" if p.batch is None else str(p.batch),
+                "measured": f"{p.value:.4g}", "predicted": f"{self.fitted:.4g}", "error": f"{self.error:+.0%}",
+                "held_out": "-" if self.held_out is None else f"{self.held_out_error:+.0%}"}
+
 
 @dataclass
 class FamilyFit:
@@ -412,11 +421,10 @@ def markdown(fits: list[FamilyFit]) -> str:
            "|---:|---|---|---|---|---|---:|---:|---:|---:|---:|---|"]
     for f in fits:
         for x in f.predictions:
-            p = x.point
-            ho = f"{x.held_out_error:+.0%}" if x.held_out is not None else ""
-            out.append(f"| {p.ref} | {p.date} | {p.hardware}{' x' + str(p.count) if p.count else ''} | {p.model} | "
-                       f"{p.precision} | {p.metric} | {'max' if p.batch is None else p.batch} | {p.value:.4g} | "
-                       f"{x.fitted:.4g} | {x.error:+.0%} | {ho} | {'fit' if p.role == 'calibrate' else 'validation'} |")
+            c = x.cells()
+            out.append(f"| {c['ref']} | {c['date']} | {c['devices']} | {c['model']} | {c['precision']} | "
+                       f"{c['metric']} | {c['batch']} | {c['measured']} | {c['predicted']} | {c['error']} | "
+                       f"{c['held_out']} | {'fit' if c['role'] == 'calibrate' else 'validation'} |")
     return "\n".join(out) + "\n"
 
 

@@ -229,11 +229,9 @@ def calibrate(data, families, no_cv, write, markdown):
         click.echo(f"  {'file:row':>22} {'role':9} {'hardware':11} {'model':17} {'metric':22} {'batch':>5} "
                    f"{'measured':>10} {'predicted':>10} {'error':>7} {'held out':>8}")
         for x in g.predictions:
-            p = x.point
-            ho = f"{x.held_out_error:+.0%}" if x.held_out is not None else "-"
-            click.echo(f"  {p.ref:>22} {p.role:9} {p.hardware:11} {p.model:17} {p.metric:22} "
-                       f"{'max' if p.batch is None else p.batch:>5} {p.value:10.4g} {x.fitted:10.4g} "
-                       f"{x.error:+7.0%} {ho:>8}")
+            c = x.cells()
+            click.echo(f"  {c['ref']:>22} {c['role']:9} {c['hardware']:11} {c['model']:17} {c['metric']:22} "
+                       f"{c['batch']:>5} {c['measured']:>10} {c['predicted']:>10} {c['error']:>7} {c['held_out']:>8}")
     click.echo("\nsummary (|error|: in sample over calibrate rows; held out over cross-validated calibrate rows "
                "and validate rows)")
     for r in cal.summary(fits):
