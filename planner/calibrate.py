@@ -58,6 +58,8 @@ PARAMS = {
     "ep_imbalance": (("scale_up", "ep_imbalance"), (1.0, 2.0)),
     "memory.expert_efficiency": (("memory", "expert_efficiency"), (0.1, 1.0)),
     "compute.expert_efficiency": (("compute", "expert_efficiency"), (0.05, 1.0)),
+    "compute.fp8_achievable": (("compute", "fp8_achievable"), (0.2, 1.0)),
+    "compute.fp4_achievable": (("compute", "fp4_achievable"), (0.2, 1.0)),
     "clock": (("compute", "cores", "clock"), (1.0e9, 2.0e9)),  # the physical range
     "io.latency": (("io", "latency"), (1e-7, 1e-4)),
 }
@@ -74,10 +76,12 @@ class Family:
 FAMILIES = (
     Family("h100", ("h100", "h200"), ("layer_dense", "layer_moe", "allreduce", "memory.efficiency",
                                       "memory.expert_efficiency", "compute.decode_efficiency", "compute.efficiency",
-                                      "compute.expert_efficiency", "ep_imbalance"), "gpu"),
+                                      "compute.expert_efficiency", "compute.fp8_achievable", "ep_imbalance"),
+           "gpu"),
     Family("b200", ("b200", "gb200-nvl72"), ("layer_dense", "layer_moe", "allreduce", "memory.efficiency",
                                              "memory.expert_efficiency", "compute.decode_efficiency",
-                                             "compute.efficiency", "compute.expert_efficiency", "ep_imbalance"),
+                                             "compute.efficiency", "compute.expert_efficiency",
+                                             "compute.fp8_achievable", "compute.fp4_achievable", "ep_imbalance"),
            "gpu"),
     Family("cs3", ("cs3",), ("layer_per_khidden@launch-2024-08", "io.latency", "clock", "step_overhead"),
            "wafer"),

@@ -31,6 +31,7 @@ class Device:
     mem_efficiency: float
     expert_mem_efficiency: float  # reading routed experts (GPUs: grouped GEMMs)
     peak_flops: dict  # compute class -> FLOP/s, native classes only (dense, not the vendor claim)
+    achievable: dict  # compute class -> share of its peak the kernels reach, relative to 16-bit
     compute_efficiency: float  # prefill-sized matmuls
     decode_efficiency: float  # decode-sized matmuls
     expert_compute_efficiency: float  # routed-expert GEMMs relative to dense ones
@@ -71,14 +72,16 @@ class Device:
             raise Infeasible(f"{self.name} has no native {cls} compute (use precision mode storage or auto)")
         if mode == "storage" or not native:
             return self.peak_flops["fp16"], "storage" if cls != "fp16" else "native"
-        return self.peak_flops[cls], "native"
+        return self.peak_flops[cls] * self.achievable.get(cls, 1.0), "native"
 
     def attention_flops_for(self, weight_precision: str, kv_precision: str, mode: str) -> float:
         """Peak FLOP/s of attention: it multiplies activations by the KV cache, so it runs at
         the KV's compute class, never faster than the weights' (activations are no narrower)."""
         w_peak, _ = self.flops_for(weight_precision, mode)
         kv_cls = COMPUTE_CLASS[kv_precision]
-        return min(w_peak, self.peak_flops.get(kv_cls, self.peak_flops["fp16"]))
+        kv_peak = self.peak_flops[kv_cls] * self.achievable.get(kv_cls, 1.0) if kv_cls in self.peak_flops \
+            else self.peak_flops["fp16"]
+        return min(w_peak, kv_peak)
 
 
 def resolve(spec: HardwareSpec, bonded: BondedSramSpec | None = None, layers: int = 0,
@@ -121,6 +124,7 @@ def resolve(spec: HardwareSpec, bonded: BondedSramSpec | None = None, layers: in
         mem_efficiency=spec.memory.efficiency,
         expert_mem_efficiency=spec.memory.expert_efficiency or spec.memory.efficiency,
         peak_flops=spec.compute.peaks(), compute_efficiency=spec.compute.efficiency,
+        achievable={"fp8": spec.compute.fp8_achievable, "fp4": spec.compute.fp4_achievable},
         decode_efficiency=spec.compute.decode_efficiency or spec.compute.efficiency,
         expert_compute_efficiency=spec.compute.expert_efficiency,
         io_bw_bytes_per_s=spec.io.bandwidth,

@@ -87,12 +87,12 @@ def test_held_out_errors_on_the_shipped_data(shipped_fits):
     gpu, wafer, chip = s["gpu"], s["wafer"], s["sram-chip"]
     # met: enough held-out points and models
     assert gpu["held_out_points"] >= 40 and wafer["held_out_points"] >= 8 and wafer["models"] >= 4
-    # not yet met (README "Calibration" says why): GPU 16.0% (target 15%), wafer 26.3% (target 20%),
-    # worst held-out points beyond 40% in every group; today's figures bound a regression
-    assert gpu["held_out_median"] <= 0.165 and gpu["in_sample_median"] <= 0.14
+    assert gpu["held_out_median"] <= 0.15 and gpu["in_sample_median"] <= 0.125
+    # not yet met (README "Calibration" says why): wafer 26.3% (target 20%), worst held-out
+    # points beyond 40% in every group; today's figures bound a regression
     assert wafer["held_out_median"] <= 0.27 and wafer["in_sample_median"] <= 0.11
     assert chip["held_out_median"] <= 0.16
-    assert s["overall"]["held_out_max"] <= 1.25
+    assert s["overall"]["held_out_max"] <= 0.85
     for f in shipped_fits:
         assert f.dof > 0  # never as many parameters as points
 

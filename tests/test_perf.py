@@ -100,10 +100,14 @@ def test_gpu_moe_pays_its_own_per_layer_time_and_ep_imbalance():
 
 
 def test_attention_runs_at_the_kv_precision_not_the_weights():
+    """Achievable peaks: the datasheet's per precision times what kernels reach of it (fitted)."""
     b = device("b200")
-    assert b.attention_flops_for("nvfp4", "fp8", "auto") == pytest.approx(b.peak_flops["fp8"])
+    fp8, fp4 = b.peak_flops["fp8"] * b.achievable["fp8"], b.peak_flops["fp4"] * b.achievable["fp4"]
+    assert b.attention_flops_for("nvfp4", "fp8", "auto") == pytest.approx(min(fp8, fp4))
     assert b.attention_flops_for("fp8", "bf16", "auto") == pytest.approx(b.peak_flops["fp16"])
-    assert b.flops_for("nvfp4", "auto")[0] == pytest.approx(b.peak_flops["fp4"])
+    assert b.flops_for("nvfp4", "auto")[0] == pytest.approx(fp4)
+    assert b.peak_flops["fp4"] == pytest.approx(9e15)  # the claim stays as published
+    assert 0 < b.achievable["fp4"] < 1
 
 
 def test_coarse_model_experts_touched_grow_with_batch():

@@ -96,6 +96,10 @@ class ComputeSpec(Sourced):
     decode_efficiency: Fraction | None = None  # in decode-sized matmuls; None: as ``efficiency``
     # routed-expert (grouped) GEMMs relative to dense ones of the same phase: 1 = as dense
     expert_efficiency: Fraction = 1.0
+    # achievable share of each low-precision peak relative to the 16-bit one (scaling overheads,
+    # kernels less mature): the datasheet peak stays the claim, this is what the kernels reach
+    fp8_achievable: Fraction = 1.0
+    fp4_achievable: Fraction = 1.0
 
     @model_validator(mode="after")
     def _one_source(self):
