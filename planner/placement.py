@@ -39,10 +39,6 @@ class Stage:
         return np.clip(np.minimum(idx + 1, self.end) - np.maximum(idx, self.start), 0.0, 1.0)
 
     @property
-    def layers_touched(self) -> int:
-        return math.ceil(self.end - 1e-9) - math.floor(self.start + 1e-9)
-
-    @property
     def ends_mid_layer(self) -> bool:
         return abs(self.end - round(self.end)) > 1e-9
 
