@@ -130,10 +130,7 @@ def estimate(cfg: Config) -> dict:
     single = sm.decode_round(1, mean_ctx)
     per_user = r.accepted_tokens / t_round
     lo, hi = speed_band(dev, mixed)
-    row.update(
-        speed_band_low=lo, speed_band_high=hi, speed_band_source=dev.speed_band_source,
-        decode_tok_s_per_user_low=per_user * lo, decode_tok_s_per_user_high=per_user * hi,
-        aggregate_tok_s_low=batch * per_user * lo, aggregate_tok_s_high=batch * per_user * hi)
+    row.update(speed_band_low=lo, speed_band_high=hi, speed_band_source=dev.speed_band_source)
     row.update(
         fits=True, batch=batch, microbatches=r.microbatches,
         decode_tok_s_per_user=per_user, tpot_s=1.0 / per_user,

@@ -269,8 +269,7 @@ def predict_prepared(pp: _Prepared, spec: HardwareSpec) -> float:
     batch = p.batch if p.batch is not None else min(b.placement.max_concurrent, OFFLINE_MAX_BATCH)
     if p.metric == "ttft_s":
         if batch > 1:  # several prompts prefilled together (e.g. one per attention data-parallel rank)
-            t = sm.prefill(p.prompt, 0, batch)
-            return float(t.latency_s.sum() + sm.hops(p.prompt * batch)[0].sum()) + sm.dev.step_overhead_s
+            return sm.prefill_round(p.prompt, 0, batch)[1]
         return sm.ttft_s(p.prompt, 0, cfg.prefill_chunk)
     mean_ctx = min(p.context, p.prompt + p.output / 2)
     if p.metric == "tpot_s":  # a static batch of pure decode steps (AIConfigurator's TPOT)

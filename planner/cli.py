@@ -190,11 +190,12 @@ def _print_estimate(r: dict) -> None:
         click.echo(f"  DOES NOT FIT: {r['reason']}")
         return
     click.echo(f"  batch              {r['batch']:,} ({r['microbatches']} micro-batches), compute {r['compute_mode']}")
+    lo, hi = r["speed_band_low"], r["speed_band_high"]
     click.echo(f"  decode             {r['decode_tok_s_per_user']:,.1f} tok/s per user "
-               f"(band {r['decode_tok_s_per_user_low']:,.1f}-{r['decode_tok_s_per_user_high']:,.1f}; "
+               f"(band {r['decode_tok_s_per_user'] * lo:,.1f}-{r['decode_tok_s_per_user'] * hi:,.1f}; "
                f"single stream {r['single_stream_tok_s']:,.1f})")
     click.echo(f"  aggregate          {r['aggregate_tok_s']:,.0f} output tok/s "
-               f"(band {r['aggregate_tok_s_low']:,.0f}-{r['aggregate_tok_s_high']:,.0f}), "
+               f"(band {r['aggregate_tok_s'] * lo:,.0f}-{r['aggregate_tok_s'] * hi:,.0f}), "
                f"{r['input_tok_s']:,.0f} input tok/s")
     click.echo(f"  band from          {r['speed_band_source']}" + ("  [HYPOTHETICAL hardware]" if r["hypothetical"] else ""))
     click.echo(f"  TTFT               {r['ttft_s'] * 1e3:,.1f} ms for {r['prompt_tokens']:,} prompt tokens (idle replica)")

@@ -130,13 +130,10 @@ def bands(dev, row: dict, econ) -> dict:
     """Low/high per-user speed, throughput and $/M output tokens: the speed band of the
     hardware's calibration (held-out spread x clock range) and, for cost, the capex range
     (cheap capex with the fast end, dear capex with the slow end)."""
-    lo, hi = row.pop("speed_band_low", 1.0), row.pop("speed_band_high", 1.0)
-    for k in ("aggregate_tok_s_low", "aggregate_tok_s_high"):
-        row.pop(k, None)
+    lo, hi = row["speed_band_low"], row["speed_band_high"]
     speed = row.get("decode_tok_s_per_user_p50", row.get("decode_tok_s_per_user_analytic"))
     thr, inp = row["throughput_out_tok_s"], row["throughput_in_tok_s"]
-    out = {"speed_band_low": lo, "speed_band_high": hi,
-           "decode_tok_s_per_user_low": speed * lo, "decode_tok_s_per_user_high": speed * hi,
+    out = {"decode_tok_s_per_user_low": speed * lo, "decode_tok_s_per_user_high": speed * hi,
            "throughput_out_tok_s_low": thr * lo, "throughput_out_tok_s_high": thr * hi}
     cheap = econ if econ.capex == "rental" else econ.model_copy(update={"capex": "low"})
     dear = econ if econ.capex == "rental" else econ.model_copy(update={"capex": "high"})

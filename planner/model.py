@@ -146,10 +146,7 @@ def build(spec: ModelSpec) -> ModelShape:
         if c.experts:
             # fixed + X = per_layer, fixed + X k/E = active  =>  X = (per_layer - active) / (1 - k/E)
             share = c.experts_active / c.experts
-            expert = (per_layer - active) / (1.0 - share) if share < 1 else 0.0
-            if expert > per_layer:
-                raise ValueError(f"{spec.name}: active share {active / per_layer:.3f} below the experts' "
-                                 f"{share:.3f}: raise experts_active or lower experts")
+            expert = (per_layer - active) / (1.0 - share) if share < 1 else 0.0  # schema checked share
         else:
             expert = 0.0
         return ModelShape(spec, fixed_params=ones * (per_layer - expert), expert_params=ones * expert,

@@ -264,13 +264,23 @@ class StepModel:
         return Round(batch, M, latency, cycle, max(latency, cycle), self.accepted, neck, parts,
                      M * t.occupancy_s + bubble_s, M * hop_bw)
 
-    def prefill_round(self, tokens: float, start: float = 0.0) -> tuple[float, float]:
-        """(cycle, pass) for one prefill chunk on an otherwise idle pipeline: the next chunk can
-        enter after ``cycle`` (busiest stage), this one's output leaves after ``pass``."""
-        t = self.prefill(tokens, start)
-        hop_lat, _ = self.hops(tokens)
+    def prefill_round(self, tokens: float, start: float = 0.0, seqs: float = 1.0) -> tuple[float, float]:
+        """(cycle, pass) for one prefill chunk (of ``seqs`` prompts together) on an otherwise idle
+        pipeline: the next chunk can enter after ``cycle`` (busiest stage), this one's output
+        leaves after ``pass``."""
+        t = self.prefill(tokens, start, seqs)
+        hop_lat, _ = self.hops(tokens * seqs)
         cycle = float(t.occupancy_s.max())
         return cycle, float(t.latency_s.sum() + hop_lat.sum()) + self.dev.step_overhead_s
+
+    def _chunks(self, prompt: float, cached: float, chunk: int):
+        """(StageTimes, hop latencies) of each chunk of one prompt after ``cached`` tokens: each
+        chunk attends to the ones before it."""
+        pos, end = cached, cached + prompt
+        while pos < end:
+            n = min(chunk, end - pos)
+            yield self.prefill(n, pos), self.hops(n)[0]
+            pos += n
 
     def steady_round(self, batch: int, context: float, prompt: int, output: int,
                      chunk: int = 2048) -> tuple[Round, Round]:
@@ -289,13 +299,8 @@ class StepModel:
             return r, r
         if self.wafer:
             return r, self.decode_round(batch, context, tokens, prompt)
-        n = max(1, min(chunk, prompt))
-        pos, per_prompt = 0.0, 0.0
-        while pos < prompt:  # one prompt in chunks: each chunk attends to the ones before it
-            size = min(n, prompt - pos)
-            t = self.prefill(size, pos)
-            per_prompt += float(t.occupancy_s.sum() + self.hops(size)[0].sum())
-            pos += size
+        per_prompt = sum(float(t.occupancy_s.sum() + hop.sum())
+                         for t, hop in self._chunks(prompt, 0.0, max(1, min(chunk, prompt))))
         extra = tokens / prompt * per_prompt
         mixed = replace(r, round_s=r.round_s + extra, cycle_s=r.cycle_s + extra,
                         parts={**r.parts, "prefill": extra},
@@ -306,11 +311,8 @@ class StepModel:
         """Time to first token on an idle replica: chunked prefill flowing through the stages
         (a flow shop: a chunk enters a stage when the stage is free and the chunk has arrived)."""
         free = np.zeros(self.S)
-        done, pos = 0.0, cached
-        while pos < cached + prompt:
-            n = min(chunk, cached + prompt - pos)
-            t = self.prefill(n, pos)
-            hop_lat, _ = self.hops(n)
+        done = 0.0
+        for t, hop_lat in self._chunks(prompt, cached, chunk):
             # start_i = max(free_i, start_{i-1} + d_{i-1}) with d = latency + hop; with c_i the sum
             # of d before stage i: start = c + running max of (free - c), one numpy pass
             d = t.latency_s + np.append(hop_lat, 0.0)
@@ -318,5 +320,4 @@ class StepModel:
             start = c + np.maximum.accumulate(free - c)
             free = start + t.occupancy_s
             done = float(start[-1] + t.latency_s[-1])
-            pos += n
         return done + self.dev.step_overhead_s
