@@ -9,9 +9,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from planner.analytic import Config, estimate
+from planner.physics.point import Config
+from planner.plan.estimate import estimate
 from planner import catalog
-from planner.runner import run
+from planner.sweeps.runner import run
 
 REPO = Path(__file__).resolve().parents[1]
 

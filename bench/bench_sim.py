@@ -11,7 +11,8 @@ import dataclasses
 import time
 
 from planner import catalog
-from planner.analytic import Config, build_point, estimate
+from planner.physics.point import Config, build_point
+from planner.plan.estimate import estimate
 from planner.config.schema import LengthDist
 from planner.sim.engine import SimSpec, simulate
 from planner.sim.rounds import StepRounds
@@ -24,7 +25,7 @@ def fixed(v: int) -> Sampler:
 
 def bench(label: str, cfg: Config, prompt: int, output: int, requests: int, load: float) -> None:
     rounds = StepRounds(build_point(cfg))
-    cap_req_s = estimate(dataclasses.replace(cfg, batch=None))["aggregate_tok_s"] / output
+    cap_req_s = estimate(dataclasses.replace(cfg, batch=None)).aggregate_tok_s / output
     spec = SimSpec(requests=requests, rate_per_s=load * cap_req_s, prompt=fixed(prompt), output=fixed(output), seed=1)
     simulate(dataclasses.replace(spec, requests=min(requests, 2000)), rounds)  # warm the caches
     best = None

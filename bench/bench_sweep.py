@@ -11,7 +11,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from planner.runner import run
+from planner.sweeps.runner import run
 
 
 def main() -> None:

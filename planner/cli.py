@@ -12,10 +12,11 @@ from pathlib import Path
 
 import click
 
-from . import __version__, catalog
-from .config.errors import ConfigError
-from .config.schema import PRECISIONS, BondedSramSpec, SpecDecode
-from .units import fmt_bytes, fmt_rate
+from planner import catalog
+from planner.version import __version__
+from planner.config.errors import ConfigError
+from planner.config.schema import PRECISIONS, BondedSramSpec, SpecDecode
+from planner.config.units import fmt_bytes, fmt_rate
 
 PREC = click.Choice(PRECISIONS)
 
@@ -43,8 +44,8 @@ def main():
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
 def validate(files):
     """Check scenario (or hardware/model spec) files; exit 2 with FILE:LINE:COL lines on error."""
-    from .config.yamlio import load_file
-    from .scenario import expand, load
+    from planner.config.yamlio import load_file
+    from planner.plan.scenario import expand, load
     bad = False
     for f in files:
         try:
@@ -103,7 +104,7 @@ def list_(what):
                          f"{h.power.watts / 1e3:.3g} kW", f"${h.cost.capex_usd:,.0f}",
                          "hypothetical" if h.hypothetical else ""))
     else:
-        from .model import build
+        from planner.physics.model import build
         rows = [("name", "params", "active", "layers", "hidden", "attention", "KV B/token (16-bit)", "window")]
         for m in catalog.all_models():
             s = build(m)
@@ -155,8 +156,8 @@ def show(what, name):
 def estimate(model_name, hw_name, count, precision, kv_precision, mode, context, batch, prompt, output_tokens,
              bonded_layers, software, spec_decode, as_json):
     """Answer analytically: fit, devices, stages, speeds, TTFT, bottleneck."""
-    from .analytic import Config
-    from .analytic import estimate as run_estimate
+    from planner.physics.point import Config
+    from planner.plan.estimate import estimate as run_estimate
     model = catalog.load_model(model_name)
     hw = catalog.load_hardware(hw_name)
     if isinstance(hw, BondedSramSpec):
@@ -167,7 +168,8 @@ def estimate(model_name, hw_name, count, precision, kv_precision, mode, context,
     sd = SpecDecode(draft_tokens=spec_decode[0], acceptance_rate=spec_decode[1]) if spec_decode else None
     row = run_estimate(Config(model, hw, count=count, weights=precision, kv=kv_precision, mode=mode,
                               context=context, prompt=prompt, output=min(output_tokens, context), batch=batch,
-                              bonded=bonded, bonded_layers=bonded_layers, software=software, spec_decode=sd))
+                              bonded=bonded, bonded_layers=bonded_layers, software=software,
+                              spec_decode=sd)).as_dict()
     if as_json:
         click.echo(json.dumps({k: (None if isinstance(v, float) and not math.isfinite(v) else v)
                                for k, v in row.items()}, indent=2))
@@ -214,7 +216,7 @@ def _print_estimate(r: dict) -> None:
 def calibrate(data, families, no_cv, write, markdown):
     """Fit the named step-time parameters to published measurements; report per-point, per-group
     and overall errors, in sample and held out (points a fit did not see)."""
-    from . import calibrate as cal
+    from planner import calibration as cal
     known = [f.head for f in cal.FAMILIES]
     bad = [f for f in families if f not in known]
     if bad:
@@ -260,29 +262,8 @@ def calibrate(data, families, no_cv, write, markdown):
 def run_cmd(scenario, sets, out, quiet):
     """Simulate one point (the base scenario, sweep ignored): summary.json, requests.csv, timeseries.csv
     (and tasks.csv for agent tasks)."""
-    from .export import write_csv, write_json
-    from .scenario import load, override
-    from .evaluate import run_point
-    loaded = load(scenario)
-    pt = override(loaded, list(sets))
-    row, res = run_point(loaded, pt, simulate=True)
-    path = Path(out) if out else Path("outputs") / pt.scenario.name / "run"
-    summary = {"scenario": scenario, "overrides": pt.values, **row}
-    if res is not None:
-        summary["wall_s"] = res.summary["wall_s"]
-        summary["stage_utilisation"] = res.summary["stage_utilisation"]
-        summary["stage_kv_occupancy_peak"] = res.summary["stage_kv_occupancy_peak"]
-        summary["stage_kv_occupancy_avg"] = res.summary["stage_kv_occupancy_avg"]
-        write_csv(res.requests, path / "requests.csv")
-        write_csv(res.timeseries, path / "timeseries.csv")
-        if res.tasks is not None:  # agent tasks: one row per task with its time breakdown
-            import pandas as pd
-            t = res.tasks
-            write_csv(pd.DataFrame({"task": range(len(t.start)), "start_s": t.start, "end_s": t.end,
-                                    "duration_s": t.end - t.start, **{f"{k}_s": v for k, v in t.parts.items()}}),
-                      path / "tasks.csv")
-    write_json({k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in summary.items()},
-               path / "summary.json")
+    from planner.sweeps.single import run
+    row, res, path = run(scenario, sets, out)
     if not quiet:
         if not row["feasible"]:
             click.echo(f"infeasible: {row['reason']}", err=True)
@@ -290,7 +271,7 @@ def run_cmd(scenario, sets, out, quiet):
             click.echo(f"{row['model']} (service): {row['tasks']} tasks", err=True)
         else:
             click.echo(f"{row['model']} on {row['devices']} x {row['device']} ({row['replicas']} replicas), "
-                       f"{row['sim_requests']} requests simulated in {res.summary['wall_s']:.2f} s wall "
+                       f"{row['sim_requests']} requests simulated in {row['wall_s']:.2f} s wall "
                        f"({row['events_per_request']:.2f} events/request)", err=True)
             click.echo(f"  throughput {row['throughput_out_tok_s']:,.0f} out tok/s; per user p50 "
                        f"{row['decode_tok_s_per_user_p50']:,.1f} tok/s; TTFT p50/p99 {row['ttft_p50_s'] * 1e3:,.1f}/"
@@ -329,8 +310,8 @@ def run_cmd(scenario, sets, out, quiet):
 def sweep(scenario, out, quiet, jobs, executor, scheduler, analytic_only, xlsx, fresh, max_points, yes):
     """Evaluate every point of SCENARIO's sweep. Writes results.csv, pareto.csv, best.csv and run.json;
     an interrupted sweep re-run with the same command continues where it stopped."""
-    from .runner import run
-    from .scenario import load
+    from planner.sweeps.runner import run
+    from planner.plan.scenario import load
     if scheduler and executor != "dask":
         raise click.BadParameter("--scheduler needs --executor dask", param_hint="--scheduler")
     loaded = load(scenario)
@@ -364,7 +345,7 @@ def sweep(scenario, out, quiet, jobs, executor, scheduler, analytic_only, xlsx, 
 @click.argument("folder", type=click.Path(file_okay=False, exists=True))
 def report(folder):
     """Plots (PNG) and summary.md from a sweep's output FOLDER (needs the plots extra)."""
-    from .report import write_report
+    from planner.sweeps.report import write_report
     try:
         files = write_report(Path(folder))
     except RuntimeError as e:

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from planner import catalog, hardware, model
+from planner import catalog
+from planner.physics import hardware, model
 
 REPO = Path(__file__).resolve().parents[1]
 

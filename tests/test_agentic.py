@@ -3,9 +3,11 @@ import numpy as np
 import pytest
 
 from planner.config.schema import Agentic, LengthDist, Service, TimeDist
-from planner.evaluate import run_point
-from planner.scenario import load
-from planner.sim.sessions import COMPACTION, PARTS, plan_calls, service_times, task_summary
+from planner.plan.point import run_point as run_result
+from planner.sweeps.tables import row as result_row
+from planner.plan.scenario import load
+from planner.plan.agents import plan_calls, service_times
+from planner.sim.sessions import COMPACTION, PARTS, task_summary
 
 FRONTIER = dict(name="frontier", decode_tok_s=67, ttft_s=1.0, prefill_tok_s=20000, context_window=1_000_000)
 FAST = dict(name="fast", decode_tok_s=1000, ttft_s=0.2, prefill_tok_s=100000, context_window=128_000)
@@ -27,7 +29,7 @@ def task_time(svc: dict, ag: Agentic):
     s = Service(**svc)
     plan = plan_calls(ag, s.context_window, seed=0)
     times, _ = service_times(plan, s, ag, seed=0)
-    return task_summary(times, plan)
+    return task_summary(times, plan).as_dict()
 
 
 def test_ten_times_faster_decode_is_not_ten_times_faster_tasks():
@@ -89,6 +91,11 @@ workload:
     kv_between_turns: MODE
 seed: 3
 """
+
+
+def run_point(loaded, pt):
+    result, res = run_result(loaded, pt)
+    return result_row(result), res
 
 
 def sim(write, mode, agents=4):

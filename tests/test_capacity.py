@@ -1,17 +1,20 @@
 """Capacity search: the bisection itself, a queueing closed form, and sweep rows built on it."""
+import dataclasses
 import math
+from types import SimpleNamespace
 
 import pytest
 from scipy import optimize
 
-from planner.capacity import search, slo_misses
+from planner.plan.capacity import analytic_values, search, slo_misses
 from planner.config.errors import ConfigError
 from planner.config.schema import SLO, LengthDist
-from planner.scenario import expand, load
+from planner.plan.scenario import expand, load
 from planner.sim.engine import SimSpec, simulate
 from planner.sim.rounds import ConstantRounds
 from planner.sim.workload import Sampler
-from planner.evaluate import run_point
+from planner.plan.point import run_point as run_result
+from planner.sweeps.tables import row as result_row
 
 
 def threshold(x_star):
@@ -80,8 +83,9 @@ def test_search_answer_is_a_passing_probe_even_when_noise_breaks_monotony():
 def test_slo_misses_reads_simulated_or_analytic_figures():
     slo = SLO(ttft_p99_s=1.0, decode_tok_s_per_user_p50=50)
     assert slo_misses(slo, {"ttft_p99_s": 1.2, "decode_tok_s_per_user_p50": 60}) == ["ttft_p99_s"]
-    assert slo_misses(slo, {"ttft_analytic_s": 0.5, "decode_tok_s_per_user_analytic": 40}, simulated=False) \
-        == ["decode_tok_s_per_user_p50"]
+    est = SimpleNamespace(ttft_s=0.5, tpot_s=0.025, decode_tok_s_per_user=40)  # an Estimate's figures
+    assert slo_misses(slo, analytic_values(est)) == ["decode_tok_s_per_user_p50"]
+    assert slo_misses(slo, {"ttft_p99_s": None, "decode_tok_s_per_user_p50": 50}) == []  # unmeasured, at target
     assert slo_misses(SLO(), {"ttft_p99_s": 99}) == []
 
 
@@ -100,7 +104,7 @@ def test_capacity_of_an_mm1_queue_under_a_p99_wait_target():
                                  prompt=Sampler(LengthDist(dist="fixed", value=1)),
                                  output=Sampler(LengthDist(dist="exponential", mean=mean))), rounds).summary
                 for s in range(2)]
-        p99 = sum(r["ttft_p99_s"] for r in runs) / len(runs)
+        p99 = sum(r.ttft_p99_s for r in runs) / len(runs)
         return slo_misses(slo, {"ttft_p99_s": p99}), p99
 
     f = search(probe, guess=5.0, floor=0.5, ceiling=mu, integer=False, tolerance=0.01)
@@ -120,6 +124,11 @@ workload:
 slo: {ttft_p99_s: 0.5, decode_tok_s_per_user_p50: 100}
 capacity: {search: true, tolerance: 0.05}
 """
+
+
+def run_point(loaded, pt):
+    result, res = run_result(loaded, pt)
+    return result_row(result), res
 
 
 def _point(tmp_path, arrival):
@@ -151,14 +160,14 @@ def test_open_loop_capacity_is_a_rate_and_fixed_replicas_can_fall_short(tmp_path
     assert row["replicas"] == math.ceil(2000 / row["capacity_req_s_per_replica"])
     assert row["capacity_users"] == pytest.approx(row["capacity_req_s"] * row["e2e_p50_s"], rel=0.3)  # Little
     sc = pt.scenario.model_copy(update={"deployment": pt.scenario.deployment.model_copy(update={"replicas": 1})})
-    row, _ = run_point(loaded, type(pt)(0, "base", {}, sc, pt.config_hash))
+    row, _ = run_point(loaded, dataclasses.replace(pt, scenario=sc))
     assert not row["slo_pass"] and "replicas carry" in row["reason"] and row["replicas"] == 1
 
 
 def test_slo_out_of_reach_says_so(tmp_path):
     loaded, pt = _point(tmp_path, "{process: closed, users: 10}")
     sc = pt.scenario.model_copy(update={"slo": SLO(decode_tok_s_per_user_p50=1e6)})
-    row, _ = run_point(loaded, type(pt)(0, "base", {}, sc, pt.config_hash))
+    row, _ = run_point(loaded, dataclasses.replace(pt, scenario=sc))
     assert row["feasible"] and not row["slo_pass"] and row["capacity_users"] == 0
     assert row["reason"].startswith("SLO missed even at the lowest load (1 users): decode_tok_s_per_user_p50")
 

@@ -7,7 +7,7 @@ from click.testing import CliRunner
 
 from planner.cli import main
 
-from .conftest import REPO
+from tests.conftest import REPO
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from planner.config.errors import ConfigError
 from planner.config.load import validate
 from planner.config.schema import HardwareSpec, Scenario
 from planner.config.yamlio import load_text
-from planner.scenario import load
+from planner.plan.scenario import load
 
 LINE = re.compile(r"^\S+:\d+:\d+: \S*:? ?.+")
 

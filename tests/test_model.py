@@ -4,9 +4,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from planner import catalog
-from planner.model import PRECISION_BYTES, sum_min
+from planner.physics.model import PRECISION_BYTES, sum_min
 
-from .conftest import shape
+from tests.conftest import shape
 
 # official totals (billions) from the model cards / DOMAIN.md; biases and norms are ignored
 OFFICIAL = {

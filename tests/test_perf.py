@@ -2,14 +2,15 @@
 import numpy as np
 import pytest
 
-from planner.analytic import Config, estimate
+from planner.physics.point import Config
+from planner.plan.estimate import estimate
 from planner.config.schema import SpecDecode
-from planner.hardware import Infeasible
-from planner.perf import StepModel, accepted_per_step
-from planner.placement import place
+from planner.physics.hardware import Infeasible
+from planner.physics.step import StepModel, accepted_per_step
+from planner.physics.placement import place
 
-from . import conftest
-from .conftest import device, shape
+from tests import conftest
+from tests.conftest import device, shape
 
 
 def model_for(name, hw, count, prec="bf16", ctx=2048, **kw):
@@ -113,7 +114,7 @@ def test_attention_runs_at_the_kv_precision_not_the_weights():
 def test_coarse_model_experts_touched_grow_with_batch():
     """DeepSeek-V4-Pro (coarse, 384 experts top-6 assumed): at batch 64 the touched experts are
     E (1 - (1 - k/E)^64) = 384 (1 - 0.98438^64) = 384 x 0.6350 = 243.8 by hand, so HBM reads grow with the batch."""
-    from planner.model import experts_touched
+    from planner.physics.model import experts_touched
     s = shape("deepseek-v4-pro")
     assert (s.experts, s.active_experts) == (384, 6)
     assert experts_touched(384, 6, 64) == pytest.approx(384 * (1 - (1 - 6 / 384) ** 64))
@@ -152,9 +153,9 @@ def test_speculative_decoding_acceptance_formula():
 def test_speculative_decoding_speeds_up_a_latency_bound_wafer():
     base = dict(model=conftest.catalog.load_model("llama-3.1-70b"), hardware=conftest.catalog.load_hardware("cs3"),
                 count=4, context=2048, batch=1)
-    plain = estimate(Config(**base))["decode_tok_s_per_user"]
+    plain = estimate(Config(**base)).decode_tok_s_per_user
     sd = SpecDecode(draft_tokens=3, acceptance_rate=0.8, draft_layers=1, draft_params=1e9)
-    fast = estimate(Config(**base, spec_decode=sd))["decode_tok_s_per_user"]
+    fast = estimate(Config(**base, spec_decode=sd)).decode_tok_s_per_user
     assert 1.5 < fast / plain < accepted_per_step(sd)
 
 
@@ -182,8 +183,8 @@ def test_prefill_hides_in_wafer_bubbles_but_adds_on_gpus():
                output=1024)
     gpu = estimate(Config(hardware=conftest.catalog.load_hardware("b200"), count=8, batch=30, **cfg))
     wafer = estimate(Config(hardware=conftest.catalog.load_hardware("cs3"), count=20, batch=30, **cfg))
-    assert gpu["prefill_share"] > 0.1
-    assert wafer["prefill_share"] == pytest.approx(0.0, abs=1e-9)
+    assert gpu.prefill_share > 0.1
+    assert wafer.prefill_share == pytest.approx(0.0, abs=1e-9)
 
 
 def test_bonded_sram_layers_cost_and_power():
@@ -209,8 +210,8 @@ def test_gpu_collectives_dp_attention_for_mla_tp_for_gqa():
 def test_infeasible_rows_name_what_limited_them():
     base = dict(model=conftest.catalog.load_model("deepseek-v3"), context=8192)
     mem = estimate(Config(hardware=conftest.catalog.load_hardware("cs3"), count=8, **base))
-    assert not mem["fits"] and mem["bottleneck"] == "sram_capacity"
+    assert not mem.fits and mem.bottleneck == "sram_capacity"
     native = estimate(Config(hardware=conftest.catalog.load_hardware("cs3"), weights="fp8", mode="native", **base))
-    assert not native["fits"] and native["bottleneck"] == "unsupported" and "no native fp8" in native["reason"]
+    assert not native.fits and native.bottleneck == "unsupported" and "no native fp8" in native.reason
     gpu = estimate(Config(hardware=conftest.catalog.load_hardware("h100"), count=8, **base))
-    assert not gpu["fits"] and gpu["bottleneck"] == "hbm_capacity"
+    assert not gpu.fits and gpu.bottleneck == "hbm_capacity"

@@ -4,10 +4,10 @@ import math
 import numpy as np
 import pytest
 
-from planner.hardware import Infeasible
-from planner.placement import place, resident_bytes
+from planner.physics.hardware import Infeasible
+from planner.physics.placement import place, resident_bytes
 
-from .conftest import device, shape
+from tests.conftest import device, shape
 
 CS3_USABLE = 44e9 * 0.9
 

@@ -13,12 +13,12 @@ import pandas as pd
 import pytest
 
 import planner
-from planner import runner
+from planner.sweeps import runner
 from planner.config.errors import ConfigError
-from planner.scenario import load
-from planner.tables import best, pareto_mask
+from planner.plan.scenario import load
+from planner.sweeps.tables import best, pareto_mask
 
-from .conftest import SIM
+from tests.conftest import SIM
 
 
 
@@ -37,6 +37,7 @@ def test_skip_drops_combinations(small):
     assert {"deployment.hardware": "b200", "deployment.count": 2} not in [p.values for p in pts]
 
 
+@pytest.mark.slow
 def test_resumes_after_kill_9_with_identical_results(write, tmp_path):
     """Kill the sweep process group mid-run, re-run the same command: same files as a clean run."""
     scen = write("slow.yaml", SIM.replace("REQUESTS", "2500"))
@@ -66,9 +67,9 @@ def test_failed_point_is_retried_once_then_reported(small, tmp_path, monkeypatch
     def flaky(loaded, pt, simulate=None):
         calls[pt.index] = calls.get(pt.index, 0) + 1
         if pt.index == 1 and calls[pt.index] == 1:
-            return runner.error_row(pt, MemoryError("transient"))
+            return runner.failed(pt, MemoryError("transient"))
         if pt.index == 2:
-            return runner.error_row(pt, RuntimeError("always broken"))
+            return runner.failed(pt, RuntimeError("always broken"))
         return real(loaded, pt, simulate)
 
     monkeypatch.setattr(runner, "evaluate", flaky)
@@ -84,6 +85,7 @@ def test_failed_point_is_retried_once_then_reported(small, tmp_path, monkeypatch
     assert json.loads((out / "run.json").read_text())["evaluated"] == 1 and (df["bottleneck"] != "error").all()
 
 
+@pytest.mark.slow
 def test_local_pool_and_dask_cluster_give_the_same_files(small, tmp_path):
     distributed = pytest.importorskip("distributed")
     runner.run(small, tmp_path / "one", quiet=True, jobs=1)
@@ -113,7 +115,7 @@ def test_workbook_report_and_permissions(small, tmp_path):
     old = os.umask(0o022)
     try:
         _, out = runner.run(small, tmp_path / "o", quiet=True, jobs=1, xlsx=True)
-        from planner.report import write_report
+        from planner.sweeps.report import write_report
         written = write_report(out)
     finally:
         os.umask(old)
@@ -139,6 +141,7 @@ def test_point_guard_and_report_errors(small, tmp_path):
     assert r.returncode == 2 and "results.csv not found" in r.stderr
 
 
+@pytest.mark.slow
 def test_python_api_matches_the_csv(small, tmp_path):
     df = planner.sweep(small, jobs=1)
     runner.run(small, tmp_path / "o", quiet=True, jobs=1)

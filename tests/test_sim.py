@@ -1,5 +1,4 @@
 """The discrete-event engine against queueing theory, conservation laws and the analytic model."""
-import dataclasses
 import math
 
 import numpy as np
@@ -7,13 +6,15 @@ import pytest
 from scipy import stats
 
 from planner import catalog
-from planner.analytic import Config, build_point, estimate
+from planner.physics.point import Config, build_point
+from planner.plan.estimate import estimate
 from planner.config.errors import ConfigError
 from planner.config.schema import LengthDist
 from planner.sim import engine
 from planner.sim.engine import InvariantError, SimSpec, check_invariants, simulate
 from planner.sim.rounds import ConstantRounds, StepRounds
-from planner.sim.workload import Sampler, interarrivals, read_trace
+from planner.plan.inputs import read_trace
+from planner.sim.workload import Sampler, interarrivals
 
 TAU = 0.001  # seconds per round in the oracle replicas
 
@@ -30,7 +31,7 @@ def mean_waits(spec_kw, rounds, reps=4):
     waits = []
     for seed in range(reps):
         res = simulate(SimSpec(seed=seed, warmup_fraction=0.1, prompt=fixed(1), **spec_kw), rounds)
-        waits.append(res.summary["mean_wait_s"])
+        waits.append(res.summary.mean_wait_s)
     return np.mean(waits), np.std(waits, ddof=1) / math.sqrt(reps)
 
 
@@ -93,9 +94,9 @@ def test_low_load_matches_analytic():
     est = estimate(cfg)
     res = simulate(SimSpec(requests=50, process="closed", users=1, prompt=fixed(1024), output=fixed(256)), rounds)
     s = res.summary
-    assert s["ttft_p50_s"] == pytest.approx(est["ttft_s"], rel=1e-6)
-    assert s["decode_tok_s_per_user_p50"] == pytest.approx(est["decode_tok_s_per_user"], rel=0.01)
-    assert s["queue_max_s"] == 0.0
+    assert s.ttft_p50_s == pytest.approx(est.ttft_s, rel=1e-6)
+    assert s.decode_tok_s_per_user_p50 == pytest.approx(est.decode_tok_s_per_user, rel=0.01)
+    assert s.queue_max_s == 0.0
 
 
 def test_saturation_throughput_approaches_analytic_capacity():
@@ -105,9 +106,9 @@ def test_saturation_throughput_approaches_analytic_capacity():
     is prefilled and lands, and a closed loop of identical requests runs in lockstep, its
     prompts queueing behind each other on the wafer's layer pipeline (here about 40% lower)."""
     cfg, rounds = llama()
-    cap = estimate(cfg)["aggregate_tok_s"]
+    cap = estimate(cfg).aggregate_tok_s
     res = simulate(SimSpec(requests=4000, process="closed", users=200, prompt=fixed(1024), output=fixed(256)), rounds)
-    assert 0.5 * cap <= res.summary["throughput_out_tok_s"] <= 1.05 * cap
+    assert 0.5 * cap <= res.summary.throughput_out_tok_s <= 1.05 * cap
 
 
 def test_events_per_request_do_not_grow_with_output_length():
@@ -115,7 +116,7 @@ def test_events_per_request_do_not_grow_with_output_length():
     per = []
     for out in (128, 2048):
         res = simulate(SimSpec(requests=1500, rate_per_s=20.0, prompt=fixed(1024), output=fixed(out)), rounds)
-        per.append(res.summary["events_per_request"])
+        per.append(res.summary.events_per_request)
     assert per[1] < 1.5 * per[0] and per[1] < 8
 
 
@@ -130,13 +131,13 @@ def test_kv_policies_keep_invariants(policy):
                            policy=policy, block_tokens=256), rounds)  # invariants are checked inside
     s = res.summary
     if policy == "preempt":
-        assert s["preemptions"] > 0
+        assert s.preemptions > 0
     if policy == "swap":
-        assert s["swaps"] > 0 and s["offchip_transfer_util"] > 0
+        assert s.swaps > 0 and s.offchip_transfer_util > 0
     if policy == "offload":
-        assert s["offchip_transfer_util"] > 0
+        assert s.offchip_transfer_util > 0
     if policy in ("wait", "preempt", "swap"):
-        assert s["kv_occupancy_peak"] <= 1 + 1e-9
+        assert s.kv_occupancy_peak <= 1 + 1e-9
 
 
 def test_offload_pays_the_150_gb_s_straw():
@@ -152,11 +153,11 @@ def test_offload_pays_the_150_gb_s_straw():
     slow = simulate(SimSpec(requests=n_sram + 4, process="closed", users=n_sram + 4, prompt=fixed(24576),
                             output=fixed(8192), policy="offload"), rounds).summary
     # 4 sequences' KV above SRAM are read across the link every round: ~4 x 15 ms per token
-    assert slow["decode_tok_s_per_user_p50"] < 100  # tens of tok/s, not thousands
-    assert slow["offchip_transfer_util"] > 0.5
+    assert slow.decode_tok_s_per_user_p50 < 100  # tens of tok/s, not thousands
+    assert slow.offchip_transfer_util > 0.5
     fast = simulate(SimSpec(requests=n_sram, process="closed", users=n_sram, prompt=fixed(24576),
                             output=fixed(8192), policy="offload"), rounds).summary
-    assert fast["offchip_transfer_util"] == 0 and fast["decode_tok_s_per_user_p50"] > 500
+    assert fast.offchip_transfer_util == 0 and fast.decode_tok_s_per_user_p50 > 500
 
 
 def test_replicas_and_routers_spread_load():
@@ -273,4 +274,4 @@ def test_invariants_hold_for_random_workloads(policy, router, process, replicas,
     res = simulate(spec, _real_rounds())  # raises InvariantError on any broken law
     r = res.requests
     assert (r.ttft_s >= 0).all() and (r.e2e_s >= r.ttft_s - 1e-12).all()
-    assert res.summary["mean_in_system"] * res.summary["sim_time_s"] == pytest.approx(r.e2e_s.sum(), rel=1e-9)
+    assert res.summary.mean_in_system * res.summary.sim_time_s == pytest.approx(r.e2e_s.sum(), rel=1e-9)

@@ -1,6 +1,6 @@
 import pytest
 
-from planner.units import UnitError, parse
+from planner.config.units import UnitError, parse
 
 
 @pytest.mark.parametrize("text,kind,expected", [

@@ -10,10 +10,10 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
-from ..config.errors import ConfigError, Problem, did_you_mean
-from ..config.load import validate
-from ..config.schema import BondedSramSpec, HardwareSpec, ModelSpec
-from ..config.yamlio import Located, load_file
+from planner.config.errors import ConfigError, Problem, did_you_mean
+from planner.config.load import validate
+from planner.config.schema import BondedSramSpec, HardwareSpec, ModelSpec
+from planner.config.yamlio import Located, load_file
 
 _REPO_SPECS = Path(__file__).resolve().parents[2] / "hardware_specs"
 MODELS_DIR = Path(__file__).resolve().parent / "models"

@@ -10,8 +10,8 @@ import typing
 
 from pydantic import BaseModel, ValidationError
 
-from .errors import ConfigError, Problem, did_you_mean
-from .yamlio import Located
+from planner.config.errors import ConfigError, Problem, did_you_mean
+from planner.config.yamlio import Located
 
 _MISSING = object()
 

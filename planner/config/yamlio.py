@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from .errors import ConfigError, Problem
+from planner.config.errors import ConfigError, Problem
 
 Path_ = tuple  # a key path: ("deployment", "precision", "weights") or ("sweep", 0, "axes")
 

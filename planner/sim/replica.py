@@ -11,60 +11,26 @@ Sequences do not store a growing context: a sequence joined at round ``r0`` with
 ``c0`` has ``c0 + a (R - r0)`` tokens at round ``R`` (``a`` accepted tokens per round), and its
 finish round is fixed when it joins, so the running batch only changes at events.
 
-KV policies (``kv_policy``):
-  wait     admission reserves KV for prompt + output: running sequences never run out;
-  preempt  admission reserves the prompt; KV grows in blocks; on overflow the youngest sequence
-           is evicted and recomputed later (its prompt + generated tokens are prefilled again);
-  swap     as preempt, but the evicted KV crosses the off-chip link to the external tier and
-           back (bytes / link bandwidth each way, the replica stalls meanwhile);
-  offload  admission reserves prompt + output against SRAM + external tier; the part above SRAM
-           is read across the link every round (offloaded bytes / link bandwidth per round).
+KV policies (``kv_policy``): sim/kv.py, one ledger class each.
 """
 from __future__ import annotations
 
 import heapq
 import math
-from collections import OrderedDict, deque
-from dataclasses import dataclass
-
+from collections import deque
 import numpy as np
 
-
-class InvariantError(AssertionError):
-    """The simulation broke a conservation law: a bug, never a user mistake."""
-
-
-def _largest(lo: int, hi: int, ok) -> int:
-    """Largest k in [lo, hi] with ok(k), for ok true at lo and monotone (true, then false)."""
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if ok(mid):
-            lo = mid
-        else:
-            hi = mid - 1
-    return lo
-
-
-@dataclass(slots=True)
-class Seq:
-    rid: int
-    c0: float  # context when the sequence joined the running batch
-    r0: int  # round index when it joined
-    fin: int  # round index at which its last token is out
-    reserved: float  # KV bytes reserved (wait/offload policies)
-
-
-@dataclass(slots=True)
-class Prefill:
-    rid: int
-    pos: int  # tokens already prefilled
-    total: int  # tokens to prefill (prompt, or prompt + generated for a recompute)
-    reserved: float
+from planner.sim.batch import Prefill, Seq, largest, span_time
+from planner.sim.errors import InvariantError
+from planner.sim.kv import LEDGERS
+from planner.sim.rounds import RoundModel
 
 
 class Replica:
-    def __init__(self, env, index: int, rounds, recorder, policy: str = "wait", max_batch: int | None = None,
-                 chunk: int = 8192, block_tokens: int = 256):
+    """One replica's scheduler (see the module docstring); ``rounds`` is its hardware."""
+
+    def __init__(self, env, index: int, rounds: RoundModel, recorder, policy: str, max_batch: int | None,
+                 chunk: int, block_tokens: int):
         self.env, self.index, self.m, self.rec = env, index, rounds, recorder
         self.policy, self.max_batch, self.chunk, self.block = policy, max_batch or 10 ** 9, chunk, block_tokens
         self.a = rounds.accepted
@@ -77,12 +43,8 @@ class Replica:
         self.in_transit: set[int] = set()  # KV crossing the link (swap out or in) right now
         self.R = 0
         self.sum_c0 = 0.0  # sum over running of (c0 - a r0): sum of contexts = sum_c0 + a B R
-        self.reserved = 0.0  # wait/offload reservations
-        # agent tasks: KV a task keeps while its tool runs (LRU order; evicted under pressure),
-        # and KV on its way out over the link (offload), both counted as held
-        self.pinned: OrderedDict[int, float] = OrderedDict()
-        self.leaving = 0.0
-        self.capacity = rounds.kv_budget + (rounds.external_bytes if policy == "offload" else 0.0)
+        self.kv = LEDGERS[policy](self)
+        self.capacity = self.kv.capacity
         self.wake = env.event()
         self.seq_rounds = 0  # sequence-rounds this replica ran (conservation check vs the requests)
         self.busy = np.zeros(rounds.stages)
@@ -95,48 +57,32 @@ class Replica:
 
     # ------------------------------------------------------------------ KV accounting
     def kv_now(self) -> float:
-        """KV bytes held now: running sequences at their contexts + prompts being prefilled
-        (+ what agent tasks keep between their calls)."""
-        if self.policy in ("wait", "offload"):
-            return self.reserved + self._parked()
-        return self.kv_at(self.R) + self._pending_kv()
+        """KV bytes held now (running sequences, prompts being prefilled, agents' kept KV)."""
+        return self.kv.held()
 
-    def _parked(self) -> float:
-        return sum(self.pinned.values()) + self.leaving if self.pinned or self.leaving else 0.0
-
-    def _pending_kv(self) -> float:
+    def pending_kv(self) -> float:
+        """KV reserved by prompts being prefilled or about to land."""
         return sum(p.reserved for p in self.prefilling) + sum(x[2].reserved for x in self.landing)
 
-    def _blocks(self, tokens):
-        """KV bytes of whole ``kv_block_tokens`` blocks holding ``tokens`` (scalar or array)."""
-        return self.m.kv_bytes(np.ceil(np.asarray(tokens, dtype=float) / self.block) * self.block)
-
     def kv_at(self, R: int) -> float:
-        """Allocated KV (whole blocks) of the running sequences at round ``R``."""
+        """Allocated KV (whole blocks) of the running sequences at round ``R`` (growth ledgers)."""
         if not self.running:
             return 0.0
         c0 = np.fromiter((s.c0 for s in self.running.values()), float, len(self.running))
         r0 = np.fromiter((s.r0 for s in self.running.values()), float, len(self.running))
-        return float(self._blocks(c0 + self.a * (R - r0)).sum())
-
-    def _need(self, rid: int, tokens: float) -> float:
-        if self.policy in ("wait", "offload"):  # a task's kept KV is already held: only the rest is new
-            return self.rec.kv_full[rid] - self.pinned.get(int(self.rec.session[rid]), 0.0)
-        return float(self._blocks(tokens))
+        return float(self.kv.blocks(c0 + self.a * (R - r0)).sum())
 
     def can_admit(self) -> bool:
         active = len(self.running) + len(self.prefilling) + len(self.landing)
         if active >= self.max_batch:
             return False
-        # growth policies keep a watermark: room for every admitted sequence to grow one more
-        # block, so an evicted sequence is not re-admitted straight into the space it just freed
-        headroom = (active + 1) * float(self._blocks(1)) if self.policy in ("preempt", "swap") else 0.0
+        headroom = self.kv.headroom(active)
         if self.swapped:
             rid, ctx, _ = self.swapped[0]
-            need = float(self._blocks(ctx))
+            need = float(self.kv.blocks(ctx))
         elif self.queue:
             rid = self.queue[0]
-            need = self._need(rid, self.rec.prompt[rid] + self.rec.generated[rid] + 1)
+            need = self.kv.need(rid, self.rec.prompt[rid] + self.rec.generated[rid] + 1)
         else:
             return False
         return self.kv_now() + need + headroom <= self.capacity
@@ -160,10 +106,9 @@ class Replica:
 
     def _victim(self) -> int | None:
         """The least recently parked task whose kept KV is not the head's own (None: none)."""
-        if not self.pinned or not self.queue or self.swapped:
+        if not self.queue or self.swapped:
             return None
-        head = int(self.rec.session[self.queue[0]])
-        return next((t for t in self.pinned if t != head), None)
+        return self.kv.agents.victim(self.queue[0])
 
     # ------------------------------------------------------------------ main loop
     def run(self):
@@ -198,12 +143,11 @@ class Replica:
                 victim = self._victim()
                 if victim is None:
                     break
-                del self.pinned[victim]  # its next call finds no cache and prefills its whole context
-                rec.pin_evictions += 1
+                self.kv.agents.evict(victim)
                 continue
             if self.swapped:
                 rid, ctx, gen = self.swapped.popleft()
-                t = self.m.kv_bytes(ctx) * self.m.swap_s_per_byte
+                t = self.kv.transfer_s(ctx)
                 self.rec.swaps[rid] += 1
                 self.xfer_busy += t
                 self.in_transit.add(rid)
@@ -216,12 +160,7 @@ class Replica:
             rid = self.queue.popleft()
             prefix = self._cached_prefix(rid)
             total = int(prefix + rec.prompt[rid] + rec.generated[rid])  # a recompute prefills what it had
-            if self.policy in ("wait", "offload"):
-                res = rec.kv_full[rid]  # a kept prefix's bytes move into this call's reservation
-                self.reserved += res
-                self.pinned.pop(int(rec.session[rid]), None)
-            else:
-                res = self._need(rid, total + 1)
+            res = self.kv.admit(rid, total)
             if rec.admit[rid] < 0:
                 rec.admit[rid] = now
             self.prefilling.append(Prefill(rid, prefix, total, res))
@@ -231,9 +170,9 @@ class Replica:
         running batch are one event (a prefill span), ending when a prompt's last chunk is in,
         when a running sequence is due to finish, before the batch's KV would outgrow the
         replica (preempt/swap), or after 64 rounds."""
-        growth = self.policy in ("preempt", "swap")
+        growth = self.kv.growth
         if growth:
-            cap = self.capacity - self._pending_kv()
+            cap = self.capacity - self.pending_kv()
             while self.running and self.kv_at(self.R + 1) > cap:
                 yield from self._evict()
         b = len(self.running)
@@ -243,7 +182,7 @@ class Replica:
         pos: dict[int, int] = {}  # prefill positions as planned, only for the entries touched
         touched: dict[int, Prefill] = {}
         plan, total, landed = [], 0.0, []
-        off = self._offload_s()
+        off = self.kv.round_extra_s()
         while len(plan) < limit:
             ctx = self._mean_ctx(self.R + len(plan))
             budget = self.m.prefill_budget(b, ctx, self.chunk)
@@ -300,34 +239,10 @@ class Replica:
         s = int(rec.session[rid])
         if s < 0:
             return 0
-        cached = s in self.pinned or rec.restored[rid]
+        cached = self.kv.agents.cached(rid) or rec.restored[rid]
         prefix = int(rec.ctx_before[rid]) if cached else 0
         rec.prompt[rid] = int(rec.ctx_before[rid] + rec.new[rid]) - prefix
         return prefix
-
-    def _park(self, rid: int, held: float) -> None:
-        """A task's call is done: keep its context's KV for the next call, send it over the link
-        (held until it has left), or free it."""
-        rec = self.rec
-        s = int(rec.session[rid])
-        if s < 0 or not rec.cache_after[rid] or rec.kv_mode == "drop":
-            return
-        if rec.kv_mode == "keep":
-            self.pinned.pop(s, None)
-            self.pinned[s] = held  # most recently used last
-            return
-        self.leaving += held
-
-        def gone():
-            yield self.env.timeout(self.offload_trip_s(rid))
-            self.leaving -= held
-            if not self.wake.triggered and self.admissible():
-                self.wake.succeed()
-        self.env.process(gone())
-
-    def offload_trip_s(self, rid: int) -> float:
-        """Seconds for a call's whole-context KV to cross the off-chip link one way."""
-        return self.rec.kv_full[rid] * self.m.swap_s_per_byte
 
     def _prefill_done(self, p: Prefill, t: float) -> None:
         rec, rid = self.rec, p.rid
@@ -341,9 +256,7 @@ class Replica:
         rec = self.rec
         remaining = rec.output[rid] - generated
         if remaining <= 0:
-            if self.policy in ("wait", "offload"):
-                self.reserved -= reserved
-                self._park(rid, reserved)
+            self.kv.release(rid, reserved)
             self._finished(rid)
             return
         fin = self.R + math.ceil(remaining / self.a - 1e-9)
@@ -356,21 +269,15 @@ class Replica:
         b = len(self.running)
         return (self.sum_c0 + self.a * b * R) / b if b else 0.0
 
-    def _offload_s(self) -> float:
-        """Extra time per round: the KV above SRAM is read across the off-chip link."""
-        if self.policy != "offload":
-            return 0.0
-        return max(self.reserved - self.m.kv_budget, 0.0) * self.m.offload_s_per_byte
-
     def _decode_span(self):
         env, b = self.env, len(self.running)
-        off = self._offload_s()
+        off = self.kv.round_extra_s()
         t0, busy, link = self.m.decode(b, self._mean_ctx(self.R))
         t0 += off
         n = self.heap[0][0] - self.R
         if self.landing:  # stop at the round boundary after the next prompt lands
             n = max(1, min(n, math.ceil((self.landing[0][0] - env.now) / t0 - 1e-9)))
-        if self.policy in ("preempt", "swap"):
+        if self.kv.growth:
             n = self._rounds_until_overflow(n)
             if n == 0:
                 yield from self._evict()
@@ -387,9 +294,9 @@ class Replica:
         done = n
         if env.now - start < total - 1e-15:  # woken by an arrival: stop at the next round boundary
             elapsed = env.now - start
-            k = _largest(0, n, lambda j: self._cum(j, n, t0, t1) <= elapsed)
+            k = largest(0, n, lambda j: span_time(j, n, t0, t1) <= elapsed)
             done = min(n, k + 1)
-            boundary = self._cum(done, n, t0, t1)
+            boundary = span_time(done, n, t0, t1)
             if boundary > env.now - start:
                 yield env.timeout(boundary - (env.now - start))
             total = boundary
@@ -401,19 +308,12 @@ class Replica:
         self._advance_account(total)
         self._finish_due()
 
-    @staticmethod
-    def _cum(k: int, n: int, t0: float, t1: float) -> float:
-        """Time of the first k rounds when round i takes t0 + (t1 - t0) i / (n - 1)."""
-        if n <= 1:
-            return k * t0
-        return k * t0 + (t1 - t0) * k * (k - 1) / (2.0 * (n - 1))
-
     def _rounds_until_overflow(self, n: int) -> int:
         """Rounds (at most ``n``) the running batch can advance before its KV outgrows capacity."""
-        cap = self.capacity - self._pending_kv()
+        cap = self.capacity - self.pending_kv()
         if self.kv_at(self.R + n) <= cap:
             return n
-        return _largest(0, n, lambda k: self.kv_at(self.R + k) <= cap)
+        return largest(0, n, lambda k: self.kv_at(self.R + k) <= cap)
 
     def _evict(self):
         """KV is full: take the youngest running sequence out (recompute later, or swap out)."""
@@ -426,8 +326,8 @@ class Replica:
         self.rec.decode_rounds[rid] += self.R - s.r0
         gen = int(self.rec.generated[rid] + math.floor((self.R - s.r0) * self.a + 1e-9))
         self.rec.generated[rid] = gen
-        if self.policy == "swap":
-            t = self.m.kv_bytes(ctx) * self.m.swap_s_per_byte
+        t = self.kv.transfer_s(ctx)
+        if t is not None:  # swap: out over the link, back in when there is room
             self.xfer_busy += t
             self.in_transit.add(rid)
             self._account(len(self.running))
@@ -447,9 +347,7 @@ class Replica:
             self.sum_c0 -= s.c0 - self.a * s.r0
             self.rec.generated[rid] += math.ceil((fin - s.r0) * self.a - 1e-9)
             self.rec.decode_rounds[rid] += fin - s.r0
-            if self.policy in ("wait", "offload"):
-                self.reserved -= s.reserved
-                self._park(rid, s.reserved)
+            self.kv.release(rid, s.reserved)
             self._finished(rid)
 
     def _finished(self, rid: int) -> None:

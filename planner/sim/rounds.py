@@ -12,10 +12,33 @@ which is what the queueing-theory tests need.
 from __future__ import annotations
 
 import math
+from typing import Protocol
 
 import numpy as np
 
-from ..analytic import Built
+from planner.physics.point import Built
+
+
+class RoundModel(Protocol):
+    """What a replica asks of its hardware (StepRounds for the step-time model, ConstantRounds
+    for queueing-theory tests). Times in seconds, KV in bytes, per replica."""
+
+    accepted: float  # tokens a sequence gains per decode round (speculative decoding: > 1)
+    stages: int  # pipeline stages (busy time is reported per stage)
+    kv_budget: float  # KV bytes the replica holds on-chip (its tightest stage sets it)
+    external_bytes: float  # KV bytes of the external tier (offload)
+    share: np.ndarray  # each stage's share of a sequence's KV
+    stage_budget: np.ndarray  # each stage's KV bytes
+    swap_s_per_byte: float  # seconds per byte moved over the off-chip links in parallel (swap)
+    offload_s_per_byte: float  # seconds per byte read across them in series, per round (offload)
+
+    def kv_bytes(self, ctx): ...  # KV of one sequence at ``ctx`` tokens (scalar or array)
+
+    def decode(self, b: int, ctx: float) -> tuple[float, np.ndarray, float]: ...  # round, stage busy, link busy
+
+    def prefill_budget(self, b: int, ctx: float, chunk: int) -> int: ...  # prefill tokens the next round takes
+
+    def mixed(self, b: int, ctx: float, tokens: int, start: int, chunk: int) -> tuple: ...  # a round with prefill
 
 
 def _peak(link_busy: np.ndarray) -> float:
@@ -31,9 +54,12 @@ class StepRounds:
         self._dec: dict = {}
         self._mix: dict = {}
         self._budget: dict = {}
-        # KV bytes one sequence holds: global layers grow with context, windowed ones stop at w
+        # KV bytes one sequence holds (ModelShape.held_tokens, summed over layers) in closed form
+        # for arrays of contexts: global layers grow with context, windowed ones stop at w
         kv_tok = self.sm.kv_tok * pl.kv_replication
         local = shape.window > 0
+        if len(set(shape.window[local].tolist())) > 1:
+            raise NotImplementedError(f"{shape.spec.name}: windowed layers with different windows")
         self.kv_global = float(kv_tok[~local].sum())
         self.kv_local = float(kv_tok[local].sum())
         self.window = float(shape.window[local].max()) if local.any() else 0.0

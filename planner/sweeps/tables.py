@@ -6,8 +6,12 @@ Best: per model and hardware, the cheapest point per output token that meets the
 """
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
+
+from planner.plan.point import PointResult
 
 LEAD = ["point", "group"]
 RESULT_ORDER = [
@@ -48,6 +52,70 @@ PARETO = {"cost_usd_per_mtok_out": "min", "decode_tok_s_per_user_p50": "max", "t
 TASK_ORDER = ["tasks", "task_p50_s", "task_p90_s", "task_p99_s", "task_mean_s", "tasks_per_hour", "turns_per_task",
               "compactions_per_task", "share_tool", "share_queue", "share_prefill", "share_decode",
               "share_compaction", "share_kv_transfer", "kv_evictions", "cost_usd_per_task"]
+
+
+RESULT_NAMES = set(LEAD + RESULT_ORDER + TASK_ORDER + TAIL)
+
+# the Estimate's per-replica figures that a results row names as analytic (the simulated ones
+# take the plain names); its aggregate and input rates give way to the deployment's (Sizing)
+ANALYTIC_NAMES = {"decode_tok_s_per_user": "decode_tok_s_per_user_analytic", "tpot_s": "tpot_analytic_s",
+                  "ttft_s": "ttft_analytic_s", "aggregate_tok_s": None, "input_tok_s": None, "fits": None}
+
+
+def row(r: PointResult) -> dict:
+    """One results row from one point's result: the only place the two meet. Later parts win
+    where names repeat (the capacity search's deployment over the analytic sizing)."""
+    pt = r.point
+    out = {"point": pt.index, "group": pt.group, **axis_columns(pt.values)}
+    if r.estimate is not None:
+        for k, v in r.estimate.as_dict().items():
+            name = ANALYTIC_NAMES.get(k, k)
+            if name is not None:
+                out[name] = v
+    if r.sizing is not None:
+        s = r.sizing
+        out.update(devices_per_replica=s.devices_per_replica, replicas=s.replicas,
+                   batch_per_replica=s.batch_per_replica, concurrent_users=s.concurrent_users,
+                   capacity_tok_s_analytic=s.capacity_tok_s_analytic, devices=s.devices,
+                   aggregate_tok_s_analytic=s.aggregate_tok_s_analytic, input_tok_s_analytic=s.input_tok_s_analytic)
+    if r.service is not None:
+        out.update(model=r.service.model, hardware="service", **r.service.tasks.as_dict(),
+                   cost_usd_per_task=r.service.cost_usd_per_task,
+                   decode_tok_s_per_user_p50=r.service.decode_tok_s_per_user_p50, ttft_p50_s=r.service.ttft_p50_s)
+    if r.sim is not None:
+        out.update(r.sim.columns())
+    if r.capacity is not None:
+        c = r.capacity
+        out.update(capacity_probes=c.probes, capacity_limit=c.limit, capacity_users_per_replica=c.users_per_replica,
+                   capacity_req_s_per_replica=c.req_s_per_replica, capacity_users=c.users, capacity_req_s=c.req_s,
+                   capacity_target=c.target, replicas=c.replicas, devices=c.devices,
+                   batch_per_replica=c.batch_per_replica)
+        if not c.closed:
+            out["concurrent_users"] = c.users
+    if r.throughput_source is not None:
+        out["throughput_source"] = r.throughput_source
+    if r.throughput_out_tok_s is not None:
+        out.update(throughput_out_tok_s=r.throughput_out_tok_s, throughput_in_tok_s=r.throughput_in_tok_s)
+    for part in (r.costs, r.bands):
+        if part is not None:
+            out.update(dataclasses.asdict(part))
+    if r.cost_usd_per_task is not None:
+        out["cost_usd_per_task"] = r.cost_usd_per_task
+    out.update(feasible=r.feasible, reason=r.reason, bottleneck=r.bottleneck, slo_pass=r.slo_pass)
+    out.update(config_hash=pt.config_hash, seed=pt.scenario.seed)
+    return out
+
+
+def axis_columns(values: dict) -> dict:
+    """Swept values as columns; a mapping value (e.g. a precision pair) becomes one column per key.
+    An axis spelled like a result column (``model``) is named ``sweep.model``."""
+    out = {}
+    for k, v in values.items():
+        if isinstance(v, dict):
+            out.update(axis_columns({f"{k}.{kk}": vv for kk, vv in v.items()}))
+        else:
+            out[f"sweep.{k}" if k in RESULT_NAMES else k] = v
+    return out
 
 
 def frame(rows: list[dict], axes: list[str]) -> pd.DataFrame:

@@ -18,10 +18,14 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Callable
+from pathlib import Path
+from typing import Callable, Mapping
 
-from .analytic import RENAMED, Config, estimate
-from .config.schema import SLO
+from planner.config.schema import SLO, SLO_TARGETS, Scenario
+from planner.physics.point import Built, Config
+from planner.plan.estimate import Estimate, estimate
+from planner.plan.simulate import arrival_of, sim_spec
+from planner.sim.engine import simulate
 
 GROW, MAX_GROW, SHRINK, FLOOR_STEP = 1.5, 4.0, 0.5, 0.1
 # open arrivals: a probe whose replicas clear requests this much slower than they arrive is
@@ -29,41 +33,36 @@ GROW, MAX_GROW, SHRINK, FLOOR_STEP = 1.5, 4.0, 0.5, 0.1
 STABLE = 0.95
 
 
-def slo_misses(slo: SLO, row: dict, simulated: bool = True) -> list[str]:
-    """Names of the SLO targets ``row`` misses (simulated percentiles, else the analytic figures)."""
-    checks = [("ttft_p99_s", slo.ttft_p99_s, row.get("ttft_p99_s" if simulated else "ttft_analytic_s"), 1),
-              ("tpot_p99_s", slo.tpot_p99_s, row.get("tpot_p99_s" if simulated else "tpot_analytic_s"), 1),
-              ("decode_tok_s_per_user_p50", slo.decode_tok_s_per_user_p50,
-               row.get("decode_tok_s_per_user_p50" if simulated else "decode_tok_s_per_user_analytic"), -1)]
-    return [name for name, target, value, sign in checks
-            if target is not None and value is not None and not (sign * value <= sign * target)]
+def slo_misses(slo: SLO, values: Mapping[str, float | None]) -> list[str]:
+    """Names of the SLO targets missed by ``values`` (figures by target name; None: not measured)."""
+    return [name for name, target, sense, _ in slo.targets()
+            if values.get(name) is not None and not (sense * values[name] <= sense * target)]
 
 
-def excess(slo: SLO, summary: dict, open_loop: bool) -> float:
+def analytic_values(est: Estimate) -> dict[str, float | None]:
+    """The analytic estimate's figures under the SLO targets' names."""
+    return {name: getattr(est, analytic) for name, _, analytic in SLO_TARGETS}
+
+
+def excess(slo: SLO, summary, open_loop: bool) -> float:
     """How far a simulated run is from its SLO: the largest measured/target ratio (target/measured
     for speeds; requests arrived/cleared for an open queue). Above 1: a miss."""
-    ratios = [1.0 / max(summary.get("served_to_offered", 1.0), 1e-9) / STABLE] if open_loop else []
-    for name, target, sign in (("ttft_p99_s", slo.ttft_p99_s, 1), ("tpot_p99_s", slo.tpot_p99_s, 1),
-                               ("decode_tok_s_per_user_p50", slo.decode_tok_s_per_user_p50, -1)):
+    ratios = [1.0 / max(summary.served_to_offered, 1e-9) / STABLE] if open_loop else []
+    for name, target, sense, _ in slo.targets():
         value = summary.get(name)
-        if target is not None and value is not None and value > 0:
-            ratios.append((value / target) ** sign)
+        if value is not None and value > 0:
+            ratios.append((value / target) ** sense)
     return max(ratios, default=0.0)
 
 
-def has_targets(slo: SLO) -> bool:
-    return any(v is not None for v in (slo.ttft_p99_s, slo.tpot_p99_s, slo.decode_tok_s_per_user_p50))
-
-
-def analytic_batch(cfg: Config, slo: SLO, max_batch: int) -> int:
+def analytic_batch(cfg: Config, built: Built, slo: SLO, max_batch: int) -> int:
     """Largest batch <= max_batch whose analytic per-user speed and TPOT meet the SLO (0: none).
 
     Per-user speed falls as the batch grows, so an integer bisection needs ~log2(max_batch)
     closed-form estimates (about 2 ms each)."""
     def ok(b: int) -> bool:
-        r = estimate(dataclasses.replace(cfg, batch=b))
-        r = {RENAMED.get(k, k): v for k, v in r.items()}
-        return r["fits"] and not [m for m in slo_misses(slo, r, simulated=False) if m != "ttft_p99_s"]
+        est = estimate(dataclasses.replace(cfg, batch=b), built)
+        return est.fits and not [m for m in slo_misses(slo, analytic_values(est)) if m != "ttft_p99_s"]
 
     if max_batch < 1 or not ok(1):
         return 0
@@ -173,3 +172,98 @@ def search(probe: Callable[[float], tuple[list[str], object]], guess: float, flo
         sides.append(p.passed)
         lo, hi = (x, hi) if p.passed else (lo, x)
     return result("")
+
+
+# closed loops with a TTFT target: search up to this many times the larger of the sequences
+# that fit and the target users (the stop_at_target cap applies first)
+CLOSED_CEILING = 4
+
+
+@dataclass(frozen=True)
+class Capacity:
+    """The highest load one replica carries within the SLO, and the deployment that carries
+    the target load at that rate (replicas share nothing but the router, so R replicas carry R
+    x one replica's capacity: the pooling gain of a shared queue is left out, conservatively)."""
+
+    probes: int
+    limit: str  # what stopped the search (see search())
+    users_per_replica: float
+    req_s_per_replica: float
+    target: float | None
+    replicas: int
+    devices: int
+    batch_per_replica: float  # mean requests in the system at capacity
+    throughput_out_tok_s: float  # deployment, simulated at capacity
+    throughput_in_tok_s: float
+    closed: bool
+    slo_pass: bool
+    reason: str
+    result: object = dataclasses.field(repr=False, compare=False)  # the SimResult at capacity (or lowest load)
+
+    @property
+    def users(self) -> float:
+        return self.users_per_replica * self.replicas
+
+    @property
+    def req_s(self) -> float:
+        return self.req_s_per_replica * self.replicas
+
+
+def capacity_search(cfg: Config, built: Built, sc: Scenario, base_dir: Path, rounds, est: Estimate,
+                    sizing) -> Capacity:
+    """Capacity search on one replica, then the replicas the target load needs at the SLO."""
+    arr = arrival_of(sc)
+    closed = arr.process == "closed"
+    target = (arr.users or sc.workload.concurrent_users) if closed else arr.rate_per_s
+    per_seq = est.max_concurrent_sequences
+    b = analytic_batch(cfg, built, sc.slo, per_seq)
+    sat_req_s = sizing.capacity_req_s / sizing.replicas
+    if closed and sc.slo.ttft_p99_s is None:  # users beyond what fits would only wait, unseen by the SLO
+        guess, floor, ceiling, top = b, 1, per_seq, "kv_capacity"
+    elif closed:  # users queue (or spill KV off-chip); the TTFT target says how many is too many
+        guess, floor, ceiling, top = b, 1, max(per_seq, target or 0) * CLOSED_CEILING, "search_ceiling"
+    else:
+        guess = estimate(dataclasses.replace(cfg, batch=b), built).aggregate_tok_s / max(cfg.output, 1) if b else 0.0
+        floor, ceiling, top = sat_req_s / 100, sat_req_s, "saturation"
+    if sc.capacity.stop_at_target and target and target < ceiling:
+        ceiling, top = target, "target"
+
+    def probe(load):
+        res = simulate(sim_spec(sc, base_dir, 1, sat_req_s, load), rounds)
+        misses = slo_misses(sc.slo, {name: res.summary.get(name) for name, *_ in sc.slo.targets()})
+        if not closed and res.summary.served_to_offered < STABLE:
+            misses.append("unstable")
+        return misses, res
+
+    found = search(probe, guess, floor, ceiling, closed, sc.capacity.tolerance, sc.capacity.max_probes, top,
+                   lambda res: excess(sc.slo, res.summary, not closed))
+    at = found.best or found.lowest
+    summary = at.result.summary
+    per_req_s = summary.throughput_req_s if found.best else 0.0
+    # closed: the users found; open: Little's law, users in flight = rate x time in system
+    per_users = found.load if closed else per_req_s * summary.mean_sojourn_s
+    per = per_users if closed else per_req_s
+    replicas = sc.deployment.replicas or (math.ceil(target / per) if target and per > 0 else sizing.replicas)
+    slo_pass, reason = True, ""
+    if not found.best:
+        misses = ", ".join(_miss_text(sc.slo, summary, m) for m in at.misses)
+        slo_pass, reason = False, f"SLO missed even at the lowest load ({_load_text(at.load, closed)}): {misses}"
+    elif sc.deployment.replicas and target and per * replicas < target:
+        slo_pass, reason = False, (f"{replicas} replicas carry {_load_text(per * replicas, closed)} within the "
+                                   f"SLO; the target is {_load_text(target, closed)}")
+    return Capacity(probes=len(found.probes), limit=found.limit, users_per_replica=per_users,
+                    req_s_per_replica=per_req_s, target=target, replicas=replicas,
+                    devices=sizing.devices_per_replica * replicas, batch_per_replica=summary.mean_in_system,
+                    throughput_out_tok_s=summary.throughput_out_tok_s * replicas,
+                    throughput_in_tok_s=summary.throughput_in_tok_s * replicas, closed=closed,
+                    slo_pass=slo_pass, reason=reason, result=at.result)
+
+
+def _load_text(x: float, closed: bool) -> str:
+    return f"{x:,.0f} users" if closed else f"{x:,.3g} req/s"
+
+
+def _miss_text(slo: SLO, summary, name: str) -> str:
+    if name == "unstable":
+        return f"unstable (requests cleared at {summary.served_to_offered:.0%} of the rate they arrived)"
+    return f"{name} {summary.get(name, math.nan):.3g} vs target {getattr(slo, name)}"

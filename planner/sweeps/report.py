@@ -13,12 +13,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .export import atomic_write_text, publish
-from .sim.sessions import PARTS
+from planner.sweeps.export import atomic_write_text, publish
+from planner.sim.sessions import PARTS
 
 
 def _plt():
-    from .runner import require
+    from planner.sweeps.runner import require
     require("matplotlib", "plan report needs matplotlib", "plots")
     import matplotlib
     matplotlib.use("Agg")  # files only, no display needed

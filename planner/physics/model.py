@@ -18,7 +18,7 @@ from functools import cached_property
 
 import numpy as np
 
-from .config.schema import ModelSpec
+from planner.config.schema import ModelSpec
 
 # bytes per stored element; block-scaled 4-bit formats carry their scale overhead
 PRECISION_BYTES = {"fp16": 2.0, "bf16": 2.0, "fp8": 1.0, "fp4": 0.5, "mxfp4": 4.25 / 8, "nvfp4": 4.5 / 8}
@@ -93,10 +93,13 @@ class ModelShape:
         """Per layer, uncapped (each token's own KV entry)."""
         return self.kv_elems * PRECISION_BYTES[kv_precision] + self.kv_fixed_bytes
 
+    def held_tokens(self, context: float) -> np.ndarray:
+        """Per layer: tokens whose KV a sequence holds at ``context`` (a sliding window caps it)."""
+        return np.where(self.window > 0, np.minimum(context, self.window), context)
+
     def kv_bytes_per_sequence(self, kv_precision: str, context: float) -> np.ndarray:
         """Per layer: KV bytes one sequence holds at ``context`` tokens (windows cap it)."""
-        held = np.where(self.window > 0, np.minimum(context, self.window), context)
-        return self.kv_bytes_per_token(kv_precision) * held
+        return self.kv_bytes_per_token(kv_precision) * self.held_tokens(context)
 
     def attended(self, context: float) -> np.ndarray:
         return np.where(self.attend_cap > 0, np.minimum(context, self.attend_cap), context)

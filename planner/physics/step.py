@@ -42,10 +42,10 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .config.schema import SpecDecode
-from .hardware import Device
-from .model import PRECISION_BYTES, ModelShape, experts_touched
-from .placement import Placement
+from planner.config.schema import PREFILL_CHUNK, SpecDecode
+from planner.physics.hardware import Device
+from planner.physics.model import PRECISION_BYTES, ModelShape, experts_touched
+from planner.physics.placement import Placement
 
 ACT_BYTES = 2.0  # activations cross links in 16-bit
 
@@ -140,9 +140,6 @@ class StepModel:
         self.hop_share = min(1.0, L / (self.S - 1)) if self.S > 1 else 1.0
 
     # ------------------------------------------------------------ per-stage work
-    def _held(self, context: float) -> np.ndarray:
-        return np.where(self.shape.window > 0, np.minimum(context, self.shape.window), context)
-
     def _compute_s(self, tokens: float, attn_flops: np.ndarray, seqs: float, eff: float) -> np.ndarray:
         """Seconds of compute per stage: ``tokens`` through the matmuls (the busiest GPU's routed
         experts weighted by the imbalance), ``seqs`` lm-head rows, attention at its own rate."""
@@ -198,7 +195,7 @@ class StepModel:
         tokens = batch * (tokens_per_seq or self.tokens_per_step)
         attn = tokens * (self.F @ self.shape.decode_attn_flops(context))
         compute = self._compute_s(tokens, attn, tokens, self.dev.decode_efficiency)
-        kv = batch * (self.F @ (self.kv_tok * self._held(context)))
+        kv = batch * (self.F @ (self.kv_tok * self.shape.held_tokens(context)))
         if prefill_tokens > 0:
             seqs = prefill_tokens / prompt
             pattn = seqs * (self.F @ self.shape.prefill_attn_flops(prefill_start, prompt))
@@ -210,7 +207,7 @@ class StepModel:
         """Every stage prefilling ``seqs`` sequences of ``tokens`` new tokens after ``start`` cached."""
         attn = seqs * (self.F @ self.shape.prefill_attn_flops(start, tokens))
         compute = self._compute_s(seqs * tokens, attn, seqs, self.dev.compute_efficiency)
-        kv = seqs * (self.F @ (self.kv_tok * self._held(start)))
+        kv = seqs * (self.F @ (self.kv_tok * self.shape.held_tokens(start)))
         return self._times(compute, seqs * tokens, kv, split=True)
 
     def hops(self, tokens: float) -> tuple[np.ndarray, np.ndarray]:
@@ -283,7 +280,7 @@ class StepModel:
             pos += n
 
     def steady_round(self, batch: int, context: float, prompt: int, output: int,
-                     chunk: int = 2048) -> tuple[Round, Round]:
+                     chunk: int = PREFILL_CHUNK) -> tuple[Round, Round]:
         """(pure decode round, round with the other sequences' prefills interleaved).
 
         In steady state each round finishes batch*accepted/output sequences whose
@@ -307,7 +304,7 @@ class StepModel:
                         bottleneck=r.bottleneck if extra < r.round_s else "prefill")
         return r, mixed
 
-    def ttft_s(self, prompt: int, cached: int = 0, chunk: int = 8192) -> float:
+    def ttft_s(self, prompt: int, cached: int = 0, chunk: int = PREFILL_CHUNK) -> float:
         """Time to first token on an idle replica: chunked prefill flowing through the stages
         (a flow shop: a chunk enters a stage when the stage is free and the chunk has arrived)."""
         free = np.zeros(self.S)

@@ -3,12 +3,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..analytic import Config, build_point
-from ..config.schema import Arrival, LengthDist, Scenario
-from .engine import SimResult, SimSpec, simulate
-from .rounds import StepRounds
-from .sessions import plan_calls
-from .workload import Sampler, read_trace
+from planner.physics.hardware import Infeasible
+from planner.physics.point import Built, Config
+from planner.config.schema import Arrival, LengthDist, Scenario
+from planner.sim.engine import SimResult, SimSpec, simulate
+from planner.sim.rounds import StepRounds
+from planner.plan.agents import plan_calls
+from planner.plan.inputs import read_trace, sampler
 
 DEFAULT_LOAD = 0.7
 
@@ -44,8 +45,8 @@ def sim_spec(sc: Scenario, base_dir: Path, replicas: int, capacity_req_s: float,
     if ag is not None:  # agent tasks: their calls replace the request stream (statistics over all)
         plan = plan_calls(ag, ag.context_window or window, sc.seed, base_dir)
         n, warmup = len(plan.session), 0.0
-    prompt = Sampler(w.prompt_dist or LengthDist(dist="fixed", value=w.prompt), base_dir)
-    output = Sampler(w.output_dist or LengthDist(dist="fixed", value=w.output_tokens), base_dir)
+    prompt = sampler(w.prompt_dist or LengthDist(dist="fixed", value=w.prompt), base_dir)
+    output = sampler(w.output_dist or LengthDist(dist="fixed", value=w.output_tokens), base_dir)
     trace = read_trace(arr.trace, base_dir) if arr.process == "trace" else None
     return SimSpec(requests=n, process=arr.process, rate_per_s=rate, cv=arr.cv, users=users, think_s=arr.think_s,
                    prompt=prompt, output=output, trace=trace, replicas=replicas, router=d.router,
@@ -55,19 +56,20 @@ def sim_spec(sc: Scenario, base_dir: Path, replicas: int, capacity_req_s: float,
                    kv_between_turns=ag.kv_between_turns if ag else "keep")
 
 
-def rounds_for(cfg: Config, sc: Scenario) -> StepRounds:
-    """The round model of one replica (its memo grid is reused by every simulation of the point)."""
+def rounds_for(built: Built, cfg: Config, sc: Scenario) -> StepRounds:
+    """The round model of one replica (its memo grid is reused by every simulation of the point).
+    Raises Infeasible when the KV policy needs an external memory tier the hardware lacks."""
     ext = cfg.hardware.external_memory
-    if sc.deployment.kv_policy in ("swap", "offload") and not ext:
-        raise ValueError(f"kv_policy {sc.deployment.kv_policy} needs an external_memory section in the "
-                         f"'{cfg.hardware.name}' hardware spec")
     ag = sc.workload.agentic
-    if ag is not None and ag.kv_between_turns == "offload" and not ext:
-        raise ValueError(f"kv_between_turns offload needs an external_memory section in the "
-                         f"'{cfg.hardware.name}' hardware spec")
-    return StepRounds(build_point(cfg), ext.capacity if ext else 0.0, ext.bandwidth if ext else 0.0)
+    for needs, what in ((sc.deployment.kv_policy in ("swap", "offload"), f"kv_policy {sc.deployment.kv_policy}"),
+                        (ag is not None and ag.kv_between_turns == "offload", "kv_between_turns offload")):
+        if needs and not ext:
+            raise Infeasible(f"{what} needs an external_memory section in the '{cfg.hardware.name}' hardware "
+                             "spec (it has none)", limit="unsupported")
+    return StepRounds(built, ext.capacity if ext else 0.0, ext.bandwidth if ext else 0.0)
 
 
-def run_sim(cfg: Config, sc: Scenario, base_dir: Path, replicas: int, capacity_req_s: float) -> SimResult:
+def run_sim(cfg: Config, sc: Scenario, base_dir: Path, replicas: int, capacity_req_s: float,
+            rounds: StepRounds) -> SimResult:
     spec = sim_spec(sc, base_dir, replicas, capacity_req_s, window=cfg.model.context_window)
-    return simulate(spec, rounds_for(cfg, sc))
+    return simulate(spec, rounds)

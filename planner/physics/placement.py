@@ -19,9 +19,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .hardware import Device, Infeasible
-from .model import PRECISION_BYTES, ModelShape
-from .units import fmt_bytes
+from planner.physics.hardware import Device, Infeasible
+from planner.physics.model import PRECISION_BYTES, ModelShape
+from planner.config.units import fmt_bytes
 
 
 @dataclass(frozen=True)

@@ -6,19 +6,19 @@ validated again as a whole, so a bad axis value is reported at the axis's own li
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import itertools
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import catalog
-from .analytic import Config
-from .capacity import has_targets
-from .config.errors import ConfigError, Problem, did_you_mean
-from .config.load import validate
-from .config.schema import BondedSramSpec, HardwareSpec, Scenario, skip_matches
-from .config.yamlio import Located, load_file, load_text
+from planner import catalog
+from planner.physics.point import Config
+from planner.config.errors import ConfigError, Problem, did_you_mean
+from planner.config.load import validate
+from planner.config.schema import BondedSramSpec, HardwareSpec, Scenario, skip_matches
+from planner.config.yamlio import Located, load_file, load_text
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,7 @@ class Point:
     values: dict  # axis path -> value, in axis order
     scenario: Scenario
     config_hash: str
+    config: Config | None = None  # its names resolved to specs (None: a service profile), once at load
 
 
 @dataclass(frozen=True)
@@ -74,15 +75,16 @@ def load(path: str | Path, text: str | None = None) -> Loaded:
         problems.append(loc.problem(("reference_group",), f"not a sweep group{did_you_mean(sc.reference_group, names)}"
                                     f" (groups: {', '.join(names) or 'none'})", sc.reference_group, True))
     points = _expand(loaded, problems) if sc.sweep else [Point(0, "base", {}, sc, config_hash(sc))]
+    resolved = []
     for pt in points:
         try:
-            to_config(loaded, pt.scenario, pt_loc(loaded, pt))
+            resolved.append(dataclasses.replace(pt, config=to_config(loaded, pt.scenario, pt_loc(loaded, pt))))
         except ConfigError as e:
             problems.extend(e.problems)
     if problems:
         uniq = list({str(q): q for q in problems}.values())  # a problem's value may be unhashable
         raise ConfigError(sorted(uniq, key=lambda q: (q.line or 0, q.col or 0)))
-    return Loaded(p, loc, sc, tuple(points), text if text is not None else p.read_text(encoding="utf-8"))
+    return Loaded(p, loc, sc, tuple(resolved), text if text is not None else p.read_text(encoding="utf-8"))
 
 
 def pt_loc(loaded: Loaded, pt: Point) -> Located:
@@ -184,9 +186,7 @@ def override(loaded: Loaded, sets: list[str]) -> Point:
     except ConfigError as e:
         raise ConfigError([_flag(p, values) for p in e.problems]) from None
     sc = sc.model_copy(update={"sweep": []})
-    pt = Point(0, "run", values, sc, config_hash(sc))
-    to_config(loaded, sc, loc)
-    return pt
+    return Point(0, "run", values, sc, config_hash(sc), to_config(loaded, sc, loc))
 
 
 def _flag(p: Problem, values: dict) -> Problem:
@@ -229,7 +229,7 @@ def to_config(loaded: Loaded, sc: Scenario, loc: Located) -> Config | None:
                                        f"{hw.name} has no software profile of that name (known: {known})",
                                        sc.deployment.software, True)])
     if sc.capacity.search:
-        if not has_targets(sc.slo):
+        if not sc.slo.targets():
             raise ConfigError([loc.problem(("capacity", "search"), "capacity search needs at least one slo "
                                            "target (ttft_p99_s, tpot_p99_s or decode_tok_s_per_user_p50)")])
         if sc.workload.arrival is not None and sc.workload.arrival.process == "trace":

@@ -26,11 +26,11 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from . import __version__
-from .evaluate import axis_columns, error_row, evaluate
-from .export import atomic_write_text, publish, write_csv, write_json
-from .scenario import Loaded, Point, load, to_config
-from .tables import best, frame, pareto, speedup
+from planner.version import __version__
+from planner.plan.point import evaluate, failed
+from planner.sweeps.export import atomic_write_text, publish, write_csv, write_json
+from planner.plan.scenario import Loaded, Point, load
+from planner.sweeps.tables import axis_columns, best, frame, pareto, row, speedup
 
 EXECUTORS = ("local", "dask")
 
@@ -73,7 +73,7 @@ class Store:
         return self.keys[pt.index]
 
     def _key(self, pt: Point) -> str:
-        cfg = to_config(self.loaded, pt.scenario, self.loaded.loc)
+        cfg = pt.config
         specs = "" if cfg is None else json.dumps(
             [cfg.model.model_dump(mode="json"), cfg.hardware.model_dump(mode="json"),
              cfg.bonded.model_dump(mode="json") if cfg.bonded else None], sort_keys=True, default=str)
@@ -102,7 +102,7 @@ class Store:
 def _code_hash() -> str:
     """The planner's own source (and version): stored rows from other code are not reused."""
     h = hashlib.sha256(__version__.encode())
-    root = Path(__file__).resolve().parent
+    root = Path(__file__).resolve().parents[1]  # the whole planner package
     for f in sorted(root.rglob("*.py")):
         h.update(f.relative_to(root).as_posix().encode())
         h.update(f.read_bytes())
@@ -124,12 +124,12 @@ def evaluate_index(text: str, file: str, index: int, simulate: bool | None) -> d
         _CACHE.clear()
         _CACHE[key] = load(file, text)
     loaded = _CACHE[key]
-    return evaluate(loaded, loaded.points[index], simulate)
+    return row(evaluate(loaded, loaded.points[index], simulate))
 
 
 def _inline(loaded: Loaded, todo: list[int], simulate, **_):
     for i in todo:
-        yield i, evaluate(loaded, loaded.points[i], simulate)
+        yield i, row(evaluate(loaded, loaded.points[i], simulate))
 
 
 def _local(loaded: Loaded, todo: list[int], simulate, jobs: int, **_):
@@ -193,25 +193,24 @@ def evaluate_all(loaded: Loaded, simulate: bool | None = None, jobs: int | None 
     else:
         run_batch = _inline if jobs == 1 or len(todo) < 2 else _local
     for attempt in (1, 2):
-        failed = []
+        retry = []
         for i, got in run_batch(loaded, todo, simulate, jobs=jobs, scheduler=scheduler):
             err = got if isinstance(got, BaseException) else None
             if err is None and got.get("bottleneck") == "error":
                 err = got
             if err is not None and attempt == 1:
-                failed.append(i)
+                retry.append(i)
                 continue
-            row = got if not isinstance(got, BaseException) else error_row(points[i], got)
-            rows[i] = row
+            rows[i] = got if not isinstance(got, BaseException) else row(failed(points[i], got))
             if err is None and store is not None:
-                store.put(points[i], row)
+                store.put(points[i], rows[i])
             stats["failed"] += err is not None
             progress.step()
-        if not failed:
+        if not retry:
             break
         if not quiet:
-            print(f"retrying {len(failed)} failed point(s) once", file=sys.stderr)
-        todo = failed
+            print(f"retrying {len(retry)} failed point(s) once", file=sys.stderr)
+        todo = retry
     progress.done()
     return rows, stats
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .config.schema import BondedSramSpec, HardwareSpec
-from .model import COMPUTE_CLASS
+from planner.config.schema import BondedSramSpec, HardwareSpec
+from planner.physics.model import COMPUTE_CLASS
 
 
 class Infeasible(Exception):

@@ -1,0 +1,206 @@
+"""Calibration data: the CSV columns and roles, the hardware families and their named
+parameters, and published points read from ``hardware_specs/calibration*.csv``."""
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+
+from planner import catalog
+from planner.config.errors import ConfigError, Problem
+from planner.config.schema import HardwareSpec, SpecDecode
+
+COLUMNS = ("date", "source", "hardware", "count", "model", "precision", "kv_precision", "metric", "value",
+           "batch", "context", "prompt", "output", "software", "spec_draft_tokens", "spec_acceptance",
+           "spec_draft_layers", "spec_draft_params", "attention_parallel", "role", "notes")
+METRICS = {"decode_tok_s_per_user", "single_stream_tok_s", "aggregate_tok_s", "ttft_s", "tpot_s"}
+ROLES = ("calibrate", "validate", "reference")
+
+# parameter name -> (key path in the spec file, bounds). ``name@profile`` puts a latency in
+# that software profile instead of the spec's own ``latency`` section.
+PARAMS = {
+    "layer_base": (("latency", "layer_base"), (1e-8, 1e-3)),
+    "layer_per_khidden": (("latency", "layer_per_khidden"), (1e-10, 1e-4)),
+    "layer_dense": (("latency", "layer_dense"), (1e-8, 1e-3)),
+    "layer_moe": (("latency", "layer_moe"), (1e-8, 2e-3)),
+    "allreduce": (("latency", "allreduce"), (1e-7, 1e-4)),
+    "step_overhead": (("latency", "step_overhead"), (1e-7, 1e-1)),
+    "memory.efficiency": (("memory", "efficiency"), (0.2, 1.0)),
+    "compute.efficiency": (("compute", "efficiency"), (0.05, 1.0)),
+    "compute.decode_efficiency": (("compute", "decode_efficiency"), (0.05, 1.0)),
+    "ep_imbalance": (("scale_up", "ep_imbalance"), (1.0, 2.0)),
+    "memory.expert_efficiency": (("memory", "expert_efficiency"), (0.1, 1.0)),
+    "compute.expert_efficiency": (("compute", "expert_efficiency"), (0.05, 1.0)),
+    "compute.fp8_achievable": (("compute", "fp8_achievable"), (0.2, 1.0)),
+    "compute.fp4_achievable": (("compute", "fp4_achievable"), (0.2, 1.0)),
+    "clock": (("compute", "cores", "clock"), (1.0e9, 2.0e9)),  # the physical range
+    "io.latency": (("io", "latency"), (1e-7, 1e-4)),
+}
+
+
+@dataclass(frozen=True)
+class Family:
+    head: str  # the spec file the fitted values are written to
+    members: tuple[str, ...]  # hardware names whose rows the fit uses (they extend the head)
+    params: tuple[str, ...]
+    group: str  # reporting group: gpu, wafer, sram-chip
+
+
+FAMILIES = (
+    Family("h100", ("h100", "h200"), ("layer_dense", "layer_moe", "allreduce", "memory.efficiency",
+                                      "memory.expert_efficiency", "compute.decode_efficiency", "compute.efficiency",
+                                      "compute.expert_efficiency", "compute.fp8_achievable", "ep_imbalance"),
+           "gpu"),
+    Family("b200", ("b200", "gb200-nvl72"), ("layer_dense", "layer_moe", "allreduce", "memory.efficiency",
+                                             "memory.expert_efficiency", "compute.decode_efficiency",
+                                             "compute.efficiency", "compute.expert_efficiency",
+                                             "compute.fp8_achievable", "compute.fp4_achievable", "ep_imbalance"),
+           "gpu"),
+    Family("cs3", ("cs3",), ("layer_per_khidden@launch-2024-08", "io.latency", "clock", "step_overhead"),
+           "wafer"),
+    Family("groq-lpu", ("groq-lpu",), ("layer_base", "compute.decode_efficiency"), "sram-chip"),
+)
+LOO_MAX = 40
+OFFLINE_MAX_BATCH = 2048  # rows with no stated batch (offline max throughput): the engines' usual cap
+ENGINE_CHUNK = 8192  # vLLM / SGLang / TensorRT-LLM default prefill chunk (max batched tokens)
+FOLDS = 10
+
+
+def family_of(hardware: str) -> Family | None:
+    return next((f for f in FAMILIES if hardware in f.members), None)
+
+
+def default_paths() -> list[Path]:
+    """The shipped calibration files: calibration.csv (published measurements) and any
+    calibration_*.csv beside it (generated grids, e.g. calibration_aic.csv)."""
+    d = catalog.hardware_dir()
+    return [d / "calibration.csv", *sorted(d.glob("calibration_*.csv"))]
+
+
+@dataclass(frozen=True)
+class Point:
+    row: int
+    date: str
+    source: str
+    hardware: str
+    count: int | None
+    model: str
+    precision: str
+    kv_precision: str | None
+    metric: str
+    value: float
+    batch: int | None  # None: as many sequences as fit (an offline max-throughput run)
+    context: int
+    prompt: int
+    output: int
+    software: str | None
+    spec: SpecDecode | None
+    role: str
+    notes: str = ""
+    attention_parallel: str = "dp"
+    file: str = ""
+
+    @property
+    def ref(self) -> str:
+        """Where the row is: file name and line, unique across files."""
+        return f"{Path(self.file).name}:{self.row}"
+
+    @property
+    def evaluable(self) -> bool:
+        return self.role != "reference"
+
+
+OPTIONAL = {"spec_draft_layers", "spec_draft_params", "attention_parallel"}
+
+
+def read_points(path: Path | list[Path] | None = None) -> list[Point]:
+    """Calibration rows of one file or several (default: the shipped ones), validated, with
+    file and row numbers in errors."""
+    paths = default_paths() if path is None else [Path(p) for p in (path if isinstance(path, list) else [path])]
+    problems, out = [], []
+    for path in paths:
+        try:
+            fh = path.open(newline="", encoding="utf-8")
+        except OSError as e:
+            raise ConfigError([Problem(str(path), None, None, "", f"cannot read: {e}")]) from None
+        with fh:
+            reader = csv.DictReader(fh)
+            missing = [c for c in COLUMNS if c not in (reader.fieldnames or []) and c not in OPTIONAL]
+            if missing:
+                raise ConfigError([Problem(str(path), 1, 1, "", f"missing columns: {', '.join(missing)}")])
+            for n, r in enumerate(reader, start=2):
+                try:
+                    out.append(parse_row(n, {**{c: "" for c in OPTIONAL}, **r}, str(path)))
+                except (ValueError, KeyError) as e:
+                    problems.append(Problem(str(path), n, 1, "", str(e)))
+    if problems:
+        raise ConfigError(problems)
+    return out
+
+
+def _int(v: str, default=None):
+    return int(float(v)) if v.strip() else default
+
+
+def parse_row(n: int, r: dict, file: str = "") -> Point:
+    if r["metric"] not in METRICS:
+        raise ValueError(f"metric {r['metric']!r} not one of {sorted(METRICS)}")
+    if r["role"] not in ROLES:
+        raise ValueError(f"role {r['role']!r} not one of {', '.join(ROLES)}")
+    value = float(r["value"])
+    if not value > 0:
+        raise ValueError(f"value must be > 0 (got {value})")
+    spec = None
+    if r["spec_draft_tokens"].strip():
+        spec = SpecDecode(draft_tokens=int(r["spec_draft_tokens"]), acceptance_rate=float(r["spec_acceptance"]),
+                          draft_layers=_int(r["spec_draft_layers"], 1),
+                          draft_params=float(r["spec_draft_params"]) if r["spec_draft_params"].strip() else None)
+    prompt, output = _int(r["prompt"], 1024), _int(r["output"], 1024)
+    return Point(n, r["date"], r["source"], r["hardware"], _int(r["count"]), r["model"], r["precision"],
+                 r["kv_precision"].strip() or None, r["metric"], value, _int(r["batch"]),
+                 _int(r["context"], prompt + output), prompt, output, r["software"].strip() or None, spec,
+                 r["role"], r["notes"], _parallel(r["attention_parallel"]), file)
+
+
+def _parallel(v: str) -> str:
+    v = v.strip() or "dp"
+    if v not in ("dp", "tp"):
+        raise ValueError(f"attention_parallel {v!r} not one of dp, tp")
+    return v
+
+
+# ---------------------------------------------------------------- parameters in a spec
+def param_path(name: str) -> tuple[str, ...]:
+    base, _, profile = name.partition("@")
+    keys = PARAMS[base][0]
+    return ("software_profiles", profile, keys[1]) if profile else keys
+
+
+def _set(obj, keys: tuple[str, ...], value):
+    """``obj`` (a frozen pydantic model or dict) with ``keys`` set to ``value``."""
+    k, rest = keys[0], keys[1:]
+    if isinstance(obj, dict):
+        return {**obj, k: _set(obj[k], rest, value) if rest else value}
+    return obj.model_copy(update={k: _set(getattr(obj, k), rest, value) if rest else value})
+
+
+def _get(obj, keys: tuple[str, ...]):
+    for k in keys:
+        obj = obj[k] if isinstance(obj, dict) else getattr(obj, k)
+    return obj
+
+
+def with_params(spec: HardwareSpec, values: dict[str, float]) -> HardwareSpec:
+    for name, v in values.items():
+        spec = _set(spec, param_path(name), v)
+    return spec
+
+
+def current_value(spec: HardwareSpec, name: str) -> float:
+    v = _get(spec, param_path(name))
+    if v is None and name == "compute.decode_efficiency":
+        v = spec.compute.efficiency
+    if v is None and name == "memory.expert_efficiency":
+        v = spec.memory.efficiency
+    return float(v)

@@ -1,0 +1,60 @@
+"""Writing fitted values and uncertainty bands back into the hardware spec files, comments kept."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+
+from planner import catalog
+from planner.config.errors import ConfigError, Problem
+from planner.config.yamlio import load_file
+from planner.calibration.data import PARAMS, param_path
+from planner.calibration.fit import FamilyFit
+
+# ---------------------------------------------------------------- writing back
+_VALUE = re.compile(r"^(\s*)([-+0-9.eE]+(?:\s*[A-Za-zµ/]+)?)(\s*(?:#.*)?)$")
+
+
+def _format(name: str, v: float) -> str:
+    base = name.partition("@")[0]
+    if base == "clock":
+        return f"{v / 1e9:.4g} GHz"
+    return f"{v * 1e6:.4g} us" if PARAMS[base][0][0] in ("latency", "io") else f"{v:.4g}"
+
+
+def write_back(fits: list[FamilyFit]) -> list[str]:
+    """Rewrite the fitted values and the uncertainty band in the family heads' YAML files in
+    place (comments kept). Only values the file itself sets are rewritten."""
+    changed = []
+    for ff in fits:
+        path = catalog.find("hardware", ff.family.head)
+        edits = {param_path(n): _format(n, after) for n, (_, after) in ff.params.items()}
+        if ff.cv != "none":
+            lo, hi = ff.band
+            held = [x for x in ff.predictions if x.held_out is not None]
+            edits[("uncertainty", "speed_low")] = f"{lo:.3g}"
+            edits[("uncertainty", "speed_high")] = f"{hi:.3g}"
+            edits[("uncertainty", "points")] = str(len(held))
+            edits[("uncertainty", "median_abs_error")] = \
+                f"{float(np.median([abs(x.held_out_error) for x in held])):.3g}"
+        _rewrite(path, edits)
+        changed.append(str(path))
+    return changed
+
+
+def _rewrite(path: Path, edits: dict[tuple, str]) -> None:
+    loc = load_file(path)
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    for key_path, new in edits.items():
+        if key_path not in loc.value_marks:
+            raise ConfigError([Problem(str(path), None, None, ".".join(key_path),
+                                       "fitted value is not set in this file; add it, then re-run")])
+        line, col = loc.value_marks[key_path]
+        text = lines[line - 1]
+        head, rest = text[: col - 1], text[col - 1:]
+        m = _VALUE.match(rest.rstrip("\n"))
+        if not m:
+            raise ConfigError([Problem(str(path), line, col, ".".join(key_path), "cannot rewrite this value")])
+        lines[line - 1] = head + new + m.group(3) + ("\n" if text.endswith("\n") else "")
+    path.write_text("".join(lines), encoding="utf-8")

@@ -1,0 +1,61 @@
+"""Validated shapes of every YAML file: hardware specs, the bonded-SRAM option, models, scenarios.
+
+Why pydantic: unknown keys, wrong types and out-of-range values become precise,
+located errors (see :mod:`planner.config.load`); the rest of the code can trust its inputs.
+All quantities are SI after validation; YAML may say "44 GB", "150 GB/s", "17 us".
+"""
+from planner.config.schema.base import (  # noqa: F401 - the schema's public names
+    Strict,
+    Sourced,
+    Bytes,
+    BytesPerS,
+    Flops,
+    Seconds,
+    Watts,
+    Hertz,
+    Number,
+    Fraction,
+    PRECISIONS,
+    Precision,
+    Confidence,
+    PREFILL_CHUNK)
+from planner.config.schema.hardware import (  # noqa: F401 - the schema's public names
+    MemorySpec,
+    CoreArray,
+    ComputeSpec,
+    LinkSpec,
+    ScaleUpSpec,
+    LatencySpec,
+    LatencyOverride,
+    PowerSpec,
+    CostSpec,
+    ExternalMemorySpec,
+    Uncertainty,
+    HardwareSpec,
+    BondedSramSpec)
+from planner.config.schema.model import (  # noqa: F401 - the schema's public names
+    IndexerSpec,
+    AttentionSpec,
+    MoESpec,
+    CoarseSpec,
+    DraftSpec,
+    ModelSpec)
+from planner.config.schema.scenario import (  # noqa: F401 - the schema's public names
+    PrecisionChoice,
+    SpecDecode,
+    Deployment,
+    BondedSramChoice,
+    HardwareOptions,
+    LengthDist,
+    TimeDist,
+    Agentic,
+    Service,
+    Arrival,
+    Workload,
+    SLO,
+    Capacity,
+    Economics,
+    skip_matches,
+    SweepGroup,
+    Scenario,
+    SLO_TARGETS)

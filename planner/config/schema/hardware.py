@@ -1,0 +1,209 @@
+"""Hardware spec files (hardware_specs/*.yaml) and the bonded-SRAM option."""
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, model_validator
+
+from planner.config.schema.base import Bytes, BytesPerS, Confidence, Flops, Fraction, Hertz, Seconds, Sourced, Strict, Watts
+
+
+class MemorySpec(Sourced):
+    capacity: Bytes  # per device (wafer SRAM, GPU HBM, LPU SRAM)
+    bandwidth: BytesPerS  # aggregate, per device
+    efficiency: Fraction = 0.8  # achievable fraction of bandwidth in a decode step
+    # fraction reached reading routed experts (grouped GEMMs over a few tokens each); None: efficiency
+    expert_efficiency: Fraction | None = None
+    reserve_fraction: Annotated[float, Field(ge=0, lt=1)] = 0.1  # program, activations, fragmentation
+
+
+class CoreArray(Strict):
+    """Dense compute from first principles: cores x SIMD lanes x FLOP per lane-cycle x clock.
+
+    Why: a vendor "AI" peak may count sparsity; what decode and prefill can reach is the dense
+    rate. The clock is rarely published, so it carries a range that feeds the uncertainty bands."""
+
+    cores: Annotated[int, Field(ge=1)]
+    simd_width: Annotated[int, Field(ge=1)]  # 16-bit lanes per core
+    flop_per_lane: Annotated[float, Field(gt=0)] = 2.0  # one fused multiply-add
+    clock: Hertz
+    clock_low: Hertz | None = None
+    clock_high: Hertz | None = None
+
+    @model_validator(mode="after")
+    def _range(self):
+        lo, hi = self.clock_low or self.clock, self.clock_high or self.clock
+        if not lo <= self.clock <= hi:
+            raise ValueError(f"need clock_low <= clock <= clock_high (got {lo:g}, {self.clock:g}, {hi:g})")
+        return self
+
+    @property
+    def fp16_flops(self) -> float:
+        return self.cores * self.simd_width * self.flop_per_lane * self.clock
+
+
+class ComputeSpec(Sourced):
+    """Dense peak per device, per *native* precision. A missing precision is not native.
+
+    ``fp16`` is given directly (GPU datasheets' dense figures) or derived from ``cores``
+    (wafers); ``claimed_fp16`` keeps a vendor's headline figure as a labelled claim, unused.
+    ``fp8_per_fp16`` / ``fp4_per_fp16`` give native low-precision rates relative to 16-bit."""
+
+    fp16: Flops | None = None
+    fp8: Flops | None = None
+    fp4: Flops | None = None
+    cores: CoreArray | None = None
+    claimed_fp16: Flops | None = None
+    fp8_per_fp16: Annotated[float, Field(gt=0)] | None = None
+    fp4_per_fp16: Annotated[float, Field(gt=0)] | None = None
+    efficiency: Fraction = 0.5  # achievable fraction of peak in large matmuls (prefill)
+    decode_efficiency: Fraction | None = None  # in decode-sized matmuls; None: as ``efficiency``
+    # routed-expert (grouped) GEMMs relative to dense ones of the same phase: 1 = as dense
+    expert_efficiency: Fraction = 1.0
+    # achievable share of each low-precision peak relative to the 16-bit one (scaling overheads,
+    # kernels less mature): the datasheet peak stays the claim, this is what the kernels reach
+    fp8_achievable: Fraction = 1.0
+    fp4_achievable: Fraction = 1.0
+
+    @model_validator(mode="after")
+    def _one_source(self):
+        if (self.fp16 is None) == (self.cores is None):
+            raise ValueError("give either fp16 (a dense peak) or cores (cores x SIMD x clock), not both")
+        if self.fp8 is not None and self.fp8_per_fp16 is not None:
+            raise ValueError("give fp8 or fp8_per_fp16, not both")
+        if self.fp4 is not None and self.fp4_per_fp16 is not None:
+            raise ValueError("give fp4 or fp4_per_fp16, not both")
+        return self
+
+    def peaks(self, clock_scale: float = 1.0) -> dict[str, float]:
+        """Native dense peaks, FLOP/s by compute class (``clock_scale`` for the clock range)."""
+        base = (self.fp16 if self.fp16 is not None else self.cores.fp16_flops) * clock_scale
+        out = {"fp16": base}
+        for cls, abs_, rel in (("fp8", self.fp8, self.fp8_per_fp16), ("fp4", self.fp4, self.fp4_per_fp16)):
+            if abs_ is not None:
+                out[cls] = abs_ * clock_scale
+            elif rel is not None:
+                out[cls] = base * rel
+        return out
+
+    @property
+    def clock_range(self) -> tuple[float, float]:
+        """(low, high) compute scale from the clock range (1, 1 when the peak is given)."""
+        if self.cores is None:
+            return 1.0, 1.0
+        c = self.cores
+        return (c.clock_low or c.clock) / c.clock, (c.clock_high or c.clock) / c.clock
+
+
+class LinkSpec(Sourced):
+    """Off-device link of one device: wafer Ethernet, GPU scale-out NIC, LPU chip-to-chip."""
+
+    bandwidth: BytesPerS
+    latency: Seconds  # one hop, device to device
+
+
+class ScaleUpSpec(Sourced):
+    """GPU tensor-parallel domain (NVLink)."""
+
+    domain_size: Annotated[int, Field(ge=1)]
+    bandwidth: BytesPerS  # per GPU, one direction
+    # expert-parallel load imbalance: the busiest GPU's routed-expert work over the mean
+    # (routing is not uniform and tokens arrive in bursts); 1 = perfectly balanced
+    ep_imbalance: Annotated[float, Field(ge=1, le=8)] = 1.0
+
+
+class LatencySpec(Sourced):
+    """Fixed latencies of the step-time model: the handful of names calibration fits."""
+
+    layer_base: Seconds = 0.0  # wafer: per-layer fabric latency, size-independent part
+    layer_per_khidden: Seconds = 0.0  # wafer: per-layer latency per 1024 of hidden size
+    allreduce: Seconds = 0.0  # GPU: fixed cost of one all-reduce in the TP group
+    # GPU: fixed time per layer per step (kernel launches, norms, rotary, synchronisation),
+    # dense layers and MoE layers (+ router, top-k, grouped-GEMM set-up, permutes)
+    layer_dense: Seconds = 0.0
+    layer_moe: Seconds = 0.0
+    step_overhead: Seconds = 0.0  # per decode/prefill step: scheduling, sampling, host
+
+
+class LatencyOverride(Strict):
+    layer_base: Seconds | None = None
+    layer_per_khidden: Seconds | None = None
+    allreduce: Seconds | None = None
+    layer_dense: Seconds | None = None
+    layer_moe: Seconds | None = None
+    step_overhead: Seconds | None = None
+    source: str | None = None
+
+
+class PowerSpec(Sourced):
+    watts: Watts  # per system, at the wall (before PUE)
+
+
+class CostSpec(Sourced):
+    capex_usd: Annotated[float, Field(gt=0)]  # per system
+    capex_low_usd: Annotated[float, Field(gt=0)] | None = None
+    capex_high_usd: Annotated[float, Field(gt=0)] | None = None
+    rental_usd_per_h: Annotated[float, Field(gt=0)] | None = None  # per system
+
+
+class ExternalMemorySpec(Sourced):
+    """Memory outside the device reached through its off-device link (swap and KV offload)."""
+
+    capacity: Bytes  # per device
+    bandwidth: BytesPerS  # device <-> tier transfer rate per device (a wafer: its off-wafer I/O)
+
+
+class Uncertainty(Strict):
+    """How far this hardware's speed predictions stray from measurements held out of the fit:
+    multipliers on per-user speed and throughput (the 10th and 90th percentile of
+    measured / predicted). Written by `plan calibrate --write`; hand-set for hypothetical
+    hardware (with the reason in ``source``)."""
+
+    speed_low: Annotated[float, Field(gt=0, le=1)]
+    speed_high: Annotated[float, Field(ge=1)]
+    points: Annotated[int, Field(ge=0)] = 0  # held-out points behind the figures
+    median_abs_error: Annotated[float, Field(ge=0)] | None = None
+    source: str = Field(min_length=3)
+
+
+class HardwareSpec(Strict):
+    name: str
+    kind: Literal["wafer", "gpu"]
+    description: str
+    hypothetical: bool = False
+    extends: str | None = None
+    devices_per_system: Annotated[int, Field(ge=1)] = 1
+    memory: MemorySpec
+    compute: ComputeSpec
+    io: LinkSpec
+    scale_up: ScaleUpSpec | None = None
+    latency: LatencySpec
+    power: PowerSpec
+    cost: CostSpec
+    external_memory: ExternalMemorySpec | None = None
+    software_profiles: dict[str, LatencyOverride] = {}
+    uncertainty: Uncertainty | None = None
+
+    @model_validator(mode="after")
+    def _gpu_has_scale_up(self):
+        if self.kind == "gpu" and self.scale_up is None:
+            raise ValueError("a gpu spec needs a scale_up section (tensor-parallel domain)")
+        return self
+
+
+class BondedSramSpec(Strict):
+    """An SRAM wafer hybrid-bonded on top of a compute wafer (hypothetical option)."""
+
+    name: str
+    kind: Literal["bonded_sram"]
+    description: str
+    hypothetical: bool = True
+    extends: str | None = None
+    bytes_per_layer: Bytes
+    bandwidth: BytesPerS  # vertical, per bonded layer
+    capex_usd_per_layer: Annotated[float, Field(ge=0)]
+    power_w_per_layer: Watts
+    yield_: Fraction = Field(1.0, alias="yield")  # fraction of bonded stacks that work; cost / yield
+    max_layers: Annotated[int, Field(ge=0)] = 8
+    source: str = Field(min_length=3)
+    confidence: Confidence | None = None

@@ -1,0 +1,307 @@
+"""Scenario files: deployment, workload, SLO, capacity search, economics, sweep groups."""
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from planner.config.schema.base import PREFILL_CHUNK, Bytes, BytesPerS, Fraction, Number, Precision, Seconds, Strict, _q
+
+
+class PrecisionChoice(Strict):
+    weights: Precision = "bf16"
+    kv: Precision | None = None  # default: same as weights, but never below fp8
+    mode: Literal["auto", "native", "storage"] = "auto"
+    embeddings: Precision = "bf16"
+
+
+class SpecDecode(Strict):
+    """Speculative decoding / multi-token prediction."""
+
+    draft_tokens: Annotated[int, Field(ge=1, le=16)]
+    acceptance_rate: Annotated[float, Field(gt=0, lt=1)]  # per drafted token
+    draft_layers: Annotated[int, Field(ge=1)] = 1  # sequential layers per draft token
+    draft_params: Annotated[Number, Field(ge=0)] | None = None  # None: model's own draft head (MTP)
+
+
+class Deployment(Strict):
+    hardware: str = "cs3"
+    count: Annotated[int, Field(ge=1)] | None = None  # devices per replica; None = fewest that fit
+    replicas: Annotated[int, Field(ge=1)] | None = None  # None = enough for workload.concurrent_users
+    precision: PrecisionChoice = PrecisionChoice()
+    microbatches: Annotated[int, Field(ge=1)] | None = None  # None = one per pipeline stage
+    spec_decode: SpecDecode | None = None
+    prefill_chunk_tokens: Annotated[int, Field(ge=1)] = PREFILL_CHUNK  # chunked prefill: tokens per chunk
+    software: str | None = None  # a software profile of the hardware spec (calibrated era)
+    router: Literal["round_robin", "least_outstanding", "most_free_kv"] = "least_outstanding"
+    kv_policy: Literal["wait", "preempt", "swap", "offload"] = "wait"
+    max_batch: Annotated[int, Field(ge=1)] | None = None  # cap on running sequences per replica
+    kv_block_tokens: Annotated[int, Field(ge=1)] = 256  # KV allocation granularity
+
+
+class BondedSramChoice(Strict):
+    layers: Annotated[int, Field(ge=0)] = 0
+    spec: str = "bonded-sram"
+    bytes_per_layer: Bytes | None = None
+    bandwidth: BytesPerS | None = None
+
+
+class HardwareOptions(Strict):
+    bonded_sram: BondedSramChoice = BondedSramChoice()
+
+
+class LengthDist(Strict):
+    """Token counts per request: fixed, uniform, lognormal (median, sigma), exponential (mean;
+    drawn as a geometric count >= 1), or empirical (a CSV column, sampled with replacement)."""
+
+    dist: Literal["fixed", "uniform", "lognormal", "exponential", "empirical"]
+    value: Annotated[int, Field(ge=1)] | None = None
+    low: Annotated[int, Field(ge=1)] | None = None
+    high: Annotated[int, Field(ge=1)] | None = None
+    median: Annotated[float, Field(gt=0)] | None = None
+    sigma: Annotated[float, Field(ge=0)] | None = None
+    mean: Annotated[float, Field(ge=1)] | None = None
+    file: str | None = None
+    column: str | None = None
+    max: Annotated[int, Field(ge=1)] | None = None  # clip draws to this
+
+    @model_validator(mode="after")
+    def _params(self):
+        return _dist_params(self)
+
+
+def _dist_params(d):
+    need = {"fixed": ("value",), "uniform": ("low", "high"), "lognormal": ("median", "sigma"),
+            "exponential": ("mean",), "empirical": ("file", "column")}[d.dist]
+    missing = [n for n in need if getattr(d, n) is None]
+    if missing:
+        raise ValueError(f"{d.dist} needs {', '.join(missing)}")
+    if d.dist == "uniform" and d.low > d.high:
+        raise ValueError(f"low ({d.low}) > high ({d.high})")
+    return d
+
+
+class TimeDist(Strict):
+    """Durations in seconds: fixed, uniform, lognormal (median, sigma), exponential (mean), or
+    empirical (a CSV column of seconds, sampled with replacement); ``max`` clips draws."""
+
+    dist: Literal["fixed", "uniform", "lognormal", "exponential", "empirical"]
+    value: Seconds | None = None
+    low: Seconds | None = None
+    high: Seconds | None = None
+    median: Annotated[float, _q("seconds"), Field(gt=0)] | None = None
+    sigma: Annotated[float, Field(ge=0)] | None = None
+    mean: Annotated[float, _q("seconds"), Field(gt=0)] | None = None
+    file: str | None = None
+    column: str | None = None
+    max: Annotated[float, _q("seconds"), Field(gt=0)] | None = None
+
+    @model_validator(mode="after")
+    def _params(self):
+        return _dist_params(self)
+
+
+class Agentic(Strict):
+    """Agent tasks (sessions): turns of append -> prefill -> reply -> tool call, with compaction."""
+
+    tasks: Annotated[int, Field(ge=1)] = 100  # tasks to simulate
+    agents: Annotated[int, Field(ge=1)] | None = None  # agents running tasks back to back (default 1) ...
+    rate_per_s: Annotated[float, Field(gt=0)] | None = None  # ... or tasks arriving as a Poisson process
+    turns: LengthDist = LengthDist(dist="fixed", value=30)  # model calls per task (compactions extra)
+    first_prompt_tokens: LengthDist = LengthDist(dist="fixed", value=8000)  # system prompt + task
+    append_tokens: LengthDist = LengthDist(dist="lognormal", median=2000, sigma=0.8)  # tool output per turn
+    reply_tokens: LengthDist = LengthDist(dist="lognormal", median=350, sigma=0.6)  # model output per turn
+    tool_s: TimeDist = TimeDist(dist="lognormal", median=1.9, sigma=0.5)  # CPU time between turns
+    context_window: Annotated[int, Field(ge=1)] | None = None  # default: the model's (or the service's)
+    compact_at: Annotated[float, Field(gt=0, le=1)] = 0.835  # share of the window that triggers compaction
+    summary_tokens: Annotated[int, Field(ge=1)] = 4000  # the compaction call's output
+    reread_tokens: Annotated[int, Field(ge=0)] = 8000  # recent material read again after compaction
+    compaction_prompt_tokens: Annotated[int, Field(ge=1)] = 256  # the "summarise" instruction
+    kv_between_turns: Literal["keep", "drop", "offload"] = "keep"  # the session's KV during a tool call
+
+    @model_validator(mode="after")
+    def _arrivals(self):
+        if self.rate_per_s is not None and self.agents is not None:
+            raise ValueError("give agents (tasks back to back) or rate_per_s (Poisson task arrivals), not both")
+        if self.summary_tokens + self.reread_tokens >= (self.context_window or 10 ** 12) * self.compact_at:
+            raise ValueError("summary_tokens + reread_tokens must stay below compact_at x context_window")
+        return self
+
+
+class Service(Strict):
+    """A model behind an API, described by what it does rather than its architecture."""
+
+    name: str = "service"
+    decode_tok_s: Annotated[float, Field(gt=0)]  # per-user output speed
+    ttft_s: Seconds = 0.0  # time to first token of a call, before prefill of uncached input
+    prefill_tok_s: Annotated[float, Field(gt=0)] | None = None  # uncached input speed; None = free
+    context_window: Annotated[int, Field(ge=1)]
+    usd_per_mtok_in: Annotated[float, Field(ge=0)] = 0.0
+    usd_per_mtok_cached_in: Annotated[float, Field(ge=0)] | None = None  # default: usd_per_mtok_in
+    usd_per_mtok_out: Annotated[float, Field(ge=0)] = 0.0
+    source: str = ""
+
+
+class Arrival(Strict):
+    """How requests arrive. ``closed``: ``users`` each send a request, wait for it, think, repeat."""
+
+    process: Literal["poisson", "gamma", "constant", "trace", "closed"] = "poisson"
+    rate_per_s: Annotated[float, Field(gt=0)] | None = None
+    load: Annotated[float, Field(gt=0, le=10)] | None = None  # rate as a share of the analytic capacity
+    cv: Annotated[float, Field(gt=0)] = 1.0  # gamma: coefficient of variation of inter-arrival times
+    trace: str | None = None  # CSV with arrival_s,prompt_tokens,output_tokens
+    users: Annotated[int, Field(ge=1)] | None = None  # closed: default workload.concurrent_users
+    think_s: Seconds = 0.0  # closed: pause between a reply and the next request
+
+    @model_validator(mode="after")
+    def _needs(self):
+        if self.process in ("poisson", "gamma", "constant"):
+            if (self.rate_per_s is None) == (self.load is None):
+                raise ValueError(f"{self.process} arrivals need exactly one of rate_per_s or load")
+        if self.process == "trace" and not self.trace:
+            raise ValueError("trace arrivals need trace: FILE.csv")
+        return self
+
+
+class Workload(Strict):
+    context_tokens: Annotated[int, Field(ge=1)] | None = None  # KV sized for this (default prompt+output)
+    prompt_tokens: Annotated[int, Field(ge=1)] | None = None  # default context - output
+    output_tokens: Annotated[int, Field(ge=1)] = 1024
+    concurrent_users: Annotated[int, Field(ge=1)] | None = None  # None = one replica at full KV
+    simulate: bool = True  # run the discrete-event engine on every feasible point (False: analytic only)
+    arrival: Arrival | None = None  # None: closed loop of concurrent_users, else Poisson at load 0.7
+    prompt_dist: LengthDist | None = None  # simulation only; default fixed at the prompt length
+    output_dist: LengthDist | None = None  # simulation only; default fixed at output_tokens
+    requests: Annotated[int, Field(ge=1)] | None = None  # to simulate; None = max(2000, 3 x closed-loop users)
+    agentic: Agentic | None = None  # agent tasks instead of independent requests (arrival ignored)
+    warmup_fraction: Annotated[float, Field(ge=0, lt=0.9)] = 0.1  # first share excluded from latency stats
+
+    @model_validator(mode="after")
+    def _lengths(self):
+        if self.context_tokens is None and self.prompt_tokens is None:
+            raise ValueError("give context_tokens or prompt_tokens")
+        if self.context_tokens is not None and self.prompt_tokens is not None and \
+                self.prompt_tokens + self.output_tokens > self.context_tokens:
+            raise ValueError(f"prompt_tokens + output_tokens ({self.prompt_tokens + self.output_tokens}) "
+                             f"> context_tokens ({self.context_tokens})")
+        if self.context_tokens is not None and self.prompt_tokens is None and \
+                self.output_tokens >= self.context_tokens:
+            raise ValueError(f"output_tokens ({self.output_tokens}) must be < context_tokens ({self.context_tokens})")
+        return self
+
+    @property
+    def context(self) -> int:
+        return self.context_tokens if self.context_tokens is not None else self.prompt_tokens + self.output_tokens
+
+    @property
+    def prompt(self) -> int:
+        return self.prompt_tokens if self.prompt_tokens is not None else self.context - self.output_tokens
+
+
+# every SLO target, once: (name = the simulated figure it bounds, sense: +1 an upper bound,
+# -1 a lower bound, the analytic estimate's figure for the same quantity)
+SLO_TARGETS = (("ttft_p99_s", 1, "ttft_s"), ("tpot_p99_s", 1, "tpot_s"),
+               ("decode_tok_s_per_user_p50", -1, "decode_tok_s_per_user"))
+
+
+class SLO(Strict):
+    ttft_p99_s: Annotated[float, Field(gt=0)] | None = None
+    tpot_p99_s: Annotated[float, Field(gt=0)] | None = None
+    decode_tok_s_per_user_p50: Annotated[float, Field(gt=0)] | None = None
+
+    def targets(self) -> list[tuple[str, float, int, str]]:
+        """The targets set: (name, target, sense, analytic name), in SLO_TARGETS order."""
+        return [(name, getattr(self, name), sense, analytic) for name, sense, analytic in SLO_TARGETS
+                if getattr(self, name) is not None]
+
+
+class Capacity(Strict):
+    """Search, per configuration, the highest load one replica carries within the SLO."""
+
+    search: bool = False  # bisection with the engine; needs at least one slo target
+    tolerance: Annotated[float, Field(gt=0, lt=1)] = 0.05  # stop when the bracket is this narrow (relative)
+    max_probes: Annotated[int, Field(ge=2, le=50)] = 12  # simulations per configuration at most
+    stop_at_target: bool = True  # a replica that carries the whole target load needs no further search
+
+
+class Economics(Strict):
+    amortisation_years: Annotated[float, Field(gt=0)] = 4.0
+    pue: Annotated[float, Field(ge=1)] = 1.3
+    usd_per_kwh: Annotated[float, Field(ge=0)] = 0.08
+    hosting_usd_per_kw_month: Annotated[float, Field(ge=0)] = 0.0
+    utilisation: Fraction = 1.0  # share of hours the deployment serves at the modelled rate
+    capex: Literal["spec", "low", "high", "rental"] = "spec"
+
+
+def skip_matches(want, value) -> bool:
+    """A skip entry's value matches an axis value when equal, or (a list) when any item is."""
+    if isinstance(want, list) and not isinstance(value, list):
+        return value in want
+    return want == value
+
+
+class SweepGroup(Strict):
+    name: str
+    mode: Literal["product", "zip"] = "product"
+    axes: dict[str, list[Any]] = Field(min_length=1)
+    # combinations to drop: each entry maps axes to a value (or a list of values, any of which
+    # matches); a combination matching every axis of an entry is skipped
+    skip: list[dict[str, Any]] = []
+
+    @field_validator("axes")
+    @classmethod
+    def _non_empty(cls, v):
+        for k, vals in v.items():
+            if not vals:
+                raise ValueError(f"axis {k!r} has no values")
+        return v
+
+    def skipped(self, values: dict) -> bool:
+        return any(all(skip_matches(want, values[a]) for a, want in rule.items()) for rule in self.skip)
+
+    @model_validator(mode="after")
+    def _zip_lengths(self):
+        if self.mode == "zip" and len({len(v) for v in self.axes.values()}) > 1:
+            raise ValueError("zip axes must all have the same number of values")
+        return self
+
+
+class Scenario(Strict):
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$")]
+    description: str = ""
+    model: Any = None  # a catalog name, a path to a model YAML, or an inline model mapping
+    service: Service | None = None  # instead of model + hardware: a model behind an API (agentic only)
+    deployment: Deployment = Deployment()
+    hardware: HardwareOptions = HardwareOptions()
+    workload: Workload
+    slo: SLO = SLO()
+    economics: Economics = Economics()
+    capacity: Capacity = Capacity()
+    seed: Annotated[int, Field(ge=0)] = 0
+    sweep: list[SweepGroup] = []
+    reference_group: str | None = None  # speedup.csv compares every point to this group's first point
+
+    @field_validator("sweep")
+    @classmethod
+    def _unique_groups(cls, v):
+        names = [g.name for g in v]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"sweep group names must be unique (repeated: {', '.join(dup)})")
+        return v
+
+    @field_validator("model")
+    @classmethod
+    def _model_form(cls, v):
+        if v is not None and not isinstance(v, (str, dict)):
+            raise ValueError("model must be a catalog name, a path, or a mapping")
+        return v
+
+    @model_validator(mode="after")
+    def _model_or_service(self):
+        if self.model is None and self.service is None:
+            raise ValueError("give a model (an architecture to simulate on hardware) or a service "
+                             "(a model behind an API; it takes precedence over model)")
+        if self.service is not None and self.workload.agentic is None:
+            raise ValueError("a service is simulated with agentic sessions only (set workload.agentic)")
+        return self

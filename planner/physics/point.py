@@ -1,0 +1,78 @@
+"""One configuration's physics, built once: model shape, device, placement, step model.
+
+``Config`` holds everything resolved for one point (no file access); ``build_point`` turns
+it into ``Built``, which the analytic estimate, the simulator's round model, calibration
+and the cost model all share, so a point's physics is constructed once.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from planner.config.schema import PREFILL_CHUNK, BondedSramSpec, HardwareSpec, ModelSpec, SpecDecode
+from planner.physics.hardware import Device, Infeasible, resolve
+from planner.physics.model import ModelShape, build
+from planner.physics.placement import Placement, place
+from planner.physics.step import StepModel
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything the analytic model needs for one point (all resolved, no file access)."""
+
+    model: ModelSpec
+    hardware: HardwareSpec
+    count: int | None = None
+    weights: str = "bf16"
+    kv: str | None = None
+    mode: str = "auto"
+    embeddings: str = "bf16"
+    context: int = 8192
+    prompt: int | None = None
+    output: int = 1024
+    batch: int | None = None  # None: as many as fit
+    min_sequences: int = 1  # with count None: size the pipeline for this many sequences
+    bonded: BondedSramSpec | None = None
+    bonded_layers: int = 0
+    software: str | None = None
+    spec_decode: SpecDecode | None = None
+    microbatches: int | None = None
+    prefill_chunk: int = PREFILL_CHUNK
+    mla_attention: str = "dp"  # GPUs serving MLA models: "dp" (sharded by sequence) or "tp" (latent KV replicated)
+
+    @property
+    def kv_precision(self) -> str:
+        if self.kv is not None:
+            return self.kv
+        return self.weights if self.weights in ("fp16", "bf16", "fp8") else "fp8"
+
+
+def memory_limit(hardware: HardwareSpec) -> str:
+    """The bottleneck name for running out of memory on this hardware."""
+    return "sram_capacity" if hardware.kind == "wafer" else "hbm_capacity"
+
+
+@dataclass(frozen=True)
+class Built:
+    shape: ModelShape
+    device: Device
+    placement: Placement
+    steps: StepModel
+
+
+def build_point(cfg: Config) -> Built:
+    """Model shape, device, placement and step model for ``cfg``; raises Infeasible."""
+    shape = build(cfg.model)
+    dev = resolve(cfg.hardware, cfg.bonded, cfg.bonded_layers, cfg.software)
+    dev.flops_for(cfg.weights, cfg.mode)  # fail early on an impossible precision mode
+    draft = 0.0
+    if cfg.spec_decode is not None:
+        if cfg.spec_decode.draft_params is not None:
+            draft = cfg.spec_decode.draft_params
+        elif cfg.model.draft is not None:
+            draft = cfg.model.draft.params
+        else:
+            raise Infeasible(f"{cfg.model.name} has no draft (MTP) head: set spec_decode.draft_params")
+    pl = place(shape, dev, cfg.count, cfg.weights, cfg.kv_precision, cfg.context, cfg.embeddings, draft,
+               min_sequences=cfg.min_sequences, mla_attention=cfg.mla_attention)
+    steps = StepModel(shape, pl, dev, cfg.weights, cfg.kv_precision, cfg.mode, cfg.spec_decode, cfg.microbatches)
+    return Built(shape, dev, pl, steps)

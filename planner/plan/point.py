@@ -1,0 +1,229 @@
+"""Plan one sweep point: physics once -> analytic estimate -> users/replicas -> simulation
+(once, or a capacity search) -> costs -> SLO verdict, as one immutable :class:`PointResult`.
+
+Every stage returns its own typed result and nothing downstream writes into an upstream one;
+``sweep/tables.py`` alone turns a PointResult into a row of results.csv.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+from planner.config.schema import Economics, Scenario
+from planner.physics.hardware import Device, Infeasible
+from planner.physics.point import Built, Config, build_point, memory_limit
+from planner.plan.agents import service_figures
+from planner.plan.capacity import Capacity, analytic_values, capacity_search, slo_misses
+from planner.plan.economics import Costs, costs
+from planner.plan.estimate import Estimate, estimate
+from planner.plan.scenario import Loaded, Point
+from planner.plan.simulate import rounds_for, run_sim
+from planner.sim.engine import SimResult, Summary
+from planner.sim.sessions import TaskStats
+
+
+@dataclass(frozen=True)
+class Sizing:
+    """Users -> replicas, analytically: how many replicas of how many sequences, and what the
+    deployment serves by the closed-form model."""
+
+    replicas: int
+    batch_per_replica: int
+    concurrent_users: float
+    devices_per_replica: int
+    devices: int
+    capacity_tok_s_analytic: float  # output tok/s the deployment serves at the largest batch that fits
+    aggregate_tok_s_analytic: float  # ... at the operating batch
+    input_tok_s_analytic: float
+    capacity_req_s: float  # the first as requests/s (sets a default open arrival rate)
+
+
+@dataclass(frozen=True)
+class Bands:
+    """Low/high figures from the hardware's speed band (and the capex range for cost)."""
+
+    decode_tok_s_per_user_low: float
+    decode_tok_s_per_user_high: float
+    throughput_out_tok_s_low: float
+    throughput_out_tok_s_high: float
+    cost_usd_per_mtok_out_low: float
+    cost_usd_per_mtok_out_high: float
+
+
+@dataclass(frozen=True)
+class Service:
+    """A service profile's agent tasks, timed in closed form (no hardware of ours)."""
+
+    model: str
+    tasks: TaskStats
+    cost_usd_per_task: float
+    decode_tok_s_per_user_p50: float
+    ttft_p50_s: float
+
+
+@dataclass(frozen=True)
+class PointResult:
+    """Everything known about one sweep point; ``sweep.tables.row`` flattens it."""
+
+    point: Point
+    feasible: bool
+    reason: str = ""
+    bottleneck: str | None = None
+    slo_pass: bool = False
+    estimate: Estimate | None = None
+    sizing: Sizing | None = None
+    sim: Summary | None = None
+    capacity: Capacity | None = None
+    throughput_source: str | None = None  # analytic | sim | service
+    throughput_out_tok_s: float | None = None  # deployment
+    throughput_in_tok_s: float | None = None
+    costs: Costs | None = None
+    bands: Bands | None = None
+    cost_usd_per_task: float | None = None
+    service: Service | None = None
+    error: str | None = None  # "Type: message" when evaluating the point raised
+
+
+def evaluate(loaded: Loaded, pt: Point, simulate: bool | None = None) -> PointResult:
+    """The point's result; a point that raises becomes a result saying so (one bad point never
+    loses the others)."""
+    try:
+        return run_point(loaded, pt, simulate)[0]
+    except Exception as e:  # noqa: BLE001 - reported in the row, the sweep goes on
+        return failed(pt, e)
+
+
+def failed(pt: Point, e: BaseException) -> PointResult:
+    return PointResult(pt, feasible=False, reason=f"error: {type(e).__name__}: {e}", bottleneck="error",
+                       error=f"{type(e).__name__}: {e}")
+
+
+def size(cfg: Config, built: Built | None, sc: Scenario) -> tuple[Config, Estimate, Sizing | None, str]:
+    """(Config at the operating batch, its Estimate, Sizing, reason it cannot hold the users or "").
+
+    With ``count`` unset the pipeline was sized to hold all users (weights stored once);
+    otherwise as many replicas as the users need (or the configured number)."""
+    est = estimate(cfg, built)
+    if not est.fits:
+        return cfg, est, None, ""
+    users, fixed = sc.workload.concurrent_users, sc.deployment.replicas
+    per, capacity, why = est.max_concurrent_sequences, est.aggregate_tok_s, ""
+    if users is None:
+        replicas, batch = fixed or 1, per
+    else:
+        replicas = fixed or math.ceil(users / per)
+        if users > replicas * per:
+            why = f"{users} users need {math.ceil(users / per)} replicas of {per} sequences; {replicas} configured"
+        batch = math.ceil(users / replicas)
+    cfg = dataclasses.replace(cfg, batch=batch)
+    if not why and batch != est.batch:
+        est = estimate(cfg, built)
+    sizing = Sizing(replicas=replicas, batch_per_replica=batch,
+                    concurrent_users=batch * replicas if users is None else users,
+                    devices_per_replica=est.devices, devices=est.devices * replicas,
+                    capacity_tok_s_analytic=capacity * replicas,
+                    aggregate_tok_s_analytic=est.aggregate_tok_s * replicas,
+                    input_tok_s_analytic=est.input_tok_s * replicas,
+                    capacity_req_s=capacity * replicas / max(cfg.output, 1))
+    return cfg, est, sizing, why
+
+
+def run_point(loaded: Loaded, pt: Point, simulate: bool | None = None) -> tuple[PointResult, SimResult | None]:
+    """(PointResult, the simulation or None): analytic pass, then (if enabled) the engine (once,
+    or as a capacity search), then costs at the simulated (else analytic) throughput, and the
+    SLO verdict."""
+    sc = pt.scenario
+    if sc.service is not None:
+        return service_point(loaded, pt), None
+    cfg = pt.config
+    users = sc.workload.concurrent_users
+    if users is not None and cfg.count is None:
+        cfg = dataclasses.replace(cfg, min_sequences=math.ceil(users / (sc.deployment.replicas or 1)))
+    try:
+        built = build_point(cfg)
+    except Infeasible:
+        built = None  # estimate says why
+    cfg, est, sizing, why = size(cfg, built, sc)
+    result = PointResult(pt, feasible=est.fits and not why, reason=why or est.reason,
+                         bottleneck=memory_limit(cfg.hardware) if why else est.bottleneck, estimate=est,
+                         sizing=sizing)
+    if not result.feasible:
+        return verdict(result, sc), None
+    result = dataclasses.replace(result, throughput_source="analytic",
+                                 throughput_out_tok_s=sizing.aggregate_tok_s_analytic,
+                                 throughput_in_tok_s=sizing.input_tok_s_analytic)
+    run = sc.workload.simulate if simulate is None else simulate
+    res = None
+    if run:
+        try:
+            rounds = rounds_for(built, cfg, sc)
+            if sc.capacity.search:
+                cap = capacity_search(cfg, built, sc, loaded.base_dir, rounds, est, sizing)
+                res = cap.result
+                result = dataclasses.replace(result, sim=res.summary, capacity=cap, throughput_source="sim",
+                                             throughput_out_tok_s=cap.throughput_out_tok_s,
+                                             throughput_in_tok_s=cap.throughput_in_tok_s)
+            else:
+                res = run_sim(cfg, sc, loaded.base_dir, sizing.replicas, sizing.capacity_req_s, rounds)
+                result = dataclasses.replace(result, sim=res.summary, throughput_source="sim",
+                                             throughput_out_tok_s=res.summary.throughput_out_tok_s,
+                                             throughput_in_tok_s=res.summary.throughput_in_tok_s)
+        except Infeasible as e:
+            return verdict(dataclasses.replace(result, feasible=False, reason=str(e), bottleneck="unsupported"),
+                           sc), None
+        except ValueError as e:  # a request whose KV outgrows the replica
+            return verdict(dataclasses.replace(result, feasible=False, reason=str(e),
+                                               bottleneck=memory_limit(cfg.hardware)), sc), None
+    devices = result.capacity.devices if result.capacity else sizing.devices
+    try:
+        c = costs(built.device, devices, sc.economics, result.throughput_out_tok_s, result.throughput_in_tok_s,
+                  est.prefill_share)
+    except Infeasible as e:
+        return verdict(dataclasses.replace(result, feasible=False, reason=str(e), bottleneck="unsupported"), sc), res
+    speed = result.sim.decode_tok_s_per_user_p50 if result.sim else est.decode_tok_s_per_user
+    b = bands(built.device, devices, sc.economics, est, speed, result.throughput_out_tok_s,
+              result.throughput_in_tok_s)
+    tasks = result.sim.tasks if result.sim else None
+    per_task = c.usd_per_h / tasks.tasks_per_hour if tasks and tasks.tasks_per_hour else None
+    return verdict(dataclasses.replace(result, costs=c, bands=b, cost_usd_per_task=per_task), sc), res
+
+
+def verdict(result: PointResult, sc: Scenario) -> PointResult:
+    """The SLO verdict: the capacity search's own when it ran on a feasible point, else every
+    target checked against the simulated percentiles (or the analytic figures)."""
+    if result.capacity is not None and result.feasible:
+        return dataclasses.replace(result, slo_pass=result.capacity.slo_pass,
+                                   reason=result.capacity.reason or result.reason)
+    if result.throughput_source == "sim":
+        values = {name: result.sim.get(name) for name, *_ in sc.slo.targets()}
+    elif result.estimate is not None:
+        values = analytic_values(result.estimate)
+    else:
+        values = {}
+    return dataclasses.replace(result, slo_pass=result.feasible and not slo_misses(sc.slo, values))
+
+
+def bands(dev: Device, devices: int, econ: Economics, est: Estimate, speed: float, thr: float, inp: float) -> Bands:
+    """Low/high per-user speed, throughput and $/M output tokens: the speed band of the
+    hardware's calibration (held-out spread x clock range) and, for cost, the capex range
+    (cheap capex with the fast end, dear capex with the slow end)."""
+    lo, hi = est.speed_band_low, est.speed_band_high
+    cheap = econ if econ.capex == "rental" else econ.model_copy(update={"capex": "low"})
+    dear = econ if econ.capex == "rental" else econ.model_copy(update={"capex": "high"})
+    return Bands(decode_tok_s_per_user_low=speed * lo, decode_tok_s_per_user_high=speed * hi,
+                 throughput_out_tok_s_low=thr * lo, throughput_out_tok_s_high=thr * hi,
+                 cost_usd_per_mtok_out_low=costs(dev, devices, cheap, thr * hi, inp * hi,
+                                                 est.prefill_share).cost_usd_per_mtok_out,
+                 cost_usd_per_mtok_out_high=costs(dev, devices, dear, thr * lo, inp * lo,
+                                                  est.prefill_share).cost_usd_per_mtok_out)
+
+
+def service_point(loaded: Loaded, pt: Point) -> PointResult:
+    """A service profile's agent tasks, timed in closed form (agents.service_figures)."""
+    sc = pt.scenario
+    tasks, extra = service_figures(sc, loaded.base_dir)
+    svc = Service(model=sc.service.name, tasks=tasks, **extra)
+    values = {"decode_tok_s_per_user_p50": svc.decode_tok_s_per_user_p50}
+    return PointResult(pt, feasible=True, reason="", bottleneck="service", throughput_source="service",
+                       service=svc, slo_pass=not slo_misses(sc.slo, values))

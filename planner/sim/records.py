@@ -1,0 +1,247 @@
+"""What a simulation records (per-request arrays, counters, a sampled time series) and what
+it reports: the run's :class:`Summary` and the per-request and time-series tables.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, fields
+
+import numpy as np
+import pandas as pd
+import simpy
+
+from planner.sim.errors import InvariantError, Stalled
+from planner.sim.sessions import TaskStats
+
+
+class Recorder:
+    """Per-request arrays (indexed by request id, ids in arrival order) and run counters."""
+
+    def __init__(self, env, prompts: np.ndarray, outputs: np.ndarray, kv_full: np.ndarray, chunk: int):
+        n = len(prompts)
+        self.env, self.n = env, n
+        self.prompt, self.output = prompts.astype(np.int64), outputs.astype(np.int64)
+        self.kv_full = [float(x) for x in kv_full]  # KV bytes at prompt + output, per request
+        self.arrival, self.admit, self.first, self.finish = (np.full(n, -1.0) for _ in range(4))
+        self.generated, self.decode_rounds = np.zeros(n, np.int64), np.zeros(n, np.int64)
+        self.preemptions, self.swaps, self.replica = (np.zeros(n, np.int64) for _ in range(3))
+        self.events = 0
+        # far above any sane run: 200 per request, plus a few per prefill chunk (long prompts
+        # overlapping other users' decode advance a round at a time)
+        self.event_limit = 200 * n + 8 * int(prompts.sum() // max(chunk, 1)) + 100_000
+        self.arrived = self.finished = 0
+        self.in_system, self.area, self.last_t = 0, 0.0, 0.0
+        self.all_done = env.event()
+        self.waiters: dict[int, simpy.Event] = {}
+        self.ts: list[tuple] = []
+        self.replicas: list = []  # the Replica objects (for the in-flight check)
+        # sessions (agent tasks): -1 = an independent request
+        self.session = np.full(n, -1, np.int64)
+        self.ctx_before = np.zeros(n, np.int64)  # context a call could find cached
+        self.new = np.zeros(n, np.int64)  # tokens a call adds to it
+        self.cache_after = np.zeros(n, bool)  # keep (or offload) its KV for the task's next call
+        self.restored = np.zeros(n, bool)  # its prefix came back over the link (offload)
+        self.kv_mode = "drop"  # keep | drop | offload: a task's KV during its tool calls
+        self.pin_evictions = 0  # kept KV evicted to admit other work (the next call prefills it all)
+
+    def _tick(self) -> None:
+        now = self.env.now
+        self.area += self.in_system * (now - self.last_t)
+        self.last_t = now
+
+    def arrive(self, rid: int) -> None:
+        self._tick()
+        self.arrival[rid] = self.env.now
+        self.in_system += 1
+        self.arrived += 1
+        self.events += 1
+
+    def done(self, rid: int) -> None:
+        self._tick()
+        self.in_system -= 1
+        self.finished += 1
+        w = self.waiters.pop(rid, None)
+        if w is not None:
+            w.succeed()
+        if self.finished == self.n:
+            self.all_done.succeed()
+
+    def sample(self, t: float, replica: int, batch: int, queued: int, kv: float) -> None:
+        if self.events > self.event_limit:
+            raise Stalled(f"no progress after {self.events} events ({self.finished} of {self.n} requests "
+                          f"finished at t={t:.6g} s)")
+        self.ts.append((t, replica, batch, queued, kv))
+        in_flight = sum(r.outstanding() for r in self.replicas)
+        if self.arrived - self.finished != in_flight:
+            raise InvariantError(f"t={t:.6g}: arrived {self.arrived} - finished {self.finished} "
+                                 f"!= in flight {in_flight}")
+
+
+def _internal():
+    """A summary field kept out of the results table (lists, wall-clock and bookkeeping figures:
+    the table must not depend on the machine)."""
+    return field(default=None, metadata={"row": False})
+
+
+@dataclass(frozen=True)
+class Summary:
+    """One simulated run's figures over its measured requests (SI units, unit in the name)."""
+
+    sim_requests: int
+    sim_time_s: float
+    throughput_out_tok_s: float
+    throughput_in_tok_s: float
+    throughput_req_s: float
+    ttft_p50_s: float
+    ttft_p90_s: float
+    ttft_p99_s: float
+    ttft_max_s: float
+    tpot_p50_s: float
+    tpot_p90_s: float
+    tpot_p99_s: float
+    tpot_max_s: float
+    e2e_p50_s: float
+    e2e_p90_s: float
+    e2e_p99_s: float
+    e2e_max_s: float
+    queue_p50_s: float
+    queue_p90_s: float
+    queue_p99_s: float
+    queue_max_s: float
+    decode_tok_s_per_user_p10: float
+    decode_tok_s_per_user_p50: float
+    decode_tok_s_per_user_mean: float
+    slo_attainment: float
+    goodput_req_s: float
+    goodput_out_tok_s: float
+    stage_util_max: float
+    stage_util_mean: float
+    kv_occupancy_avg: float
+    kv_occupancy_peak: float
+    link_util_max: float
+    offchip_transfer_util: float
+    preemptions: int
+    swaps: int
+    events_per_request: float
+    sim_measured_requests: int = _internal()
+    mean_wait_s: float = _internal()
+    mean_sojourn_s: float = _internal()
+    mean_in_system: float = _internal()
+    events: int = _internal()
+    wall_s: float = _internal()
+    sim_requests_per_wall_s: float = _internal()
+    served_to_offered: float = _internal()  # below 1: requests cleared slower than they arrived
+    stage_utilisation: tuple = _internal()
+    stage_kv_occupancy_peak: tuple = _internal()
+    stage_kv_occupancy_avg: tuple = _internal()
+    tasks: TaskStats | None = None  # agent tasks: task times and their breakdown
+    kv_evictions: int | None = None  # agent tasks: kept KV evicted to admit other work
+
+    def get(self, name: str, default=None):
+        """A figure by name (None-valued ones count as absent)."""
+        v = getattr(self, name, None)
+        return default if v is None else v
+
+    def as_dict(self) -> dict:
+        """Every figure, task figures inlined (what ``plan run`` writes to summary.json)."""
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "tasks"
+               and getattr(self, f.name) is not None}
+        out.update(self.tasks.as_dict() if self.tasks else {})
+        return out
+
+    def columns(self) -> dict:
+        """The figures that belong in a results table."""
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.metadata.get("row", True)
+               and f.name != "tasks" and getattr(self, f.name) is not None}
+        out.update(self.tasks.as_dict() if self.tasks else {})
+        return out
+
+
+def _pct(x: np.ndarray, prefix: str, unit: str) -> dict:
+    if len(x) == 0:
+        return {f"{prefix}_{q}_{unit}": math.nan for q in ("p50", "p90", "p99", "max")}
+    p = np.percentile(x, [50, 90, 99])
+    return {f"{prefix}_p50_{unit}": p[0], f"{prefix}_p90_{unit}": p[1], f"{prefix}_p99_{unit}": p[2],
+            f"{prefix}_max_{unit}": float(x.max())}
+
+
+def summarise(rec: Recorder, reps: list, spec, wall: float) -> Summary:
+    n = rec.n
+    m = np.arange(n) >= int(spec.warmup_fraction * n)  # ids are in arrival order
+    ttft = rec.first[m] - rec.arrival[m]
+    e2e = rec.finish[m] - rec.arrival[m]
+    queue = rec.admit[m] - rec.arrival[m]
+    multi = m & (rec.output > 1)
+    per_token = tpot_of(rec, 0.0)
+    tpot = per_token[multi]
+    speed = 1.0 / np.maximum(tpot, 1e-12)
+    # the measured window runs from the first measured arrival to the last finish, less one mean
+    # sojourn (the drain after the last arrival, which would bias short runs' rates low), and
+    # never shorter than the arrivals' own span
+    t0, t1 = float(rec.arrival[m].min()), float(rec.finish[m].max())
+    arrivals_span, drained = float(rec.arrival[m].max()) - t0, t1 - t0 - float(e2e.mean())
+    span = max(drained, arrivals_span) if arrivals_span > 0 else max(t1 - t0, 1e-12)
+    makespan = max(float(rec.finish.max()), 1e-12)
+    # per measured request, the figure each SLO target bounds (a 1-token reply has no TPOT: it passes)
+    tp = per_token[m]
+    each = {"ttft_p99_s": (ttft, False), "tpot_p99_s": (tp, tp == 0),
+            "decode_tok_s_per_user_p50": (1.0 / np.maximum(tp, 1e-12), tp == 0)}
+    ok = np.ones(m.sum(), bool)
+    for name, target, sense, _ in spec.slo.targets():
+        value, exempt = each[name]
+        ok &= exempt | (sense * value <= sense * target)
+    busy = np.mean([r.busy for r in reps], axis=0) / makespan
+    kv_avg = np.mean([r.kv_area / makespan / r.m.kv_budget for r in reps])
+    kv_peak = max(r.kv_peak / r.m.kv_budget for r in reps)
+    out = {
+        "sim_requests": n, "sim_measured_requests": int(m.sum()), "sim_time_s": makespan,
+        "throughput_out_tok_s": float(rec.output[m].sum()) / span,
+        "throughput_in_tok_s": float(rec.prompt[m].sum()) / span,
+        "throughput_req_s": float(m.sum()) / span,
+        **_pct(ttft, "ttft", "s"), **_pct(tpot, "tpot", "s"), **_pct(e2e, "e2e", "s"), **_pct(queue, "queue", "s"),
+        "decode_tok_s_per_user_p10": float(np.percentile(speed, 10)) if len(speed) else math.nan,
+        "decode_tok_s_per_user_p50": float(np.percentile(speed, 50)) if len(speed) else math.nan,
+        "decode_tok_s_per_user_mean": float(speed.mean()) if len(speed) else math.nan,
+        "mean_wait_s": float(queue.mean()), "mean_sojourn_s": float(e2e.mean()),
+        "slo_attainment": float(ok.mean()) if len(ok) else math.nan,
+        "goodput_req_s": float(ok.sum()) / span,
+        "goodput_out_tok_s": float(rec.output[m][ok].sum()) / span,
+        "stage_util_max": float(busy.max()), "stage_util_mean": float(busy.mean()),
+        "kv_occupancy_avg": float(kv_avg), "kv_occupancy_peak": float(kv_peak),
+        "link_util_max": float(np.mean([r.link_busy for r in reps]) / makespan),
+        "offchip_transfer_util": float(np.mean([r.xfer_busy for r in reps]) / makespan),
+        "preemptions": int(rec.preemptions.sum()), "swaps": int(rec.swaps.sum()),
+        "events": rec.events, "events_per_request": rec.events / n,
+        "wall_s": wall, "sim_requests_per_wall_s": n / max(wall, 1e-12),
+        "mean_in_system": rec.area / makespan,
+        # below 1: requests cleared slower than they arrived (an overloaded open queue)
+        "served_to_offered": arrivals_span / drained if arrivals_span > 0 and drained > 0 else 1.0,
+    }
+    out["stage_utilisation"] = tuple(float(x) for x in busy)
+    # a stage holds its fixed share of every sequence's KV, so per-stage occupancy follows the replica's
+    peak_bytes = max(r.kv_peak for r in reps)
+    avg_bytes = float(np.mean([r.kv_area for r in reps])) / makespan
+    out["stage_kv_occupancy_peak"] = tuple(float(peak_bytes * s / b) if math.isfinite(b) else 0.0
+                                           for s, b in zip(reps[0].m.share, reps[0].m.stage_budget))
+    out["stage_kv_occupancy_avg"] = tuple(float(avg_bytes * s / b) if math.isfinite(b) else 0.0
+                                          for s, b in zip(reps[0].m.share, reps[0].m.stage_budget))
+    return Summary(**out)
+
+
+def tpot_of(rec: Recorder, single: float) -> np.ndarray:
+    """Per request: seconds per output token after the first (``single`` for 1-token replies)."""
+    return np.where(rec.output > 1, (rec.finish - rec.first) / np.maximum(rec.output - 1, 1), single)
+
+
+def requests_frame(rec: Recorder) -> pd.DataFrame:
+    first_tok = rec.first - rec.arrival
+    tpot = tpot_of(rec, np.nan)
+    return pd.DataFrame({
+        "request": np.arange(rec.n), "replica": rec.replica, "arrival_s": rec.arrival, "admit_s": rec.admit,
+        "first_token_s": rec.first, "finish_s": rec.finish, "prompt_tokens": rec.prompt,
+        "output_tokens": rec.output, "queue_s": rec.admit - rec.arrival, "ttft_s": first_tok, "tpot_s": tpot,
+        "e2e_s": rec.finish - rec.arrival, "preemptions": rec.preemptions, "swaps": rec.swaps})
+
+
+def timeseries_frame(rec: Recorder) -> pd.DataFrame:
+    return pd.DataFrame(rec.ts, columns=["t_s", "replica", "batch", "queued", "kv_bytes"])
