@@ -113,34 +113,31 @@ def test_swap_stalls_the_replica_both_ways_and_resumes_without_recompute():
     at B[5] with 3 tokens left, no prefill.
 
       t    event                                           batch  queued  KV
-      4    swap-out starts; A (R=4) waits                    1      0      6 (A only, see below)
+      4    swap-out starts; A (R=4) waits                    1      0      12 (A + B, still here)
       4.5  B swapped out; A decodes R=4->6                   1      1      6
       6.5  A done (6 tokens, 0.5 s later than preempt).
-           Swap-in starts: 0+6+2 <= 12 (no sample)
+           Swap-in starts: 0+6+2 <= 12; B's blocks taken    0      0      6
       7    B joins at R=6 with B[5], fin 6+3 = 9             1      0      blk(5)=6
       10   B done; idle                                      0      0      0
-    The code counts a sequence in transit in no KV total (row at 4 reads 6, not 12: see the
-    xfail below). Fails if the swap does not stall the replica, costs other than bytes/link each
-    way, recomputes (prefill rounds would add samples), skips the watermark, or swaps/preemptions
-    are miscounted (one swap = one round trip, counted at swap-in)."""
+    A sequence in transit holds its blocks (until it has left; from when it starts coming back).
+    Fails if the swap does not stall the replica, costs other than bytes/link each way,
+    recomputes (prefill rounds would add samples), skips the watermark, forgets KV in transit,
+    or swaps/preemptions are miscounted (one swap = one round trip, counted at swap-in)."""
     res = run("swap", [0.0, 0.5], [2, 2], [6, 6], ConstantRounds(1.0, **CASE, link_bw=SWAP_LINK), **KW)
     check(res,
           times=[(0, 0, 1, 6.5), (0.5, 1, 2, 10)],
-          rows=[(0, 0, 0, 0), (0, 0, 1, 4), (1, 1, 1, 8), (2, 2, 0, 8), (4, 1, 0, 6), (4.5, 1, 1, 6), (7, 1, 0, 6),
-                (10, 0, 0, 0)],
+          rows=[(0, 0, 0, 0), (0, 0, 1, 4), (1, 1, 1, 8), (2, 2, 0, 8), (4, 1, 0, 12), (4.5, 1, 1, 6), (6.5, 0, 0, 6),
+                (7, 1, 0, 6), (10, 0, 0, 0)],
           preemptions=[0, 0], swaps=[0, 1])
     assert res.summary.swaps == 1 and res.summary.preemptions == 0
     # link time: 0.5 s out + 0.5 s in over a 10 s run
     assert res.summary.offchip_transfer_util == pytest.approx(1.0 / 10.0, **EXACT)
 
 
-@pytest.mark.xfail(strict=True, reason="kv_now() counts running + prefilling only: a sequence popped for a "
-                   "swap-out is not counted while its KV is still leaving (replica._evict says it is not free "
-                   "before it has left), so the swap-out sample reads 6 B instead of 12 B")
 def test_swap_out_sample_counts_the_kv_still_leaving():
     """Same case as above. At t=4, when the swap-out starts, HBM holds A[6] = 6 B and all of B's
-    blk(5) = 6 B (nothing has crossed the link yet): the sample should read 12 B, the capacity.
-    Fails (i.e. passes, breaking strict xfail) once in-transit KV is counted as held."""
+    blk(5) = 6 B (nothing has crossed the link yet): the sample reads 12 B, the capacity. Fails
+    if KV in transit is counted nowhere (it read 6 B before the fix)."""
     res = run("swap", [0.0, 0.5], [2, 2], [6, 6], ConstantRounds(1.0, **CASE, link_bw=SWAP_LINK), **KW)
     ts = res.timeseries
     row = ts[ts["t_s"] == 4.0]

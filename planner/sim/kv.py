@@ -141,6 +141,7 @@ class Preempt:
         self.rep, self.m, self.rec = replica, replica.m, replica.rec
         self.capacity = self.m.kv_budget
         self.block = replica.block
+        self.moving = 0.0  # blocks of sequences crossing the link (swap): held until out, taken as they come in
         self.agents = AgentKV(replica)  # stays empty: agent tasks run with wait
 
     def blocks(self, tokens):
@@ -148,7 +149,7 @@ class Preempt:
         return self.m.kv_bytes(np.ceil(np.asarray(tokens, dtype=float) / self.block) * self.block)
 
     def held(self) -> float:
-        return self.rep.kv_at(self.rep.R) + self.rep.pending_kv()
+        return self.rep.kv_at(self.rep.R) + self.rep.pending_kv() + self.moving
 
     def need(self, rid: int, tokens: float) -> float:
         return float(self.blocks(tokens))

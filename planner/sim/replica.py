@@ -151,10 +151,13 @@ class Replica:
                 self.rec.swaps[rid] += 1
                 self.xfer_busy += t
                 self.in_transit.add(rid)
+                self.kv.moving += float(self.kv.blocks(ctx))  # its blocks are taken as it comes in
+                self._account(len(self.running))
                 yield self.env.timeout(t)  # swap-in: the replica waits for the KV to come back
                 self.in_transit.discard(rid)
                 self.rec.events += 1
                 self._advance_account(t)
+                self.kv.moving -= float(self.kv.blocks(ctx))
                 self._join(rid, ctx, gen)
                 continue
             rid = self.queue.popleft()
@@ -183,9 +186,24 @@ class Replica:
         touched: dict[int, Prefill] = {}
         plan, total, landed = [], 0.0, []
         off = self.kv.round_extra_s()
+        m, chunk, ab, R0 = self.m, self.chunk, self.a * b, self.R
+        head = self.prefilling[0]
+        hp, htotal = head.pos, head.total
         while len(plan) < limit:
-            ctx = self._mean_ctx(self.R + len(plan))
-            budget = self.m.prefill_budget(b, ctx, self.chunk)
+            # fast path: the head prompt takes the whole budget and does not finish (most rounds)
+            ctx = (self.sum_c0 + ab * (R0 + len(plan))) / b if b else 0.0
+            budget = m.prefill_budget(b, ctx, chunk)
+            if 0 < budget < htotal - hp:
+                dur, busy, link, _, _ = m.mixed(b, ctx, budget, hp, chunk)
+                dur += off
+                plan.append((dur, busy, link))
+                total += dur
+                hp += budget
+                continue
+            if id(head) not in pos:
+                pos[id(head)], touched[id(head)] = hp, head
+            else:
+                pos[id(head)] = hp
             pieces = []
             for p in self.prefilling:
                 if budget <= 0:
@@ -210,8 +228,12 @@ class Replica:
             plan.append((dur, busy, link))
             landed += [(total + max(out, dur), p) for p, out in done_here]
             total += dur
+            hp = pos[id(head)]
             if done_here:
                 break
+        if id(head) not in pos:
+            touched[id(head)] = head
+        pos[id(head)] = hp
         self._account(b)
         start = self.env.now
         yield self.env.timeout(total)
@@ -330,10 +352,12 @@ class Replica:
         if t is not None:  # swap: out over the link, back in when there is room
             self.xfer_busy += t
             self.in_transit.add(rid)
+            self.kv.moving += float(self.kv.blocks(ctx))  # held until it has left
             self._account(len(self.running))
             yield self.env.timeout(t)  # swap-out: the KV leaves through the link before it is free
             self.in_transit.discard(rid)
             self.rec.events += 1
+            self.kv.moving -= float(self.kv.blocks(ctx))
             self._advance_account(t)
             self.swapped.append((rid, ctx, gen))
         else:
