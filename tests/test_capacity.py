@@ -150,8 +150,9 @@ def test_closed_loop_capacity_sizes_replicas_for_the_target(tmp_path):
     assert row["ttft_p99_s"] <= 0.5 and row["decode_tok_s_per_user_p50"] >= 100  # the probe at capacity
     assert 1 <= row["capacity_probes"] <= 12
     # costs are at the capacity throughput of the whole deployment
-    assert row["throughput_out_tok_s"] == pytest.approx(row["usd_per_h"] / row["cost_usd_per_mtok_out"]
-                                                        * (1 - row["prefill_share"]) * 1e6 / 3600, rel=1e-9)
+    out_h, in_h = row["throughput_out_tok_s"] * 3600, row["throughput_in_tok_s"] * 3600
+    assert (out_h * row["cost_usd_per_mtok_out"] + in_h * row["cost_usd_per_mtok_in"]) / 1e6 == \
+        pytest.approx(row["usd_per_h"], rel=1e-9)
 
 
 def test_open_loop_capacity_is_a_rate_and_fixed_replicas_can_fall_short(tmp_path):

@@ -107,6 +107,12 @@ def test_pareto_and_best_by_hand():
     # 0 is beaten by 3 (cheaper, as fast, as much); 2 by 0; 4 misses the SLO; 3 and 5 tie: both stay
     assert list(pareto_mask(df)) == [False, True, False, True, False, True]
     assert list(best(df)["point"]) == [3, 2]  # per hardware, cheapest first; a: 0 and 2 tie, 2 has fewer devices
+    # per context too, and a hypothetical option (a bonded layer on a real wafer) never hides the real one
+    df = pd.DataFrame({
+        "point": range(5), "model": "m", "hardware": "w", "context_tokens": [8192, 8192, 32768, 32768, 8192],
+        "hypothetical": [False, True, False, False, False], "slo_pass": True, "devices": 4,
+        "cost_usd_per_mtok_out": [2.0, 1.0, 3.0, 4.0, 2.5]})
+    assert list(best(df)["point"]) == [0, 1, 2]  # 8K real, 8K hypothetical, 32K real
 
 
 def test_workbook_report_and_permissions(small, tmp_path):

@@ -47,9 +47,68 @@ def test_economics_hand_calc(write):
     row = result_row(sweep.evaluate(loaded, expand(loaded)[0]))
     usd_h = 4 * 1e6 / (4 * 8760) + 4 * 23 * 1.5 * 0.1
     assert row["usd_per_h"] == pytest.approx(usd_h)
-    assert row["cost_usd_per_mtok_out"] == pytest.approx(usd_h * (1 - row["prefill_share"])
-                                                         / (row["throughput_out_tok_s"] * 3600 / 1e6))
+    # the default price ratio (output 4 : fresh input 1): one fresh-input-token equivalent costs
+    # $/h over (4 x output + input) tokens an hour
+    out_h, in_h = row["throughput_out_tok_s"] * 3600, row["throughput_in_tok_s"] * 3600
+    unit = usd_h / (4 * out_h + in_h)
+    assert row["cost_usd_per_mtok_out"] == pytest.approx(4 * unit * 1e6)
+    assert row["cost_usd_per_mtok_in"] == pytest.approx(unit * 1e6)
+    assert row["cost_usd_per_mtok_blended"] == pytest.approx(usd_h / (out_h + in_h) * 1e6)
+    assert row["cost_usd_per_request"] == pytest.approx(usd_h / (row["throughput_req_s"] * 3600))
+    assert row["tok_s_per_device"] == pytest.approx(row["throughput_out_tok_s"] / 4)
     assert row["power_kw"] == 92 and row["capex_usd"] == 4e6
+
+
+def conserved(row: dict) -> float:
+    """$/h rebuilt from every token kind's unit cost: must equal usd_per_h."""
+    hours = 3600.0  # utilisation 1
+    return (row["throughput_out_tok_s"] * hours * row["cost_usd_per_mtok_out"]
+            + row["throughput_in_tok_s"] * hours * row["cost_usd_per_mtok_in"]) / 1e6
+
+
+def test_costs_add_up_to_the_hour_on_every_row_of_a_sweep(write):
+    """Fails if any token kind is charged a share of $/h that is not its own (the old decode-share
+    split charged input nothing on wafers and let output's $/M fall while $/h rose)."""
+    p = write("s.yaml", BASE.replace("USERS", "8") + """
+sweep:
+  - name: g
+    axes:
+      deployment.hardware: [cs3, b200, h100]
+      workload.context_tokens: [8192, 32768]
+      hardware.bonded_sram.layers: [0, 2]
+    skip:
+      - {deployment.hardware: [b200, h100], hardware.bonded_sram.layers: 2}
+""".replace("count: 4", "count: null"))
+    loaded = load(p)
+    rows = [result_row(sweep.evaluate(loaded, pt)) for pt in expand(loaded)]
+    costed = [r for r in rows if r["feasible"]]
+    assert len(costed) >= 6
+    for r in costed:
+        assert conserved(r) == pytest.approx(r["usd_per_h"], rel=1e-12)
+        # the ratio is the same on every row: a cheaper output token is a cheaper hour per token
+        assert r["cost_usd_per_mtok_out"] == pytest.approx(4 * r["cost_usd_per_mtok_in"], rel=1e-12)
+
+
+def test_rates_are_per_deployment_on_a_three_replica_case(write):
+    """Three replicas of four wafers: every rate column is the deployment's (three times one
+    replica's), by hand from the per-replica capacity."""
+    p = write("s.yaml", """
+name: s
+model: llama-3.1-70b
+deployment: {hardware: cs3, count: 4, replicas: 3}
+workload: {context_tokens: 8192, output_tokens: 256, arrival: {process: poisson, rate_per_s: 30}, requests: 600}
+slo: {ttft_p99_s: 2.0}
+capacity: {search: true, max_probes: 4, stop_at_target: false}
+""")
+    loaded = load(p)
+    row = result_row(sweep.evaluate(loaded, expand(loaded)[0]))
+    assert row["replicas"] == 3 and row["devices"] == 12
+    per = row["capacity_req_s_per_replica"]
+    assert row["capacity_req_s"] == pytest.approx(3 * per)
+    assert row["throughput_req_s"] == pytest.approx(3 * per)
+    assert row["throughput_out_tok_s"] == pytest.approx(3 * per * 256)
+    assert row["tok_s_per_device"] == pytest.approx(row["throughput_out_tok_s"] / 12)
+    assert row["cost_usd_per_request"] == pytest.approx(row["usd_per_h"] / (row["throughput_req_s"] * 3600))
 
 
 def test_count_null_sizes_one_pipeline_for_the_users(write):

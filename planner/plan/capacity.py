@@ -195,6 +195,9 @@ class Capacity:
     batch_per_replica: float  # mean requests in the system at capacity
     throughput_out_tok_s: float  # deployment, simulated at capacity
     throughput_in_tok_s: float
+    throughput_req_s: float
+    goodput_req_s: float  # deployment: requests/s that met every SLO target
+    goodput_out_tok_s: float
     closed: bool
     slo_pass: bool
     reason: str
@@ -255,7 +258,10 @@ def capacity_search(cfg: Config, built: Built, sc: Scenario, base_dir: Path, rou
                     req_s_per_replica=per_req_s, target=target, replicas=replicas,
                     devices=sizing.devices_per_replica * replicas, batch_per_replica=summary.mean_in_system,
                     throughput_out_tok_s=summary.throughput_out_tok_s * replicas,
-                    throughput_in_tok_s=summary.throughput_in_tok_s * replicas, closed=closed,
+                    throughput_in_tok_s=summary.throughput_in_tok_s * replicas,
+                    throughput_req_s=summary.throughput_req_s * replicas,
+                    goodput_req_s=summary.goodput_req_s * replicas,
+                    goodput_out_tok_s=summary.goodput_out_tok_s * replicas, closed=closed,
                     slo_pass=slo_pass, reason=reason, result=at.result)
 
 

@@ -1,9 +1,14 @@
-"""Capex, power and hosting -> $/h, $/M tokens, tokens/s per MW.
+"""Capex, power and hosting -> $/h; $/h -> what each token kind and each request costs.
 
 $/h = capex / (years * 8760) + kW_IT * PUE * $/kWh + kW_IT * hosting $/kW-month * 12/8760,
-or the rental rate. Token costs divide $/h by the tokens served in that hour at the
-configured utilisation. Input tokens are charged their share of the round time (the
-prefill share); on a latency-bound wafer, prefill fills pipeline bubbles and costs ~0.
+or the rental rate. That hour's cost is the only cost. It is divided among the tokens served
+in the hour (at the configured utilisation) by a stated price ratio, as API price sheets do
+(output : fresh input : cached input, ``economics.price_ratio``), so that
+
+    $/h = sum over kinds of tokens/h x $/token   (checked on every row by the tests)
+
+and, without any ratio, as $/M blended tokens at the workload's own mix and as $/request.
+Per-device and per-MW figures divide the deployment's output rate.
 """
 from __future__ import annotations
 
@@ -19,7 +24,7 @@ HOURS_PER_YEAR = 8760.0
 
 @dataclass(frozen=True)
 class Costs:
-    """What a deployment costs per hour and per token, and its power."""
+    """What a deployment costs per hour, per token kind and per request, and its power."""
 
     systems: int
     capex_usd: float
@@ -29,40 +34,53 @@ class Costs:
     facility_power_kw: float
     usd_per_h: float
     capex_usd_per_h: float
-    cost_usd_per_mtok_out: float
-    cost_usd_per_mtok_in: float
-    cost_usd_per_mtok_total: float
-    tok_s_per_mw: float
+    cost_usd_per_mtok_out: float  # $/h split by the price ratio: output's share per M output tokens
+    cost_usd_per_mtok_in: float  # ... fresh (prefilled) input
+    cost_usd_per_mtok_cached_in: float  # ... input served from a cached prefix
+    cost_usd_per_mtok_blended: float  # $/h over every token served, whatever its kind
+    cost_usd_per_request: float
+    tok_s_per_device: float  # output tokens/s per device
+    tok_s_per_mw: float  # output tokens/s per MW of facility power
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
 
 
-def costs(dev: Device, devices: int, econ: Economics, out_tok_s: float, in_tok_s: float,
-          prefill_share: float) -> Costs:
+def usd_per_hour(dev: Device, devices: int, econ: Economics) -> tuple[int, float, float, float, float]:
+    """(systems, capex, IT kW, $/h, capex $/h) of ``devices`` devices."""
     systems = math.ceil(devices / dev.devices_per_system)
     capex_each = {"spec": dev.system_capex_usd, "low": dev.system_capex_low_usd,
                   "high": dev.system_capex_high_usd}.get(econ.capex, dev.system_capex_usd)
     capex = systems * capex_each
     power_kw = systems * dev.system_power_w / 1000.0
-    facility_kw = power_kw * econ.pue
     if econ.capex == "rental":
         if dev.system_rental_usd_per_h is None or dev.bonded_layers:
             raise Infeasible(f"no rental price for {dev.name}")
         usd_h = systems * dev.system_rental_usd_per_h
-        capex_h = usd_h
-    else:
-        capex_h = capex / (econ.amortisation_years * HOURS_PER_YEAR)
-        usd_h = capex_h + facility_kw * econ.usd_per_kwh + power_kw * econ.hosting_usd_per_kw_month * 12 / HOURS_PER_YEAR
-    served = econ.utilisation * 3600.0
-    out_m = out_tok_s * served / 1e6
-    in_m = in_tok_s * served / 1e6
-    share = min(max(prefill_share, 0.0), 1.0)
+        return systems, capex, power_kw, usd_h, usd_h
+    capex_h = capex / (econ.amortisation_years * HOURS_PER_YEAR)
+    usd_h = capex_h + power_kw * econ.pue * econ.usd_per_kwh + power_kw * econ.hosting_usd_per_kw_month * 12 / HOURS_PER_YEAR
+    return systems, capex, power_kw, usd_h, capex_h
+
+
+def costs(dev: Device, devices: int, econ: Economics, out_tok_s: float, in_tok_s: float, req_s: float,
+          cached_tok_s: float = 0.0) -> Costs:
+    """Costs of ``devices`` devices serving the given deployment rates (tokens/s, requests/s)."""
+    systems, capex, power_kw, usd_h, capex_h = usd_per_hour(dev, devices, econ)
+    facility_kw = power_kw * econ.pue
+    served = econ.utilisation * 3600.0  # seconds of service per hour
+    r = econ.price_ratio
+    weighted = (r.output * out_tok_s + r.input * in_tok_s + r.cached_input * cached_tok_s) * served
+    per_unit = usd_h / weighted if weighted > 0 else math.inf  # $ per fresh-input-token equivalent
+    tokens = (out_tok_s + in_tok_s + cached_tok_s) * served
+    requests = req_s * served
     return Costs(
         systems=systems, capex_usd=capex, capex_usd_low=systems * dev.system_capex_low_usd,
         capex_usd_high=systems * dev.system_capex_high_usd, power_kw=power_kw, facility_power_kw=facility_kw,
         usd_per_h=usd_h, capex_usd_per_h=capex_h,
-        cost_usd_per_mtok_out=usd_h * (1 - share) / out_m if out_m > 0 else math.inf,
-        cost_usd_per_mtok_in=usd_h * share / in_m if in_m > 0 else 0.0,
-        cost_usd_per_mtok_total=usd_h / (out_m + in_m) if out_m + in_m > 0 else math.inf,
+        cost_usd_per_mtok_out=r.output * per_unit * 1e6, cost_usd_per_mtok_in=r.input * per_unit * 1e6,
+        cost_usd_per_mtok_cached_in=r.cached_input * per_unit * 1e6,
+        cost_usd_per_mtok_blended=usd_h / tokens * 1e6 if tokens > 0 else math.inf,
+        cost_usd_per_request=usd_h / requests if requests > 0 else math.inf,
+        tok_s_per_device=out_tok_s / devices if devices else math.nan,
         tok_s_per_mw=out_tok_s / (facility_kw / 1000.0) if facility_kw > 0 else math.inf)

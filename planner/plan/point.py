@@ -78,6 +78,7 @@ class PointResult:
     throughput_source: str | None = None  # analytic | sim | service
     throughput_out_tok_s: float | None = None  # deployment
     throughput_in_tok_s: float | None = None
+    throughput_req_s: float | None = None
     costs: Costs | None = None
     bands: Bands | None = None
     cost_usd_per_task: float | None = None
@@ -152,7 +153,8 @@ def run_point(loaded: Loaded, pt: Point, simulate: bool | None = None) -> tuple[
         return verdict(result, sc), None
     result = dataclasses.replace(result, throughput_source="analytic",
                                  throughput_out_tok_s=sizing.aggregate_tok_s_analytic,
-                                 throughput_in_tok_s=sizing.input_tok_s_analytic)
+                                 throughput_in_tok_s=sizing.input_tok_s_analytic,
+                                 throughput_req_s=sizing.aggregate_tok_s_analytic / max(cfg.output, 1))
     run = sc.workload.simulate if simulate is None else simulate
     res = None
     if run:
@@ -163,12 +165,14 @@ def run_point(loaded: Loaded, pt: Point, simulate: bool | None = None) -> tuple[
                 res = cap.result
                 result = dataclasses.replace(result, sim=res.summary, capacity=cap, throughput_source="sim",
                                              throughput_out_tok_s=cap.throughput_out_tok_s,
-                                             throughput_in_tok_s=cap.throughput_in_tok_s)
+                                             throughput_in_tok_s=cap.throughput_in_tok_s,
+                                             throughput_req_s=cap.throughput_req_s)
             else:
                 res = run_sim(cfg, sc, loaded.base_dir, sizing.replicas, sizing.capacity_req_s, rounds)
                 result = dataclasses.replace(result, sim=res.summary, throughput_source="sim",
                                              throughput_out_tok_s=res.summary.throughput_out_tok_s,
-                                             throughput_in_tok_s=res.summary.throughput_in_tok_s)
+                                             throughput_in_tok_s=res.summary.throughput_in_tok_s,
+                                             throughput_req_s=res.summary.throughput_req_s)
         except Infeasible as e:
             return verdict(dataclasses.replace(result, feasible=False, reason=str(e), bottleneck="unsupported"),
                            sc), None
@@ -178,12 +182,12 @@ def run_point(loaded: Loaded, pt: Point, simulate: bool | None = None) -> tuple[
     devices = result.capacity.devices if result.capacity else sizing.devices
     try:
         c = costs(built.device, devices, sc.economics, result.throughput_out_tok_s, result.throughput_in_tok_s,
-                  est.prefill_share)
+                  result.throughput_req_s)
     except Infeasible as e:
         return verdict(dataclasses.replace(result, feasible=False, reason=str(e), bottleneck="unsupported"), sc), res
     speed = result.sim.decode_tok_s_per_user_p50 if result.sim else est.decode_tok_s_per_user
     b = bands(built.device, devices, sc.economics, est, speed, result.throughput_out_tok_s,
-              result.throughput_in_tok_s)
+              result.throughput_in_tok_s, result.throughput_req_s)
     tasks = result.sim.tasks if result.sim else None
     per_task = c.usd_per_h / tasks.tasks_per_hour if tasks and tasks.tasks_per_hour else None
     return verdict(dataclasses.replace(result, costs=c, bands=b, cost_usd_per_task=per_task), sc), res
@@ -204,7 +208,8 @@ def verdict(result: PointResult, sc: Scenario) -> PointResult:
     return dataclasses.replace(result, slo_pass=result.feasible and not slo_misses(sc.slo, values))
 
 
-def bands(dev: Device, devices: int, econ: Economics, est: Estimate, speed: float, thr: float, inp: float) -> Bands:
+def bands(dev: Device, devices: int, econ: Economics, est: Estimate, speed: float, thr: float, inp: float,
+          req: float) -> Bands:
     """Low/high per-user speed, throughput and $/M output tokens: the speed band of the
     hardware's calibration (held-out spread x clock range) and, for cost, the capex range
     (cheap capex with the fast end, dear capex with the slow end)."""
@@ -214,9 +219,9 @@ def bands(dev: Device, devices: int, econ: Economics, est: Estimate, speed: floa
     return Bands(decode_tok_s_per_user_low=speed * lo, decode_tok_s_per_user_high=speed * hi,
                  throughput_out_tok_s_low=thr * lo, throughput_out_tok_s_high=thr * hi,
                  cost_usd_per_mtok_out_low=costs(dev, devices, cheap, thr * hi, inp * hi,
-                                                 est.prefill_share).cost_usd_per_mtok_out,
+                                                 req * hi).cost_usd_per_mtok_out,
                  cost_usd_per_mtok_out_high=costs(dev, devices, dear, thr * lo, inp * lo,
-                                                  est.prefill_share).cost_usd_per_mtok_out)
+                                                  req * lo).cost_usd_per_mtok_out)
 
 
 def service_point(loaded: Loaded, pt: Point) -> PointResult:

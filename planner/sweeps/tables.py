@@ -38,7 +38,8 @@ RESULT_ORDER = [
     "time_pipeline_latency_s", "time_io_link_s", "time_compute_s", "time_memory_bw_s", "time_prefill_s",
     # money and power
     "capex_usd", "capex_usd_low", "capex_usd_high", "capex_usd_per_h", "power_kw", "facility_power_kw", "usd_per_h", "cost_usd_per_mtok_out",
-    "cost_usd_per_mtok_out_low", "cost_usd_per_mtok_out_high", "cost_usd_per_mtok_in", "cost_usd_per_mtok_total", "tok_s_per_mw",
+    "cost_usd_per_mtok_out_low", "cost_usd_per_mtok_out_high", "cost_usd_per_mtok_in", "cost_usd_per_mtok_cached_in",
+    "cost_usd_per_mtok_blended", "cost_usd_per_request", "tok_s_per_device", "tok_s_per_mw",
     # how sure: calibration spread x clock range (multipliers on speed), and where it comes from
     "speed_band_low", "speed_band_high", "speed_band_source",
 ]
@@ -89,13 +90,15 @@ def row(r: PointResult) -> dict:
         out.update(capacity_probes=c.probes, capacity_limit=c.limit, capacity_users_per_replica=c.users_per_replica,
                    capacity_req_s_per_replica=c.req_s_per_replica, capacity_users=c.users, capacity_req_s=c.req_s,
                    capacity_target=c.target, replicas=c.replicas, devices=c.devices,
-                   batch_per_replica=c.batch_per_replica)
+                   batch_per_replica=c.batch_per_replica, goodput_req_s=c.goodput_req_s,
+                   goodput_out_tok_s=c.goodput_out_tok_s)
         if not c.closed:
             out["concurrent_users"] = c.users
     if r.throughput_source is not None:
         out["throughput_source"] = r.throughput_source
-    if r.throughput_out_tok_s is not None:
-        out.update(throughput_out_tok_s=r.throughput_out_tok_s, throughput_in_tok_s=r.throughput_in_tok_s)
+    if r.throughput_out_tok_s is not None:  # the deployment's, whichever model gave them
+        out.update(throughput_out_tok_s=r.throughput_out_tok_s, throughput_in_tok_s=r.throughput_in_tok_s,
+                   throughput_req_s=r.throughput_req_s)
     for part in (r.costs, r.bands):
         if part is not None:
             out.update(dataclasses.asdict(part))
@@ -166,14 +169,21 @@ def pareto(df: pd.DataFrame) -> pd.DataFrame:
     return df[df["pareto"]].sort_values(["cost_usd_per_mtok_out", "point"], kind="stable")
 
 
+BEST_BY = ["model", "context_tokens", "hardware", "hypothetical"]
+
+
 def best(df: pd.DataFrame) -> pd.DataFrame:
-    """Per (model, hardware): the cheapest SLO-meeting point per output token (fewer devices on a tie)."""
+    """Per model, context, hardware and real/hypothetical option (bonded SRAM on a real wafer is
+    hypothetical): the cheapest SLO-meeting point per output token (fewer devices on a tie).
+    Real hardware first within each model and context."""
     ok = df[df["slo_pass"].fillna(False).astype(bool)]
     if ok.empty:
         return df.iloc[0:0]
     ok = ok.sort_values(["cost_usd_per_mtok_out", "devices", "point"], kind="stable")
-    return ok.groupby(["model", "hardware"], sort=True, dropna=False).head(1).sort_values(
-        ["model", "cost_usd_per_mtok_out", "point"], kind="stable")
+    by = [c for c in BEST_BY if c in ok]
+    top = ok.groupby(by, sort=True, dropna=False).head(1)
+    order = [c for c in ("model", "context_tokens", "hypothetical") if c in top] + ["cost_usd_per_mtok_out", "point"]
+    return top.sort_values(order, kind="stable")
 
 
 SPEEDUP_COLUMNS = ["decode_tok_s_per_user_p50", "task_p50_s", "decode_speedup", "task_speedup", "share_tool",

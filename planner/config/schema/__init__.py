@@ -54,6 +54,7 @@ from planner.config.schema.scenario import (  # noqa: F401 - the schema's public
     Workload,
     SLO,
     Capacity,
+    PriceRatio,
     Economics,
     skip_matches,
     SweepGroup,

@@ -224,6 +224,18 @@ class Capacity(Strict):
     stop_at_target: bool = True  # a replica that carries the whole target load needs no further search
 
 
+class PriceRatio(Strict):
+    """How a deployment's $/h is split among token kinds, as API price sheets do (per token,
+    relative to a fresh input token). Sheets 2025-26 (vendor pages via llm-prices, 2026-08):
+    output 4x (OpenAI gpt-4o/4.1, DeepSeek V3/R1), 5x (Anthropic), 6-8x (gpt-5, Gemini 2.5/3),
+    1.3-4x (Groq, DeepSeek V4); cached input 0.1x (Anthropic, Gemini, gpt-5, Mistral), 0.25x
+    (DeepSeek V3, gpt-4.1), 0.5x (gpt-4o, Groq), 0.01-0.02x (DeepSeek V4)."""
+
+    output: Annotated[float, Field(gt=0)] = 4.0
+    input: Annotated[float, Field(gt=0)] = 1.0
+    cached_input: Annotated[float, Field(ge=0)] = 0.1
+
+
 class Economics(Strict):
     amortisation_years: Annotated[float, Field(gt=0)] = 4.0
     pue: Annotated[float, Field(ge=1)] = 1.3
@@ -231,6 +243,7 @@ class Economics(Strict):
     hosting_usd_per_kw_month: Annotated[float, Field(ge=0)] = 0.0
     utilisation: Fraction = 1.0  # share of hours the deployment serves at the modelled rate
     capex: Literal["spec", "low", "high", "rental"] = "spec"
+    price_ratio: PriceRatio = PriceRatio()  # splits $/h among output, fresh input, cached input tokens
 
 
 def skip_matches(want, value) -> bool:
