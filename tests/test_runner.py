@@ -129,7 +129,7 @@ def test_workbook_report_and_permissions(small, tmp_path):
         wb = z.read("xl/workbook.xml").decode()
     assert all(f'name="{s}"' in wb for s in ("results", "pareto", "best"))
     assert {p.name for p in written} == {"cost_vs_speed.png", "throughput_vs_latency.png",
-                                         "devices_vs_context.png", "summary.md"}
+                                         "devices_vs_context.png", "frontier.png", "summary.md"}
     md = (out / "summary.md").read_text()
     cheapest = pd.read_csv(out / "best.csv").sort_values("cost_usd_per_mtok_out").iloc[0]
     assert f"x {cheapest['hardware']}" in md and "## Plots" in md

@@ -17,6 +17,7 @@ from planner.plan.agents import service_figures
 from planner.plan.capacity import Capacity, analytic_values, capacity_search, slo_misses
 from planner.plan.economics import Costs, costs
 from planner.plan.estimate import Estimate, estimate
+from planner.plan.frontier import FrontierPoint, frontier
 from planner.plan.scenario import Loaded, Point
 from planner.plan.simulate import rounds_for, run_sim
 from planner.sim.engine import SimResult, Summary
@@ -83,6 +84,7 @@ class PointResult:
     bands: Bands | None = None
     cost_usd_per_task: float | None = None
     service: Service | None = None
+    frontier: tuple[FrontierPoint, ...] = ()  # the configuration's cost-vs-speed curve (analytic)
     error: str | None = None  # "Type: message" when evaluating the point raised
 
 
@@ -190,7 +192,8 @@ def run_point(loaded: Loaded, pt: Point, simulate: bool | None = None) -> tuple[
               result.throughput_in_tok_s, result.throughput_req_s)
     tasks = result.sim.tasks if result.sim else None
     per_task = c.usd_per_h / tasks.tasks_per_hour if tasks and tasks.tasks_per_hour else None
-    return verdict(dataclasses.replace(result, costs=c, bands=b, cost_usd_per_task=per_task), sc), res
+    curve = frontier(cfg, built, sc.economics, est.max_concurrent_sequences)
+    return verdict(dataclasses.replace(result, costs=c, bands=b, cost_usd_per_task=per_task, frontier=curve), sc), res
 
 
 def verdict(result: PointResult, sc: Scenario) -> PointResult:

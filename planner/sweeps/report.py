@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from planner.sweeps import frontier
 from planner.sweeps.export import atomic_write_text, publish
 from planner.sim.sessions import PARTS
 
@@ -253,9 +254,17 @@ def write_report(folder: Path) -> list[Path]:
               throughput_vs_latency(df, slo, folder / "throughput_vs_latency.png", plt),
               devices_vs_context(df, folder / "devices_vs_context.png", plt),
               time_breakdown(df, folder / "time_breakdown.png", plt)]
+    fr = pd.read_csv(folder / "frontier.csv") if (folder / "frontier.csv").exists() else pd.DataFrame()
+    if not fr.empty:
+        images.append(frontier.plot(fr, folder / "frontier.png", plt, slo.get("decode_tok_s_per_user_p50")))
     plt.close("all")
     images = [p for p in images if p is not None]
     md = folder / "summary.md"
     speed = pd.read_csv(folder / "speedup.csv") if (folder / "speedup.csv").exists() else None
-    atomic_write_text(md, summary_md(df, best, run, images, speed))
+    text = summary_md(df, best, run, images, speed)
+    if not fr.empty:
+        lines = frontier.crossover_text(frontier.crossover(fr))
+        text += "\n## Wafer vs GPU: where a token gets cheaper (real hardware, analytic frontier)\n\n" + \
+            ("\n".join(lines) if lines else "No context has both a wafer and a GPU curve.") + "\n"
+    atomic_write_text(md, text)
     return images + [md]

@@ -30,6 +30,7 @@ from planner.version import __version__
 from planner.plan.point import evaluate, failed
 from planner.sweeps.export import atomic_write_text, publish, write_csv, write_json
 from planner.plan.scenario import Loaded, Point, load
+from planner.sweeps import frontier
 from planner.sweeps.tables import axis_columns, best, frame, pareto, row, speedup
 
 EXECUTORS = ("local", "dask")
@@ -124,12 +125,20 @@ def evaluate_index(text: str, file: str, index: int, simulate: bool | None) -> d
         _CACHE.clear()
         _CACHE[key] = load(file, text)
     loaded = _CACHE[key]
-    return row(evaluate(loaded, loaded.points[index], simulate))
+    return evaluated(loaded, loaded.points[index], simulate)
+
+
+def evaluated(loaded: Loaded, pt: Point, simulate: bool | None) -> dict:
+    """A point's results row, its frontier rows riding along under FRONTIER_KEY."""
+    result = evaluate(loaded, pt, simulate)
+    out = row(result)
+    out[frontier.FRONTIER_KEY] = frontier.frontier_rows(result, out)
+    return out
 
 
 def _inline(loaded: Loaded, todo: list[int], simulate, **_):
     for i in todo:
-        yield i, row(evaluate(loaded, loaded.points[i], simulate))
+        yield i, evaluated(loaded, loaded.points[i], simulate)
 
 
 def _local(loaded: Loaded, todo: list[int], simulate, jobs: int, **_):
@@ -233,8 +242,10 @@ def run(source, out_dir: str | Path | None = None, quiet: bool = False, simulate
     if fresh:
         store.clear()
     rows, stats = evaluate_all(loaded, simulate, jobs, executor, scheduler, store, quiet)
+    fr = pd.DataFrame([f for r in rows for f in r.get(frontier.FRONTIER_KEY, [])])
     df = results_frame(loaded, rows)
-    tables = {"results": df, "pareto": pareto(df), "best": best(df)}
+    tables = {"results": df, "pareto": pareto(df), "best": best(df), "frontier": fr,
+              "crossover": frontier.crossover(fr)}
     if "task_p50_s" in df:
         ref = loaded.scenario.reference_group
         index = next((pt.index for pt in loaded.points if pt.group == ref), 0) if ref else 0

@@ -129,7 +129,7 @@ def frame(rows: list[dict], axes: list[str]) -> pd.DataFrame:
         i = order.index("throughput_source") + 1
         order = order[:i] + TASK_ORDER + order[i:]
     cols = LEAD + axes + order
-    extra = sorted({k for r in rows for k in r} - set(cols) - set(TAIL))
+    extra = sorted({k for r in rows for k in r if not k.startswith("_")} - set(cols) - set(TAIL))
     df = pd.DataFrame(rows, columns=cols + extra + TAIL)
     df["pareto"] = pareto_mask(df)
     return df
