@@ -67,7 +67,7 @@ def test_same_scenario_same_csv(tmp_path):
     assert (tmp_path / "a" / "results.csv").read_bytes() == (tmp_path / "b" / "results.csv").read_bytes()
     assert a["feasible"].any() and (~a["feasible"]).any()
     baseline = a[a["group"] == "gpu-baselines"]
-    assert set(baseline["deployment.hardware"]) == {"b200", "gb200-nvl72"}
+    assert set(baseline["hardware"]) == {"b200", "gb200-nvl72"}
 
 
 @pytest.mark.slow

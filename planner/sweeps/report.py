@@ -18,7 +18,7 @@ from planner.sim.sessions import PARTS
 
 
 def _plt():
-    from planner.sweeps.runner import require
+    from planner.sweeps.export import require
     require("matplotlib", "plan report needs matplotlib", "plots")
     import matplotlib
     matplotlib.use("Agg")  # files only, no display needed
