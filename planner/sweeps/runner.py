@@ -16,6 +16,7 @@ import hashlib
 import json
 import multiprocessing
 import os
+import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
@@ -210,8 +211,9 @@ def evaluate_all(loaded: Loaded, simulate: bool | None = None, jobs: int | None 
 
 def run(source, out_dir: str | Path | None = None, quiet: bool = False, simulate: bool | None = None,
         jobs: int | None = None, executor: str = "local", scheduler: str | None = None, xlsx: bool = False,
-        fresh: bool = False) -> tuple[pd.DataFrame, Path]:
-    """Evaluate every point; write results.csv, pareto.csv, best.csv, run.json (and results.xlsx).
+        fresh: bool = False, report: bool = False) -> tuple[pd.DataFrame, Path]:
+    """Evaluate every point; write results.csv, pareto.csv, best.csv, columns.md, run.json (and
+    results.xlsx; with ``report`` the plots and summary.md of ``plan report``).
 
     The rows, and so the CSVs, are the same whatever ``jobs`` or ``executor`` is, and whether
     or not the sweep was interrupted and resumed. ``fresh`` discards stored points first."""
@@ -251,7 +253,20 @@ def run(source, out_dir: str | Path | None = None, quiet: bool = False, simulate
     write_json(meta, out / "run.json")
     if xlsx:
         write_xlsx(tables, out / "results.xlsx", meta)
+    if report:
+        _report(out, quiet)
     return df, out
+
+
+def _report(out: Path, quiet: bool) -> None:
+    """Plots and summary.md; the results are written already, so a plotting failure only says so."""
+    from planner.sweeps.report import write_report
+    try:
+        write_report(out)
+    except Exception as e:  # noqa: BLE001 - matplotlib missing (a --no-deps install) or broken
+        if not quiet:
+            print(f"plots skipped ({e}); results are complete. Install matplotlib, then: plan report {out}",
+                  file=sys.stderr)
 
 
 def worker_count(jobs: int | None) -> int:
