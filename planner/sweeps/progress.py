@@ -8,6 +8,7 @@ that clears what the last one left.
 """
 from __future__ import annotations
 
+import shutil
 import sys
 import time
 
@@ -39,8 +40,10 @@ class Progress:
             from tqdm import tqdm
         except ImportError:  # installed without its dependencies: a plain redrawn line
             return
-        self.bar = tqdm(total=total, unit="point", file=self.stream, dynamic_ncols=True, smoothing=0.1,
-                        desc="points", leave=True)
+        # a pseudo-terminal of unknown size (script, some CI runners) reports 0 x 0: tqdm would draw nothing
+        width = {} if shutil.get_terminal_size((0, 0)).columns else {"ncols": 100, "nrows": 24}
+        self.bar = tqdm(total=total, unit="point", file=self.stream, dynamic_ncols=not width, smoothing=0.1,
+                        desc="points", leave=True, **width)
 
     def line(self) -> str:
         el = time.monotonic() - self.t0
