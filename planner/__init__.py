@@ -9,17 +9,18 @@ from planner.version import __version__
 
 
 def sweep(scenario, jobs: int | None = None, executor: str = "local", scheduler: str | None = None,
-          simulate: bool | None = None, out=None):
+          simulate: bool | None = None, out=None, report: bool = False):
     """Evaluate every point of a scenario (a path, or a mapping as its YAML would read) and
     return the results table as a pandas DataFrame, the columns of results.csv (``plan sweep``).
 
     ``jobs`` worker processes (default: all cores), ``executor`` "local" or "dask" (with
     ``scheduler`` "tcp://host:8786", else a local Dask cluster). Nothing is written unless
-    ``out`` names a folder, which then gets the files of ``plan sweep -o`` (and resumes)."""
+    ``out`` names a folder, which then gets the tables of ``plan sweep -o`` (and resumes; with
+    ``report`` also its plots and summary.md)."""
     from planner.sweeps import runner
     if out is not None:
         return runner.run(scenario, out, quiet=True, simulate=simulate, jobs=jobs, executor=executor,
-                          scheduler=scheduler)[0]
+                          scheduler=scheduler, report=report)[0]
     loaded = runner.load_source(scenario)
     rows, _ = runner.evaluate_all(loaded, simulate, jobs, executor, scheduler)
     return runner.results_frame(loaded, rows)

@@ -104,8 +104,11 @@ def test_sweep_writes_csv_and_run_json(run, write, tmp_path):
     r = run("sweep", sc, "-o", out, "-q")
     assert r.exit_code == 0
     df = pd.read_csv(out / "results.csv")
-    assert len(df) == 7 and list(df.columns[:4]) == ["point", "group", "deployment.count",
-                                                     "deployment.precision.weights"]
+    # the answer first; a swept value a result column already shows (the precision) is not repeated
+    assert len(df) == 7 and list(df.columns[:6]) == ["point", "model", "hardware", "weights_precision",
+                                                     "kv_precision", "context_tokens"]
+    assert "deployment.count" in df.columns and "deployment.precision.weights" not in df.columns
+    assert set(df[df.group == "gpus"].hardware) == {"h100"} and list(df.weights_precision[:2]) == ["bf16", "fp8"]
     infeasible = df[~df.feasible]
     assert (infeasible.reason.str.len() > 0).all() and "weights do not fit" in infeasible.reason.iloc[0]
     for col in ("decode_tok_s_per_user_p50", "ttft_p99_s", "tpot_p99_s", "decode_tok_s_per_user_analytic",

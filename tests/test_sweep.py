@@ -55,7 +55,7 @@ def test_economics_hand_calc(write):
     assert row["cost_usd_per_mtok_in"] == pytest.approx(unit * 1e6)
     assert row["cost_usd_per_mtok_blended"] == pytest.approx(usd_h / (out_h + in_h) * 1e6)
     assert row["cost_usd_per_request"] == pytest.approx(usd_h / (row["throughput_req_s"] * 3600))
-    assert row["tok_s_per_device"] == pytest.approx(row["throughput_out_tok_s"] / 4)
+    assert row["throughput_out_tok_s_per_device"] == pytest.approx(row["throughput_out_tok_s"] / 4)
     assert row["power_kw"] == 92 and row["capex_usd"] == 4e6
 
 
@@ -107,7 +107,7 @@ capacity: {search: true, max_probes: 4, stop_at_target: false}
     assert row["capacity_req_s"] == pytest.approx(3 * per)
     assert row["throughput_req_s"] == pytest.approx(3 * per)
     assert row["throughput_out_tok_s"] == pytest.approx(3 * per * 256)
-    assert row["tok_s_per_device"] == pytest.approx(row["throughput_out_tok_s"] / 12)
+    assert row["throughput_out_tok_s_per_device"] == pytest.approx(row["throughput_out_tok_s"] / 12)
     assert row["cost_usd_per_request"] == pytest.approx(row["usd_per_h"] / (row["throughput_req_s"] * 3600))
 
 
@@ -126,7 +126,7 @@ def test_same_scenario_same_csv(tmp_path):
     assert (tmp_path / "a" / "results.csv").read_bytes() == (tmp_path / "b" / "results.csv").read_bytes()
     assert a["feasible"].any() and (~a["feasible"]).any()
     baseline = a[a["group"] == "gpu-baselines"]
-    assert set(baseline["deployment.hardware"]) == {"b200", "gb200-nvl72"}
+    assert set(baseline["hardware"]) == {"b200", "gb200-nvl72"}
 
 
 @pytest.mark.slow

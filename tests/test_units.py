@@ -8,7 +8,7 @@ from planner.config.units import UnitError, parse
     ("44GB", "bytes", 44e9),
     ("1 GiB", "bytes", 2.0 ** 30),
     ("230 MB", "bytes", 230e6),
-    ("8 Gb", "bytes", 1e9),  # lower-case b is bits
+    ("8 Gbit", "bytes", 1e9),  # bits, spelled out
     ("150 GB/s", "bytes_per_s", 150e9),
     ("1.2 Tb/s", "bytes_per_s", 150e9),  # 12 x 100 GbE = 150 GB/s
     ("400 Gb/s", "bytes_per_s", 50e9),

@@ -4,6 +4,11 @@ Lookup order for a name: ``./hardware_specs/`` (or ``./models/``) next to the sc
 file, then in the current directory, then the built-in catalog. A value containing ``/``
 or ending in ``.yaml`` is a path. ``extends: NAME`` inherits every key of another spec and
 overrides what it sets (one level of nested mappings is merged).
+
+Names are matched ignoring case, and a model is also found by any of its ``aliases`` (the
+Hugging Face ids whose config it reproduces, e.g. ``deepseek-ai/DeepSeek-V3``, with or without
+the organisation); aliases are not inherited through ``extends``. A name that matches nothing
+is an error that suggests the closest name or alias ("gb200" -> "gb200-nvl72").
 """
 from __future__ import annotations
 
@@ -53,17 +58,52 @@ def names(kind: str, base_dir: Path | None = None) -> list[str]:
 
 
 def find(kind: str, ref: str, base_dir: Path | None = None) -> Path | None:
+    """The spec file ``ref`` names: a path, a name (any case) or, for models, an alias."""
     if "/" in ref or ref.endswith((".yaml", ".yml")):
         for root in ([base_dir] if base_dir else []) + [Path.cwd()]:
             p = (root / ref) if not Path(ref).is_absolute() else Path(ref)
             if p.is_file():
                 return p
-        return None
+        if ref.endswith((".yaml", ".yml")) or kind != "model":
+            return None
     for d in _search_dirs(kind, base_dir):
         p = d / f"{ref}.yaml"
         if p.is_file():
             return p
+    name = canonical(kind, ref, base_dir)
+    return find(kind, name, base_dir) if name and name != ref else None
+
+
+def canonical(kind: str, ref: str, base_dir: Path | None = None) -> str | None:
+    """The spec name ``ref`` stands for, ignoring case, or (models) through an alias."""
+    low = ref.strip().lower()
+    for n in names(kind, base_dir):
+        if n.lower() == low:
+            return n
+    if kind == "model":
+        return aliases(base_dir).get(low)
     return None
+
+
+def aliases(base_dir: Path | None = None) -> dict[str, str]:
+    """Lower-cased alias -> model name, each alias with and without its organisation prefix."""
+    out: dict[str, str] = {}
+    for d in _search_dirs("model", base_dir):
+        for f in sorted(d.glob("*.yaml")):
+            for a in _aliases_of(str(f), f.stat().st_mtime_ns):
+                for key in (a.lower(), a.lower().rsplit("/", 1)[-1]):
+                    out.setdefault(key, f.stem)
+    return out
+
+
+@functools.lru_cache(maxsize=1024)
+def _aliases_of(path: str, mtime_ns: int) -> tuple:
+    try:
+        data = load_file(Path(path)).data
+    except ConfigError:
+        return ()  # a broken file is reported when it is used, not while looking up another
+    found = data.get("aliases") if isinstance(data, dict) else None
+    return tuple(str(a) for a in found) if isinstance(found, list) else ()
 
 
 def _merge(base: dict, child: dict) -> dict:
@@ -94,11 +134,14 @@ def _load_raw(kind: str, path: Path, chain: tuple = ()) -> Located:
     base = _load_raw(kind, ppath, chain + (path.resolve(),))
     merged = _merge(base.data, loc.data)
     merged["extends"] = parent
+    if "aliases" in base.data or "aliases" in loc.data:  # an alias names one spec, not its children
+        merged["aliases"] = loc.data.get("aliases", [])
     return Located(merged, loc.file, loc.value_marks, loc.key_marks)
 
 
 def _ref_problem(kind: str, ref: str, where: Located | None, path: tuple, base_dir: Path | None) -> ConfigError:
-    msg = f"no {kind} named '{ref}'" + did_you_mean(ref, names(kind, base_dir))
+    known = aliases(base_dir) if kind == "model" else {}
+    msg = f"no {kind} named '{ref}'" + did_you_mean(ref, names(kind, base_dir), known)
     if where is None:
         return ConfigError([Problem("", None, None, "", msg)])
     return ConfigError([where.problem(path, msg, ref, True)])

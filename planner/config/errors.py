@@ -41,6 +41,26 @@ class ConfigError(Exception):
         return "\n".join(str(p) for p in self.problems)
 
 
-def did_you_mean(word: str, choices) -> str:
-    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
-    return f"; did you mean '{close[0]}'?" if close else ""
+def closest(word: str, choices, aliases: dict | None = None) -> str | None:
+    """The choice a mistyped ``word`` most likely meant, or None. Case is ignored; a choice the
+    word begins ("gb200" -> "gb200-nvl72") or sits inside beats a merely similar spelling
+    (difflib alone would offer "b200"); ``aliases`` (alias -> choice) are searched too."""
+    w = str(word).strip().lower()
+    pool = {str(c).lower(): str(c) for c in choices}
+    for a, name in (aliases or {}).items():
+        pool.setdefault(str(a).lower(), str(name))
+    if not w:
+        return None
+    if w in pool:
+        return pool[w]
+    for hits in ([k for k in pool if k.startswith(w)] if len(w) >= 2 else [],
+                 [k for k in pool if w in k] if len(w) >= 3 else []):
+        if hits:
+            return pool[min(hits, key=lambda k: (len(k), k))]
+    close = difflib.get_close_matches(w, list(pool), n=1, cutoff=0.6)
+    return pool[close[0]] if close else None
+
+
+def did_you_mean(word: str, choices, aliases: dict | None = None) -> str:
+    close = closest(word, choices, aliases)
+    return f"; did you mean '{close}'?" if close else ""

@@ -2,8 +2,16 @@
 
 Why: spec files are read and argued over by people; "21 PB/s" is checkable at a glance,
 21e15 is not. Inside the code everything is SI (bytes, bytes/s, FLOP/s, s, W).
-Bits vs bytes is decided by case: ``B`` = byte, ``b`` = bit (so "1.2 Tb/s" = 150e9 B/s).
-Decimal prefixes (k, M, G, T, P, E) are powers of 1000; binary ones (KiB, MiB, GiB, TiB) of 1024.
+Bits vs bytes is decided by case: ``B`` = byte, ``b`` = bit (so "1.2 Tb/s" = 150e9 B/s): links
+are quoted in bits per second. A memory size in ``b`` ("264 Gb") is an error, since memory is
+quoted in bytes and a lower-case b there is a typo far more often than bits; write "264 Gbit"
+to mean bits. Decimal prefixes (k, M, G, T, P, E) are powers of 1000; binary ones (KiB, MiB,
+GiB, TiB) of 1024.
+
+A bare number is SI (bytes, bytes/s, FLOP/s, Hz, s, W), as ``plan show`` prints it. Where a
+bare number is too small to be meant in SI (a memory size or bandwidth below 1e6, a compute
+rate below 1e9, a clock below 1e3: "capacity: 264") a unit was left out, and it is an error
+that suggests the likely one ("did you mean 264 GB?") rather than a silent 264 bytes.
 """
 from __future__ import annotations
 
@@ -16,6 +24,12 @@ _TIME = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9, "min": 60.0,
 
 _NUM = r"(?P<num>[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?)"
 _RE = re.compile(rf"^\s*{_NUM}\s*(?P<unit>[^\s\d].*?)?\s*$")
+
+# kind -> (smallest plausible bare SI number, the unit a smaller one most likely left out)
+_BARE_FLOOR = {"bytes": (1e6, "GB"), "bytes_per_s": (1e6, "GB/s"), "flops": (1e9, "TFLOP/s"), "hertz": (1e3, "GHz")}
+_SI = {"bytes": "bytes", "bytes_per_s": "bytes/s", "flops": "FLOP/s", "hertz": "Hz"}
+_WHAT = {"bytes": "memory size", "bytes_per_s": "bandwidth", "flops": "compute rate", "hertz": "clock",
+         "seconds": "time", "watts": "power", "tok_s": "token rate"}
 
 
 
@@ -47,7 +61,7 @@ def parse(value: object, kind: str) -> float:
     if isinstance(value, bool):
         raise UnitError("expected a number, got a boolean")
     if isinstance(value, (int, float)):
-        out = float(value)
+        out = _bare(float(value), kind)
     elif isinstance(value, str):
         out = _parse_str(value, kind)
     else:
@@ -57,22 +71,40 @@ def parse(value: object, kind: str) -> float:
     return out
 
 
+def _bare(x: float, kind: str) -> float:
+    """A bare number: SI, unless too small to be meant so (a unit left out)."""
+    floor = _BARE_FLOOR.get(kind)
+    if floor and 0 < abs(x) < floor[0]:
+        shown = f"{x:g}"
+        raise UnitError(f"a {_WHAT[kind]} needs a unit: a bare {shown} would be {shown} {_SI[kind]}; "
+                        f"did you mean {shown} {floor[1]}?")
+    return x
+
+
 def _parse_str(text: str, kind: str) -> float:
     num, unit = _split(text)
     if unit == "":
-        return num
+        return _bare(num, kind)
     if kind == "number":
         return num * _prefix(unit)
     if kind == "seconds":
         if unit in _TIME:
             return num * _TIME[unit]
         raise UnitError(f"unknown time unit {unit!r} (use s, ms, us, ns, min, h)")
+    if kind == "tok_s":
+        if unit in ("tok/s", "tokens/s", "token/s"):
+            return num
+        raise UnitError(f"unknown token-rate unit {unit!r} (use tok/s)")
     if kind in ("bytes", "bytes_per_s"):
         rate = kind == "bytes_per_s"
         m = re.fullmatch(r"(Ki|Mi|Gi|Ti|Pi|[kKMGTPE]?)(B|b|bit|bits|byte|bytes)" + (r"(?:/s|ps)" if rate else ""), unit)
         if not m:
-            hint = "GB/s, TB/s, PB/s, Gb/s, Tb/s, ..." if rate else "B, kB, MB, GB, TB, GiB, ... or b/bit for bits"
+            hint = "GB/s, TB/s, PB/s, Gb/s, Tb/s, ..." if rate else "B, kB, MB, GB, TB, GiB, ... or Gbit for bits"
             raise UnitError(f"unknown {'bandwidth' if rate else 'size'} unit {unit!r} (use {hint})")
+        if not rate and m.group(2) == "b":
+            raise UnitError(f"memory sizes are in bytes: {text.strip()!r} is bits ({num:g} {m.group(1)}b = "
+                            f"{fmt_bytes(num * _prefix(m.group(1)) / 8)}); did you mean {num:g} {m.group(1)}B? "
+                            f"(write {num:g} {m.group(1)}bit for bits)")
         scale = 1.0 if m.group(2) in ("B", "byte", "bytes") else 1 / 8
         return num * _prefix(m.group(1)) * scale
     if kind == "flops":

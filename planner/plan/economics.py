@@ -8,7 +8,7 @@ in the hour (at the configured utilisation) by a stated price ratio, as API pric
     $/h = sum over kinds of tokens/h x $/token   (checked on every row by the tests)
 
 and, without any ratio, as $/M blended tokens at the workload's own mix and as $/request.
-Per-device and per-MW figures divide the deployment's output rate.
+The per-MW figure divides the deployment's output rate by its facility power.
 """
 from __future__ import annotations
 
@@ -39,7 +39,6 @@ class Costs:
     cost_usd_per_mtok_cached_in: float  # ... input served from a cached prefix
     cost_usd_per_mtok_blended: float  # $/h over every token served, whatever its kind
     cost_usd_per_request: float
-    tok_s_per_device: float  # output tokens/s per device
     tok_s_per_mw: float  # output tokens/s per MW of facility power
 
     def as_dict(self) -> dict:
@@ -82,5 +81,4 @@ def costs(dev: Device, devices: int, econ: Economics, out_tok_s: float, in_tok_s
         cost_usd_per_mtok_cached_in=r.cached_input * per_unit * 1e6,
         cost_usd_per_mtok_blended=usd_h / tokens * 1e6 if tokens > 0 else math.inf,
         cost_usd_per_request=usd_h / requests if requests > 0 else math.inf,
-        tok_s_per_device=out_tok_s / devices if devices else math.nan,
         tok_s_per_mw=out_tok_s / (facility_kw / 1000.0) if facility_kw > 0 else math.inf)

@@ -226,7 +226,8 @@ def to_config(loaded: Loaded, sc: Scenario, loc: Located) -> Config | None:
     if sc.deployment.software is not None and sc.deployment.software not in hw.software_profiles:
         known = ", ".join(sorted(hw.software_profiles)) or "none"
         raise ConfigError([loc.problem(("deployment", "software"),
-                                       f"{hw.name} has no software profile of that name (known: {known})",
+                                       f"{hw.name} has no software profile of that name (known: {known})"
+                                       + did_you_mean(sc.deployment.software, hw.software_profiles),
                                        sc.deployment.software, True)])
     if sc.capacity.search:
         if not sc.slo.targets():

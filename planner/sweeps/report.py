@@ -1,8 +1,8 @@
 """``plan report DIR``: the plots a planner would rather look at than read, and summary.md.
 
 Reads only the sweep's CSVs and run.json (never re-runs anything), so a report can be made on
-another machine from copied results. matplotlib is imported here, lazily: the package does
-not need it otherwise.
+another machine from copied results. ``plan sweep`` calls it at the end; matplotlib is
+imported lazily (sweeps/plots.py draws), so the rest of the package loads without it.
 """
 from __future__ import annotations
 
@@ -13,162 +13,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from planner.sweeps import frontier
-from planner.sweeps.export import atomic_write_text, publish
-from planner.sim.sessions import PARTS
+from planner.sweeps import frontier, plots
+from planner.sweeps.export import atomic_write_text
 
 
 def _plt():
-    from planner.sweeps.runner import require
+    from planner.sweeps.export import require
     require("matplotlib", "plan report needs matplotlib", "plots")
     import matplotlib
     matplotlib.use("Agg")  # files only, no display needed
     import matplotlib.pyplot as plt
     return plt
-
-
-def _label(df: pd.DataFrame) -> pd.Series:
-    """hardware / precision / bonded-SRAM option: one legend entry per configuration family
-    (a service profile: its name)."""
-    if "weights_precision" not in df:
-        df = df.assign(weights_precision="")
-    service = df["hardware"].astype(str) == "service"
-    lab = df["hardware"].astype(str) + " " + df["weights_precision"].fillna("").astype(str)
-    lab = lab.where(~service, "service " + df["model"].astype(str))
-    if "hardware.bonded_sram.layers" in df:
-        b = pd.to_numeric(df["hardware.bonded_sram.layers"], errors="coerce").fillna(0).astype(int)
-        lab = lab + np.where(b > 0, " +" + b.astype(str) + " SRAM", "")
-    return lab
-
-
-def _speed(df: pd.DataFrame) -> pd.Series:
-    s = df["decode_tok_s_per_user_p50"] if "decode_tok_s_per_user_p50" in df else pd.Series(np.nan, index=df.index)
-    return s.fillna(df.get("decode_tok_s_per_user_analytic"))
-
-
-def _save(fig, path: Path) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=120, bbox_inches="tight")
-    publish(tmp, path)
-    return path
-
-
-def _styles(labels) -> dict:
-    """A distinct (colour, marker, line style) per label: colour by hardware, marker/line by option."""
-    labels = sorted(set(labels))
-    hw = sorted({lab.split(" ")[0] for lab in labels})
-    colours = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:gray"]
-    markers, lines = "os^DvP*X<>", ["-", "--", ":", "-."]
-    out, seen = {}, {}
-    for lab in labels:
-        h = lab.split(" ")[0]
-        k = seen[h] = seen.get(h, -1) + 1
-        out[lab] = (colours[hw.index(h) % len(colours)], markers[k % len(markers)], lines[k // len(markers) % 4])
-    return out
-
-
-def _legend(ax) -> None:
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
-
-
-def _finish(fig, ax, path: Path, **labels) -> Path:
-    """Log-log axes with a grid, the legend outside, saved."""
-    ax.set(xscale="log", yscale="log", **labels)
-    ax.grid(True, which="both", alpha=0.3)
-    _legend(ax)
-    return _save(fig, path)
-
-
-def front_2d(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Indices of the points no other point beats on both higher x and lower y, by rising x."""
-    order = np.lexsort((y, -x))  # fastest first, cheaper first among equals
-    keep, best = [], math.inf
-    for i in order:
-        if y[i] < best:
-            keep.append(i)
-            best = y[i]
-    return np.array(keep[::-1], dtype=int)
-
-
-def cost_vs_speed(df: pd.DataFrame, slo: dict, path: Path, plt) -> Path:
-    fig, ax = plt.subplots(figsize=(10, 6))
-    ok = df[df["feasible"] & np.isfinite(df["cost_usd_per_mtok_out"].astype(float))].copy()
-    ok["speed"] = _speed(ok)
-    ok["label"] = _label(ok)
-    style = _styles(ok["label"])
-    for lab, g in ok.groupby("label", sort=True):
-        c, m, _ = style[lab]
-        passed = g[g["slo_pass"]]
-        ax.scatter(passed["speed"], passed["cost_usd_per_mtok_out"], s=22, alpha=0.75, color=c, marker=m, label=lab)
-        missed = g[~g["slo_pass"]]
-        ax.scatter(missed["speed"], missed["cost_usd_per_mtok_out"], s=22, alpha=0.4, color=c, marker="x")
-    met = ok[ok["slo_pass"]]
-    if len(met):
-        idx = front_2d(met["speed"].to_numpy(float), met["cost_usd_per_mtok_out"].to_numpy(float))
-        f = met.iloc[idx]
-        ax.step(f["speed"], f["cost_usd_per_mtok_out"], "k-", where="post", lw=1.2,
-                label="frontier: cheapest at this speed or more")
-        p3 = ok[ok["pareto"]]
-        ax.scatter(p3["speed"], p3["cost_usd_per_mtok_out"], s=70, facecolors="none", edgecolors="k", lw=0.8,
-                   label="Pareto (cost, speed, throughput)")
-    target = slo.get("decode_tok_s_per_user_p50")
-    if target:
-        ax.axvline(target, color="r", ls="--", lw=1, label=f"SLO {target:g} tok/s per user")
-    return _finish(fig, ax, path, xlabel="per-user decode speed, p50 (tok/s)",
-                   ylabel="$ per million output tokens (at capacity)",
-                   title="Cost per token vs per-user speed (x: misses the SLO)")
-
-
-def throughput_vs_latency(df: pd.DataFrame, slo: dict, path: Path, plt) -> Path:
-    fig, ax = plt.subplots(figsize=(10, 6))
-    col = "ttft_p99_s" if "ttft_p99_s" in df and df["ttft_p99_s"].notna().any() else "ttft_analytic_s"
-    ok = df[df["feasible"]].assign(label=lambda d: _label(d))
-    style = _styles(ok["label"])
-    for lab, g in ok.groupby("label", sort=True):
-        c, m, _ = style[lab]
-        ax.scatter(g[col], g["throughput_out_tok_s"], s=22, alpha=0.75, color=c, marker=m, label=lab)
-    target = slo.get("ttft_p99_s")
-    if target:
-        ax.axvline(target, color="r", ls="--", lw=1, label=f"SLO p99 TTFT {target:g} s")
-    return _finish(fig, ax, path, xlabel=f"{col} (s)", ylabel="output tok/s of the deployment",
-                   title="Throughput vs p99 time to first token, per configuration")
-
-
-def devices_vs_context(df: pd.DataFrame, path: Path, plt) -> Path | None:
-    """Fewest devices meeting the SLO at each context length, one line per precision/SRAM option."""
-    ok = df[df["slo_pass"].astype(bool)]
-    if ok.empty or "context_tokens" not in ok:
-        return None
-    fig, ax = plt.subplots(figsize=(10, 6))
-    fewest = ok.assign(option=_label(ok)).groupby(["option", "context_tokens"])["devices"].min().reset_index()
-    style = _styles(fewest["option"])
-    for opt, g in fewest.groupby("option", sort=True):
-        c, m, ls = style[opt]
-        ax.plot(g["context_tokens"], g["devices"], color=c, marker=m, ls=ls, label=opt)
-    return _finish(fig, ax, path, xlabel="context length (tokens)",
-                   ylabel="devices needed (wafers or GPUs) within the SLO", title="Devices needed vs context length")
-
-
-def time_breakdown(df: pd.DataFrame, path: Path, plt) -> Path | None:
-    """Agent tasks: where a task's time goes, per configuration (stacked shares x median task time)."""
-    if "task_p50_s" not in df:
-        return None
-    ok = df[df["feasible"] & df["task_p50_s"].notna()]
-    if ok.empty:
-        return None
-    labels = [f"{int(r['point'])}: {r['model']} ({r['group']})" for _, r in ok.iterrows()]
-    fig, ax = plt.subplots(figsize=(10, max(3.0, 0.35 * len(ok) + 1.5)))
-    left = np.zeros(len(ok))
-    colours = ["tab:gray", "tab:red", "tab:orange", "tab:blue", "tab:purple", "tab:green"]
-    for p, c in zip(PARTS, colours):
-        secs = (ok[f"share_{p}"].fillna(0) * ok["task_p50_s"]).to_numpy(float)
-        ax.barh(labels, secs, left=left, color=c, label=p.replace("_", " "))
-        left += secs
-    ax.invert_yaxis()
-    ax.set(xlabel="seconds of a median task (shares of all task time)", title="Where an agent task's time goes")
-    ax.grid(True, axis="x", alpha=0.3)
-    _legend(ax)
-    return _save(fig, path)
 
 
 def _fmt(v, digits=3) -> str:
@@ -250,10 +105,11 @@ def write_report(folder: Path) -> list[Path]:
     df = df.copy()  # one block per dtype again after the column updates
     slo = {k: v for k, v in run.get("scenario_resolved", {}).get("slo", {}).items() if v is not None}
     plt = _plt()
-    images = [cost_vs_speed(df, slo, folder / "cost_vs_speed.png", plt),
-              throughput_vs_latency(df, slo, folder / "throughput_vs_latency.png", plt),
-              devices_vs_context(df, folder / "devices_vs_context.png", plt),
-              time_breakdown(df, folder / "time_breakdown.png", plt)]
+    d = plots.prepare(df)
+    images = [plots.cost_vs_speed(d, slo, folder / "cost_vs_speed.png", plt),
+              plots.throughput_vs_latency(d, slo, folder / "throughput_vs_latency.png", plt),
+              plots.devices_vs_context(d, folder / "devices_vs_context.png", plt),
+              plots.time_breakdown(df, folder / "time_breakdown.png", plt)]
     fr = pd.read_csv(folder / "frontier.csv") if (folder / "frontier.csv").exists() else pd.DataFrame()
     if not fr.empty:
         images.append(frontier.plot(fr, folder / "frontier.png", plt, slo.get("decode_tok_s_per_user_p50")))

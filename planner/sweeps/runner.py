@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import multiprocessing
 import os
 import sys
@@ -28,7 +27,11 @@ import yaml
 
 from planner.version import __version__
 from planner.plan.point import evaluate, failed
-from planner.sweeps.export import atomic_write_text, publish, write_csv, write_json
+from planner.sweeps.columns import markdown as columns_markdown
+from planner.sweeps.export import atomic_write_text, require, write_csv, write_json
+from planner.sweeps.progress import Progress
+from planner.sweeps.provenance import provenance
+from planner.sweeps.workbook import write_xlsx
 from planner.plan.scenario import Loaded, Point, load
 from planner.sweeps import frontier
 from planner.sweeps.tables import axis_columns, best, frame, pareto, row, speedup
@@ -45,13 +48,6 @@ def load_source(source) -> Loaded:
         name = source.get("name", "scenario")
         return load(Path.cwd() / f"<{name}>.yaml", yaml.safe_dump(source, sort_keys=False))
     return load(source)
-
-
-def require(module: str, what: str, extra: str) -> None:
-    """An optional extra is installed, or a RuntimeError saying how to install it."""
-    import importlib.util
-    if importlib.util.find_spec(module) is None:
-        raise RuntimeError(f"{what}: pip install 'wafer-planner[{extra}]'")
 
 
 # ------------------------------------------------------------------ store
@@ -194,9 +190,8 @@ def evaluate_all(loaded: Loaded, simulate: bool | None = None, jobs: int | None 
     todo = [pt.index for pt in points if rows[pt.index] is None]
     stats = {"points": len(points), "reused": len(points) - len(todo), "evaluated": len(todo), "failed": 0}
     progress = Progress(len(todo), quiet)
-    if not quiet and stats["reused"]:
-        print(f"{stats['reused']} of {len(points)} points stored by an earlier run; evaluating {len(todo)}",
-              file=sys.stderr)
+    if stats["reused"]:
+        progress.note(f"{stats['reused']} of {len(points)} points stored by an earlier run; evaluating {len(todo)}")
     if executor == "dask":
         run_batch = _dask
     else:
@@ -217,8 +212,7 @@ def evaluate_all(loaded: Loaded, simulate: bool | None = None, jobs: int | None 
             progress.step()
         if not retry:
             break
-        if not quiet:
-            print(f"retrying {len(retry)} failed point(s) once", file=sys.stderr)
+        progress.note(f"retrying {len(retry)} failed point(s) once")
         todo = retry
     progress.done()
     return rows, stats
@@ -226,8 +220,9 @@ def evaluate_all(loaded: Loaded, simulate: bool | None = None, jobs: int | None 
 
 def run(source, out_dir: str | Path | None = None, quiet: bool = False, simulate: bool | None = None,
         jobs: int | None = None, executor: str = "local", scheduler: str | None = None, xlsx: bool = False,
-        fresh: bool = False) -> tuple[pd.DataFrame, Path]:
-    """Evaluate every point; write results.csv, pareto.csv, best.csv, run.json (and results.xlsx).
+        fresh: bool = False, report: bool = False) -> tuple[pd.DataFrame, Path]:
+    """Evaluate every point; write results.csv, pareto.csv, best.csv, columns.md, run.json (and
+    results.xlsx; with ``report`` the plots and summary.md of ``plan report``).
 
     The rows, and so the CSVs, are the same whatever ``jobs`` or ``executor`` is, and whether
     or not the sweep was interrupted and resumed. ``fresh`` discards stored points first."""
@@ -252,11 +247,11 @@ def run(source, out_dir: str | Path | None = None, quiet: bool = False, simulate
         tables["speedup"] = speedup(df, index)
     for name, t in tables.items():
         write_csv(t, out / f"{name}.csv")
-    if xlsx:
-        write_xlsx(tables, out / "results.xlsx")
+    atomic_write_text(out / "columns.md", "# Columns of results.csv (pareto.csv and best.csv share them)\n\n"
+                      + columns_markdown(list(df.columns)))
     finished = time.time()
-    write_json({
-        "tool": "wafer-planner", "version": __version__, "scenario": str(loaded.path),
+    meta = {
+        "tool": "wafer-planner", "version": __version__, **provenance(), "scenario": str(loaded.path),
         "scenario_sha256": hashlib.sha256(loaded.text.encode()).hexdigest(),
         "scenario_resolved": loaded.scenario.model_dump(mode="json"), "seed": loaded.scenario.seed,
         "started": _iso(started), "finished": _iso(finished), "wall_s": round(finished - started, 3),
@@ -265,8 +260,24 @@ def run(source, out_dir: str | Path | None = None, quiet: bool = False, simulate
         "slo_pass": int(df["slo_pass"].sum()), "pareto": int(df["pareto"].sum()),
         "failed_points": [{"point": int(r["point"]), "reason": r["reason"]}
                           for r in rows if r.get("bottleneck") == "error"],
-    }, out / "run.json")
+    }
+    write_json(meta, out / "run.json")
+    if xlsx:
+        write_xlsx(tables, out / "results.xlsx", meta)
+    if report:
+        _report(out, quiet)
     return df, out
+
+
+def _report(out: Path, quiet: bool) -> None:
+    """Plots and summary.md; the results are written already, so a plotting failure only says so."""
+    from planner.sweeps.report import write_report
+    try:
+        write_report(out)
+    except Exception as e:  # noqa: BLE001 - matplotlib missing (a --no-deps install) or broken
+        if not quiet:
+            print(f"plots skipped ({e}); results are complete. Install matplotlib, then: plan report {out}",
+                  file=sys.stderr)
 
 
 def worker_count(jobs: int | None) -> int:
@@ -277,50 +288,6 @@ def worker_count(jobs: int | None) -> int:
 def results_frame(loaded: Loaded, rows: list[dict]) -> pd.DataFrame:
     """The results table: swept values as columns after the point's identity."""
     return frame(rows, [c for pt in loaded.points for c in axis_columns(pt.values)])
-
-
-def write_xlsx(tables: dict[str, pd.DataFrame], path: Path) -> None:
-    """The tables as sheets of one workbook, written atomically (XlsxWriter, an optional extra)."""
-    require("xlsxwriter", "--xlsx needs XlsxWriter", "xlsx")
-    import tempfile
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".xlsx", dir=path.parent)
-    os.close(fd)
-    try:
-        with pd.ExcelWriter(tmp, engine="xlsxwriter") as xw:
-            for name, t in tables.items():
-                t.replace([math.inf, -math.inf], np.nan).to_excel(xw, sheet_name=name, index=False)
-                xw.sheets[name].freeze_panes(1, 0)
-        publish(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-class Progress:
-    """Points done and ETA on stderr: redrawn in place on a terminal, a line per 10% in logs."""
-
-    def __init__(self, total: int, quiet: bool):
-        self.total, self.quiet, self.done_n, self.t0 = total, quiet, 0, time.time()
-        self.tty = sys.stderr.isatty()
-        self.next_pct = 10
-
-    def step(self) -> None:
-        self.done_n += 1
-        if self.quiet:
-            return
-        pct = 100 * self.done_n / max(self.total, 1)
-        if not self.tty and pct < self.next_pct and self.done_n != self.total:
-            return
-        self.next_pct = (int(pct) // 10 + 1) * 10
-        el = time.time() - self.t0
-        eta = el / self.done_n * (self.total - self.done_n)
-        msg = f"[{self.done_n}/{self.total}] points, {el:.1f} s elapsed, ETA {eta:.1f} s"
-        print(("\r" + msg) if self.tty else msg, end="" if self.tty else "\n", file=sys.stderr, flush=True)
-
-    def done(self) -> None:
-        if self.tty and not self.quiet and self.done_n:
-            print(file=sys.stderr)
 
 
 def _iso(t: float) -> str:

@@ -12,50 +12,18 @@ import numpy as np
 import pandas as pd
 
 from planner.plan.point import PointResult
+from planner.sweeps.columns import AXIS_SHOWN_AS, DETAIL, HEAD, TAIL, TASKS
 
-LEAD = ["point", "group"]
-RESULT_ORDER = [
-    "feasible", "reason", "bottleneck", "slo_pass", "pareto", "model", "hardware", "device", "hypothetical",
-    "weights_precision",
-    "kv_precision", "compute_mode", "context_tokens", "prompt_tokens", "output_tokens",
-    "devices_per_replica", "replicas", "devices", "systems", "stages", "tp", "layers_per_stage",
-    "layers_split", "concurrent_users", "batch_per_replica", "max_concurrent_sequences",
-    "weight_bytes", "kv_bytes_per_token", "kv_bytes_per_seq", "capacity_bytes_per_device",
-    # simulated (discrete-event engine)
-    "throughput_source", "capacity_users", "capacity_req_s", "capacity_users_per_replica",
-    "capacity_req_s_per_replica", "capacity_target", "capacity_limit", "capacity_probes", "throughput_out_tok_s", "throughput_in_tok_s", "throughput_req_s",
-    "decode_tok_s_per_user_p10", "decode_tok_s_per_user_p50", "decode_tok_s_per_user_mean",
-    "decode_tok_s_per_user_low", "decode_tok_s_per_user_high", "throughput_out_tok_s_low", "throughput_out_tok_s_high",
-    "ttft_p50_s", "ttft_p90_s", "ttft_p99_s", "ttft_max_s", "tpot_p50_s", "tpot_p90_s", "tpot_p99_s", "tpot_max_s",
-    "e2e_p50_s", "e2e_p90_s", "e2e_p99_s", "e2e_max_s", "queue_p50_s", "queue_p90_s", "queue_p99_s", "queue_max_s",
-    "slo_attainment", "goodput_req_s", "goodput_out_tok_s", "stage_util_max", "stage_util_mean",
-    "kv_occupancy_avg", "kv_occupancy_peak", "link_util_max", "offchip_transfer_util", "preemptions", "swaps",
-    "sim_requests", "sim_time_s", "events_per_request",
-    # analytic (closed-form pre-pass)
-    "decode_tok_s_per_user_analytic", "single_stream_tok_s", "tpot_analytic_s", "ttft_analytic_s",
-    "aggregate_tok_s_analytic", "capacity_tok_s_analytic", "input_tok_s_analytic", "accepted_tokens_per_step",
-    "prefill_share", "round_s", "token_latency_s", "cycle_s",
-    "time_pipeline_latency_s", "time_io_link_s", "time_compute_s", "time_memory_bw_s", "time_prefill_s",
-    # money and power
-    "capex_usd", "capex_usd_low", "capex_usd_high", "capex_usd_per_h", "power_kw", "facility_power_kw", "usd_per_h", "cost_usd_per_mtok_out",
-    "cost_usd_per_mtok_out_low", "cost_usd_per_mtok_out_high", "cost_usd_per_mtok_in", "cost_usd_per_mtok_cached_in",
-    "cost_usd_per_mtok_blended", "cost_usd_per_request", "tok_s_per_device", "tok_s_per_mw",
-    # how sure: calibration spread x clock range (multipliers on speed), and where it comes from
-    "speed_band_low", "speed_band_high", "speed_band_source",
-]
-TAIL = ["config_hash", "seed"]
+# the column order comes from the one documented list (sweeps/columns.py): the answer first,
+# then the swept values, then agent-task figures (agentic sweeps), the detail and provenance
+RESULT_ORDER = HEAD + DETAIL
+TASK_ORDER = TASKS
 
 # Pareto objectives, each with the sense that is better
 PARETO = {"cost_usd_per_mtok_out": "min", "decode_tok_s_per_user_p50": "max", "throughput_out_tok_s": "max"}
 
 
-# agent tasks (sweeps with workload.agentic only), after throughput_source
-TASK_ORDER = ["tasks", "task_p50_s", "task_p90_s", "task_p99_s", "task_mean_s", "tasks_per_hour", "turns_per_task",
-              "compactions_per_task", "share_tool", "share_queue", "share_prefill", "share_decode",
-              "share_compaction", "share_kv_transfer", "kv_evictions", "cost_usd_per_task"]
-
-
-RESULT_NAMES = set(LEAD + RESULT_ORDER + TASK_ORDER + TAIL)
+RESULT_NAMES = set(RESULT_ORDER + TASK_ORDER + TAIL)
 
 # the Estimate's per-replica figures that a results row names as analytic (the simulated ones
 # take the plain names); its aggregate and input rates give way to the deployment's (Sizing)
@@ -106,17 +74,32 @@ def row(r: PointResult) -> dict:
         out["cost_usd_per_task"] = r.cost_usd_per_task
     out.update(feasible=r.feasible, reason=r.reason, bottleneck=r.bottleneck, slo_pass=r.slo_pass)
     out.update(config_hash=pt.config_hash, seed=pt.scenario.seed)
+    if r.throughput_out_tok_s is not None and out.get("devices"):
+        out["throughput_out_tok_s_per_device"] = r.throughput_out_tok_s / out["devices"]
+    out.update({k: v for k, v in _identity(pt).items() if out.get(k) is None})
     return out
+
+
+def _identity(pt) -> dict:
+    """What a row is about, known from its configuration even when evaluating it failed, so every
+    row says which model, hardware and precision it is and whether the hardware is hypothetical."""
+    cfg = pt.config
+    if cfg is None:  # a service profile: no hardware of ours
+        return {"hypothetical": False}
+    return {"model": cfg.model.name, "hardware": cfg.hardware.name, "weights_precision": cfg.weights,
+            "kv_precision": cfg.kv_precision, "context_tokens": cfg.context,
+            "hypothetical": bool(cfg.hardware.hypothetical or cfg.bonded_layers)}
 
 
 def axis_columns(values: dict) -> dict:
     """Swept values as columns; a mapping value (e.g. a precision pair) becomes one column per key.
-    An axis spelled like a result column (``model``) is named ``sweep.model``."""
+    An axis spelled like a result column (``model``) is named ``sweep.model``; one whose value a
+    result column shows resolved (``deployment.hardware`` as ``hardware``) is left out."""
     out = {}
     for k, v in values.items():
         if isinstance(v, dict):
             out.update(axis_columns({f"{k}.{kk}": vv for kk, vv in v.items()}))
-        else:
+        elif k not in AXIS_SHOWN_AS:
             out[f"sweep.{k}" if k in RESULT_NAMES else k] = v
     return out
 
@@ -124,11 +107,8 @@ def axis_columns(values: dict) -> dict:
 def frame(rows: list[dict], axes: list[str]) -> pd.DataFrame:
     """Rows -> DataFrame with a stable column order (unknown extra keys go before the tail)."""
     axes = list(dict.fromkeys(axes))
-    order = RESULT_ORDER
-    if any("tasks" in r for r in rows):
-        i = order.index("throughput_source") + 1
-        order = order[:i] + TASK_ORDER + order[i:]
-    cols = LEAD + axes + order
+    tasks = TASK_ORDER if any("tasks" in r for r in rows) else []
+    cols = HEAD + axes + tasks + DETAIL
     extra = sorted({k for r in rows for k in r if not k.startswith("_")} - set(cols) - set(TAIL))
     df = pd.DataFrame(rows, columns=cols + extra + TAIL)
     df["pareto"] = pareto_mask(df)

@@ -19,6 +19,7 @@ Seconds = Annotated[float, _q("seconds"), Field(ge=0)]
 Watts = Annotated[float, _q("watts"), Field(ge=0)]
 Hertz = Annotated[float, _q("hertz"), Field(gt=0)]
 Number = Annotated[float, _q("number")]
+TokS = Annotated[float, _q("tok_s")]
 Fraction = Annotated[float, Field(gt=0, le=1)]
 
 # tokens per prefill chunk unless a scenario says otherwise (chunked prefill; engines use 512-8192)

@@ -91,6 +91,7 @@ class ModelSpec(Strict):
     description: str = ""
     source: str = Field(min_length=3)
     extends: str | None = None
+    aliases: list[str] = []  # Hugging Face ids (org/name) this spec reproduces; found by catalog lookups
     assumptions: list[str] = []
     layers: Annotated[int, Field(ge=1)]
     hidden: Annotated[int, Field(ge=1)]

@@ -205,9 +205,11 @@ SLO_TARGETS = (("ttft_p99_s", 1, "ttft_s"), ("tpot_p99_s", 1, "tpot_s"),
 
 
 class SLO(Strict):
-    ttft_p99_s: Annotated[float, Field(gt=0)] | None = None
-    tpot_p99_s: Annotated[float, Field(gt=0)] | None = None
-    decode_tok_s_per_user_p50: Annotated[float, Field(gt=0)] | None = None
+    """Targets on the simulated percentiles; times take units ("3 s", "500 ms"), speeds "50 tok/s"."""
+
+    ttft_p99_s: Annotated[float, _q("seconds"), Field(gt=0)] | None = None
+    tpot_p99_s: Annotated[float, _q("seconds"), Field(gt=0)] | None = None
+    decode_tok_s_per_user_p50: Annotated[float, _q("tok_s"), Field(gt=0)] | None = None
 
     def targets(self) -> list[tuple[str, float, int, str]]:
         """The targets set: (name, target, sense, analytic name), in SLO_TARGETS order."""

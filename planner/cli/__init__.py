@@ -1,0 +1,151 @@
+"""The ``plan`` command: parses arguments and calls the library; nothing else lives here.
+
+This module holds the group and the catalog commands (validate, list, show); ``ask`` has
+estimate and size, ``sweeping`` run, sweep and report, ``fit`` calibrate.
+
+Every user mistake (bad YAML, unknown name, invalid value) exits with code 2 and one line
+per problem on stderr, never a traceback.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from planner import catalog
+from planner.version import __version__
+from planner.config.errors import ConfigError, did_you_mean
+from planner.config.schema import PRECISIONS, BondedSramSpec
+from planner.config.units import fmt_bytes, fmt_rate
+
+
+class Choice(click.Choice):
+    """click.Choice whose error also says which choice was most likely meant (exit 2)."""
+
+    def convert(self, value, param, ctx):
+        try:
+            return super().convert(value, param, ctx)
+        except click.BadParameter as e:
+            hint = did_you_mean(value, self.choices)
+            if hint:
+                e.message = e.message.rstrip(".") + hint
+            raise
+
+
+PREC = Choice(PRECISIONS)
+
+
+class _Group(click.Group):
+    """Turns ConfigError anywhere below into located lines and exit code 2."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except ConfigError as e:
+            for p in e.problems:
+                click.echo(str(p), err=True)
+            ctx.exit(2)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="plan")
+def main():
+    """Plan wafer-scale (and GPU) LLM inference: memory fit, speed, latency, cost."""
+
+
+# ---------------------------------------------------------------- validate
+@main.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+def validate(files):
+    """Check scenario (or hardware/model spec) files; exit 2 with FILE:LINE:COL lines on error."""
+    from planner.config.yamlio import load_file
+    from planner.plan.scenario import expand, load
+    bad = False
+    for f in files:
+        try:
+            kind = _file_kind(load_file(f).data, Path(f))
+            if kind == "hardware":
+                spec = catalog.load_hardware(f)
+                click.echo(f"{f}: ok ({spec.kind} spec)")
+            elif kind == "model":
+                catalog.load_model(f)
+                click.echo(f"{f}: ok (model spec)")
+            else:
+                n = len(expand(load(f)))
+                click.echo(f"{f}: ok ({n} point{'s' if n != 1 else ''})")
+        except ConfigError as e:
+            bad = True
+            for p in e.problems:
+                click.echo(str(p), err=True)
+    if bad:
+        sys.exit(2)
+
+
+def _file_kind(data, path: Path) -> str:
+    """'scenario', 'model' or 'hardware', from the keys a file sets (or what it extends)."""
+    if not isinstance(data, dict) or {"workload", "sweep", "deployment"} & data.keys():
+        return "scenario"
+    if {"layers", "hidden", "attention", "coarse", "moe"} & data.keys():
+        return "model"
+    if data.get("kind") in ("wafer", "gpu", "bonded_sram"):
+        return "hardware"
+    parent = data.get("extends")
+    if isinstance(parent, str):
+        if catalog.find("hardware", parent, path.parent.parent):
+            return "hardware"
+        if catalog.find("model", parent, path.parent.parent):
+            return "model"
+    return "scenario"
+
+
+# ---------------------------------------------------------------- list / show
+@main.command("list")
+@click.argument("what", type=Choice(["hardware", "models"]))
+def list_(what):
+    """Show the catalog with key figures."""
+    if what == "hardware":
+        rows = [("name", "kind", "memory", "mem bw", "16-bit", "fp8", "fp4", "io", "power/sys", "capex/sys", "")]
+        for h in catalog.all_hardware():
+            if isinstance(h, BondedSramSpec):
+                rows.append((h.name, "option", f"+{fmt_bytes(h.bytes_per_layer)}/layer", fmt_rate(h.bandwidth, "B/s"),
+                             "", "", "", "", f"+{h.power_w_per_layer / 1e3:.3g} kW", f"+${h.capex_usd_per_layer:,.0f}",
+                             "hypothetical"))
+                continue
+            c = h.compute.peaks()
+            rows.append((h.name, h.kind, fmt_bytes(h.memory.capacity), fmt_rate(h.memory.bandwidth, "B/s"),
+                         fmt_rate(c["fp16"], "FLOP/s"), fmt_rate(c["fp8"], "FLOP/s") if "fp8" in c else "-",
+                         fmt_rate(c["fp4"], "FLOP/s") if "fp4" in c else "-", fmt_rate(h.io.bandwidth, "B/s"),
+                         f"{h.power.watts / 1e3:.3g} kW", f"${h.cost.capex_usd:,.0f}",
+                         "hypothetical" if h.hypothetical else ""))
+    else:
+        from planner.physics.model import build
+        rows = [("name", "params", "active", "layers", "hidden", "attention", "KV B/token (16-bit)", "window")]
+        for m in catalog.all_models():
+            s = build(m)
+            att = "coarse" if m.attention is None else m.attention.type
+            rows.append((m.name, f"{s.total_params / 1e9:.1f}B", f"{s.active_params / 1e9:.1f}B", str(m.layers),
+                         str(m.hidden), att, f"{s.kv_bytes_per_token('bf16').sum():,.0f}", f"{m.context_window:,}"))
+    _table(rows)
+
+
+def _table(rows):
+    widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        click.echo("  ".join(str(v).ljust(w) for v, w in zip(r, widths)).rstrip())
+
+
+@main.command()
+@click.argument("what", type=Choice(["hardware", "model"]))
+@click.argument("name")
+def show(what, name):
+    """Print one spec, resolved (inheritance applied), with its sources."""
+    import yaml
+    spec = catalog.load_hardware(name) if what == "hardware" else catalog.load_model(name)
+    path = catalog.find("hardware" if what == "hardware" else "model", name)
+    click.echo(f"# {path}")
+    click.echo(yaml.safe_dump(spec.model_dump(mode="json", by_alias=True, exclude_none=True), sort_keys=False).rstrip())
+
+
+# the other commands register themselves on ``main`` (one module per family of commands)
+from planner.cli import ask, fit, sweeping  # noqa: E402,F401

@@ -1,0 +1,4 @@
+"""``python -m planner.cli``."""
+from planner.cli import main
+
+main()

@@ -1,0 +1,225 @@
+"""Every results column once: (name, unit, meaning), in the order results.csv shows them.
+
+Why one list: the CSV's column order, ``columns.md`` in every output folder, the workbook's
+``columns`` sheet, the README's table and the test that every column is documented all read
+it, so a column cannot appear without saying what it is and in what unit.
+The answer comes first (what, how many, how fast, how soon, what it costs, what limits it),
+then the swept values, then the detail.
+"""
+from __future__ import annotations
+
+# (section, [(name, unit, meaning), ...]); "" unit: a name, a flag or a plain count
+SECTIONS = [
+    ("answer", [
+        ("point", "", "row id: the point's index in the sweep (joins results, pareto, best and .points)"),
+        ("model", "", "model name (catalog name or the spec's `name`)"),
+        ("hardware", "", "hardware spec name (`service` for a service profile)"),
+        ("weights_precision", "", "weight precision (fp16, bf16, fp8, fp4, mxfp4, nvfp4)"),
+        ("kv_precision", "", "KV-cache precision"),
+        ("context_tokens", "tokens", "tokens per sequence the KV is sized for"),
+        ("devices", "devices", "wafers or GPUs of the whole deployment (replicas x devices_per_replica)"),
+        ("replicas", "replicas", "independent copies of the model serving the target load"),
+        ("throughput_source", "", "where the speed, latency and cost figures come from: sim (the simulator) "
+                                  "or analytic (closed form; the simulated columns are then empty)"),
+        ("decode_tok_s_per_user_p50", "tok/s", "per-user decode speed, median over simulated requests"),
+        ("decode_tok_s_per_user_analytic", "tok/s", "per-user decode speed, closed form (steady state at the "
+                                                    "operating batch, others' prefills interleaved)"),
+        ("throughput_out_tok_s", "tok/s", "output tokens per second of the deployment (at capacity with "
+                                          "`capacity.search`)"),
+        ("throughput_out_tok_s_per_device", "tok/s", "throughput_out_tok_s / devices"),
+        ("ttft_p99_s", "s", "time to first token, 99th percentile (simulated)"),
+        ("ttft_analytic_s", "s", "time to first token on an idle replica, closed form"),
+        ("cost_usd_per_mtok_out", "$/M tokens", "$ per million output tokens: usd_per_h split among token kinds "
+                                                "by economics.price_ratio (default output 4 : input 1 : cached 0.1)"),
+        ("usd_per_h", "$/h", "the deployment's cost per hour: amortised capex + energy + hosting (or rental)"),
+        ("power_kw", "kW", "IT power of the deployment at the wall, before PUE"),
+        ("bottleneck", "", "what limits speed or fit: pipeline_latency, compute, memory_bw, io_link, prefill, "
+                           "sram_capacity, hbm_capacity, unsupported, service, error"),
+        ("slo_pass", "", "True when every set SLO target holds (simulated percentiles, else analytic)"),
+        ("feasible", "", "True when the configuration fits and runs"),
+        ("reason", "", "why it is infeasible or misses the SLO (empty when it passes)"),
+        ("hypothetical", "", "True for unbuilt hardware or a bonded-SRAM option: a guess, not a product"),
+    ]),
+    ("identity", [
+        ("group", "", "sweep group the point belongs to"),
+        ("pareto", "", "True on the Pareto front (lowest $/M output tokens, highest per-user speed and "
+                       "throughput) among points meeting the SLO"),
+    ]),
+    # the swept values come here: one column per axis (see describe())
+    ("configuration", [
+        ("device", "", "the resolved device (with any bonded-SRAM option in its name)"),
+        ("compute_mode", "", "native (computes at the weights' precision) or storage (dequantised to 16-bit)"),
+        ("prompt_tokens", "tokens", "prompt length per request"),
+        ("output_tokens", "tokens", "output length per request"),
+        ("devices_per_replica", "devices", "wafers or GPUs per replica (pipeline length x tensor parallel)"),
+        ("systems", "systems", "systems (servers, racks, CS-3 boxes) of the deployment"),
+        ("stages", "stages", "pipeline stages per replica"),
+        ("tp", "GPUs", "tensor-parallel width per stage"),
+        ("layers_per_stage", "layers", "model layers per pipeline stage (mean)"),
+        ("layers_split", "layers", "layers cut across two stages"),
+        ("concurrent_users", "users", "target users in flight across replicas (open arrivals: users the "
+                                      "capacity search found)"),
+        ("batch_per_replica", "sequences", "sequences one replica runs at the operating point"),
+        ("batch", "sequences", "batch of the analytic estimate (the operating batch, or all that fit)"),
+        ("max_concurrent_sequences", "sequences", "sequences of context_tokens whose KV fits on one replica"),
+        ("microbatches", "micro-batches", "micro-batches in flight in the pipeline"),
+        ("weight_bytes", "B", "weight bytes of one replica (all experts resident)"),
+        ("kv_bytes_per_token", "B/token", "KV bytes per token (whole model)"),
+        ("kv_bytes_per_seq", "B", "KV bytes of one sequence at context_tokens"),
+        ("capacity_bytes_per_device", "B", "usable memory per device (after the reserve, plus bonded SRAM)"),
+        ("total_params", "parameters", "all parameters of the model"),
+        ("active_params", "parameters", "parameters touched per token (MoE: active experts)"),
+    ]),
+    ("capacity at the SLO", [
+        ("capacity_users", "users", "closed-loop users the deployment carries within the SLO"),
+        ("capacity_req_s", "req/s", "requests/s the deployment carries within the SLO"),
+        ("capacity_users_per_replica", "users", "closed-loop users one replica carries within the SLO"),
+        ("capacity_req_s_per_replica", "req/s", "requests/s one replica carries within the SLO"),
+        ("capacity_target", "users or req/s", "the target load the replicas are sized for"),
+        ("capacity_limit", "", "what bounded the search: the SLO target(s), target, kv_capacity, saturation, "
+                               "search_ceiling or floor"),
+        ("capacity_probes", "simulations", "simulations the capacity search ran"),
+    ]),
+    ("simulated", [
+        ("throughput_in_tok_s", "tok/s", "input (prompt) tokens per second of the deployment"),
+        ("throughput_req_s", "req/s", "requests finished per second by the deployment (simulated; analytic: "
+                                      "output rate / output tokens)"),
+        ("decode_tok_s_per_user_p10", "tok/s", "per-user decode speed, 10th percentile"),
+        ("decode_tok_s_per_user_mean", "tok/s", "per-user decode speed, mean"),
+        ("ttft_p50_s", "s", "time to first token, median"),
+        ("ttft_p90_s", "s", "time to first token, 90th percentile"),
+        ("ttft_max_s", "s", "time to first token, worst"),
+        ("tpot_p50_s", "s", "time per output token after the first, median"),
+        ("tpot_p90_s", "s", "time per output token, 90th percentile"),
+        ("tpot_p99_s", "s", "time per output token, 99th percentile"),
+        ("tpot_max_s", "s", "time per output token, worst"),
+        ("e2e_p50_s", "s", "request latency, arrival to last token, median"),
+        ("e2e_p90_s", "s", "request latency, 90th percentile"),
+        ("e2e_p99_s", "s", "request latency, 99th percentile"),
+        ("e2e_max_s", "s", "request latency, worst"),
+        ("queue_p50_s", "s", "wait before admission, median"),
+        ("queue_p90_s", "s", "wait before admission, 90th percentile"),
+        ("queue_p99_s", "s", "wait before admission, 99th percentile"),
+        ("queue_max_s", "s", "wait before admission, worst"),
+        ("slo_attainment", "share", "share of measured requests meeting every SLO target (0-1)"),
+        ("goodput_req_s", "req/s", "requests/s of the deployment that met the SLO (simulated)"),
+        ("goodput_out_tok_s", "tok/s", "output tok/s of the deployment from requests that met the SLO (simulated)"),
+        ("stage_util_max", "share", "busiest pipeline stage's busy share of simulated time (0-1)"),
+        ("stage_util_mean", "share", "mean pipeline stage busy share (0-1)"),
+        ("kv_occupancy_avg", "share", "KV memory in use, time average, share of KV capacity (0-1)"),
+        ("kv_occupancy_peak", "share", "KV memory in use, peak, share of KV capacity (0-1)"),
+        ("link_util_max", "share", "busiest inter-stage link's busy share (0-1)"),
+        ("offchip_transfer_util", "share", "off-chip link busy share for swap or offload (0-1)"),
+        ("preemptions", "events", "sequences evicted and recomputed (kv_policy preempt)"),
+        ("swaps", "events", "sequences swapped out over the off-chip link (kv_policy swap)"),
+        ("sim_requests", "requests", "requests simulated (the last probe of a capacity search)"),
+        ("sim_time_s", "s", "simulated time span"),
+        ("events_per_request", "events", "simulator events per request (engine cost)"),
+    ]),
+    ("agent tasks", [
+        ("tasks", "tasks", "agent tasks simulated"),
+        ("task_p50_s", "s", "task duration, median"),
+        ("task_p90_s", "s", "task duration, 90th percentile"),
+        ("task_p99_s", "s", "task duration, 99th percentile"),
+        ("task_mean_s", "s", "task duration, mean"),
+        ("tasks_per_hour", "tasks/h", "tasks finished per hour"),
+        ("turns_per_task", "turns", "model calls per task (compactions not counted)"),
+        ("compactions_per_task", "calls", "compaction calls per task"),
+        ("share_tool", "share", "share of all task time in tool calls"),
+        ("share_queue", "share", "share of all task time waiting for a replica"),
+        ("share_prefill", "share", "share of all task time in prefill"),
+        ("share_decode", "share", "share of all task time in decode"),
+        ("share_compaction", "share", "share of all task time in compaction calls"),
+        ("share_kv_transfer", "share", "share of all task time moving KV over the off-chip link"),
+        ("kv_evictions", "events", "kept KV evicted to admit other work"),
+        ("cost_usd_per_task", "$", "$ per task: the deployment's $/h over tasks per hour (or the service's "
+                                   "token prices)"),
+    ]),
+    ("analytic", [
+        ("single_stream_tok_s", "tok/s", "decode speed of one sequence alone, closed form"),
+        ("tpot_analytic_s", "s", "time per output token, closed form (1 / per-user speed)"),
+        ("aggregate_tok_s_analytic", "tok/s", "output tok/s of the deployment at the operating batch, closed form"),
+        ("capacity_tok_s_analytic", "tok/s", "output tok/s of the deployment at the largest batch that fits"),
+        ("input_tok_s_analytic", "tok/s", "input tok/s of the deployment at the operating batch, closed form"),
+        ("accepted_tokens_per_step", "tokens", "tokens accepted per decode step (1 without speculative decoding)"),
+        ("prefill_share", "share", "share of a steady-state round spent on others' prefill (0-1)"),
+        ("round_s", "s", "steady-state round time with prefill interleaved"),
+        ("decode_round_s", "s", "pure decode round time"),
+        ("token_latency_s", "s", "one token's trip through every stage"),
+        ("cycle_s", "s", "busiest stage's occupancy per round (all micro-batches)"),
+        ("time_pipeline_latency_s", "s", "round time in fixed latencies (per-layer, hops, step overhead)"),
+        ("time_io_link_s", "s", "round time on the inter-device links"),
+        ("time_compute_s", "s", "round time bound by compute"),
+        ("time_memory_bw_s", "s", "round time bound by memory bandwidth"),
+        ("time_prefill_s", "s", "round time in amortised prefill passes (GPUs)"),
+    ]),
+    ("bands", [
+        ("decode_tok_s_per_user_low", "tok/s", "per-user speed at the slow end of the hardware's band"),
+        ("decode_tok_s_per_user_high", "tok/s", "per-user speed at the fast end of the band"),
+        ("throughput_out_tok_s_low", "tok/s", "deployment throughput at the slow end of the band"),
+        ("throughput_out_tok_s_high", "tok/s", "deployment throughput at the fast end of the band"),
+        ("cost_usd_per_mtok_out_low", "$/M tokens", "$/M output tokens with the fast end and low capex"),
+        ("cost_usd_per_mtok_out_high", "$/M tokens", "$/M output tokens with the slow end and high capex"),
+        ("speed_band_low", "x", "multiplier on speed, slow end (held-out calibration spread x clock range)"),
+        ("speed_band_high", "x", "multiplier on speed, fast end"),
+        ("speed_band_source", "", "where the band comes from"),
+    ]),
+    ("money and power", [
+        ("capex_usd", "$", "capital cost of the deployment at the economics.capex choice"),
+        ("capex_usd_low", "$", "capital cost, low end of the spec's range"),
+        ("capex_usd_high", "$", "capital cost, high end of the spec's range"),
+        ("capex_usd_per_h", "$/h", "capex amortised per hour (or the rental rate)"),
+        ("facility_power_kw", "kW", "power_kw x PUE"),
+        ("cost_usd_per_mtok_in", "$/M tokens", "$ per million fresh (prefilled) input tokens, by the price ratio"),
+        ("cost_usd_per_mtok_cached_in", "$/M tokens", "$ per million input tokens served from a cached prefix, "
+                                                      "by the price ratio"),
+        ("cost_usd_per_mtok_blended", "$/M tokens", "usd_per_h over every token served (output, input, cached), "
+                                                    "at the workload's own mix: no price ratio"),
+        ("cost_usd_per_request", "$", "usd_per_h over the requests served in an hour"),
+        ("tok_s_per_mw", "tok/s per MW", "output tok/s per MW of facility power"),
+    ]),
+    ("provenance", [
+        ("config_hash", "", "hash of the point's resolved configuration (same hash, same row)"),
+        ("seed", "", "random seed of the simulation"),
+    ]),
+]
+
+COLUMNS = [c for _, cols in SECTIONS for c in cols]
+UNITS = {name: unit for name, unit, _ in COLUMNS}
+MEANINGS = {name: meaning for name, _, meaning in COLUMNS}
+SECTION_OF = {name: s for s, cols in SECTIONS for name, _, _ in cols}
+
+_BEFORE_AXES = {"answer", "identity"}
+HEAD = [n for s, cols in SECTIONS if s in _BEFORE_AXES for n, _, _ in cols]
+TASKS = [n for n, _, _ in dict(SECTIONS)["agent tasks"]]
+TAIL = [n for n, _, _ in dict(SECTIONS)["provenance"]]
+DETAIL = [n for s, cols in SECTIONS if s not in _BEFORE_AXES | {"agent tasks", "provenance"} for n, _, _ in cols]
+
+# swept paths whose value a result column already shows (resolved): the axis column is dropped
+AXIS_SHOWN_AS = {"deployment.hardware": "hardware", "deployment.precision.weights": "weights_precision",
+                 "deployment.precision.kv": "kv_precision", "workload.context_tokens": "context_tokens"}
+
+
+def describe(name: str) -> tuple[str, str]:
+    """(unit, meaning) of a results column; a swept value's column is described as such."""
+    if name in MEANINGS:
+        return UNITS[name], MEANINGS[name]
+    path = name.removeprefix("sweep.")
+    return "as in the scenario", f"swept value of the scenario field `{path}` (one column per axis)"
+
+
+def documented(name: str) -> bool:
+    """A column is documented when COLUMNS names it or it is a swept scenario field (dotted path)."""
+    return name in MEANINGS or "." in name
+
+
+def markdown(names=None) -> str:
+    """The columns as a Markdown table (``names``: those of one results table, in its order)."""
+    rows = [(n, *describe(n)) for n in names] if names is not None else COLUMNS
+    lines = ["| column | unit | meaning |", "|---|---|---|"]
+    lines += [f"| `{n}` | {u} | {m.replace('|', '/')} |" for n, u, m in rows]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":  # the README's table: python -m planner.sweeps.columns
+    print(markdown(), end="")

@@ -1,0 +1,100 @@
+"""The built wheel works outside the checkout: catalog, validation, a sweep with its plots.
+
+Why: everything else in the suite imports the package from the source tree, where the
+catalog, the hardware specs and the models sit next to the code whether or not they are
+packaged. Here the wheel is built from a copy of the sources, installed (without touching
+the network) into a fresh virtualenv in a temporary folder, and `plan` is run from another
+temporary folder with no PYTHONPATH, so only what the wheel carries can be found.
+The build uses pip's isolated build environment (setuptools and wheel from the package index,
+as any `pip install .` would). The new environment borrows the test interpreter's installed dependencies through a .pth
+file (a line per site-packages folder; .pth files inside them are not processed, so an
+editable install of the checkout stays invisible); the wheel's own copy comes first on
+sys.path, and the test checks that it is the one imported.
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tests.conftest import REPO
+
+
+
+def test_every_package_folder_is_in_the_wheel():
+    """Pins (fast, no build): pyproject lists every planner package, so none is left out of the
+    wheel (a package the list misses imports fine from the checkout and fails installed)."""
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(REPO).parts) for p in (REPO / "planner").rglob("__init__.py")}
+    assert found - listed == set()
+
+
+def _sh(cmd, cwd, env=None, timeout=600):
+    r = subprocess.run([str(c) for c in cmd], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    assert r.returncode == 0, f"{cmd}\n{r.stdout}\n{r.stderr}"
+    return r
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory):
+    """(bin folder of a fresh virtualenv with the wheel installed, an environment to run it in)."""
+    tmp = tmp_path_factory.mktemp("wheel")
+    src = tmp / "src"
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", "build", "outputs")
+    for part in ("planner", "hardware_specs"):
+        shutil.copytree(REPO / part, src / part, ignore=ignore)
+    for f in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / f, src / f)
+    dist = tmp / "dist"
+    _sh([sys.executable, "-m", "pip", "wheel", ".", "--no-deps", "-w", dist], cwd=src)
+    wheel = next(dist.glob("wafer_planner-*.whl"))
+    venv = tmp / "v"
+    _sh([sys.executable, "-m", "venv", "--without-pip", venv], cwd=tmp)
+    py = venv / "bin" / "python"
+    _sh([sys.executable, "-m", "pip", "--python", py, "install", "--no-deps", "--no-index", wheel], cwd=tmp)
+    site = Path(_sh([py, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], cwd=tmp).stdout.strip())
+    deps = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
+    deps |= {p for p in sys.path if p.endswith("site-packages")}
+    (site / "borrowed_dependencies.pth").write_text("\n".join(sorted(deps)) + "\n", encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
+    env["MPLBACKEND"] = "Agg"
+    where = _sh([py, "-c", "import planner; print(planner.__file__)"], cwd=tmp, env=env).stdout.strip()
+    assert where.startswith(str(site)), where  # the wheel's copy, not the checkout
+    return venv / "bin", env
+
+
+@pytest.mark.slow
+def test_list_show_validate_and_a_tiny_sweep_from_the_wheel(installed, tmp_path):
+    """Pins: the installed `plan` finds its catalog and models, validates a shipped scenario copied
+    out of the checkout, and runs a small analytic sweep to results, answer and plots."""
+    bin_, env = installed
+    plan = bin_ / "plan"
+    r = _sh([plan, "list", "hardware"], cwd=tmp_path, env=env)
+    assert "cs3" in r.stdout and "gb200-nvl72" in r.stdout and "hypothetical" in r.stdout
+    assert "deepseek-r1" in _sh([plan, "list", "models"], cwd=tmp_path, env=env).stdout
+    shown = _sh([plan, "show", "hardware", "cs3"], cwd=tmp_path, env=env).stdout
+    assert "_hardware_specs" in shown.splitlines()[0] and str(REPO) not in shown
+    scen = tmp_path / "llama-70b.yaml"
+    shutil.copy(REPO / "scenarios" / "llama-70b.yaml", scen)
+    assert "ok (18 points)" in _sh([plan, "validate", scen], cwd=tmp_path, env=env).stdout
+    tiny = tmp_path / "tiny.yaml"
+    tiny.write_text(scen.read_text().split("sweep:")[0] + (
+        "sweep:\n  - name: gpus\n    axes:\n      deployment.hardware: [cs3, h100]\n      deployment.count: [4, 8]\n"),
+        encoding="utf-8")
+    r = _sh([plan, "sweep", tiny, "--analytic-only", "-j", "1", "-o", tmp_path / "out"], cwd=tmp_path, env=env)
+    assert "cheapest configuration per hardware meeting the SLO" in r.stdout
+    out = tmp_path / "out"
+    df = pd.read_csv(out / "results.csv")
+    assert len(df) == 4 and df["feasible"].any() and list(df.columns[:3]) == ["point", "model", "hardware"]
+    assert (out / "cost_vs_speed.png").stat().st_size > 10_000 and (out / "summary.md").exists()
+    meta = json.loads((out / "run.json").read_text())
+    assert meta["git_commit"] is None and meta["packages"]["wafer-planner"]  # not a checkout
+    r = _sh([plan, "size", "--model", "deepseek-ai/DeepSeek-R1", "--users", "100", "--tok-s-per-user", "50",
+             "--hardware", "cs3", "--analytic-only", "-o", tmp_path / "size", "-q"], cwd=tmp_path, env=env)
+    assert "rank  hardware" in r.stdout and (tmp_path / "size" / "answer.csv").exists()
