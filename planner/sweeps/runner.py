@@ -3,17 +3,17 @@
 - Executors: inline (one job), a local process pool (``jobs`` workers), or a Dask cluster.
   Workers are sent the scenario's YAML text and a point index, never pickled objects, and
   every point is seeded from the scenario alone: the rows do not depend on who ran them.
-- Store: each finished point is written to ``OUT/.points/<key>.json`` (temp file + rename) the
-  moment it returns, keyed by the point's config hash, the tool version and the simulate
-  flag. A re-run of an interrupted sweep (Ctrl-C, kill -9) takes stored rows as they are and
-  evaluates the rest, so it ends with the same files as an uninterrupted run.
+- Store (store.py): each finished point is written to ``OUT/.points/<key>.json`` (temp file +
+  rename) the moment it returns, keyed by the point's config hash, the tool version and the
+  simulate flag. A re-run of an interrupted sweep (Ctrl-C, kill -9) reuses stored rows that
+  pass their checks and evaluates the rest, so it ends with the same files as an
+  uninterrupted run.
 - A point that raises is retried once, then reported as a row with its error; the others
   are never lost.
 """
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import multiprocessing
 import os
@@ -28,8 +28,9 @@ import yaml
 
 from planner.version import __version__
 from planner.plan.point import evaluate, failed
-from planner.sweeps.export import atomic_write_text, publish, write_csv, write_json
-from planner.plan.scenario import Loaded, Point, load
+from planner.sweeps.export import publish, write_csv, write_json
+from planner.plan.scenario import Loaded, load
+from planner.sweeps.store import Store
 from planner.sweeps.tables import axis_columns, best, frame, pareto, row, speedup
 
 EXECUTORS = ("local", "dask")
@@ -51,66 +52,6 @@ def require(module: str, what: str, extra: str) -> None:
     import importlib.util
     if importlib.util.find_spec(module) is None:
         raise RuntimeError(f"{what}: pip install 'wafer-planner[{extra}]'")
-
-
-# ------------------------------------------------------------------ store
-class Store:
-    """Finished rows, one JSON file per point, so an interrupted sweep loses nothing.
-
-    A row is reused only for the same resolved point, the same model and hardware spec
-    contents (an edited spec file recomputes), the same planner code and the same simulate
-    flag."""
-
-    def __init__(self, out: Path, simulate: bool | None, loaded: Loaded):
-        self.dir = out / ".points"
-        self.loaded = loaded
-        self.salt = f"{_code_hash()}|{simulate}"
-        self.keys: dict[int, str] = {}
-
-    def key(self, pt: Point) -> str:
-        if pt.index not in self.keys:
-            self.keys[pt.index] = self._key(pt)
-        return self.keys[pt.index]
-
-    def _key(self, pt: Point) -> str:
-        cfg = pt.config
-        specs = "" if cfg is None else json.dumps(
-            [cfg.model.model_dump(mode="json"), cfg.hardware.model_dump(mode="json"),
-             cfg.bonded.model_dump(mode="json") if cfg.bonded else None], sort_keys=True, default=str)
-        blob = f"{self.salt}|{pt.config_hash}|{specs}"
-        return hashlib.sha256(blob.encode()).hexdigest()[:24]
-
-    def get(self, pt: Point) -> dict | None:
-        f = self.dir / f"{self.key(pt)}.json"
-        try:
-            row = json.loads(f.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return None  # absent, or unreadable: evaluate again
-        # the same configuration may sit at another index or under other axes in this sweep
-        row.update({"point": pt.index, "group": pt.group, **axis_columns(pt.values)})
-        return row
-
-    def put(self, pt: Point, row: dict) -> None:
-        text = json.dumps(row, default=_plain, allow_nan=True)
-        atomic_write_text(self.dir / f"{self.key(pt)}.json", text)
-
-    def clear(self) -> None:
-        for f in self.dir.glob("*.json"):
-            f.unlink(missing_ok=True)
-
-
-def _code_hash() -> str:
-    """The planner's own source (and version): stored rows from other code are not reused."""
-    h = hashlib.sha256(__version__.encode())
-    root = Path(__file__).resolve().parents[1]  # the whole planner package
-    for f in sorted(root.rglob("*.py")):
-        h.update(f.relative_to(root).as_posix().encode())
-        h.update(f.read_bytes())
-    return h.hexdigest()[:16]
-
-
-def _plain(o):
-    return o.item() if isinstance(o, np.generic) else str(o)
 
 
 # ------------------------------------------------------------------ workers
@@ -183,7 +124,8 @@ def evaluate_all(loaded: Loaded, simulate: bool | None = None, jobs: int | None 
     jobs = worker_count(jobs)
     rows: list[dict | None] = [store.get(pt) if store else None for pt in points]
     todo = [pt.index for pt in points if rows[pt.index] is None]
-    stats = {"points": len(points), "reused": len(points) - len(todo), "evaluated": len(todo), "failed": 0}
+    stats = {"points": len(points), "reused": len(points) - len(todo), "evaluated": len(todo), "failed": 0,
+             "stored_invalid": store.invalid if store else 0}
     progress = Progress(len(todo), quiet)
     if not quiet and stats["reused"]:
         print(f"{stats['reused']} of {len(points)} points stored by an earlier run; evaluating {len(todo)}",
