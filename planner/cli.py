@@ -1,7 +1,9 @@
 """The ``plan`` command: parses arguments and calls the library; nothing else lives here.
 
-Every user mistake (bad YAML, unknown name, invalid value) exits with code 2 and one line
-per problem on stderr, never a traceback.
+Exit codes: 0 done; 1 a runtime failure (an output that cannot be written, a locked output
+folder, an unreachable Dask scheduler; for estimate/run: the configuration does not fit);
+2 a user input mistake (bad YAML, unknown name, invalid value, a malformed input file, too
+many points): one line per problem on stderr, never a traceback; 130 Ctrl-C, 143 SIGTERM.
 """
 from __future__ import annotations
 
@@ -22,7 +24,9 @@ PREC = click.Choice(PRECISIONS)
 
 
 class _Group(click.Group):
-    """Turns ConfigError anywhere below into located lines and exit code 2."""
+    """Turns ConfigError anywhere below into located lines and exit code 2, and an OSError
+    (an output that cannot be written, a locked folder, an unreachable scheduler) into one
+    line and exit code 1."""
 
     def invoke(self, ctx):
         try:
@@ -31,6 +35,17 @@ class _Group(click.Group):
             for p in e.problems:
                 click.echo(str(p), err=True)
             ctx.exit(2)
+        except OSError as e:
+            click.echo(f"error: {_os_line(e)}", err=True)
+            ctx.exit(1)
+
+
+def _os_line(e: OSError) -> str:
+    """One line for an OSError: ours (their own str) say it all; a raw one names its file."""
+    if type(e).__str__ is not OSError.__str__ or not e.strerror:
+        return str(e)
+    where = f"{e.filename}: " if e.filename else ""
+    return f"{where}{e.strerror}"
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -245,7 +260,8 @@ def calibrate(data, families, no_cv, write, markdown):
                                                                    cal.family_of(p.hardware).head in families))]
     click.echo(f"\n{len(ref)} reference rows (shown in the CSV, not predicted)")
     if markdown:
-        Path(markdown).write_text(cal.markdown(fits), encoding="utf-8")
+        from planner.sweeps.export import atomic_write_text
+        atomic_write_text(Path(markdown), cal.markdown(fits))
         click.echo(f"wrote {markdown}")
     if write:
         for f in cal.write_back(fits):
@@ -310,34 +326,47 @@ def run_cmd(scenario, sets, out, quiet):
 def sweep(scenario, out, quiet, jobs, executor, scheduler, analytic_only, xlsx, fresh, max_points, yes):
     """Evaluate every point of SCENARIO's sweep. Writes results.csv, pareto.csv, best.csv and run.json;
     an interrupted sweep re-run with the same command continues where it stopped."""
-    from planner.sweeps.runner import run
-    from planner.plan.scenario import load
+    from planner.sweeps.interrupt import exit_code, sigterm_as_interrupt
     if scheduler and executor != "dask":
         raise click.BadParameter("--scheduler needs --executor dask", param_hint="--scheduler")
-    loaded = load(scenario)
-    n = len(loaded.points)
-    if not quiet:
-        click.echo(f"{scenario}: {n} points", err=True)
-    if n > max_points and not yes:
-        if not sys.stdin.isatty() or not click.confirm(f"{n} points is more than {max_points}; run them all?",
-                                                       err=True):
-            click.echo(f"{n} points > --max-points {max_points}: pass --yes to run them", err=True)
-            sys.exit(2)
-    try:
-        df, path = run(loaded, out, quiet, simulate=False if analytic_only else None, jobs=jobs,
-                       executor=executor, scheduler=scheduler, xlsx=xlsx, fresh=fresh)
-    except KeyboardInterrupt:
-        click.echo("\ninterrupted: finished points are stored; run the same command again to continue", err=True)
-        sys.exit(130)
-    except RuntimeError as e:  # a missing optional extra, an unreachable scheduler
-        click.echo(f"error: {e}", err=True)
-        sys.exit(2)
+    with sigterm_as_interrupt():
+        try:
+            df, path = _sweep(scenario, out, quiet, jobs, executor, scheduler, analytic_only, xlsx, fresh,
+                              max_points, yes)
+        except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM: workers ended, stored points kept
+            click.echo("\ninterrupted: finished points are stored; run the same command again to continue",
+                       err=True)
+            sys.exit(exit_code(e))
     if not quiet:
         failed = int((df["bottleneck"] == "error").sum())
         click.echo(f"{len(df)} points ({int(df['feasible'].sum())} feasible, {int(df['slo_pass'].sum())} meet "
                    f"the SLO, {int(df['pareto'].sum())} on the Pareto front"
                    + (f", {failed} FAILED: see run.json" if failed else "") + f") -> {path}", err=True)
     click.echo(str(path / "results.csv"))
+
+
+def _sweep(scenario, out, quiet, jobs, executor, scheduler, analytic_only, xlsx, fresh, max_points, yes):
+    """Load (refusing more than max_points before validating any), then run."""
+    from planner.sweeps.runner import run
+    from planner.plan.scenario import TooManyPoints, load
+    try:
+        loaded = load(scenario, max_points=None if yes else max_points)
+    except TooManyPoints as e:
+        if not sys.stdin.isatty() or not click.confirm(f"{e.count} points is more than {max_points}; run them "
+                                                       "all?", err=True):
+            click.echo(f"{'' if e.exact else 'up to '}{e.count} points > --max-points {max_points}: pass --yes "
+                       "to run them", err=True)
+            sys.exit(2)
+        loaded = load(scenario)
+    if not quiet:
+        n = len(loaded.points)
+        click.echo(f"{scenario}: {n} points", err=True)
+    try:
+        return run(loaded, out, quiet, simulate=False if analytic_only else None, jobs=jobs,
+                   executor=executor, scheduler=scheduler, xlsx=xlsx, fresh=fresh)
+    except RuntimeError as e:  # a missing optional extra
+        click.echo(f"error: {e}", err=True)
+        sys.exit(2)
 
 
 # ---------------------------------------------------------------- report

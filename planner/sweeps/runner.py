@@ -5,8 +5,8 @@
   every point is seeded from the scenario alone: the rows do not depend on who ran them.
 - Store (store.py): each finished point is written to ``OUT/.points/<key>.json`` (temp file +
   rename) the moment it returns, keyed by the point's config hash, the tool version and the
-  simulate flag. A re-run of an interrupted sweep (Ctrl-C, kill -9) reuses stored rows that
-  pass their checks and evaluates the rest, so it ends with the same files as an
+  simulate flag. A re-run of an interrupted sweep (Ctrl-C, SIGTERM, kill -9) reuses stored
+  rows that pass their checks and evaluates the rest, so it ends with the same files as an
   uninterrupted run.
 - A point that raises is retried once, then reported as a row with its error; the others
   are never lost.
@@ -28,8 +28,9 @@ import yaml
 
 from planner.version import __version__
 from planner.plan.point import evaluate, failed
-from planner.sweeps.export import publish, write_csv, write_json
+from planner.sweeps.export import csv_text, json_text, output_error, publish_all, stage_text
 from planner.plan.scenario import Loaded, load
+from planner.sweeps.outdir import claim
 from planner.sweeps.store import Store
 from planner.sweeps.tables import axis_columns, best, frame, pareto, row, speedup
 
@@ -73,19 +74,66 @@ def _inline(loaded: Loaded, todo: list[int], simulate, **_):
         yield i, row(evaluate(loaded, loaded.points[i], simulate))
 
 
+def _worker_init(parent: int) -> None:
+    """In each pool worker: leave Ctrl-C to the parent (it ends the workers itself, at once), and
+    exit if the parent (pid ``parent``) dies without ending them (kill -9), so no worker
+    outlives its sweep."""
+    import signal
+    import threading
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def stop_pool(pool: ProcessPoolExecutor) -> None:
+    """End a process pool now: pending points cancelled, running ones abandoned, workers killed
+    and reaped (a plain shutdown would wait for the points in progress)."""
+    if hasattr(pool, "terminate_workers"):  # Python 3.14+
+        pool.terminate_workers()
+        return
+    procs = list((getattr(pool, "_processes", None) or {}).values())  # no public handle before 3.14
+    pool.shutdown(wait=False, cancel_futures=True)
+    for p in procs:
+        if p.is_alive():
+            p.terminate()
+    for p in procs:
+        p.join(timeout=5)
+        if p.is_alive():
+            p.kill()
+            p.join(timeout=5)
+    pool.shutdown(wait=True)
+
+
 def _local(loaded: Loaded, todo: list[int], simulate, jobs: int, **_):
     ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_worker_init,
+                               initargs=(os.getpid(),))
+    try:
         futures = {pool.submit(evaluate_index, loaded.text, str(loaded.path), i, simulate): i for i in todo}
-        try:
-            for fut in as_completed(futures):
-                try:
-                    yield futures[fut], fut.result()
-                except Exception as e:  # noqa: BLE001 - a crashed worker: retried by the caller
-                    yield futures[fut], e
-        except BaseException:
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise
+        for fut in as_completed(futures):
+            try:
+                got = fut.result()
+            except Exception as e:  # noqa: BLE001 - a crashed worker: retried by the caller
+                got = e
+            yield futures[fut], got
+    except BaseException:  # Ctrl-C, SIGTERM, a failed write, the caller closing early: stop now
+        stop_pool(pool)
+        raise
+    pool.shutdown(wait=True)
+
+
+DASK_CONNECT_TIMEOUT = 10  # seconds to reach a --scheduler before giving up (README: Clusters)
+
+
+class SchedulerUnreachable(ConnectionError):
+    """The Dask scheduler did not answer (a runtime condition: exit 1)."""
+
+    def __str__(self) -> str:
+        return self.strerror
 
 
 def _dask(loaded: Loaded, todo: list[int], simulate, jobs: int, scheduler: str | None = None, **_):
@@ -94,20 +142,29 @@ def _dask(loaded: Loaded, todo: list[int], simulate, jobs: int, scheduler: str |
     from distributed import as_completed as dask_completed
     cluster = None
     if scheduler:
-        client = Client(scheduler, timeout="30s")
+        try:
+            client = Client(scheduler, timeout=f"{DASK_CONNECT_TIMEOUT}s")
+        except (OSError, TimeoutError) as e:
+            why = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise SchedulerUnreachable(None, f"cannot reach the Dask scheduler at {scheduler} within "
+                                             f"{DASK_CONNECT_TIMEOUT} s ({why})") from None
     else:  # no scheduler given: a cluster of local processes for this run
         cluster = LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True, dashboard_address=None)
         client = Client(cluster)
+    futures = {}
     try:
-        futures = {}
         for i in todo:
             fut = client.submit(evaluate_index, loaded.text, str(loaded.path), i, simulate, pure=False, retries=0)
             futures[fut] = i
         for fut in dask_completed(list(futures)):
             try:
-                yield futures[fut], fut.result()
+                got = fut.result()
             except Exception as e:  # noqa: BLE001 - a lost worker or an error: retried by the caller
-                yield futures[fut], e
+                got = e
+            yield futures[fut], got
+    except BaseException:
+        client.cancel(list(futures))  # stop now: nothing more is computed for this run
+        raise
     finally:
         client.close()
         if cluster is not None:
@@ -136,18 +193,22 @@ def evaluate_all(loaded: Loaded, simulate: bool | None = None, jobs: int | None 
         run_batch = _inline if jobs == 1 or len(todo) < 2 else _local
     for attempt in (1, 2):
         retry = []
-        for i, got in run_batch(loaded, todo, simulate, jobs=jobs, scheduler=scheduler):
-            err = got if isinstance(got, BaseException) else None
-            if err is None and got.get("bottleneck") == "error":
-                err = got
-            if err is not None and attempt == 1:
-                retry.append(i)
-                continue
-            rows[i] = got if not isinstance(got, BaseException) else row(failed(points[i], got))
-            if err is None and store is not None:
-                store.put(points[i], rows[i])
-            stats["failed"] += err is not None
-            progress.step()
+        batch = run_batch(loaded, todo, simulate, jobs=jobs, scheduler=scheduler)
+        try:
+            for i, got in batch:
+                err = got if isinstance(got, BaseException) else None
+                if err is None and got.get("bottleneck") == "error":
+                    err = got
+                if err is not None and attempt == 1:
+                    retry.append(i)
+                    continue
+                rows[i] = got if not isinstance(got, BaseException) else row(failed(points[i], got))
+                if err is None and store is not None:
+                    store.put(points[i], rows[i])
+                stats["failed"] += err is not None
+                progress.step()
+        finally:  # a failed write or an interrupt here stops the workers at once (GeneratorExit)
+            batch.close()
         if not retry:
             break
         if not quiet:
@@ -163,7 +224,9 @@ def run(source, out_dir: str | Path | None = None, quiet: bool = False, simulate
     """Evaluate every point; write results.csv, pareto.csv, best.csv, run.json (and results.xlsx).
 
     The rows, and so the CSVs, are the same whatever ``jobs`` or ``executor`` is, and whether
-    or not the sweep was interrupted and resumed. ``fresh`` discards stored points first."""
+    or not the sweep was interrupted and resumed. ``fresh`` discards stored points first.
+    The output folder is claimed (created, locked, probed) before any point is evaluated:
+    OutputError or Busy (both OSError) when it cannot be."""
     started = time.time()
     if xlsx:  # missing extras fail before the sweep, not after it
         require("xlsxwriter", "--xlsx needs XlsxWriter", "xlsx")
@@ -171,33 +234,54 @@ def run(source, out_dir: str | Path | None = None, quiet: bool = False, simulate
         require("distributed", "--executor dask needs dask.distributed", "dask")
     loaded = load_source(source)
     out = Path(out_dir) if out_dir else Path("outputs") / loaded.scenario.name
-    store = Store(out, simulate, loaded)
-    if fresh:
-        store.clear()
-    rows, stats = evaluate_all(loaded, simulate, jobs, executor, scheduler, store, quiet)
-    df = results_frame(loaded, rows)
-    tables = {"results": df, "pareto": pareto(df), "best": best(df)}
-    if "task_p50_s" in df:
-        ref = loaded.scenario.reference_group
-        index = next((pt.index for pt in loaded.points if pt.group == ref), 0) if ref else 0
-        tables["speedup"] = speedup(df, index)
-    for name, t in tables.items():
-        write_csv(t, out / f"{name}.csv")
-    if xlsx:
-        write_xlsx(tables, out / "results.xlsx")
-    finished = time.time()
-    write_json({
-        "tool": "wafer-planner", "version": __version__, "scenario": str(loaded.path),
-        "scenario_sha256": hashlib.sha256(loaded.text.encode()).hexdigest(),
-        "scenario_resolved": loaded.scenario.model_dump(mode="json"), "seed": loaded.scenario.seed,
-        "started": _iso(started), "finished": _iso(finished), "wall_s": round(finished - started, 3),
-        "executor": executor, "jobs": worker_count(jobs), "scheduler": scheduler,
-        **stats, "done": stats["points"] - stats["failed"], "feasible": int(df["feasible"].sum()),
-        "slo_pass": int(df["slo_pass"].sum()), "pareto": int(df["pareto"].sum()),
-        "failed_points": [{"point": int(r["point"]), "reason": r["reason"]}
-                          for r in rows if r.get("bottleneck") == "error"],
-    }, out / "run.json")
+    with claim(out):
+        store = Store(out, simulate, loaded)
+        if fresh:
+            store.clear()
+        rows, stats = evaluate_all(loaded, simulate, jobs, executor, scheduler, store, quiet)
+        df = results_frame(loaded, rows)
+        tables = {"results": df, "pareto": pareto(df), "best": best(df)}
+        if "task_p50_s" in df:
+            ref = loaded.scenario.reference_group
+            index = next((pt.index for pt in loaded.points if pt.group == ref), 0) if ref else 0
+            tables["speedup"] = speedup(df, index)
+        finished = time.time()
+        meta = {
+            "tool": "wafer-planner", "version": __version__, "scenario": str(loaded.path),
+            "scenario_sha256": hashlib.sha256(loaded.text.encode()).hexdigest(),
+            "scenario_resolved": loaded.scenario.model_dump(mode="json"), "seed": loaded.scenario.seed,
+            "started": _iso(started), "finished": _iso(finished), "wall_s": round(finished - started, 3),
+            "executor": executor, "jobs": worker_count(jobs), "scheduler": scheduler,
+            **stats, "done": stats["points"] - stats["failed"], "feasible": int(df["feasible"].sum()),
+            "slo_pass": int(df["slo_pass"].sum()), "pareto": int(df["pareto"].sum()),
+            "failed_points": [{"point": int(r["point"]), "reason": r["reason"]}
+                              for r in rows if r.get("bottleneck") == "error"],
+        }
+        write_tables(out, tables, meta, xlsx)
     return df, out
+
+
+def write_tables(out: Path, tables: dict[str, pd.DataFrame], meta: dict, xlsx: bool = False) -> None:
+    """The tables (and workbook) and run.json as one set: every file is written to a temp name
+    first, then all are renamed, run.json last, so a failure while writing leaves the earlier
+    set untouched. run.json's ``tables`` holds each CSV's sha256: ``plan report`` refuses a
+    folder whose CSVs do not match it (a set mixed by a crash between two renames)."""
+    staged: list[tuple[str, Path]] = []
+    try:
+        digests = {}
+        for name, t in tables.items():
+            text = csv_text(t)
+            path = out / f"{name}.csv"
+            staged.append((stage_text(path, text), path))
+            digests[path.name] = hashlib.sha256(text.encode("utf-8")).hexdigest()
+        if xlsx:
+            staged.append((stage_xlsx(tables, out / "results.xlsx"), out / "results.xlsx"))
+        staged.append((stage_text(out / "run.json", json_text({**meta, "tables": digests})), out / "run.json"))
+    except BaseException:
+        for tmp, _ in staged:
+            Path(tmp).unlink(missing_ok=True)
+        raise
+    publish_all(staged)
 
 
 def worker_count(jobs: int | None) -> int:
@@ -212,20 +296,31 @@ def results_frame(loaded: Loaded, rows: list[dict]) -> pd.DataFrame:
 
 def write_xlsx(tables: dict[str, pd.DataFrame], path: Path) -> None:
     """The tables as sheets of one workbook, written atomically (XlsxWriter, an optional extra)."""
+    publish_all([(stage_xlsx(tables, path), path)])
+
+
+def stage_xlsx(tables: dict[str, pd.DataFrame], path: Path) -> str:
+    """The workbook in a temp file beside ``path``: the temp file's name."""
     require("xlsxwriter", "--xlsx needs XlsxWriter", "xlsx")
     import tempfile
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".xlsx", dir=path.parent)
-    os.close(fd)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".xlsx", dir=path.parent)
+        os.close(fd)
+    except OSError as e:
+        raise output_error(e, path) from None
     try:
         with pd.ExcelWriter(tmp, engine="xlsxwriter") as xw:
             for name, t in tables.items():
                 t.replace([math.inf, -math.inf], np.nan).to_excel(xw, sheet_name=name, index=False)
                 xw.sheets[name].freeze_panes(1, 0)
-        publish(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        cause = e if isinstance(e, OSError) else e.__context__  # XlsxWriter wraps the OSError
+        if isinstance(cause, OSError):
+            raise output_error(cause, path) from None
         raise
+    return tmp
 
 
 class Progress:
