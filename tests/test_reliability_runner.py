@@ -175,6 +175,9 @@ def test_unreachable_dask_scheduler_is_one_line(analytic, monkeypatch, capsys):
     assert r.exit_code == 1 and time.time() - t0 < 20, r.output
     assert "error: cannot reach the Dask scheduler at tcp://127.0.0.1:9 within 1 s" in r.output
     assert "Traceback" not in r.output
+    r = CliRunner().invoke(main, ["sweep", str(analytic[0]), "--analytic-only", "-q", "-o",
+                                  str(analytic[2] / "dask"), "--executor", "dask", "--scheduler", "foo://bar"])
+    assert r.exit_code == 2 and "--scheduler: unknown address scheme 'foo'" in r.output, r.output
 
 
 # ------------------------------------------------------------------ finding 4: SIGTERM

@@ -27,6 +27,7 @@ import pandas as pd
 import yaml
 
 from planner.version import __version__
+from planner.config.errors import ConfigError, Problem
 from planner.plan.point import evaluate, failed
 from planner.sweeps.export import csv_text, json_text, output_error, publish_all, stage_text
 from planner.plan.scenario import Loaded, load
@@ -148,6 +149,9 @@ def _dask(loaded: Loaded, todo: list[int], simulate, jobs: int, scheduler: str |
             why = str(e).splitlines()[0] if str(e) else type(e).__name__
             raise SchedulerUnreachable(None, f"cannot reach the Dask scheduler at {scheduler} within "
                                              f"{DASK_CONNECT_TIMEOUT} s ({why})") from None
+        except ValueError as e:  # not an address (an unknown scheme): a user input mistake, exit 2
+            raise ConfigError([Problem("--scheduler", None, None, "", str(e).splitlines()[0], scheduler, True)]) \
+                from None
     else:  # no scheduler given: a cluster of local processes for this run
         cluster = LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True, dashboard_address=None)
         client = Client(cluster)
