@@ -86,8 +86,9 @@ def test_estimate_shows_cost_and_power():
     d = json.loads(r.output)
     capex, kw = d["capex_usd"], d["power_kw"]
     assert d["usd_per_h"] == pytest.approx(capex / (4 * 8760) + kw * 1.3 * 0.08)
-    out_m = d["aggregate_tok_s"] * 3600 / 1e6
-    assert d["cost_usd_per_mtok_out"] == pytest.approx(d["usd_per_h"] * (1 - d["prefill_share"]) / out_m)
+    out_m, in_m = d["aggregate_tok_s"] * 3600 / 1e6, d["input_tok_s"] * 3600 / 1e6
+    assert d["cost_usd_per_mtok_out"] == pytest.approx(4 * d["usd_per_h"] / (4 * out_m + in_m))  # price ratio 4 : 1
+    assert out_m * d["cost_usd_per_mtok_out"] + in_m * d["cost_usd_per_mtok_in"] == pytest.approx(d["usd_per_h"])
     assert d["facility_power_kw"] == pytest.approx(kw * 1.3)
     text_out = _run("estimate", "--model", "llama-3.1-70b", "--hardware", "cs3", "--count", "4").output
     assert "per M output tokens" in text_out and "kW at the wall" in text_out and "$" in text_out

@@ -3,13 +3,14 @@ parameters, and published points read from ``hardware_specs/calibration*.csv``."
 from __future__ import annotations
 
 import csv
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 
 from planner import catalog
 from planner.config.errors import ConfigError, Problem
-from planner.config.schema import HardwareSpec, SpecDecode
+from planner.config.schema import PRECISIONS, HardwareSpec, SpecDecode
 
 COLUMNS = ("date", "source", "hardware", "count", "model", "precision", "kv_precision", "metric", "value",
            "batch", "context", "prompt", "output", "software", "spec_draft_tokens", "spec_acceptance",
@@ -126,37 +127,56 @@ def read_points(path: Path | list[Path] | None = None) -> list[Point]:
             raise ConfigError([Problem(str(path), None, None, "", f"cannot read: {e}")]) from None
         with fh:
             reader = csv.DictReader(fh)
-            missing = [c for c in COLUMNS if c not in (reader.fieldnames or []) and c not in OPTIONAL]
-            if missing:
-                raise ConfigError([Problem(str(path), 1, 1, "", f"missing columns: {', '.join(missing)}")])
-            for n, r in enumerate(reader, start=2):
-                try:
-                    out.append(parse_row(n, {**{c: "" for c in OPTIONAL}, **r}, str(path)))
-                except (ValueError, KeyError) as e:
-                    problems.append(Problem(str(path), n, 1, "", str(e)))
+            try:  # a file that is not UTF-8 text or not CSV (a NUL byte) is one located line, not a traceback
+                missing = [c for c in COLUMNS if c not in (reader.fieldnames or []) and c not in OPTIONAL]
+                if missing:
+                    raise ConfigError([Problem(str(path), 1, 1, "", f"missing columns: {', '.join(missing)}")])
+                for n, r in enumerate(reader, start=2):
+                    try:
+                        out.append(parse_row(n, {**{c: "" for c in OPTIONAL}, **r}, str(path)))
+                    except (ValueError, KeyError, TypeError, AttributeError) as e:
+                        problems.append(Problem(str(path), n, 1, "", str(e)))
+            except (UnicodeDecodeError, csv.Error) as e:
+                raise ConfigError([Problem(str(path), reader.line_num or 1, 1, "", f"not a UTF-8 CSV file: {e}")]) \
+                    from None
     if problems:
         raise ConfigError(problems)
     return out
 
 
 def _int(v: str, default=None):
-    return int(float(v)) if v.strip() else default
+    if not v.strip():
+        return default
+    f = float(v)
+    if not math.isfinite(f):
+        raise ValueError(f"not a finite number: {v!r}")
+    return int(f)
 
 
 def parse_row(n: int, r: dict, file: str = "") -> Point:
+    short = [c for c in COLUMNS if r.get(c) is None and c not in OPTIONAL]
+    if short:
+        raise ValueError(f"row has too few fields (no {', '.join(short[:3])}{', ...' if len(short) > 3 else ''})")
     if r["metric"] not in METRICS:
         raise ValueError(f"metric {r['metric']!r} not one of {sorted(METRICS)}")
     if r["role"] not in ROLES:
         raise ValueError(f"role {r['role']!r} not one of {', '.join(ROLES)}")
     value = float(r["value"])
-    if not value > 0:
-        raise ValueError(f"value must be > 0 (got {value})")
+    if not 0 < value < math.inf:
+        raise ValueError(f"value must be > 0 and finite (got {value})")
+    for c in ("precision", "kv_precision"):
+        if r[c].strip() and r[c] not in PRECISIONS:
+            raise ValueError(f"{c} {r[c]!r} not one of {', '.join(PRECISIONS)}")
     spec = None
     if r["spec_draft_tokens"].strip():
         spec = SpecDecode(draft_tokens=int(r["spec_draft_tokens"]), acceptance_rate=float(r["spec_acceptance"]),
                           draft_layers=_int(r["spec_draft_layers"], 1),
                           draft_params=float(r["spec_draft_params"]) if r["spec_draft_params"].strip() else None)
     prompt, output = _int(r["prompt"], 1024), _int(r["output"], 1024)
+    for c, v in (("count", _int(r["count"])), ("batch", _int(r["batch"])), ("context", _int(r["context"])),
+                 ("prompt", prompt), ("output", output)):
+        if v is not None and v < 1:
+            raise ValueError(f"{c} must be >= 1 (got {v})")
     return Point(n, r["date"], r["source"], r["hardware"], _int(r["count"]), r["model"], r["precision"],
                  r["kv_precision"].strip() or None, r["metric"], value, _int(r["batch"]),
                  _int(r["context"], prompt + output), prompt, output, r["software"].strip() or None, spec,

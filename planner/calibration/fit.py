@@ -27,6 +27,7 @@ import numpy as np
 from scipy.optimize import least_squares
 
 from planner import catalog
+from planner.config.errors import ConfigError, Problem
 from planner.physics.point import Config, build_point
 from planner.config.schema import HardwareSpec
 from planner.physics.hardware import Infeasible, resolve
@@ -51,15 +52,20 @@ def _config(p: Point, spec: HardwareSpec) -> Config:
 
 
 def prepare(p: Point, spec: HardwareSpec) -> _Prepared:
+    """The row's placement, or ConfigError at its file and row (a data mistake: exit 2)."""
     cfg = _config(p, spec)
     try:
         built = build_point(cfg)
     except Infeasible as e:
-        raise ValueError(f"calibration row {p.row} ({p.hardware} {p.model}) does not fit: {e}") from None
+        raise _row_error(p, f"{p.hardware} {p.model} does not fit: {e}") from None
     if p.batch is not None and p.batch > built.placement.max_concurrent:
-        raise ValueError(f"calibration row {p.row}: batch {p.batch} > {built.placement.max_concurrent} "
+        raise _row_error(p, f"batch {p.batch} > {built.placement.max_concurrent} "
                          f"sequences that fit on {built.placement.devices} x {p.hardware}")
     return _Prepared(p, cfg, built)
+
+
+def _row_error(p: Point, message: str) -> ConfigError:
+    return ConfigError([Problem(p.file or "calibration", p.row, 1, "", f"calibration row: {message}")])
 
 
 def predict_prepared(pp: _Prepared, spec: HardwareSpec) -> float:

@@ -37,7 +37,9 @@ PREC = Choice(PRECISIONS)
 
 
 class _Group(click.Group):
-    """Turns ConfigError anywhere below into located lines and exit code 2."""
+    """Turns ConfigError anywhere below into located lines and exit code 2, and an OSError
+    (an output that cannot be written, a locked folder, an unreachable scheduler) into one
+    line and exit code 1."""
 
     def invoke(self, ctx):
         try:
@@ -46,6 +48,17 @@ class _Group(click.Group):
             for p in e.problems:
                 click.echo(str(p), err=True)
             ctx.exit(2)
+        except OSError as e:
+            click.echo(f"error: {_os_line(e)}", err=True)
+            ctx.exit(1)
+
+
+def _os_line(e: OSError) -> str:
+    """One line for an OSError: ours (their own str) say it all; a raw one names its file."""
+    if type(e).__str__ is not OSError.__str__ or not e.strerror:
+        return str(e)
+    where = f"{e.filename}: " if e.filename else ""
+    return f"{where}{e.strerror}"
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

@@ -96,10 +96,11 @@ def estimate(model_name, hw_name, count, precision, kv_precision, mode, context,
     est = run_estimate(cfg, built)
     row = est.as_dict()
     if est.fits:  # one replica at this batch, the default economics (README "Economics")
-        c = costs(built.device, est.devices, Economics(), est.aggregate_tok_s, est.input_tok_s, est.prefill_share)
+        c = costs(built.device, est.devices, Economics(), est.aggregate_tok_s, est.input_tok_s,
+                  est.aggregate_tok_s / max(cfg.output, 1))
         row.update(usd_per_h=c.usd_per_h, cost_usd_per_mtok_out=c.cost_usd_per_mtok_out,
-                   cost_usd_per_mtok_in=c.cost_usd_per_mtok_in, capex_usd=c.capex_usd, power_kw=c.power_kw,
-                   facility_power_kw=c.facility_power_kw)
+                   cost_usd_per_mtok_in=c.cost_usd_per_mtok_in, cost_usd_per_mtok_blended=c.cost_usd_per_mtok_blended,
+                   capex_usd=c.capex_usd, power_kw=c.power_kw, facility_power_kw=c.facility_power_kw)
     if as_json:
         click.echo(json.dumps({k: (None if isinstance(v, float) and not math.isfinite(v) else v)
                                for k, v in row.items()}, indent=2))

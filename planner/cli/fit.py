@@ -49,7 +49,8 @@ def calibrate(data, families, no_cv, write, markdown):
                                                                    cal.family_of(p.hardware).head in families))]
     click.echo(f"\n{len(ref)} reference rows (shown in the CSV, not predicted)")
     if markdown:
-        Path(markdown).write_text(cal.markdown(fits), encoding="utf-8")
+        from planner.sweeps.export import atomic_write_text
+        atomic_write_text(Path(markdown), cal.markdown(fits))
         click.echo(f"wrote {markdown}")
     if write:
         for f in cal.write_back(fits):

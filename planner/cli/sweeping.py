@@ -70,28 +70,17 @@ def sweep(scenario, out, quiet, jobs, executor, scheduler, analytic_only, xlsx, 
     run.json, the plots and summary.md; prints the cheapest configuration per hardware meeting the SLO.
     An interrupted sweep re-run with the same command continues where it stopped."""
     from planner.sweeps.answer import answer, text
-    from planner.sweeps.runner import run
-    from planner.plan.scenario import load
+    from planner.sweeps.interrupt import exit_code, sigterm_as_interrupt
     if scheduler and executor != "dask":
         raise click.BadParameter("--scheduler needs --executor dask", param_hint="--scheduler")
-    loaded = load(scenario)
-    n = len(loaded.points)
-    if not quiet:
-        click.echo(f"{scenario}: {n} points", err=True)
-    if n > max_points and not yes:
-        if not sys.stdin.isatty() or not click.confirm(f"{n} points is more than {max_points}; run them all?",
-                                                       err=True):
-            click.echo(f"{n} points > --max-points {max_points}: pass --yes to run them", err=True)
-            sys.exit(2)
-    try:
-        df, path = run(loaded, out, quiet, simulate=False if analytic_only else None, jobs=jobs,
-                       executor=executor, scheduler=scheduler, xlsx=xlsx, fresh=fresh, report=not no_report)
-    except KeyboardInterrupt:
-        click.echo("\ninterrupted: finished points are stored; run the same command again to continue", err=True)
-        sys.exit(130)
-    except RuntimeError as e:  # a missing optional extra, an unreachable scheduler
-        click.echo(f"error: {e}", err=True)
-        sys.exit(2)
+    with sigterm_as_interrupt():
+        try:
+            loaded, df, path = _sweep(scenario, out, quiet, jobs, executor, scheduler, analytic_only, xlsx, fresh,
+                                      max_points, yes, not no_report)
+        except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM: workers ended, stored points kept
+            click.echo("\ninterrupted: finished points are stored; run the same command again to continue",
+                       err=True)
+            sys.exit(exit_code(e))
     if not quiet:
         failed = int((df["bottleneck"] == "error").sum())
         click.echo(f"{len(df)} points ({int(df['feasible'].sum())} feasible, {int(df['slo_pass'].sum())} meet "
@@ -104,6 +93,30 @@ def sweep(scenario, out, quiet, jobs, executor, scheduler, analytic_only, xlsx, 
         if (path / "summary.md").exists():
             click.echo(f"plots and summary: {path / 'summary.md'}")
     click.echo(str(path / "results.csv"))
+
+
+def _sweep(scenario, out, quiet, jobs, executor, scheduler, analytic_only, xlsx, fresh, max_points, yes, report):
+    """Load (refusing more than max_points before validating any), then run."""
+    from planner.sweeps.runner import run
+    from planner.plan.scenario import TooManyPoints, load
+    try:
+        loaded = load(scenario, max_points=None if yes else max_points)
+    except TooManyPoints as e:
+        if not sys.stdin.isatty() or not click.confirm(f"{e.count} points is more than {max_points}; run them "
+                                                       "all?", err=True):
+            click.echo(f"{'' if e.exact else 'up to '}{e.count} points > --max-points {max_points}: pass --yes "
+                       "to run them", err=True)
+            sys.exit(2)
+        loaded = load(scenario)
+    if not quiet:
+        click.echo(f"{scenario}: {len(loaded.points)} points", err=True)
+    try:
+        df, path = run(loaded, out, quiet, simulate=False if analytic_only else None, jobs=jobs,
+                       executor=executor, scheduler=scheduler, xlsx=xlsx, fresh=fresh, report=report)
+    except RuntimeError as e:  # a missing optional extra
+        click.echo(f"error: {e}", err=True)
+        sys.exit(2)
+    return loaded, df, path
 
 
 # ---------------------------------------------------------------- report

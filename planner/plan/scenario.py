@@ -2,6 +2,9 @@
 
 A point is the base scenario with one value per axis put at the axis's dotted path, then
 validated again as a whole, so a bad axis value is reported at the axis's own line.
+Loading is linear in the number of points: a point's positions are an overlay on the file's
+(not a copy of them), and the points are counted before any is validated, so a sweep above
+``max_points`` is refused in the time it takes to read the file.
 """
 from __future__ import annotations
 
@@ -10,6 +13,8 @@ import dataclasses
 import hashlib
 import itertools
 import json
+import math
+from collections import ChainMap
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,25 +65,65 @@ def config_hash(s: Scenario) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def load(path: str | Path, text: str | None = None) -> Loaded:
+class TooManyPoints(Exception):
+    """The sweep expands to more than ``max_points`` points (found before validating any)."""
+
+    def __init__(self, count: int, exact: bool, limit: int):
+        super().__init__(f"{'' if exact else 'up to '}{count} points > {limit}")
+        self.count, self.exact, self.limit = count, exact, limit
+
+
+SKIP_SCAN = 200_000  # combinations of a group with skip rules counted one by one; above: the product
+
+
+def count_points(sc: Scenario) -> tuple[int, bool]:
+    """(points, exact): the product (or zip) of each group's axis lengths, less the skipped
+    combinations where a group has at most SKIP_SCAN of them (else an upper bound)."""
+    if not sc.sweep:
+        return 1, True
+    total, exact = 0, True
+    for g in sc.sweep:
+        lens = [len(v) for v in g.axes.values()]
+        n = min(lens) if g.mode == "zip" else math.prod(lens)
+        if g.skip and n <= SKIP_SCAN:
+            names = list(g.axes)
+            combos = zip(*g.axes.values()) if g.mode == "zip" else itertools.product(*g.axes.values())
+            try:
+                n -= sum(g.skipped(dict(zip(names, c))) for c in combos)
+            except (KeyError, TypeError, ValueError):  # a bad skip rule: load reports it
+                exact = False
+        elif g.skip:
+            exact = False
+        total += n
+    return total, exact
+
+
+def load(path: str | Path, text: str | None = None, max_points: int | None = None) -> Loaded:
     """Validate the scenario and every point of its sweep; raise ConfigError with all problems.
 
     With ``text`` the YAML comes from it rather than the file (a notebook's mapping, or what a
-    remote worker was sent); ``path`` still names it and anchors relative paths."""
+    remote worker was sent); ``path`` still names it and anchors relative paths. With
+    ``max_points``, a sweep of more points raises TooManyPoints before any point is validated."""
     p = Path(path)
     loc = load_file(p) if text is None else load_text(text, str(p))
     sc = validate(Scenario, loc)
+    if max_points is not None:
+        n, exact = count_points(sc)
+        if n > max_points:
+            raise TooManyPoints(n, exact, max_points)
     loaded = Loaded(p, loc, sc)
     problems: list[Problem] = []
     names = [g.name for g in sc.sweep]
     if sc.reference_group is not None and sc.reference_group not in names:
         problems.append(loc.problem(("reference_group",), f"not a sweep group{did_you_mean(sc.reference_group, names)}"
                                     f" (groups: {', '.join(names) or 'none'})", sc.reference_group, True))
-    points = _expand(loaded, problems) if sc.sweep else [Point(0, "base", {}, sc, config_hash(sc))]
+    groups = _group_index(sc)
+    points = _expand(loaded, problems, groups) if sc.sweep else [Point(0, "base", {}, sc, config_hash(sc))]
     resolved = []
     for pt in points:
         try:
-            resolved.append(dataclasses.replace(pt, config=to_config(loaded, pt.scenario, pt_loc(loaded, pt))))
+            loc_pt = pt_loc(loaded, pt, groups.get(pt.group))
+            resolved.append(dataclasses.replace(pt, config=to_config(loaded, pt.scenario, loc_pt)))
         except ConfigError as e:
             problems.extend(e.problems)
     if problems:
@@ -87,13 +132,23 @@ def load(path: str | Path, text: str | None = None) -> Loaded:
     return Loaded(p, loc, sc, tuple(resolved), text if text is not None else p.read_text(encoding="utf-8"))
 
 
-def pt_loc(loaded: Loaded, pt: Point) -> Located:
-    """A Located whose marks for the swept paths point at the axis values that set them."""
+def _group_index(sc: Scenario) -> dict[str, int]:
+    """Group name -> its index (the first group of that name)."""
+    out: dict[str, int] = {}
+    for i, g in enumerate(sc.sweep):
+        out.setdefault(g.name, i)
+    return out
+
+
+def pt_loc(loaded: Loaded, pt: Point, gi: int | None = None) -> Located:
+    """A Located whose marks for the swept paths point at the axis values that set them: an
+    overlay on the file's marks, so its cost does not grow with the size of the file."""
     loc = loaded.loc
     if not pt.values or pt.group == "run":
         return loc
-    marks, keys = dict(loc.value_marks), dict(loc.key_marks)
-    gi = next(i for i, g in enumerate(loaded.scenario.sweep) if g.name == pt.group)
+    marks, keys = ChainMap({}, loc.value_marks), ChainMap({}, loc.key_marks)
+    if gi is None:
+        gi = next(i for i, g in enumerate(loaded.scenario.sweep) if g.name == pt.group)
     for axis, value in pt.values.items():
         vals = loaded.scenario.sweep[gi].axes[axis]
         j = vals.index(value) if value in vals else 0
@@ -104,7 +159,7 @@ def pt_loc(loaded: Loaded, pt: Point) -> Located:
     return Located(loc.data, loc.file, marks, keys)
 
 
-def _expand(loaded: Loaded, problems: list[Problem]) -> list[Point]:
+def _expand(loaded: Loaded, problems: list[Problem], groups: dict[str, int]) -> list[Point]:
     sc, loc = loaded.scenario, loaded.loc
     base = {k: v for k, v in loc.data.items() if k != "sweep"}
     points: list[Point] = []
@@ -126,7 +181,7 @@ def _expand(loaded: Loaded, problems: list[Problem]) -> list[Point]:
                 _set(raw, tuple(a.split(".")), v)
             tmp = Point(len(points), g.name, values, sc, "")
             try:
-                ps = validate(Scenario, pt_loc(loaded, tmp), raw)
+                ps = validate(Scenario, pt_loc(loaded, tmp, groups[g.name]), raw)
             except ConfigError as e:
                 problems.extend(e.problems)
                 continue

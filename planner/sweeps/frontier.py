@@ -21,12 +21,17 @@ IDENTITY = ["model", "hardware", "weights_precision", "kv_precision", "context_t
 
 
 def frontier_rows(r: PointResult, row: dict) -> list[dict]:
-    """The point's curve as rows, each with the point's identity (``row``: its results row)."""
-    ident = {"point": row["point"], "group": row["group"], "hardware_kind": None,
-             **{k: row.get(k) for k in IDENTITY}}
+    """The point's curve as rows, each with its configuration (``row``: its results row; the
+    point and group are added by ``table``, since a stored row may be reused at another index)."""
+    ident = {"hardware_kind": None, **{k: row.get(k) for k in IDENTITY}}
     if r.estimate is not None and r.point.config is not None:
         ident["hardware_kind"] = r.point.config.hardware.kind
     return [{**ident, **dataclasses.asdict(f)} for f in r.frontier]
+
+
+def table(rows: list[dict]) -> pd.DataFrame:
+    """frontier.csv: every row's curve, tagged with the row's point and group."""
+    return pd.DataFrame([{"point": r["point"], "group": r["group"], **f} for r in rows for f in r.get(FRONTIER_KEY, [])])
 
 
 def crossover(fr: pd.DataFrame, n: int = 48, speeds=None) -> pd.DataFrame:

@@ -92,35 +92,84 @@ def summary_md(df: pd.DataFrame, best: pd.DataFrame, run: dict, images: list[Pat
     return "\n".join(lines)
 
 
-def write_report(folder: Path) -> list[Path]:
-    """PNG plots and summary.md next to results.csv in ``folder``; returns the files written."""
+REQUIRED = ("point", "group", "feasible", "slo_pass", "pareto", "model", "hardware", "bottleneck", "devices",
+            "cost_usd_per_mtok_out", "throughput_out_tok_s")
+
+
+class BadResults(RuntimeError):
+    """A sweep folder whose files are missing, malformed or from different runs (exit 2, one line)."""
+
+
+def _csv(path: Path, required=()) -> pd.DataFrame:
+    try:
+        df = pd.read_csv(path)
+    except (OSError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:  # not a CSV table
+        raise BadResults(f"{path}: not a sweep table ({str(e).splitlines()[0] if str(e) else type(e).__name__})") \
+            from None
+    missing = [c for c in required if c not in df]
+    if missing:
+        raise BadResults(f"{path}: not a sweep's results table (no column {', '.join(missing[:5])}"
+                         f"{', ...' if len(missing) > 5 else ''})")
+    return df
+
+
+def read_folder(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame, dict, pd.DataFrame | None]:
+    """(results, best, run.json, speedup or None) of a sweep folder, checked: each CSV parses,
+    results has the columns the report uses, run.json is an object, and the CSVs are the ones
+    run.json lists (sha256), not a set mixed by a crash between two renames."""
     res = folder / "results.csv"
     if not res.exists():
-        raise RuntimeError(f"{res} not found: run `plan sweep` first (or give its -o folder)")
-    df = pd.read_csv(res)
-    best = pd.read_csv(folder / "best.csv") if (folder / "best.csv").exists() else df.iloc[0:0]
-    run = json.loads((folder / "run.json").read_text()) if (folder / "run.json").exists() else {}
+        raise BadResults(f"{res} not found: run `plan sweep` first (or give its -o folder)")
+    run = {}
+    if (folder / "run.json").exists():
+        try:
+            run = json.loads((folder / "run.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise BadResults(f"{folder / 'run.json'}: not JSON ({e})") from None
+        if not isinstance(run, dict):
+            raise BadResults(f"{folder / 'run.json'}: not a JSON object")
+    tables = run.get("tables")
+    if isinstance(tables, dict):
+        import hashlib
+        for name, digest in tables.items():
+            f = folder / str(name)
+            if not f.exists() or hashlib.sha256(f.read_bytes()).hexdigest() != digest:
+                raise BadResults(f"{f} is not the table run.json lists (a sweep stopped while renaming its "
+                                 "files, or it was edited): run the sweep again")
+    df = _csv(res, REQUIRED)
+    best = _csv(folder / "best.csv", REQUIRED) if (folder / "best.csv").exists() else df.iloc[0:0]
+    speed = _csv(folder / "speedup.csv") if (folder / "speedup.csv").exists() else None
     for c in ("feasible", "slo_pass", "pareto"):
         df[c] = df[c].fillna(False).astype(bool)
-    df = df.copy()  # one block per dtype again after the column updates
-    slo = {k: v for k, v in run.get("scenario_resolved", {}).get("slo", {}).items() if v is not None}
+    return df.copy(), best, run, speed  # copy: one block per dtype again after the column updates
+
+
+def write_report(folder: Path) -> list[Path]:
+    """PNG plots and summary.md next to results.csv in ``folder``; returns the files written."""
+    df, best, run, speed = read_folder(folder)
+    sc = run.get("scenario_resolved")
+    slo = sc.get("slo") if isinstance(sc, dict) else None
+    slo = {k: v for k, v in slo.items() if v is not None} if isinstance(slo, dict) else {}
+    fr = _csv(folder / "frontier.csv") if (folder / "frontier.csv").exists() else pd.DataFrame()
     plt = _plt()
-    d = plots.prepare(df)
-    images = [plots.cost_vs_speed(d, slo, folder / "cost_vs_speed.png", plt),
-              plots.throughput_vs_latency(d, slo, folder / "throughput_vs_latency.png", plt),
-              plots.devices_vs_context(d, folder / "devices_vs_context.png", plt),
-              plots.time_breakdown(df, folder / "time_breakdown.png", plt)]
-    fr = pd.read_csv(folder / "frontier.csv") if (folder / "frontier.csv").exists() else pd.DataFrame()
-    if not fr.empty:
-        images.append(frontier.plot(fr, folder / "frontier.png", plt, slo.get("decode_tok_s_per_user_p50")))
-    plt.close("all")
-    images = [p for p in images if p is not None]
+    try:
+        d = plots.prepare(df)
+        images = [plots.cost_vs_speed(d, slo, folder / "cost_vs_speed.png", plt),
+                  plots.throughput_vs_latency(d, slo, folder / "throughput_vs_latency.png", plt),
+                  plots.devices_vs_context(d, folder / "devices_vs_context.png", plt),
+                  plots.time_breakdown(df, folder / "time_breakdown.png", plt)]
+        if not fr.empty:
+            images.append(frontier.plot(fr, folder / "frontier.png", plt, slo.get("decode_tok_s_per_user_p50")))
+        images = [p for p in images if p is not None]
+        text = summary_md(df, best, run, images, speed)
+        if not fr.empty:
+            lines = frontier.crossover_text(frontier.crossover(fr))
+            text += "\n## Wafer vs GPU: where a token gets cheaper (real hardware, analytic frontier)\n\n" + \
+                ("\n".join(lines) if lines else "No context has both a wafer and a GPU curve.") + "\n"
+    except (KeyError, ValueError, TypeError, AttributeError) as e:  # a column of the wrong kind
+        raise BadResults(f"{folder}: the results cannot be plotted ({type(e).__name__}: {e})") from None
+    finally:
+        plt.close("all")
     md = folder / "summary.md"
-    speed = pd.read_csv(folder / "speedup.csv") if (folder / "speedup.csv").exists() else None
-    text = summary_md(df, best, run, images, speed)
-    if not fr.empty:
-        lines = frontier.crossover_text(frontier.crossover(fr))
-        text += "\n## Wafer vs GPU: where a token gets cheaper (real hardware, analytic frontier)\n\n" + \
-            ("\n".join(lines) if lines else "No context has both a wafer and a GPU curve.") + "\n"
     atomic_write_text(md, text)
     return images + [md]

@@ -3,17 +3,17 @@
 - Executors: inline (one job), a local process pool (``jobs`` workers), or a Dask cluster.
   Workers are sent the scenario's YAML text and a point index, never pickled objects, and
   every point is seeded from the scenario alone: the rows do not depend on who ran them.
-- Store: each finished point is written to ``OUT/.points/<key>.json`` (temp file + rename) the
-  moment it returns, keyed by the point's config hash, the tool version and the simulate
-  flag. A re-run of an interrupted sweep (Ctrl-C, kill -9) takes stored rows as they are and
-  evaluates the rest, so it ends with the same files as an uninterrupted run.
+- Store (store.py): each finished point is written to ``OUT/.points/<key>.json`` (temp file +
+  rename) the moment it returns, keyed by the point's config hash, the tool version and the
+  simulate flag. A re-run of an interrupted sweep (Ctrl-C, SIGTERM, kill -9) reuses stored
+  rows that pass their checks and evaluates the rest, so it ends with the same files as an
+  uninterrupted run.
 - A point that raises is retried once, then reported as a row with its error; the others
   are never lost.
 """
 from __future__ import annotations
 
 import hashlib
-import json
 import multiprocessing
 import os
 import sys
@@ -21,20 +21,22 @@ import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import yaml
 
 from planner.version import __version__
+from planner.config.errors import ConfigError, Problem
 from planner.plan.point import evaluate, failed
-from planner.sweeps.columns import markdown as columns_markdown
-from planner.sweeps.export import atomic_write_text, require, write_csv, write_json
-from planner.sweeps.progress import Progress
-from planner.sweeps.provenance import provenance
-from planner.sweeps.workbook import write_xlsx
 from planner.plan.scenario import Loaded, Point, load
 from planner.sweeps import frontier
+from planner.sweeps.columns import markdown as columns_markdown
+from planner.sweeps.export import csv_text, json_text, publish_all, require, stage_text
+from planner.sweeps.outdir import claim
+from planner.sweeps.progress import Progress
+from planner.sweeps.provenance import provenance
+from planner.sweeps.store import Store
 from planner.sweeps.tables import axis_columns, best, frame, pareto, row, speedup
+from planner.sweeps.workbook import stage_xlsx
 
 EXECUTORS = ("local", "dask")
 
@@ -48,66 +50,6 @@ def load_source(source) -> Loaded:
         name = source.get("name", "scenario")
         return load(Path.cwd() / f"<{name}>.yaml", yaml.safe_dump(source, sort_keys=False))
     return load(source)
-
-
-# ------------------------------------------------------------------ store
-class Store:
-    """Finished rows, one JSON file per point, so an interrupted sweep loses nothing.
-
-    A row is reused only for the same resolved point, the same model and hardware spec
-    contents (an edited spec file recomputes), the same planner code and the same simulate
-    flag."""
-
-    def __init__(self, out: Path, simulate: bool | None, loaded: Loaded):
-        self.dir = out / ".points"
-        self.loaded = loaded
-        self.salt = f"{_code_hash()}|{simulate}"
-        self.keys: dict[int, str] = {}
-
-    def key(self, pt: Point) -> str:
-        if pt.index not in self.keys:
-            self.keys[pt.index] = self._key(pt)
-        return self.keys[pt.index]
-
-    def _key(self, pt: Point) -> str:
-        cfg = pt.config
-        specs = "" if cfg is None else json.dumps(
-            [cfg.model.model_dump(mode="json"), cfg.hardware.model_dump(mode="json"),
-             cfg.bonded.model_dump(mode="json") if cfg.bonded else None], sort_keys=True, default=str)
-        blob = f"{self.salt}|{pt.config_hash}|{specs}"
-        return hashlib.sha256(blob.encode()).hexdigest()[:24]
-
-    def get(self, pt: Point) -> dict | None:
-        f = self.dir / f"{self.key(pt)}.json"
-        try:
-            row = json.loads(f.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return None  # absent, or unreadable: evaluate again
-        # the same configuration may sit at another index or under other axes in this sweep
-        row.update({"point": pt.index, "group": pt.group, **axis_columns(pt.values)})
-        return row
-
-    def put(self, pt: Point, row: dict) -> None:
-        text = json.dumps(row, default=_plain, allow_nan=True)
-        atomic_write_text(self.dir / f"{self.key(pt)}.json", text)
-
-    def clear(self) -> None:
-        for f in self.dir.glob("*.json"):
-            f.unlink(missing_ok=True)
-
-
-def _code_hash() -> str:
-    """The planner's own source (and version): stored rows from other code are not reused."""
-    h = hashlib.sha256(__version__.encode())
-    root = Path(__file__).resolve().parents[1]  # the whole planner package
-    for f in sorted(root.rglob("*.py")):
-        h.update(f.relative_to(root).as_posix().encode())
-        h.update(f.read_bytes())
-    return h.hexdigest()[:16]
-
-
-def _plain(o):
-    return o.item() if isinstance(o, np.generic) else str(o)
 
 
 # ------------------------------------------------------------------ workers
@@ -137,19 +79,66 @@ def _inline(loaded: Loaded, todo: list[int], simulate, **_):
         yield i, evaluated(loaded, loaded.points[i], simulate)
 
 
+def _worker_init(parent: int) -> None:
+    """In each pool worker: leave Ctrl-C to the parent (it ends the workers itself, at once), and
+    exit if the parent (pid ``parent``) dies without ending them (kill -9), so no worker
+    outlives its sweep."""
+    import signal
+    import threading
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def stop_pool(pool: ProcessPoolExecutor) -> None:
+    """End a process pool now: pending points cancelled, running ones abandoned, workers killed
+    and reaped (a plain shutdown would wait for the points in progress)."""
+    if hasattr(pool, "terminate_workers"):  # Python 3.14+
+        pool.terminate_workers()
+        return
+    procs = list((getattr(pool, "_processes", None) or {}).values())  # no public handle before 3.14
+    pool.shutdown(wait=False, cancel_futures=True)
+    for p in procs:
+        if p.is_alive():
+            p.terminate()
+    for p in procs:
+        p.join(timeout=5)
+        if p.is_alive():
+            p.kill()
+            p.join(timeout=5)
+    pool.shutdown(wait=True)
+
+
 def _local(loaded: Loaded, todo: list[int], simulate, jobs: int, **_):
     ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_worker_init,
+                               initargs=(os.getpid(),))
+    try:
         futures = {pool.submit(evaluate_index, loaded.text, str(loaded.path), i, simulate): i for i in todo}
-        try:
-            for fut in as_completed(futures):
-                try:
-                    yield futures[fut], fut.result()
-                except Exception as e:  # noqa: BLE001 - a crashed worker: retried by the caller
-                    yield futures[fut], e
-        except BaseException:
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise
+        for fut in as_completed(futures):
+            try:
+                got = fut.result()
+            except Exception as e:  # noqa: BLE001 - a crashed worker: retried by the caller
+                got = e
+            yield futures[fut], got
+    except BaseException:  # Ctrl-C, SIGTERM, a failed write, the caller closing early: stop now
+        stop_pool(pool)
+        raise
+    pool.shutdown(wait=True)
+
+
+DASK_CONNECT_TIMEOUT = 10  # seconds to reach a --scheduler before giving up (README: Clusters)
+
+
+class SchedulerUnreachable(ConnectionError):
+    """The Dask scheduler did not answer (a runtime condition: exit 1)."""
+
+    def __str__(self) -> str:
+        return self.strerror
 
 
 def _dask(loaded: Loaded, todo: list[int], simulate, jobs: int, scheduler: str | None = None, **_):
@@ -158,20 +147,32 @@ def _dask(loaded: Loaded, todo: list[int], simulate, jobs: int, scheduler: str |
     from distributed import as_completed as dask_completed
     cluster = None
     if scheduler:
-        client = Client(scheduler, timeout="30s")
+        try:
+            client = Client(scheduler, timeout=f"{DASK_CONNECT_TIMEOUT}s")
+        except (OSError, TimeoutError) as e:
+            why = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise SchedulerUnreachable(None, f"cannot reach the Dask scheduler at {scheduler} within "
+                                             f"{DASK_CONNECT_TIMEOUT} s ({why})") from None
+        except ValueError as e:  # not an address (an unknown scheme): a user input mistake, exit 2
+            raise ConfigError([Problem("--scheduler", None, None, "", str(e).splitlines()[0], scheduler, True)]) \
+                from None
     else:  # no scheduler given: a cluster of local processes for this run
         cluster = LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True, dashboard_address=None)
         client = Client(cluster)
+    futures = {}
     try:
-        futures = {}
         for i in todo:
             fut = client.submit(evaluate_index, loaded.text, str(loaded.path), i, simulate, pure=False, retries=0)
             futures[fut] = i
         for fut in dask_completed(list(futures)):
             try:
-                yield futures[fut], fut.result()
+                got = fut.result()
             except Exception as e:  # noqa: BLE001 - a lost worker or an error: retried by the caller
-                yield futures[fut], e
+                got = e
+            yield futures[fut], got
+    except BaseException:
+        client.cancel(list(futures))  # stop now: nothing more is computed for this run
+        raise
     finally:
         client.close()
         if cluster is not None:
@@ -188,7 +189,8 @@ def evaluate_all(loaded: Loaded, simulate: bool | None = None, jobs: int | None 
     jobs = worker_count(jobs)
     rows: list[dict | None] = [store.get(pt) if store else None for pt in points]
     todo = [pt.index for pt in points if rows[pt.index] is None]
-    stats = {"points": len(points), "reused": len(points) - len(todo), "evaluated": len(todo), "failed": 0}
+    stats = {"points": len(points), "reused": len(points) - len(todo), "evaluated": len(todo), "failed": 0,
+             "stored_invalid": store.invalid if store else 0}
     progress = Progress(len(todo), quiet)
     if stats["reused"]:
         progress.note(f"{stats['reused']} of {len(points)} points stored by an earlier run; evaluating {len(todo)}")
@@ -198,18 +200,22 @@ def evaluate_all(loaded: Loaded, simulate: bool | None = None, jobs: int | None 
         run_batch = _inline if jobs == 1 or len(todo) < 2 else _local
     for attempt in (1, 2):
         retry = []
-        for i, got in run_batch(loaded, todo, simulate, jobs=jobs, scheduler=scheduler):
-            err = got if isinstance(got, BaseException) else None
-            if err is None and got.get("bottleneck") == "error":
-                err = got
-            if err is not None and attempt == 1:
-                retry.append(i)
-                continue
-            rows[i] = got if not isinstance(got, BaseException) else row(failed(points[i], got))
-            if err is None and store is not None:
-                store.put(points[i], rows[i])
-            stats["failed"] += err is not None
-            progress.step()
+        batch = run_batch(loaded, todo, simulate, jobs=jobs, scheduler=scheduler)
+        try:
+            for i, got in batch:
+                err = got if isinstance(got, BaseException) else None
+                if err is None and got.get("bottleneck") == "error":
+                    err = got
+                if err is not None and attempt == 1:
+                    retry.append(i)
+                    continue
+                rows[i] = got if not isinstance(got, BaseException) else row(failed(points[i], got))
+                if err is None and store is not None:
+                    store.put(points[i], rows[i])
+                stats["failed"] += err is not None
+                progress.step()
+        finally:  # a failed write or an interrupt here stops the workers at once (GeneratorExit)
+            batch.close()
         if not retry:
             break
         progress.note(f"retrying {len(retry)} failed point(s) once")
@@ -221,11 +227,13 @@ def evaluate_all(loaded: Loaded, simulate: bool | None = None, jobs: int | None 
 def run(source, out_dir: str | Path | None = None, quiet: bool = False, simulate: bool | None = None,
         jobs: int | None = None, executor: str = "local", scheduler: str | None = None, xlsx: bool = False,
         fresh: bool = False, report: bool = False) -> tuple[pd.DataFrame, Path]:
-    """Evaluate every point; write results.csv, pareto.csv, best.csv, columns.md, run.json (and
-    results.xlsx; with ``report`` the plots and summary.md of ``plan report``).
+    """Evaluate every point; write results.csv, pareto.csv, best.csv, frontier.csv, crossover.csv,
+    columns.md, run.json (and results.xlsx; with ``report`` the plots and summary.md).
 
     The rows, and so the CSVs, are the same whatever ``jobs`` or ``executor`` is, and whether
-    or not the sweep was interrupted and resumed. ``fresh`` discards stored points first."""
+    or not the sweep was interrupted and resumed. ``fresh`` discards stored points first.
+    The output folder is claimed (created, locked, probed) before any point is evaluated:
+    OutputError or Busy (both OSError) when it cannot be."""
     started = time.time()
     if xlsx:  # missing extras fail before the sweep, not after it
         require("xlsxwriter", "--xlsx needs XlsxWriter", "xlsx")
@@ -233,37 +241,33 @@ def run(source, out_dir: str | Path | None = None, quiet: bool = False, simulate
         require("distributed", "--executor dask needs dask.distributed", "dask")
     loaded = load_source(source)
     out = Path(out_dir) if out_dir else Path("outputs") / loaded.scenario.name
-    store = Store(out, simulate, loaded)
-    if fresh:
-        store.clear()
-    rows, stats = evaluate_all(loaded, simulate, jobs, executor, scheduler, store, quiet)
-    fr = pd.DataFrame([f for r in rows for f in r.get(frontier.FRONTIER_KEY, [])])
-    df = results_frame(loaded, rows)
-    tables = {"results": df, "pareto": pareto(df), "best": best(df), "frontier": fr,
-              "crossover": frontier.crossover(fr)}
-    if "task_p50_s" in df:
-        ref = loaded.scenario.reference_group
-        index = next((pt.index for pt in loaded.points if pt.group == ref), 0) if ref else 0
-        tables["speedup"] = speedup(df, index)
-    for name, t in tables.items():
-        write_csv(t, out / f"{name}.csv")
-    atomic_write_text(out / "columns.md", "# Columns of results.csv (pareto.csv and best.csv share them)\n\n"
-                      + columns_markdown(list(df.columns)))
-    finished = time.time()
-    meta = {
-        "tool": "wafer-planner", "version": __version__, **provenance(), "scenario": str(loaded.path),
-        "scenario_sha256": hashlib.sha256(loaded.text.encode()).hexdigest(),
-        "scenario_resolved": loaded.scenario.model_dump(mode="json"), "seed": loaded.scenario.seed,
-        "started": _iso(started), "finished": _iso(finished), "wall_s": round(finished - started, 3),
-        "executor": executor, "jobs": worker_count(jobs), "scheduler": scheduler,
-        **stats, "done": stats["points"] - stats["failed"], "feasible": int(df["feasible"].sum()),
-        "slo_pass": int(df["slo_pass"].sum()), "pareto": int(df["pareto"].sum()),
-        "failed_points": [{"point": int(r["point"]), "reason": r["reason"]}
-                          for r in rows if r.get("bottleneck") == "error"],
-    }
-    write_json(meta, out / "run.json")
-    if xlsx:
-        write_xlsx(tables, out / "results.xlsx", meta)
+    with claim(out):
+        store = Store(out, simulate, loaded)
+        if fresh:
+            store.clear()
+        rows, stats = evaluate_all(loaded, simulate, jobs, executor, scheduler, store, quiet)
+        fr = frontier.table(rows)
+        df = results_frame(loaded, rows)
+        tables = {"results": df, "pareto": pareto(df), "best": best(df), "frontier": fr,
+                  "crossover": frontier.crossover(fr)}
+        if "task_p50_s" in df:
+            ref = loaded.scenario.reference_group
+            index = next((pt.index for pt in loaded.points if pt.group == ref), 0) if ref else 0
+            tables["speedup"] = speedup(df, index)
+        finished = time.time()
+        meta = {
+            "tool": "wafer-planner", "version": __version__, **provenance(), "scenario": str(loaded.path),
+            "scenario_sha256": hashlib.sha256(loaded.text.encode()).hexdigest(),
+            "scenario_resolved": loaded.scenario.model_dump(mode="json"), "seed": loaded.scenario.seed,
+            "started": _iso(started), "finished": _iso(finished), "wall_s": round(finished - started, 3),
+            "executor": executor, "jobs": worker_count(jobs), "scheduler": scheduler,
+            **stats, "done": stats["points"] - stats["failed"], "feasible": int(df["feasible"].sum()),
+            "slo_pass": int(df["slo_pass"].sum()), "pareto": int(df["pareto"].sum()),
+            "failed_points": [{"point": int(r["point"]), "reason": r["reason"]}
+                              for r in rows if r.get("bottleneck") == "error"],
+        }
+        columns = "# Columns of results.csv (pareto.csv and best.csv share them)\n\n" + columns_markdown(list(df.columns))
+        write_tables(out, tables, meta, xlsx, {"columns.md": columns})
     if report:
         _report(out, quiet)
     return df, out
@@ -278,6 +282,32 @@ def _report(out: Path, quiet: bool) -> None:
         if not quiet:
             print(f"plots skipped ({e}); results are complete. Install matplotlib, then: plan report {out}",
                   file=sys.stderr)
+
+
+def write_tables(out: Path, tables: dict[str, pd.DataFrame], meta: dict, xlsx: bool = False,
+                 texts: dict[str, str] | None = None) -> None:
+    """The tables (and workbook) and run.json as one set: every file is written to a temp name
+    first, then all are renamed, run.json last, so a failure while writing leaves the earlier
+    set untouched. run.json's ``tables`` holds each CSV's sha256: ``plan report`` refuses a
+    folder whose CSVs do not match it (a set mixed by a crash between two renames)."""
+    staged: list[tuple[str, Path]] = []
+    try:
+        digests = {}
+        for name, t in tables.items():
+            text = csv_text(t)
+            path = out / f"{name}.csv"
+            staged.append((stage_text(path, text), path))
+            digests[path.name] = hashlib.sha256(text.encode("utf-8")).hexdigest()
+        for name, text in (texts or {}).items():
+            staged.append((stage_text(out / name, text), out / name))
+        if xlsx:
+            staged.append((stage_xlsx(tables, out / "results.xlsx", meta), out / "results.xlsx"))
+        staged.append((stage_text(out / "run.json", json_text({**meta, "tables": digests})), out / "run.json"))
+    except BaseException:
+        for tmp, _ in staged:
+            Path(tmp).unlink(missing_ok=True)
+        raise
+    publish_all(staged)
 
 
 def worker_count(jobs: int | None) -> int:

@@ -11,6 +11,7 @@ from planner.plan.point import run_point
 from planner.plan.scenario import load, override
 from planner.sim.engine import SimResult
 from planner.sweeps.export import write_csv, write_json
+from planner.sweeps.outdir import writable
 from planner.sweeps.tables import row as result_row
 
 
@@ -19,8 +20,9 @@ def run(scenario, sets: list[str] | tuple = (), out: str | Path | None = None) -
     overrides, simulated; writes summary.json, requests.csv, timeseries.csv (and tasks.csv)."""
     loaded = load(scenario)
     pt = override(loaded, list(sets))
-    result, res = run_point(loaded, pt, simulate=True)
     path = Path(out) if out else Path("outputs") / pt.scenario.name / "run"
+    writable(path)  # before simulating: an output that cannot be written fails in milliseconds
+    result, res = run_point(loaded, pt, simulate=True)
     summary = {"scenario": str(scenario), "overrides": pt.values, **result_row(result)}
     if res is not None:
         full = res.summary.as_dict()

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from planner.sweeps.columns import describe
-from planner.sweeps.export import publish
+from planner.sweeps.export import output_error, publish_all, require
 
 # Excel number formats by unit (columns.py); others get the general format
 FORMATS = {"$": "$#,##0", "$/h": "$#,##0.00", "$/M tokens": "$#,##0.000", "tok/s": "#,##0.0", "s": "0.000",
@@ -27,11 +27,20 @@ FROZEN = ["point", "model", "hardware", "weights_precision", "kv_precision", "co
 
 
 def write_xlsx(tables: dict[str, pd.DataFrame], path: Path, provenance: dict | None = None) -> None:
+    """The workbook written atomically (see stage_xlsx)."""
+    publish_all([(stage_xlsx(tables, path, provenance), path)])
+
+
+def stage_xlsx(tables: dict[str, pd.DataFrame], path: Path, provenance: dict | None = None) -> str:
     """The tables as formatted sheets, a ``columns`` sheet and a ``provenance`` sheet (from run.json),
-    written atomically (XlsxWriter, an optional extra)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".xlsx", dir=path.parent)
-    os.close(fd)
+    in a temp file beside ``path`` (XlsxWriter, an optional extra): the temp file's name."""
+    require("xlsxwriter", "--xlsx needs XlsxWriter", "xlsx")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".xlsx", dir=path.parent)
+        os.close(fd)
+    except OSError as e:
+        raise output_error(e, path) from None
     try:
         with pd.ExcelWriter(tmp, engine="xlsxwriter") as xw:
             for name, t in tables.items():
@@ -41,10 +50,13 @@ def write_xlsx(tables: dict[str, pd.DataFrame], path: Path, provenance: dict | N
             _sheet(xw, "columns", doc, freeze=1, widths={"meaning": 100})
             if provenance:
                 _sheet(xw, "provenance", _flat(provenance), freeze=1, widths={"value": 100})
-        publish(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        cause = e if isinstance(e, OSError) else e.__context__  # XlsxWriter wraps the OSError
+        if isinstance(cause, OSError):
+            raise output_error(cause, path) from None
         raise
+    return tmp
 
 
 def _sheet(xw, name: str, t: pd.DataFrame, freeze: int | None = None, widths: dict | None = None) -> None:

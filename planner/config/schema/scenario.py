@@ -299,8 +299,8 @@ class Scenario(Strict):
     @field_validator("sweep")
     @classmethod
     def _unique_groups(cls, v):
-        names = [g.name for g in v]
-        dup = sorted({n for n in names if names.count(n) > 1})
+        seen: set = set()
+        dup = sorted({g.name for g in v if g.name in seen or seen.add(g.name)})  # linear: 20,000 groups
         if dup:
             raise ValueError(f"sweep group names must be unique (repeated: {', '.join(dup)})")
         return v
