@@ -197,6 +197,10 @@ def verdict(result: PointResult, sc: Scenario) -> PointResult:
                                    reason=result.capacity.reason or result.reason)
     if result.throughput_source == "sim":
         values = {name: result.sim.get(name) for name, *_ in sc.slo.targets()}
+        if not result.sim.stable:  # an open queue that grows without bound meets no SLO
+            why = (f"unstable: requests cleared at {result.sim.served_to_offered:.0%} of the rate they "
+                   "arrived (throughput is the saturation rate)")
+            return dataclasses.replace(result, slo_pass=False, reason=result.reason or why)
     elif result.estimate is not None:
         values = analytic_values(result.estimate)
     else:

@@ -1,6 +1,6 @@
 """Sweep rows -> tables: results (stable column order), the Pareto front, the best per family.
 
-Pareto: among points that meet the SLO, those no other point beats on all three of cost per
+Pareto: among points that meet the SLO (an overloaded simulation never does), those no other point beats on all three of cost per
 output token (lower), per-user speed and deployment throughput at capacity (higher).
 Best: per model and hardware, the cheapest point per output token that meets the SLO.
 """
@@ -24,6 +24,7 @@ RESULT_ORDER = [
     # simulated (discrete-event engine)
     "throughput_source", "capacity_users", "capacity_req_s", "capacity_users_per_replica",
     "capacity_req_s_per_replica", "capacity_target", "capacity_limit", "capacity_probes", "throughput_out_tok_s", "throughput_in_tok_s", "throughput_req_s",
+    "served_to_offered", "stable",
     "decode_tok_s_per_user_p10", "decode_tok_s_per_user_p50", "decode_tok_s_per_user_mean",
     "decode_tok_s_per_user_low", "decode_tok_s_per_user_high", "throughput_out_tok_s_low", "throughput_out_tok_s_high",
     "ttft_p50_s", "ttft_p90_s", "ttft_p99_s", "ttft_max_s", "tpot_p50_s", "tpot_p90_s", "tpot_p99_s", "tpot_max_s",
@@ -138,12 +139,18 @@ def _speed(df: pd.DataFrame) -> pd.Series:
     return sim.fillna(df.get("decode_tok_s_per_user_analytic", pd.Series(np.nan, index=df.index)))
 
 
+def ranked(df: pd.DataFrame) -> pd.Series:
+    """Rows that may be ranked: meeting the SLO and not an overloaded (unstable) simulation."""
+    stable = df["stable"] if "stable" in df else pd.Series(None, index=df.index, dtype=object)
+    return df["slo_pass"].fillna(False).astype(bool) & (stable.astype(object) != False)  # noqa: E712
+
+
 def pareto_mask(df: pd.DataFrame) -> pd.Series:
     """True for SLO-meeting points not dominated on the PARETO objectives (ties keep both)."""
     mask = pd.Series(False, index=df.index)
     if df.empty:
         return mask
-    ok = df["slo_pass"].fillna(False).astype(bool) & np.isfinite(pd.to_numeric(df["cost_usd_per_mtok_out"],
+    ok = ranked(df) & np.isfinite(pd.to_numeric(df["cost_usd_per_mtok_out"],
                                                                                errors="coerce"))
     if not ok.any():
         return mask
@@ -168,7 +175,7 @@ def pareto(df: pd.DataFrame) -> pd.DataFrame:
 
 def best(df: pd.DataFrame) -> pd.DataFrame:
     """Per (model, hardware): the cheapest SLO-meeting point per output token (fewer devices on a tie)."""
-    ok = df[df["slo_pass"].fillna(False).astype(bool)]
+    ok = df[ranked(df)]
     if ok.empty:
         return df.iloc[0:0]
     ok = ok.sort_values(["cost_usd_per_mtok_out", "devices", "point"], kind="stable")
