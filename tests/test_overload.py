@@ -94,3 +94,25 @@ def test_overloaded_point_is_never_best_or_pareto(write):
     assert list(best(df)["point"]) == [int(lo["point"])]
     assert isinstance(df, pd.DataFrame)
 
+
+def test_one_token_replies_pass_a_speed_slo(write):
+    """Replies of one token have no per-token speed: the speed and TPOT targets cannot be missed,
+    attainment is 100% and the verdict passes. Fails on the original code: the p50 speed of no
+    multi-token reply was NaN, which the verdict counted as a miss (slo_pass false at 100%)."""
+    from planner.plan.point import run_point
+    from planner.plan.scenario import load
+    p = write("one.yaml", """
+        name: one
+        model: llama-3.1-8b
+        deployment: {hardware: cs3, count: 1}
+        workload:
+          prompt_tokens: 512
+          output_tokens: 1
+          arrival: {process: poisson, rate_per_s: 5}
+          requests: 200
+        slo: {decode_tok_s_per_user_p50: 100, tpot_p99_s: 0.05}
+        """)
+    loaded = load(p)
+    result, res = run_point(loaded, loaded.points[0], simulate=True)
+    assert res.summary.slo_attainment == 1.0
+    assert result.slo_pass and result.feasible

@@ -143,9 +143,10 @@ class Summary:
     kv_evictions: int | None = None  # agent tasks: kept KV evicted to admit other work
 
     def get(self, name: str, default=None):
-        """A figure by name (None-valued ones count as absent)."""
+        """A figure by name; None and NaN count as absent (not measured: e.g. per-user speed
+        and TPOT when every reply is one token, which no speed target can miss)."""
         v = getattr(self, name, None)
-        return default if v is None else v
+        return default if v is None or (isinstance(v, float) and math.isnan(v)) else v
 
     def as_dict(self) -> dict:
         """Every figure, task figures inlined (what ``plan run`` writes to summary.json)."""
