@@ -20,6 +20,7 @@ from planner.plan.estimate import Estimate, estimate
 from planner.plan.scenario import Loaded, Point
 from planner.plan.simulate import rounds_for, run_sim
 from planner.sim.engine import SimResult, Summary
+from planner.sim.errors import TooLarge
 from planner.sim.sessions import TaskStats
 
 
@@ -172,9 +173,10 @@ def run_point(loaded: Loaded, pt: Point, simulate: bool | None = None) -> tuple[
         except Infeasible as e:
             return verdict(dataclasses.replace(result, feasible=False, reason=str(e), bottleneck="unsupported"),
                            sc), None
-        except ValueError as e:  # a request whose KV outgrows the replica
+        except TooLarge as e:  # a request whose KV outgrows the replica, or too many requests
             return verdict(dataclasses.replace(result, feasible=False, reason=str(e),
-                                               bottleneck=memory_limit(cfg.hardware)), sc), None
+                                               bottleneck=memory_limit(cfg.hardware) if e.kv else "unsupported"),
+                           sc), None
     devices = result.capacity.devices if result.capacity else sizing.devices
     try:
         c = costs(built.device, devices, sc.economics, result.throughput_out_tok_s, result.throughput_in_tok_s,

@@ -30,11 +30,15 @@ class Recorder:
         self.generated, self.decode_rounds = np.zeros(n, np.int64), np.zeros(n, np.int64)
         self.preemptions, self.swaps, self.replica = (np.zeros(n, np.int64) for _ in range(3))
         self.events = 0
-        # far above any sane run: 200 per request, plus a few per prefill chunk (long prompts
-        # overlapping other users' decode advance a round at a time)
-        self.event_limit = 200 * n + 8 * int(prompts.sum() // max(chunk, 1)) + 100_000
+        self.event_limit = event_budget(prompts, outputs, chunk)
+        self.stuck: dict[int, tuple[float, int]] = {}  # replica -> (time of its last span, spans there)
         self.arrived = self.finished = 0
         self.in_system, self.area, self.last_t = 0, 0.0, 0.0
+        # what the replicas hold (their queues, prompts, batches: not the counter above), observed
+        # at every instant it can change (an arrival, a span start, a finish) and integrated
+        self.held_area, self.held_t, self.held_n = 0.0, 0.0, 0
+        self.ts_area = 0.0  # the time series' batch + queued, integrated per replica (span starts)
+        self._ts_last: dict[int, tuple[float, int]] = {}
         self.all_done = env.event()
         self.waiters: dict[int, simpy.Event] = {}
         self.ts: list[tuple] = []
@@ -60,10 +64,18 @@ class Recorder:
         self.arrived += 1
         self.events += 1
 
+    def observe(self, held: int | None = None) -> None:
+        """Integrate the requests the replicas hold up to now and note how many they hold now."""
+        now = self.env.now
+        self.held_area += self.held_n * (now - self.held_t)
+        self.held_t = now
+        self.held_n = sum(r.outstanding() for r in self.replicas) if held is None else held
+
     def done(self, rid: int) -> None:
         self._tick()
         self.in_system -= 1
         self.finished += 1
+        self.observe()
         w = self.waiters.pop(rid, None)
         if w is not None:
             w.succeed()
@@ -74,11 +86,37 @@ class Recorder:
         if self.events > self.event_limit:
             raise Stalled(f"no progress after {self.events} events ({self.finished} of {self.n} requests "
                           f"finished at t={t:.6g} s)")
+        last, spans = self.stuck.get(replica, (-1.0, 0))
+        spans = spans + 1 if t == last else 0
+        self.stuck[replica] = (t, spans)
+        if spans > STUCK_SPANS:  # spans that take no time, over and over: a livelock, not a slow run
+            raise Stalled(f"no progress: replica {replica} started {spans} spans at t={t:.6g} s without time "
+                          f"advancing ({self.finished} of {self.n} requests finished)")
         self.ts.append((t, replica, batch, queued, kv))
+        t0, was = self._ts_last.get(replica, (t, 0))
+        self.ts_area += was * (t - t0)
+        self._ts_last[replica] = (t, batch + queued)
         in_flight = sum(r.outstanding() for r in self.replicas)
+        self.observe(in_flight)
         if self.arrived - self.finished != in_flight:
             raise InvariantError(f"t={t:.6g}: arrived {self.arrived} - finished {self.finished} "
                                  f"!= in flight {in_flight}")
+
+
+# a replica starts a few spans at one instant (a landing, an admission, a round); thousands
+# without time advancing is a livelock
+STUCK_SPANS = 10_000
+
+
+def event_budget(prompts: np.ndarray, outputs: np.ndarray, chunk: int) -> int:
+    """Events far above what the run's work needs, so a slow run that progresses finishes and
+    a runaway one stops. An event advances at least one round (or is an arrival, admission or
+    landing, a few per request); a prompt needs at most prompt / min(chunk, 64) + 1 prefill
+    rounds (a round takes a chunk, or at least 64 tokens of bubbles on a wafer) and its reply at
+    most one round per token; x8 for preemption's recomputes and interrupted spans."""
+    step = max(1, min(int(chunk), 64))
+    prefill = int(np.sum(-(-prompts.astype(np.int64) // step) + 1))
+    return 100_000 + 200 * len(prompts) + 8 * (prefill + int(np.sum(outputs)))
 
 
 def _internal():
