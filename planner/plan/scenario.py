@@ -55,8 +55,10 @@ def _set(data: dict, path: tuple, value) -> None:
 
 
 def config_hash(s: Scenario) -> str:
-    """Stable id of a fully resolved point (sweep definition excluded)."""
-    blob = json.dumps(s.model_dump(mode="json", exclude={"sweep"}), sort_keys=True, default=str)
+    """Stable id of a fully resolved point (sweep definition excluded, and allow_beyond_window:
+    it only decides whether a point is refused, never what a row says)."""
+    blob = json.dumps(s.model_dump(mode="json", exclude={"sweep": True, "workload": {"allow_beyond_window"}}),
+                      sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
