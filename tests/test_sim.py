@@ -196,8 +196,13 @@ def test_invariant_checker_catches_broken_records():
     with pytest.raises(InvariantError, match="generated"):
         check_invariants(rec, reps)
     rec.generated[7] += 1
+    area = rec.area
     rec.area *= 1.01
-    with pytest.raises(InvariantError, match="Little"):
+    with pytest.raises(InvariantError, match="bookkeeping"):
+        check_invariants(rec, reps)
+    rec.area = area
+    rec.held_area *= 1.01
+    with pytest.raises(InvariantError, match="Little's law"):
         check_invariants(rec, reps)
 
 

@@ -3,7 +3,7 @@
 Lookup order for a name: ``./hardware_specs/`` (or ``./models/``) next to the scenario
 file, then in the current directory, then the built-in catalog. A value containing ``/``
 or ending in ``.yaml`` is a path. ``extends: NAME`` inherits every key of another spec and
-overrides what it sets (one level of nested mappings is merged).
+overrides what it sets (one level of nested mappings is merged); it must name itself.
 
 Names are matched ignoring case, and a model is also found by any of its ``aliases`` (the
 Hugging Face ids whose config it reproduces, e.g. ``deepseek-ai/DeepSeek-V3``, with or without
@@ -125,6 +125,9 @@ def _load_raw(kind: str, path: Path, chain: tuple = ()) -> Located:
         return loc
     if not isinstance(parent, str):
         raise ConfigError([loc.problem(("extends",), "extends takes a spec name", parent, True)])
+    if "name" not in loc.data:  # else it would take its parent's, and pass for it in every table
+        raise ConfigError([loc.problem((), f"required key 'name' is missing (a spec that extends '{parent}' "
+                                       "needs a name of its own)")])
     ppath = find(kind, parent, path.parent.parent)
     if ppath is None:
         raise ConfigError([loc.problem(("extends",), f"no {kind} spec named '{parent}'"

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from planner.config.errors import ConfigError
+
 from planner.cli import Choice, main
 
 
@@ -20,7 +22,13 @@ def run_cmd(scenario, sets, out, quiet):
     """Simulate one point (the base scenario, sweep ignored): summary.json, requests.csv, timeseries.csv
     (and tasks.csv for agent tasks)."""
     from planner.sweeps.single import run
-    row, res, path = run(scenario, sets, out)
+    try:
+        row, res, path = run(scenario, sets, out)
+    except (ConfigError, OSError):
+        raise  # located lines (exit 2) or one I/O line (exit 1), from the command group
+    except Exception as e:  # noqa: BLE001 - the engine failed (a sweep makes it an error row): one line
+        click.echo(f"error: {type(e).__name__}: {e}", err=True)
+        sys.exit(3)
     if not quiet:
         if not row["feasible"]:
             click.echo(f"infeasible: {row['reason']}", err=True)

@@ -68,6 +68,8 @@ def parse(value: object, kind: str) -> float:
         raise UnitError(f"expected a number or a quantity string, got {type(value).__name__}")
     if math.isnan(out):
         raise UnitError("NaN is not a valid quantity")
+    if math.isinf(out):
+        raise UnitError("must be finite (an infinite or overflowing number, such as 1e999)")
     return out
 
 

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from planner.config.schema import Agentic, Scenario, Service
+from planner.config.schema import MAX_REQUESTS, Agentic, Scenario, Service
 from planner.plan.inputs import sampler
+from planner.sim.errors import TooLarge
 from planner.sim.sessions import (COMPACTION, TURN, CallPlan, TaskStats, TaskTimes, check_tasks,
                                   task_summary)
 
@@ -28,6 +29,9 @@ def plan_calls(ag: Agentic, window: int, seed: int, base_dir: Path | None = None
     turns = sampler(ag.turns, base_dir).draw(streams[0], ag.tasks)
     first = sampler(ag.first_prompt_tokens, base_dir).draw(streams[1], ag.tasks)
     total = int(turns.sum())
+    if total > MAX_REQUESTS:
+        raise TooLarge(f"{ag.tasks:,} agent tasks make {total:,} calls, above the simulator's cap of "
+                       f"{MAX_REQUESTS:,} (fewer tasks or turns)")
     append = sampler(ag.append_tokens, base_dir).draw(streams[2], total)
     reply = sampler(ag.reply_tokens, base_dir).draw(streams[3], total)
     tool = sampler(ag.tool_s, base_dir).draw(streams[4], total)

@@ -4,13 +4,16 @@ simulator itself never opens a file."""
 from __future__ import annotations
 
 import csv
+import math
 from pathlib import Path
 
 import numpy as np
 
 from planner.config.errors import ConfigError, Problem
-from planner.config.schema import LengthDist, TimeDist
+from planner.config.schema import MAX_TOKENS, LengthDist, TimeDist
 from planner.sim.workload import Sampler, Trace
+
+MAX_SECONDS = 1e7  # an arrival time or a duration (as the schema's Seconds)
 
 
 def sampler(d: LengthDist | TimeDist, base_dir: Path | None = None) -> Sampler:
@@ -30,26 +33,33 @@ def _empirical(d, base_dir: Path | None, whole: bool = True) -> np.ndarray:
                                        f"{', '.join(reader.fieldnames or [])})")])
         for n, row in enumerate(reader, start=2):
             try:
-                v = int(float(row[d.column])) if whole else float(row[d.column])
-                if (v < 1) if whole else not (v >= 0):
+                x = float(row[d.column])
+                if not (1 <= x <= MAX_TOKENS if whole else 0 <= x <= MAX_SECONDS):
                     raise ValueError
+                v = int(x) if whole else x
             except (TypeError, ValueError):
-                raise ConfigError([Problem(str(path), n, 1, d.column, "must be a whole number >= 1" if whole
-                                           else "must be seconds >= 0", row[d.column], True)]) from None
+                raise ConfigError([Problem(str(path), n, 1, d.column, f"must be a whole number from 1 to "
+                                           f"{MAX_TOKENS:,}" if whole else f"must be seconds from 0 to {MAX_SECONDS:g}",
+                                           row[d.column], True)]) from None
             vals.append(v)
     if not vals:
         raise ConfigError([Problem(str(path), None, None, "", "no rows")])
     return np.array(vals)
 
 
-def _resolve(file: str, base_dir: Path | None) -> Path:
+def find(file: str, base_dir: Path | None) -> Path | None:
+    """The file a scenario names (relative paths: its folder first, then the working folder)."""
     p = Path(file)
     if not p.is_absolute() and base_dir is not None and (base_dir / p).exists():
         p = base_dir / p
-    if not p.is_file():
+    return p if p.is_file() else None
+
+
+def _resolve(file: str, base_dir: Path | None) -> Path:
+    p = find(file, base_dir)
+    if p is None:
         raise ConfigError([Problem(str(file), None, None, "", "file not found")])
     return p
-
 
 
 def read_trace(file: str, base_dir: Path | None = None) -> Trace:
@@ -72,10 +82,13 @@ def read_trace(file: str, base_dir: Path | None = None) -> Trace:
                 problems.append(Problem(str(path), n, 1, "", "arrival_s must be a number, token counts "
                                         "whole numbers", dict(row), True))
                 continue
-            if t < last or t < 0:
-                problems.append(Problem(str(path), n, 1, "arrival_s", "must be >= 0 and non-decreasing", t, True))
-            if pi < 1 or oi < 1:
-                problems.append(Problem(str(path), n, 1, "", "token counts must be >= 1", (pi, oi), True))
+            if not (math.isfinite(t) and last <= t <= MAX_SECONDS):
+                problems.append(Problem(str(path), n, 1, "arrival_s", f"must be finite, from 0 to {MAX_SECONDS:g} "
+                                        "and non-decreasing", t, True))
+            if not (1 <= pi <= MAX_TOKENS and 1 <= oi <= MAX_TOKENS):
+                problems.append(Problem(str(path), n, 1, "", f"token counts must be from 1 to {MAX_TOKENS:,}",
+                                        (pi, oi), True))
+                continue
             last = max(last, t)
             a.append(t)
             p.append(pi)

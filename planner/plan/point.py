@@ -21,6 +21,7 @@ from planner.plan.frontier import FrontierPoint, frontier
 from planner.plan.scenario import Loaded, Point
 from planner.plan.simulate import rounds_for, run_sim
 from planner.sim.engine import SimResult, Summary
+from planner.sim.errors import TooLarge
 from planner.sim.sessions import TaskStats
 
 
@@ -178,9 +179,10 @@ def run_point(loaded: Loaded, pt: Point, simulate: bool | None = None) -> tuple[
         except Infeasible as e:
             return verdict(dataclasses.replace(result, feasible=False, reason=str(e), bottleneck="unsupported"),
                            sc), None
-        except ValueError as e:  # a request whose KV outgrows the replica
+        except TooLarge as e:  # a request whose KV outgrows the replica, or too many requests
             return verdict(dataclasses.replace(result, feasible=False, reason=str(e),
-                                               bottleneck=memory_limit(cfg.hardware)), sc), None
+                                               bottleneck=memory_limit(cfg.hardware) if e.kv else "unsupported"),
+                           sc), None
     devices = result.capacity.devices if result.capacity else sizing.devices
     try:
         c = costs(built.device, devices, sc.economics, result.throughput_out_tok_s, result.throughput_in_tok_s,
@@ -204,6 +206,10 @@ def verdict(result: PointResult, sc: Scenario) -> PointResult:
                                    reason=result.capacity.reason or result.reason)
     if result.throughput_source == "sim":
         values = {name: result.sim.get(name) for name, *_ in sc.slo.targets()}
+        if not result.sim.stable:  # an open queue that grows without bound meets no SLO
+            why = (f"unstable: requests cleared at {result.sim.served_to_offered:.0%} of the rate they "
+                   "arrived (throughput is the saturation rate)")
+            return dataclasses.replace(result, slo_pass=False, reason=result.reason or why)
     elif result.estimate is not None:
         values = analytic_values(result.estimate)
     else:

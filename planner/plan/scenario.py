@@ -22,7 +22,7 @@ from planner import catalog
 from planner.physics.point import Config
 from planner.config.errors import ConfigError, Problem, did_you_mean
 from planner.config.load import validate
-from planner.config.schema import BondedSramSpec, HardwareSpec, Scenario, skip_matches
+from planner.config.schema import MAX_REQUESTS, BondedSramSpec, HardwareSpec, Scenario, skip_matches
 from planner.config.yamlio import Located, load_file, load_text
 
 
@@ -60,8 +60,10 @@ def _set(data: dict, path: tuple, value) -> None:
 
 
 def config_hash(s: Scenario) -> str:
-    """Stable id of a fully resolved point (sweep definition excluded)."""
-    blob = json.dumps(s.model_dump(mode="json", exclude={"sweep"}), sort_keys=True, default=str)
+    """Stable id of a fully resolved point (sweep definition excluded, and allow_beyond_window:
+    it only decides whether a point is refused, never what a row says)."""
+    blob = json.dumps(s.model_dump(mode="json", exclude={"sweep": True, "workload": {"allow_beyond_window"}}),
+                      sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -119,17 +121,53 @@ def load(path: str | Path, text: str | None = None, max_points: int | None = Non
                                     f" (groups: {', '.join(names) or 'none'})", sc.reference_group, True))
     groups = _group_index(sc)
     points = _expand(loaded, problems, groups) if sc.sweep else [Point(0, "base", {}, sc, config_hash(sc))]
-    resolved = []
+    resolved, seen = [], set()
     for pt in points:
         try:
             loc_pt = pt_loc(loaded, pt, groups.get(pt.group))
             resolved.append(dataclasses.replace(pt, config=to_config(loaded, pt.scenario, loc_pt)))
         except ConfigError as e:
             problems.extend(e.problems)
+        problems.extend(check_files(loaded, pt, seen))
     if problems:
         uniq = list({str(q): q for q in problems}.values())  # a problem's value may be unhashable
         raise ConfigError(sorted(uniq, key=lambda q: (q.line or 0, q.col or 0)))
     return Loaded(p, loc, sc, tuple(resolved), text if text is not None else p.read_text(encoding="utf-8"))
+
+
+def _file_refs(sc: Scenario):
+    """(path to the key, 'trace' or a distribution) for every file a point reads."""
+    w = sc.workload
+    if w.arrival is not None and w.arrival.process == "trace" and w.arrival.trace:
+        yield ("workload", "arrival", "trace"), "trace"
+    dists = [("prompt_dist", w.prompt_dist), ("output_dist", w.output_dist)]
+    if w.agentic is not None:
+        dists += [(("agentic", k), getattr(w.agentic, k)) for k in
+                  ("turns", "first_prompt_tokens", "append_tokens", "reply_tokens", "tool_s")]
+    for key, d in dists:
+        if d is not None and d.dist == "empirical":
+            yield ("workload",) + (key if isinstance(key, tuple) else (key,)) + ("file",), d
+
+
+def check_files(loaded: Loaded, pt: Point, seen: set) -> list[Problem]:
+    """Problems of the trace and empirical-distribution files a point reads (each file and
+    column once): a missing file at the scenario's key, a bad row at the file's line."""
+    from planner.plan.inputs import find, read_trace, sampler
+    out: list[Problem] = []
+    for path, d in _file_refs(pt.scenario):
+        file = pt.scenario.workload.arrival.trace if d == "trace" else d.file
+        key = (file, "trace" if d == "trace" else (d.column, type(d).__name__))
+        if key in seen:
+            continue
+        seen.add(key)
+        if find(file, loaded.base_dir) is None:
+            out.append(pt_loc(loaded, pt).problem(path, "file not found", file, True))
+            continue
+        try:
+            read_trace(file, loaded.base_dir) if d == "trace" else sampler(d, loaded.base_dir)
+        except ConfigError as e:
+            out.extend(e.problems)
+    return out
 
 
 def _group_index(sc: Scenario) -> dict[str, int]:
@@ -215,7 +253,6 @@ def expand(loaded: Loaded) -> list[Point]:
 
 def override(loaded: Loaded, sets: list[str]) -> Point:
     """The base scenario (sweep ignored) with ``key.path=value`` overrides, values read as YAML."""
-    import yaml
     raw = copy.deepcopy({k: v for k, v in loaded.loc.data.items() if k != "sweep"})
     values, problems = {}, []
     for item in sets:
@@ -223,10 +260,11 @@ def override(loaded: Loaded, sets: list[str]) -> Point:
         if not sep or not key or key.split(".")[0] in ("sweep", "name"):
             problems.append(Problem("--set", None, None, item, "expected key.path=value (not sweep or name)"))
             continue
-        try:
-            value = yaml.safe_load(text) if text.strip() else None
-        except yaml.YAMLError as e:
-            problems.append(Problem("--set", None, None, key, f"value is not valid YAML: {e}"))
+        try:  # read as a scenario file reads it (1e3 is a number, duplicate keys are errors)
+            value = load_text(text, "--set").data if text.strip() else None
+        except ConfigError as e:
+            problems.append(Problem("--set", None, None, key, "value is not valid YAML: "
+                                    + "; ".join(q.message for q in e.problems)))
             continue
         _set(raw, tuple(key.split(".")), value)
         values[key] = value
@@ -249,6 +287,26 @@ def _flag(p: Problem, values: dict) -> Problem:
     return Problem("--set", None, None, p.path, p.message, p.got, p.has_got) if hit else p
 
 
+def _check_window(sc: Scenario, model, loc: Located) -> None:
+    """A context beyond the model's window is refused unless ``workload.allow_beyond_window``;
+    a closed loop must fit the simulator's request cap (it runs at least 3 x users)."""
+    w = sc.workload
+    if w.context > model.context_window and not w.allow_beyond_window:
+        key = "context_tokens" if w.context_tokens is not None else "prompt_tokens"
+        raise ConfigError([loc.problem(("workload", key), f"a context of {w.context:,} tokens is beyond "
+                                       f"{model.name}'s context window ({model.context_window:,}); set "
+                                       "workload.allow_beyond_window: true to plan it anyway",
+                                       getattr(w, key), True)])
+    arr = w.arrival
+    users = (arr.users if arr is not None and arr.process == "closed" else None) or (
+        w.concurrent_users if arr is None or arr.process == "closed" else None)
+    if w.simulate and w.agentic is None and users and 3 * users > MAX_REQUESTS:
+        key = ("workload", "arrival", "users") if arr is not None and arr.users else ("workload", "concurrent_users")
+        raise ConfigError([loc.problem(key, f"a closed loop of {users:,} users simulates at least 3 x users "
+                                       f"requests, above the cap of {MAX_REQUESTS:,} (set workload.simulate: "
+                                       "false for the analytic figures)", users, True)])
+
+
 def to_config(loaded: Loaded, sc: Scenario, loc: Located) -> Config | None:
     """Resolve names to specs (model, hardware, bonded option) and build the analytic Config
     (None for a service profile: nothing to place)."""
@@ -265,6 +323,7 @@ def to_config(loaded: Loaded, sc: Scenario, loc: Located) -> Config | None:
     if sc.service is not None:
         return None
     model = catalog.load_model(sc.model, base, loc, ("model",))
+    _check_window(sc, model, loc)
     hw = catalog.load_hardware(sc.deployment.hardware, base, loc, ("deployment", "hardware"))
     if not isinstance(hw, HardwareSpec):
         raise ConfigError([loc.problem(("deployment", "hardware"), f"'{hw.name}' is a {hw.kind} option, "

@@ -1,8 +1,9 @@
 """Run a simulation: arrivals -> router -> replicas -> per-request records, summary, invariants.
 
 Invariants are checked after every run (cheap), and a violation raises
-:class:`InvariantError`: Little's law (the engine's own in-system count, integrated over
-time, equals the requests' summed sojourn), conservation (arrived = finished + in flight at
+:class:`InvariantError`: Little's law (the requests the replicas hold, observed at every
+change and integrated, equal the requests' stamped sojourns summed; see littles_law),
+the in-system counter's bookkeeping, conservation (arrived = finished + in flight at
 every sample; sequence-rounds the replicas ran = decode rounds credited to requests),
 tokens (every finished request generated exactly its output, within one speculative step),
 KV never above capacity, and non-negative queueing.
@@ -17,8 +18,8 @@ import numpy as np
 import pandas as pd
 import simpy
 
-from planner.config.schema import PREFILL_CHUNK, SLO
-from planner.sim.errors import InvariantError
+from planner.config.schema import MAX_REQUESTS, PREFILL_CHUNK, SLO
+from planner.sim.errors import InvariantError, TooLarge
 from planner.sim.records import Recorder, Summary, requests_frame, summarise, timeseries_frame
 from planner.sim.replica import Replica
 from planner.sim.sessions import CallPlan, TaskTimes, check_tasks, parts_from_calls, task_summary
@@ -81,6 +82,10 @@ def simulate(spec: SimSpec, rounds) -> SimResult:
     wall0 = time.perf_counter()
     r_arr, r_p, r_o = (np.random.default_rng(s) for s in np.random.SeedSequence(spec.seed).spawn(3))
     plan = spec.plan
+    n = len(plan.session) if plan is not None else spec.requests
+    if n > MAX_REQUESTS:
+        raise TooLarge(f"{n:,} requests to simulate, above the cap of {MAX_REQUESTS:,} (workload.requests; "
+                       "closed loops run at least 3 x users, agent tasks every call)")
     if plan is not None:  # a call's KV covers its whole context; its prompt is set at admission
         prompts, outputs = plan.ctx_before + plan.new, plan.output
     else:
@@ -98,8 +103,8 @@ def simulate(spec: SimSpec, rounds) -> SimResult:
     worst = int(np.argmax(rec.kv_full))
     need = rec.kv_full[worst]
     if need > cap:
-        raise ValueError(f"a request of {prompts[worst] + outputs[worst]} tokens needs {need:.3g} B of KV, "
-                         f"more than a replica holds ({cap:.3g} B)")
+        raise TooLarge(f"a request of {prompts[worst] + outputs[worst]} tokens needs {need:.3g} B of KV, "
+                       f"more than a replica holds ({cap:.3g} B)", kv=True)
 
     home: dict[int, Replica] = {}  # a task's calls go where its KV is
 
@@ -113,6 +118,7 @@ def simulate(spec: SimSpec, rounds) -> SimResult:
                 home[s] = r
         rec.replica[rid] = r.index
         r.submit(rid)
+        rec.observe()
 
     times = None
     if plan is not None:
@@ -134,8 +140,7 @@ def simulate(spec: SimSpec, rounds) -> SimResult:
             env.process(user())
     else:
         if spec.trace is not None:
-            times = spec.trace.arrival_s[:rec.n]
-            gaps = np.diff(np.concatenate([[0.0], times]))
+            gaps = np.diff(np.concatenate([[0.0], spec.trace.arrival_s[:rec.n]]))
         else:
             gaps = interarrivals(spec.process, spec.rate_per_s, spec.cv, r_arr, rec.n)
 
@@ -147,6 +152,7 @@ def simulate(spec: SimSpec, rounds) -> SimResult:
         env.process(source())
     env.run(until=rec.all_done)
     rec._tick()
+    rec.observe()
     wall = time.perf_counter() - wall0
     check_invariants(rec, reps)
     summary = summarise(rec, reps, spec, wall)
@@ -207,10 +213,8 @@ def _start_tasks(env, spec: SimSpec, plan: CallPlan, rec: Recorder, home: dict, 
 def check_invariants(rec: Recorder, reps: list[Replica]) -> None:
     if not (rec.arrived == rec.finished == rec.n and rec.in_system == 0):
         raise InvariantError(f"requests in {rec.arrived} != finished {rec.finished} (+{rec.in_system} in flight)")
-    sojourn = float((rec.finish - rec.arrival).sum())
-    if not math.isclose(rec.area, sojourn, rel_tol=1e-9, abs_tol=1e-9):
-        raise InvariantError(f"Little's law: time-integral of requests in system {rec.area:.9g} != "
-                             f"summed sojourn {sojourn:.9g}")
+    bookkeeping(rec)
+    littles_law(rec)
     a = reps[0].a
     short = rec.generated < rec.output
     over = rec.generated >= rec.output + max(1, math.ceil(a))
@@ -230,3 +234,32 @@ def check_invariants(rec: Recorder, reps: list[Replica]) -> None:
             raise InvariantError(f"replica {r.index}: KV peak {r.kv_peak:.4g} B above capacity {r.capacity:.4g} B")
 
 
+def bookkeeping(rec: Recorder) -> None:
+    """The recorder's in-system counter, integrated, equals the stamps' summed sojourn. An
+    identity (the counter moves when the stamps are written): it catches a stamp written
+    without the counter, not a request credited at the wrong time."""
+    sojourn = float((rec.finish - rec.arrival).sum())
+    if not math.isclose(rec.area, sojourn, rel_tol=1e-9, abs_tol=1e-9):
+        raise InvariantError(f"bookkeeping: time-integral of the in-system counter {rec.area:.9g} != "
+                             f"summed sojourn {sojourn:.9g}")
+
+
+def littles_law(rec: Recorder) -> None:
+    """L = lambda W, two independent ways. L: the requests the replicas' own queues, prompts,
+    landings and batches held (``outstanding``), observed at every instant that count can
+    change (each arrival, span start and finish) and integrated over the run, so the sampled
+    integral is exact and the tolerance is float rounding. lambda W: the requests' stamped
+    sojourns summed (n/T x mean sojourn, times T). A request credited (stamped and counted)
+    before the replica lets go of it, or after, breaks it. Also one-sided: the time series'
+    batch + queued, sampled at span starts, misses landing prompts and arrivals between
+    samples but can never count more than the requests held."""
+    sojourn = float((rec.finish - rec.arrival).sum())
+    end = float(rec.finish.max())
+    tol = 1e-9 * max(sojourn, end) + 1e-12
+    if abs(rec.held_area - sojourn) > tol:
+        raise InvariantError(f"Little's law: requests held by the replicas x time {rec.held_area:.9g} != "
+                             f"lambda W (summed sojourn) {sojourn:.9g}")
+    ts = rec.ts_area + sum(n * (end - t) for t, n in rec._ts_last.values())
+    if ts > rec.held_area + tol:
+        raise InvariantError(f"Little's law: the time series' batch + queued x time {ts:.9g} exceeds the "
+                             f"requests held x time {rec.held_area:.9g}")

@@ -13,6 +13,10 @@ import simpy
 from planner.sim.errors import InvariantError, Stalled
 from planner.sim.sessions import TaskStats
 
+# an open queue clearing requests slower than this share of their arrival rate is unstable:
+# its backlog grows without bound, so a finite run's latencies understate it
+STABLE = 0.95
+
 
 class Recorder:
     """Per-request arrays (indexed by request id, ids in arrival order) and run counters."""
@@ -26,11 +30,15 @@ class Recorder:
         self.generated, self.decode_rounds = np.zeros(n, np.int64), np.zeros(n, np.int64)
         self.preemptions, self.swaps, self.replica = (np.zeros(n, np.int64) for _ in range(3))
         self.events = 0
-        # far above any sane run: 200 per request, plus a few per prefill chunk (long prompts
-        # overlapping other users' decode advance a round at a time)
-        self.event_limit = 200 * n + 8 * int(prompts.sum() // max(chunk, 1)) + 100_000
+        self.event_limit = event_budget(prompts, outputs, chunk)
+        self.stuck: dict[int, tuple[float, int]] = {}  # replica -> (time of its last span, spans there)
         self.arrived = self.finished = 0
         self.in_system, self.area, self.last_t = 0, 0.0, 0.0
+        # what the replicas hold (their queues, prompts, batches: not the counter above), observed
+        # at every instant it can change (an arrival, a span start, a finish) and integrated
+        self.held_area, self.held_t, self.held_n = 0.0, 0.0, 0
+        self.ts_area = 0.0  # the time series' batch + queued, integrated per replica (span starts)
+        self._ts_last: dict[int, tuple[float, int]] = {}
         self.all_done = env.event()
         self.waiters: dict[int, simpy.Event] = {}
         self.ts: list[tuple] = []
@@ -56,10 +64,18 @@ class Recorder:
         self.arrived += 1
         self.events += 1
 
+    def observe(self, held: int | None = None) -> None:
+        """Integrate the requests the replicas hold up to now and note how many they hold now."""
+        now = self.env.now
+        self.held_area += self.held_n * (now - self.held_t)
+        self.held_t = now
+        self.held_n = sum(r.outstanding() for r in self.replicas) if held is None else held
+
     def done(self, rid: int) -> None:
         self._tick()
         self.in_system -= 1
         self.finished += 1
+        self.observe()
         w = self.waiters.pop(rid, None)
         if w is not None:
             w.succeed()
@@ -70,11 +86,37 @@ class Recorder:
         if self.events > self.event_limit:
             raise Stalled(f"no progress after {self.events} events ({self.finished} of {self.n} requests "
                           f"finished at t={t:.6g} s)")
+        last, spans = self.stuck.get(replica, (-1.0, 0))
+        spans = spans + 1 if t == last else 0
+        self.stuck[replica] = (t, spans)
+        if spans > STUCK_SPANS:  # spans that take no time, over and over: a livelock, not a slow run
+            raise Stalled(f"no progress: replica {replica} started {spans} spans at t={t:.6g} s without time "
+                          f"advancing ({self.finished} of {self.n} requests finished)")
         self.ts.append((t, replica, batch, queued, kv))
+        t0, was = self._ts_last.get(replica, (t, 0))
+        self.ts_area += was * (t - t0)
+        self._ts_last[replica] = (t, batch + queued)
         in_flight = sum(r.outstanding() for r in self.replicas)
+        self.observe(in_flight)
         if self.arrived - self.finished != in_flight:
             raise InvariantError(f"t={t:.6g}: arrived {self.arrived} - finished {self.finished} "
                                  f"!= in flight {in_flight}")
+
+
+# a replica starts a few spans at one instant (a landing, an admission, a round); thousands
+# without time advancing is a livelock
+STUCK_SPANS = 10_000
+
+
+def event_budget(prompts: np.ndarray, outputs: np.ndarray, chunk: int) -> int:
+    """Events far above what the run's work needs, so a slow run that progresses finishes and
+    a runaway one stops. An event advances at least one round (or is an arrival, admission or
+    landing, a few per request); a prompt needs at most prompt / min(chunk, 64) + 1 prefill
+    rounds (a round takes a chunk, or at least 64 tokens of bubbles on a wafer) and its reply at
+    most one round per token; x8 for preemption's recomputes and interrupted spans."""
+    step = max(1, min(int(chunk), 64))
+    prefill = int(np.sum(-(-prompts.astype(np.int64) // step) + 1))
+    return 100_000 + 200 * len(prompts) + 8 * (prefill + int(np.sum(outputs)))
 
 
 def _internal():
@@ -92,6 +134,8 @@ class Summary:
     throughput_out_tok_s: float
     throughput_in_tok_s: float
     throughput_req_s: float
+    served_to_offered: float  # requests/s served over requests/s offered (below 1: overloaded)
+    stable: bool  # False: an open queue clearing requests under STABLE x their arrival rate
     ttft_p50_s: float
     ttft_p90_s: float
     ttft_p99_s: float
@@ -130,7 +174,6 @@ class Summary:
     events: int = _internal()
     wall_s: float = _internal()
     sim_requests_per_wall_s: float = _internal()
-    served_to_offered: float = _internal()  # below 1: requests cleared slower than they arrived
     stage_utilisation: tuple = _internal()
     stage_kv_occupancy_peak: tuple = _internal()
     stage_kv_occupancy_avg: tuple = _internal()
@@ -138,9 +181,10 @@ class Summary:
     kv_evictions: int | None = None  # agent tasks: kept KV evicted to admit other work
 
     def get(self, name: str, default=None):
-        """A figure by name (None-valued ones count as absent)."""
+        """A figure by name; None and NaN count as absent (not measured: e.g. per-user speed
+        and TPOT when every reply is one token, which no speed target can miss)."""
         v = getattr(self, name, None)
-        return default if v is None else v
+        return default if v is None or (isinstance(v, float) and math.isnan(v)) else v
 
     def as_dict(self) -> dict:
         """Every figure, task figures inlined (what ``plan run`` writes to summary.json)."""
@@ -175,12 +219,8 @@ def summarise(rec: Recorder, reps: list, spec, wall: float) -> Summary:
     per_token = tpot_of(rec, 0.0)
     tpot = per_token[multi]
     speed = 1.0 / np.maximum(tpot, 1e-12)
-    # the measured window runs from the first measured arrival to the last finish, less one mean
-    # sojourn (the drain after the last arrival, which would bias short runs' rates low), and
-    # never shorter than the arrivals' own span
-    t0, t1 = float(rec.arrival[m].min()), float(rec.finish[m].max())
-    arrivals_span, drained = float(rec.arrival[m].max()) - t0, t1 - t0 - float(e2e.mean())
-    span = max(drained, arrivals_span) if arrivals_span > 0 else max(t1 - t0, 1e-12)
+    span, counted, offered = served_window(rec, m)
+    stable = closed_loop(spec) or offered * STABLE <= counted.sum() / span
     makespan = max(float(rec.finish.max()), 1e-12)
     # per measured request, the figure each SLO target bounds (a 1-token reply has no TPOT: it passes)
     tp = per_token[m]
@@ -195,17 +235,21 @@ def summarise(rec: Recorder, reps: list, spec, wall: float) -> Summary:
     kv_peak = max(r.kv_peak / r.m.kv_budget for r in reps)
     out = {
         "sim_requests": n, "sim_measured_requests": int(m.sum()), "sim_time_s": makespan,
-        "throughput_out_tok_s": float(rec.output[m].sum()) / span,
-        "throughput_in_tok_s": float(rec.prompt[m].sum()) / span,
-        "throughput_req_s": float(m.sum()) / span,
+        "throughput_out_tok_s": float(rec.output[counted].sum()) / span,
+        "throughput_in_tok_s": float(rec.prompt[counted].sum()) / span,
+        "throughput_req_s": float(counted.sum()) / span,
+        # below 1: requests cleared slower than they arrived (an overloaded open queue, unstable)
+        "served_to_offered": float(counted.sum()) / span / offered if offered > 0 else 1.0,
+        "stable": bool(stable),
         **_pct(ttft, "ttft", "s"), **_pct(tpot, "tpot", "s"), **_pct(e2e, "e2e", "s"), **_pct(queue, "queue", "s"),
         "decode_tok_s_per_user_p10": float(np.percentile(speed, 10)) if len(speed) else math.nan,
         "decode_tok_s_per_user_p50": float(np.percentile(speed, 50)) if len(speed) else math.nan,
         "decode_tok_s_per_user_mean": float(speed.mean()) if len(speed) else math.nan,
         "mean_wait_s": float(queue.mean()), "mean_sojourn_s": float(e2e.mean()),
         "slo_attainment": float(ok.mean()) if len(ok) else math.nan,
-        "goodput_req_s": float(ok.sum()) / span,
-        "goodput_out_tok_s": float(rec.output[m][ok].sum()) / span,
+        "goodput_req_s": float(counted.sum()) / span * (float(ok.mean()) if len(ok) else 0.0),
+        "goodput_out_tok_s": float(rec.output[counted].sum()) / span
+        * float(rec.output[m][ok].sum()) / max(float(rec.output[m].sum()), 1.0),
         "stage_util_max": float(busy.max()), "stage_util_mean": float(busy.mean()),
         "kv_occupancy_avg": float(kv_avg), "kv_occupancy_peak": float(kv_peak),
         "link_util_max": float(np.mean([r.link_busy for r in reps]) / makespan),
@@ -214,8 +258,6 @@ def summarise(rec: Recorder, reps: list, spec, wall: float) -> Summary:
         "events": rec.events, "events_per_request": rec.events / n,
         "wall_s": wall, "sim_requests_per_wall_s": n / max(wall, 1e-12),
         "mean_in_system": rec.area / makespan,
-        # below 1: requests cleared slower than they arrived (an overloaded open queue)
-        "served_to_offered": arrivals_span / drained if arrivals_span > 0 and drained > 0 else 1.0,
     }
     out["stage_utilisation"] = tuple(float(x) for x in busy)
     # a stage holds its fixed share of every sequence's KV, so per-stage occupancy follows the replica's
@@ -226,6 +268,33 @@ def summarise(rec: Recorder, reps: list, spec, wall: float) -> Summary:
     out["stage_kv_occupancy_avg"] = tuple(float(avg_bytes * s / b) if math.isfinite(b) else 0.0
                                           for s, b in zip(reps[0].m.share, reps[0].m.stage_budget))
     return Summary(**out)
+
+
+def served_window(rec: Recorder, m: np.ndarray) -> tuple[float, np.ndarray, float]:
+    """(span, requests counted, offered requests/s): the measured window of completions.
+
+    Throughput is work served over that window: the requests finishing after the first
+    measured finish and by the last, over the time between the two (K completions, K gaps).
+    Overloaded, the replicas clear requests at their saturation rate whatever arrives, so this
+    is that rate; below it completions follow arrivals and it is the offered rate. (Dividing
+    by the arrivals' span less a mean sojourn, as before, shrank the window by the queueing
+    time in overload and reported up to twice what was served.) Offered: the measured
+    arrivals' rate (infinite when they all arrive at once)."""
+    fin = rec.finish[m]
+    arr = rec.arrival[m]
+    fa, fb = float(fin.min()), float(fin.max())
+    if fb > fa:
+        span, counted = fb - fa, (rec.finish > fa) & (rec.finish <= fb)
+    else:  # every measured request finished at one instant: from their first arrival
+        span, counted = max(fb - float(arr.min()), 1e-12), m
+    gaps = float(arr.max() - arr.min())
+    offered = (len(arr) - 1) / gaps if gaps > 0 else (math.inf if len(arr) > 1 else 0.0)
+    return span, counted, offered
+
+
+def closed_loop(spec) -> bool:
+    """Users (or agents) wait for their replies: the queue cannot grow without bound."""
+    return spec.process == "closed" if spec.plan is None else spec.task_rate_per_s is None
 
 
 def tpot_of(rec: Recorder, single: float) -> np.ndarray:

@@ -127,7 +127,8 @@ class StepRounds:
             r = self.sm.decode_round(key[0], max(key[1] * self.q, 1.0))
             per_token = float(self.sm.prefill(chunk, key[1] * self.q / 2).occupancy_s.max()) / chunk
             slack = max(r.token_latency_s - r.cycle_s, 0.0)
-            hit = self._budget[key] = int(min(max(slack / per_token, 64), chunk * self.stages)) // 64 * 64
+            cap = chunk * self.stages  # (rounding down to 64 must not reach 0: a livelock)
+            hit = self._budget[key] = max(int(min(max(slack / per_token, 64), cap)) // 64 * 64, min(cap, 64))
         return hit
 
     def mixed(self, b: int, ctx: float, tokens: int, start: int, chunk: int):

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from planner.config.schema import LengthDist, TimeDist
+from planner.config.schema import MAX_TOKENS, LengthDist, TimeDist
 
 
 class Sampler:
@@ -38,9 +38,9 @@ class Sampler:
         d = self.d
         if d.max:
             return d.max
-        return int({"fixed": lambda: d.value, "uniform": lambda: d.high,
-                    "lognormal": lambda: d.median * np.exp(3 * d.sigma),
-                    "exponential": lambda: d.mean * 7, "empirical": lambda: max(self.values)}[d.dist]())
+        return int(min(MAX_TOKENS, {"fixed": lambda: d.value, "uniform": lambda: d.high,
+                                    "lognormal": lambda: d.median * np.exp(3 * d.sigma),
+                                    "exponential": lambda: d.mean * 7, "empirical": lambda: max(self.values)}[d.dist]()))
 
     def draw(self, rng: np.random.Generator, n: int) -> np.ndarray:
         d, whole = self.d, self.integer
@@ -55,7 +55,8 @@ class Sampler:
             x = rng.geometric(1.0 / d.mean, n) if whole else rng.exponential(d.mean, n)
         else:
             x = rng.choice(self.values, n)
-        x = np.maximum(np.asarray(x, dtype=np.int64), 1) if whole else np.maximum(np.asarray(x, dtype=float), 0.0)
+        # (a lognormal's far tail would overflow int64: clipped at MAX_TOKENS before the cast)
+        x = np.maximum(np.minimum(x, MAX_TOKENS).astype(np.int64), 1) if whole else np.maximum(np.asarray(x, float), 0.0)
         return np.minimum(x, d.max) if d.max else x
 
 

@@ -84,6 +84,10 @@ SECTIONS = [
         ("throughput_in_tok_s", "tok/s", "input (prompt) tokens per second of the deployment"),
         ("throughput_req_s", "req/s", "requests finished per second by the deployment (simulated; analytic: "
                                       "output rate / output tokens)"),
+        ("served_to_offered", "share", "simulated open queue: requests cleared / requests arrived per second "
+                                       "(below 1: overloaded, the queue grows)"),
+        ("stable", "", "False when a simulated open queue is overloaded (it then fails the SLO and is never "
+                       "best or on the Pareto front)"),
         ("decode_tok_s_per_user_p10", "tok/s", "per-user decode speed, 10th percentile"),
         ("decode_tok_s_per_user_mean", "tok/s", "per-user decode speed, mean"),
         ("ttft_p50_s", "s", "time to first token, median"),

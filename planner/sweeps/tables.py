@@ -1,6 +1,6 @@
 """Sweep rows -> tables: results (stable column order), the Pareto front, the best per family.
 
-Pareto: among points that meet the SLO, those no other point beats on all three of cost per
+Pareto: among points that meet the SLO (an overloaded simulation never does), those no other point beats on all three of cost per
 output token (lower), per-user speed and deployment throughput at capacity (higher).
 Best: per model and hardware, the cheapest point per output token that meets the SLO.
 """
@@ -121,12 +121,18 @@ def _speed(df: pd.DataFrame) -> pd.Series:
     return sim.fillna(df.get("decode_tok_s_per_user_analytic", pd.Series(np.nan, index=df.index)))
 
 
+def ranked(df: pd.DataFrame) -> pd.Series:
+    """Rows that may be ranked: meeting the SLO and not an overloaded (unstable) simulation."""
+    stable = df["stable"] if "stable" in df else pd.Series(None, index=df.index, dtype=object)
+    return df["slo_pass"].fillna(False).astype(bool) & (stable.astype(object) != False)  # noqa: E712
+
+
 def pareto_mask(df: pd.DataFrame) -> pd.Series:
     """True for SLO-meeting points not dominated on the PARETO objectives (ties keep both)."""
     mask = pd.Series(False, index=df.index)
     if df.empty:
         return mask
-    ok = df["slo_pass"].fillna(False).astype(bool) & np.isfinite(pd.to_numeric(df["cost_usd_per_mtok_out"],
+    ok = ranked(df) & np.isfinite(pd.to_numeric(df["cost_usd_per_mtok_out"],
                                                                                errors="coerce"))
     if not ok.any():
         return mask
@@ -156,7 +162,7 @@ def best(df: pd.DataFrame) -> pd.DataFrame:
     """Per model, context, hardware and real/hypothetical option (bonded SRAM on a real wafer is
     hypothetical): the cheapest SLO-meeting point per output token (fewer devices on a tie).
     Real hardware first within each model and context."""
-    ok = df[df["slo_pass"].fillna(False).astype(bool)]
+    ok = df[ranked(df)]
     if ok.empty:
         return df.iloc[0:0]
     ok = ok.sort_values(["cost_usd_per_mtok_out", "devices", "point"], kind="stable")

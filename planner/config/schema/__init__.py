@@ -18,7 +18,10 @@ from planner.config.schema.base import (  # noqa: F401 - the schema's public nam
     PRECISIONS,
     Precision,
     Confidence,
-    PREFILL_CHUNK)
+    PREFILL_CHUNK,
+    MAX_TOKENS,
+    MAX_DEVICES,
+    MAX_REQUESTS)
 from planner.config.schema.hardware import (  # noqa: F401 - the schema's public names
     MemorySpec,
     CoreArray,

@@ -23,9 +23,9 @@ class CoreArray(Strict):
     Why: a vendor "AI" peak may count sparsity; what decode and prefill can reach is the dense
     rate. The clock is rarely published, so it carries a range that feeds the uncertainty bands."""
 
-    cores: Annotated[int, Field(ge=1)]
-    simd_width: Annotated[int, Field(ge=1)]  # 16-bit lanes per core
-    flop_per_lane: Annotated[float, Field(gt=0)] = 2.0  # one fused multiply-add
+    cores: Annotated[int, Field(ge=1, le=100_000_000)]
+    simd_width: Annotated[int, Field(ge=1, le=100_000)]  # 16-bit lanes per core
+    flop_per_lane: Annotated[float, Field(ge=0.01, le=1000)] = 2.0  # one fused multiply-add
     clock: Hertz
     clock_low: Hertz | None = None
     clock_high: Hertz | None = None
@@ -54,8 +54,8 @@ class ComputeSpec(Sourced):
     fp4: Flops | None = None
     cores: CoreArray | None = None
     claimed_fp16: Flops | None = None
-    fp8_per_fp16: Annotated[float, Field(gt=0)] | None = None
-    fp4_per_fp16: Annotated[float, Field(gt=0)] | None = None
+    fp8_per_fp16: Annotated[float, Field(ge=0.01, le=100)] | None = None
+    fp4_per_fp16: Annotated[float, Field(ge=0.01, le=100)] | None = None
     efficiency: Fraction = 0.5  # achievable fraction of peak in large matmuls (prefill)
     decode_efficiency: Fraction | None = None  # in decode-sized matmuls; None: as ``efficiency``
     # routed-expert (grouped) GEMMs relative to dense ones of the same phase: 1 = as dense
@@ -105,7 +105,7 @@ class LinkSpec(Sourced):
 class ScaleUpSpec(Sourced):
     """GPU tensor-parallel domain (NVLink)."""
 
-    domain_size: Annotated[int, Field(ge=1)]
+    domain_size: Annotated[int, Field(ge=1, le=100_000)]
     bandwidth: BytesPerS  # per GPU, one direction
     # expert-parallel load imbalance: the busiest GPU's routed-expert work over the mean
     # (routing is not uniform and tokens arrive in bursts); 1 = perfectly balanced
@@ -140,10 +140,10 @@ class PowerSpec(Sourced):
 
 
 class CostSpec(Sourced):
-    capex_usd: Annotated[float, Field(gt=0)]  # per system
-    capex_low_usd: Annotated[float, Field(gt=0)] | None = None
-    capex_high_usd: Annotated[float, Field(gt=0)] | None = None
-    rental_usd_per_h: Annotated[float, Field(gt=0)] | None = None  # per system
+    capex_usd: Annotated[float, Field(gt=0, le=1e12)]  # per system
+    capex_low_usd: Annotated[float, Field(gt=0, le=1e12)] | None = None
+    capex_high_usd: Annotated[float, Field(gt=0, le=1e12)] | None = None
+    rental_usd_per_h: Annotated[float, Field(gt=0, le=1e9)] | None = None  # per system
 
 
 class ExternalMemorySpec(Sourced):
@@ -160,9 +160,9 @@ class Uncertainty(Strict):
     hardware (with the reason in ``source``)."""
 
     speed_low: Annotated[float, Field(gt=0, le=1)]
-    speed_high: Annotated[float, Field(ge=1)]
-    points: Annotated[int, Field(ge=0)] = 0  # held-out points behind the figures
-    median_abs_error: Annotated[float, Field(ge=0)] | None = None
+    speed_high: Annotated[float, Field(ge=1, le=1000)]
+    points: Annotated[int, Field(ge=0, le=1_000_000)] = 0  # held-out points behind the figures
+    median_abs_error: Annotated[float, Field(ge=0, le=1000)] | None = None
     source: str = Field(min_length=3)
 
 
@@ -172,7 +172,7 @@ class HardwareSpec(Strict):
     description: str
     hypothetical: bool = False
     extends: str | None = None
-    devices_per_system: Annotated[int, Field(ge=1)] = 1
+    devices_per_system: Annotated[int, Field(ge=1, le=100_000)] = 1
     memory: MemorySpec
     compute: ComputeSpec
     io: LinkSpec
@@ -201,9 +201,9 @@ class BondedSramSpec(Strict):
     extends: str | None = None
     bytes_per_layer: Bytes
     bandwidth: BytesPerS  # vertical, per bonded layer
-    capex_usd_per_layer: Annotated[float, Field(ge=0)]
+    capex_usd_per_layer: Annotated[float, Field(ge=0, le=1e12)]
     power_w_per_layer: Watts
     yield_: Fraction = Field(1.0, alias="yield")  # fraction of bonded stacks that work; cost / yield
-    max_layers: Annotated[int, Field(ge=0)] = 8
+    max_layers: Annotated[int, Field(ge=0, le=1000)] = 8
     source: str = Field(min_length=3)
     confidence: Confidence | None = None

@@ -5,29 +5,29 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from planner.config.schema.base import Number, Strict
+from planner.config.schema.base import MAX_TOKENS, Number, Strict
 
 
 class IndexerSpec(Strict):
     """DeepSeek sparse attention (DSA) lightning indexer: picks top_k past tokens per query."""
 
-    heads: Annotated[int, Field(ge=1)]
-    head_dim: Annotated[int, Field(ge=1)]
-    top_k: Annotated[int, Field(ge=1)]
-    key_bytes: Annotated[float, Field(gt=0)] = 1.0  # indexer keys are stored in FP8
+    heads: Annotated[int, Field(ge=1, le=100_000)]
+    head_dim: Annotated[int, Field(ge=1, le=100_000)]
+    top_k: Annotated[int, Field(ge=1, le=MAX_TOKENS)]
+    key_bytes: Annotated[float, Field(gt=0, le=16)] = 1.0  # indexer keys are stored in FP8
 
 
 class AttentionSpec(Strict):
     type: Literal["gqa", "mla"]
-    heads: Annotated[int, Field(ge=1)]
-    kv_heads: Annotated[int, Field(ge=1)] | None = None  # gqa
-    head_dim: Annotated[int, Field(ge=1)] | None = None  # gqa
-    q_lora_rank: Annotated[int, Field(ge=1)] | None = None  # mla (None: direct q projection)
-    kv_lora_rank: Annotated[int, Field(ge=1)] | None = None  # mla
-    qk_rope_head_dim: Annotated[int, Field(ge=0)] | None = None  # mla
-    qk_nope_head_dim: Annotated[int, Field(ge=1)] | None = None  # mla
-    v_head_dim: Annotated[int, Field(ge=1)] | None = None  # mla
-    local_window: Annotated[int, Field(ge=1)] | None = None  # sliding/chunked window, tokens
+    heads: Annotated[int, Field(ge=1, le=100_000)]
+    kv_heads: Annotated[int, Field(ge=1, le=100_000)] | None = None  # gqa
+    head_dim: Annotated[int, Field(ge=1, le=100_000)] | None = None  # gqa
+    q_lora_rank: Annotated[int, Field(ge=1, le=1_000_000)] | None = None  # mla (None: direct q projection)
+    kv_lora_rank: Annotated[int, Field(ge=1, le=1_000_000)] | None = None  # mla
+    qk_rope_head_dim: Annotated[int, Field(ge=0, le=100_000)] | None = None  # mla
+    qk_nope_head_dim: Annotated[int, Field(ge=1, le=100_000)] | None = None  # mla
+    v_head_dim: Annotated[int, Field(ge=1, le=100_000)] | None = None  # mla
+    local_window: Annotated[int, Field(ge=1, le=MAX_TOKENS)] | None = None  # sliding/chunked window, tokens
     local_pattern: list[Literal[0, 1]] | None = None  # repeating per layer: 1 = local, 0 = global
     indexer: IndexerSpec | None = None
 
@@ -44,12 +44,12 @@ class AttentionSpec(Strict):
 
 
 class MoESpec(Strict):
-    experts: Annotated[int, Field(ge=1)]
-    active: Annotated[int, Field(ge=1)]  # routed experts per token
-    shared: Annotated[int, Field(ge=0)] = 0
-    intermediate: Annotated[int, Field(ge=1)]
-    first_dense_layers: Annotated[int, Field(ge=0)] = 0
-    every: Annotated[int, Field(ge=1)] = 1  # MoE on every n-th layer after the dense ones
+    experts: Annotated[int, Field(ge=1, le=100_000)]
+    active: Annotated[int, Field(ge=1, le=100_000)]  # routed experts per token
+    shared: Annotated[int, Field(ge=0, le=100_000)] = 0
+    intermediate: Annotated[int, Field(ge=1, le=10_000_000)]
+    first_dense_layers: Annotated[int, Field(ge=0, le=100_000)] = 0
+    every: Annotated[int, Field(ge=1, le=100_000)] = 1  # MoE on every n-th layer after the dense ones
 
     @model_validator(mode="after")
     def _active_le_experts(self):
@@ -63,12 +63,12 @@ class CoarseSpec(Strict):
 
     total_params: Annotated[Number, Field(gt=0)]
     active_params: Annotated[Number, Field(gt=0)]
-    kv_bytes_per_token_16bit: Annotated[float, Field(gt=0)]
-    attention_flops_per_context_token: Annotated[float, Field(ge=0)] = 0.0  # per token, all layers
+    kv_bytes_per_token_16bit: Annotated[float, Field(gt=0, le=1e12)]
+    attention_flops_per_context_token: Annotated[float, Field(ge=0, le=1e18)] = 0.0  # per token, all layers
     # routed experts per layer and experts per token (assumptions when internals are unpublished):
     # so the weights a batch reads grow with the batch; 0 = dense (all parameters active)
-    experts: Annotated[int, Field(ge=0)] = 0
-    experts_active: Annotated[int, Field(ge=1)] = 1
+    experts: Annotated[int, Field(ge=0, le=100_000)] = 0
+    experts_active: Annotated[int, Field(ge=1, le=100_000)] = 1
 
     @model_validator(mode="after")
     def _experts(self):
@@ -83,7 +83,7 @@ class DraftSpec(Strict):
     """A built-in draft head (DeepSeek MTP): resident only when speculative decoding uses it."""
 
     params: Annotated[Number, Field(gt=0)]
-    layers: Annotated[int, Field(ge=1)] = 1
+    layers: Annotated[int, Field(ge=1, le=100_000)] = 1
 
 
 class ModelSpec(Strict):
@@ -93,12 +93,12 @@ class ModelSpec(Strict):
     extends: str | None = None
     aliases: list[str] = []  # Hugging Face ids (org/name) this spec reproduces; found by catalog lookups
     assumptions: list[str] = []
-    layers: Annotated[int, Field(ge=1)]
-    hidden: Annotated[int, Field(ge=1)]
-    vocab: Annotated[int, Field(ge=1)]
+    layers: Annotated[int, Field(ge=1, le=100_000)]
+    hidden: Annotated[int, Field(ge=1, le=10_000_000)]
+    vocab: Annotated[int, Field(ge=1, le=100_000_000)]
     tie_embeddings: bool = False
-    context_window: Annotated[int, Field(ge=1)]
-    dense_intermediate: Annotated[int, Field(ge=1)] | None = None
+    context_window: Annotated[int, Field(ge=1, le=MAX_TOKENS)]
+    dense_intermediate: Annotated[int, Field(ge=1, le=10_000_000)] | None = None
     attention: AttentionSpec | None = None
     moe: MoESpec | None = None
     coarse: CoarseSpec | None = None

@@ -1,11 +1,13 @@
 """Scenario files: deployment, workload, SLO, capacity search, economics, sweep groups."""
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from planner.config.schema.base import PREFILL_CHUNK, Bytes, BytesPerS, Fraction, Number, Precision, Seconds, Strict, _q
+from planner.config.schema.base import (MAX_DEVICES, MAX_REQUESTS, MAX_TOKENS, PREFILL_CHUNK, Bytes, BytesPerS,
+                                        Fraction, Number, Precision, Seconds, Strict, _q)
 
 
 class PrecisionChoice(Strict):
@@ -20,27 +22,27 @@ class SpecDecode(Strict):
 
     draft_tokens: Annotated[int, Field(ge=1, le=16)]
     acceptance_rate: Annotated[float, Field(gt=0, lt=1)]  # per drafted token
-    draft_layers: Annotated[int, Field(ge=1)] = 1  # sequential layers per draft token
+    draft_layers: Annotated[int, Field(ge=1, le=1000)] = 1  # sequential layers per draft token
     draft_params: Annotated[Number, Field(ge=0)] | None = None  # None: model's own draft head (MTP)
 
 
 class Deployment(Strict):
     hardware: str = "cs3"
-    count: Annotated[int, Field(ge=1)] | None = None  # devices per replica; None = fewest that fit
-    replicas: Annotated[int, Field(ge=1)] | None = None  # None = enough for workload.concurrent_users
+    count: Annotated[int, Field(ge=1, le=MAX_DEVICES)] | None = None  # devices per replica; None = fewest that fit
+    replicas: Annotated[int, Field(ge=1, le=1_000_000)] | None = None  # None = enough for workload.concurrent_users
     precision: PrecisionChoice = PrecisionChoice()
-    microbatches: Annotated[int, Field(ge=1)] | None = None  # None = one per pipeline stage
+    microbatches: Annotated[int, Field(ge=1, le=1_000_000)] | None = None  # None = one per pipeline stage
     spec_decode: SpecDecode | None = None
-    prefill_chunk_tokens: Annotated[int, Field(ge=1)] = PREFILL_CHUNK  # chunked prefill: tokens per chunk
+    prefill_chunk_tokens: Annotated[int, Field(ge=1, le=MAX_TOKENS)] = PREFILL_CHUNK  # chunked prefill: tokens per chunk
     software: str | None = None  # a software profile of the hardware spec (calibrated era)
     router: Literal["round_robin", "least_outstanding", "most_free_kv"] = "least_outstanding"
     kv_policy: Literal["wait", "preempt", "swap", "offload"] = "wait"
-    max_batch: Annotated[int, Field(ge=1)] | None = None  # cap on running sequences per replica
-    kv_block_tokens: Annotated[int, Field(ge=1)] = 256  # KV allocation granularity
+    max_batch: Annotated[int, Field(ge=1, le=10_000_000)] | None = None  # cap on running sequences per replica
+    kv_block_tokens: Annotated[int, Field(ge=1, le=MAX_TOKENS)] = 256  # KV allocation granularity
 
 
 class BondedSramChoice(Strict):
-    layers: Annotated[int, Field(ge=0)] = 0
+    layers: Annotated[int, Field(ge=0, le=1000)] = 0
     spec: str = "bonded-sram"
     bytes_per_layer: Bytes | None = None
     bandwidth: BytesPerS | None = None
@@ -55,15 +57,15 @@ class LengthDist(Strict):
     drawn as a geometric count >= 1), or empirical (a CSV column, sampled with replacement)."""
 
     dist: Literal["fixed", "uniform", "lognormal", "exponential", "empirical"]
-    value: Annotated[int, Field(ge=1)] | None = None
-    low: Annotated[int, Field(ge=1)] | None = None
-    high: Annotated[int, Field(ge=1)] | None = None
-    median: Annotated[float, Field(gt=0)] | None = None
-    sigma: Annotated[float, Field(ge=0)] | None = None
-    mean: Annotated[float, Field(ge=1)] | None = None
+    value: Annotated[int, Field(ge=1, le=MAX_TOKENS)] | None = None
+    low: Annotated[int, Field(ge=1, le=MAX_TOKENS)] | None = None
+    high: Annotated[int, Field(ge=1, le=MAX_TOKENS)] | None = None
+    median: Annotated[float, Field(gt=0, le=MAX_TOKENS)] | None = None
+    sigma: Annotated[float, Field(ge=0, le=5)] | None = None
+    mean: Annotated[float, Field(ge=1, le=MAX_TOKENS)] | None = None
     file: str | None = None
     column: str | None = None
-    max: Annotated[int, Field(ge=1)] | None = None  # clip draws to this
+    max: Annotated[int, Field(ge=1, le=MAX_TOKENS)] | None = None  # clip draws to this
 
     @model_validator(mode="after")
     def _params(self):
@@ -89,12 +91,12 @@ class TimeDist(Strict):
     value: Seconds | None = None
     low: Seconds | None = None
     high: Seconds | None = None
-    median: Annotated[float, _q("seconds"), Field(gt=0)] | None = None
-    sigma: Annotated[float, Field(ge=0)] | None = None
-    mean: Annotated[float, _q("seconds"), Field(gt=0)] | None = None
+    median: Annotated[float, _q("seconds"), Field(gt=0, le=1e7)] | None = None
+    sigma: Annotated[float, Field(ge=0, le=5)] | None = None
+    mean: Annotated[float, _q("seconds"), Field(gt=0, le=1e7)] | None = None
     file: str | None = None
     column: str | None = None
-    max: Annotated[float, _q("seconds"), Field(gt=0)] | None = None
+    max: Annotated[float, _q("seconds"), Field(gt=0, le=1e7)] | None = None
 
     @model_validator(mode="after")
     def _params(self):
@@ -104,19 +106,19 @@ class TimeDist(Strict):
 class Agentic(Strict):
     """Agent tasks (sessions): turns of append -> prefill -> reply -> tool call, with compaction."""
 
-    tasks: Annotated[int, Field(ge=1)] = 100  # tasks to simulate
-    agents: Annotated[int, Field(ge=1)] | None = None  # agents running tasks back to back (default 1) ...
-    rate_per_s: Annotated[float, Field(gt=0)] | None = None  # ... or tasks arriving as a Poisson process
+    tasks: Annotated[int, Field(ge=1, le=100_000)] = 100  # tasks to simulate
+    agents: Annotated[int, Field(ge=1, le=1_000_000)] | None = None  # agents running tasks back to back (default 1) ...
+    rate_per_s: Annotated[float, Field(ge=1e-6, le=1e9)] | None = None  # ... or tasks arriving as a Poisson process
     turns: LengthDist = LengthDist(dist="fixed", value=30)  # model calls per task (compactions extra)
     first_prompt_tokens: LengthDist = LengthDist(dist="fixed", value=8000)  # system prompt + task
     append_tokens: LengthDist = LengthDist(dist="lognormal", median=2000, sigma=0.8)  # tool output per turn
     reply_tokens: LengthDist = LengthDist(dist="lognormal", median=350, sigma=0.6)  # model output per turn
     tool_s: TimeDist = TimeDist(dist="lognormal", median=1.9, sigma=0.5)  # CPU time between turns
-    context_window: Annotated[int, Field(ge=1)] | None = None  # default: the model's (or the service's)
+    context_window: Annotated[int, Field(ge=1, le=MAX_TOKENS)] | None = None  # default: the model's (or the service's)
     compact_at: Annotated[float, Field(gt=0, le=1)] = 0.835  # share of the window that triggers compaction
-    summary_tokens: Annotated[int, Field(ge=1)] = 4000  # the compaction call's output
-    reread_tokens: Annotated[int, Field(ge=0)] = 8000  # recent material read again after compaction
-    compaction_prompt_tokens: Annotated[int, Field(ge=1)] = 256  # the "summarise" instruction
+    summary_tokens: Annotated[int, Field(ge=1, le=MAX_TOKENS)] = 4000  # the compaction call's output
+    reread_tokens: Annotated[int, Field(ge=0, le=MAX_TOKENS)] = 8000  # recent material read again after compaction
+    compaction_prompt_tokens: Annotated[int, Field(ge=1, le=MAX_TOKENS)] = 256  # the "summarise" instruction
     kv_between_turns: Literal["keep", "drop", "offload"] = "keep"  # the session's KV during a tool call
 
     @model_validator(mode="after")
@@ -132,13 +134,13 @@ class Service(Strict):
     """A model behind an API, described by what it does rather than its architecture."""
 
     name: str = "service"
-    decode_tok_s: Annotated[float, Field(gt=0)]  # per-user output speed
+    decode_tok_s: Annotated[float, Field(gt=0, le=1e9)]  # per-user output speed
     ttft_s: Seconds = 0.0  # time to first token of a call, before prefill of uncached input
-    prefill_tok_s: Annotated[float, Field(gt=0)] | None = None  # uncached input speed; None = free
-    context_window: Annotated[int, Field(ge=1)]
-    usd_per_mtok_in: Annotated[float, Field(ge=0)] = 0.0
-    usd_per_mtok_cached_in: Annotated[float, Field(ge=0)] | None = None  # default: usd_per_mtok_in
-    usd_per_mtok_out: Annotated[float, Field(ge=0)] = 0.0
+    prefill_tok_s: Annotated[float, Field(gt=0, le=1e12)] | None = None  # uncached input speed; None = free
+    context_window: Annotated[int, Field(ge=1, le=MAX_TOKENS)]
+    usd_per_mtok_in: Annotated[float, Field(ge=0, le=1e9)] = 0.0
+    usd_per_mtok_cached_in: Annotated[float, Field(ge=0, le=1e9)] | None = None  # default: usd_per_mtok_in
+    usd_per_mtok_out: Annotated[float, Field(ge=0, le=1e9)] = 0.0
     source: str = ""
 
 
@@ -146,11 +148,11 @@ class Arrival(Strict):
     """How requests arrive. ``closed``: ``users`` each send a request, wait for it, think, repeat."""
 
     process: Literal["poisson", "gamma", "constant", "trace", "closed"] = "poisson"
-    rate_per_s: Annotated[float, Field(gt=0)] | None = None
+    rate_per_s: Annotated[float, Field(ge=1e-6, le=1e9)] | None = None
     load: Annotated[float, Field(gt=0, le=10)] | None = None  # rate as a share of the analytic capacity
-    cv: Annotated[float, Field(gt=0)] = 1.0  # gamma: coefficient of variation of inter-arrival times
+    cv: Annotated[float, Field(ge=0.01, le=100)] = 1.0  # gamma: coefficient of variation of inter-arrival times
     trace: str | None = None  # CSV with arrival_s,prompt_tokens,output_tokens
-    users: Annotated[int, Field(ge=1)] | None = None  # closed: default workload.concurrent_users
+    users: Annotated[int, Field(ge=1, le=1_000_000_000)] | None = None  # closed: default workload.concurrent_users
     think_s: Seconds = 0.0  # closed: pause between a reply and the next request
 
     @model_validator(mode="after")
@@ -164,17 +166,18 @@ class Arrival(Strict):
 
 
 class Workload(Strict):
-    context_tokens: Annotated[int, Field(ge=1)] | None = None  # KV sized for this (default prompt+output)
-    prompt_tokens: Annotated[int, Field(ge=1)] | None = None  # default context - output
-    output_tokens: Annotated[int, Field(ge=1)] = 1024
-    concurrent_users: Annotated[int, Field(ge=1)] | None = None  # None = one replica at full KV
+    context_tokens: Annotated[int, Field(ge=1, le=MAX_TOKENS)] | None = None  # KV sized for this (default prompt+output)
+    prompt_tokens: Annotated[int, Field(ge=1, le=MAX_TOKENS)] | None = None  # default context - output
+    output_tokens: Annotated[int, Field(ge=1, le=MAX_TOKENS)] = 1024
+    concurrent_users: Annotated[int, Field(ge=1, le=1_000_000_000)] | None = None  # None = one replica at full KV
     simulate: bool = True  # run the discrete-event engine on every feasible point (False: analytic only)
     arrival: Arrival | None = None  # None: closed loop of concurrent_users, else Poisson at load 0.7
     prompt_dist: LengthDist | None = None  # simulation only; default fixed at the prompt length
     output_dist: LengthDist | None = None  # simulation only; default fixed at output_tokens
-    requests: Annotated[int, Field(ge=1)] | None = None  # to simulate; None = max(2000, 3 x closed-loop users)
+    requests: Annotated[int, Field(ge=1, le=MAX_REQUESTS)] | None = None  # to simulate; None = max(2000, 3 x closed-loop users)
     agentic: Agentic | None = None  # agent tasks instead of independent requests (arrival ignored)
     warmup_fraction: Annotated[float, Field(ge=0, lt=0.9)] = 0.1  # first share excluded from latency stats
+    allow_beyond_window: bool = False  # accept a context longer than the model's context window
 
     @model_validator(mode="after")
     def _lengths(self):
@@ -207,9 +210,9 @@ SLO_TARGETS = (("ttft_p99_s", 1, "ttft_s"), ("tpot_p99_s", 1, "tpot_s"),
 class SLO(Strict):
     """Targets on the simulated percentiles; times take units ("3 s", "500 ms"), speeds "50 tok/s"."""
 
-    ttft_p99_s: Annotated[float, _q("seconds"), Field(gt=0)] | None = None
-    tpot_p99_s: Annotated[float, _q("seconds"), Field(gt=0)] | None = None
-    decode_tok_s_per_user_p50: Annotated[float, _q("tok_s"), Field(gt=0)] | None = None
+    ttft_p99_s: Annotated[float, _q("seconds"), Field(gt=0, le=1e7)] | None = None
+    tpot_p99_s: Annotated[float, _q("seconds"), Field(gt=0, le=1e7)] | None = None
+    decode_tok_s_per_user_p50: Annotated[float, _q("tok_s"), Field(gt=0, le=1e9)] | None = None
 
     def targets(self) -> list[tuple[str, float, int, str]]:
         """The targets set: (name, target, sense, analytic name), in SLO_TARGETS order."""
@@ -239,10 +242,10 @@ class PriceRatio(Strict):
 
 
 class Economics(Strict):
-    amortisation_years: Annotated[float, Field(gt=0)] = 4.0
-    pue: Annotated[float, Field(ge=1)] = 1.3
-    usd_per_kwh: Annotated[float, Field(ge=0)] = 0.08
-    hosting_usd_per_kw_month: Annotated[float, Field(ge=0)] = 0.0
+    amortisation_years: Annotated[float, Field(ge=0.01, le=100)] = 4.0
+    pue: Annotated[float, Field(ge=1, le=5)] = 1.3
+    usd_per_kwh: Annotated[float, Field(ge=0, le=100)] = 0.08
+    hosting_usd_per_kw_month: Annotated[float, Field(ge=0, le=1e6)] = 0.0
     utilisation: Fraction = 1.0  # share of hours the deployment serves at the modelled rate
     capex: Literal["spec", "low", "high", "rental"] = "spec"
     price_ratio: PriceRatio = PriceRatio()  # splits $/h among output, fresh input, cached input tokens
@@ -282,7 +285,7 @@ class SweepGroup(Strict):
 
 
 class Scenario(Strict):
-    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$")]
+    name: str  # the output folder's name: one safe path component
     description: str = ""
     model: Any = None  # a catalog name, a path to a model YAML, or an inline model mapping
     service: Service | None = None  # instead of model + hardware: a model behind an API (agentic only)
@@ -292,9 +295,16 @@ class Scenario(Strict):
     slo: SLO = SLO()
     economics: Economics = Economics()
     capacity: Capacity = Capacity()
-    seed: Annotated[int, Field(ge=0)] = 0
+    seed: Annotated[int, Field(ge=0, le=2 ** 63 - 1)] = 0
     sweep: list[SweepGroup] = []
     reference_group: str | None = None  # speedup.csv compares every point to this group's first point
+
+    @field_validator("name")
+    @classmethod
+    def _folder_name(cls, v):
+        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,100}", v) or set(v) == {"."}:
+            raise ValueError("must be one folder name: 1-100 letters, digits, '_', '.' or '-', not '.' or '..'")
+        return v
 
     @field_validator("sweep")
     @classmethod
