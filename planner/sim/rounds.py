@@ -58,7 +58,8 @@ class StepRounds:
         self._dec: dict = {}
         self._mix: dict = {}
         self._budget: dict = {}
-        self._tab: dict = {}  # (batch grid point, context bucket, tokens) -> mixed rounds by position bucket
+        self._tab: dict = {}
+        self._chunk: dict = {}  # (chunk tokens, start) -> one chunk's (cycle, pass) on an idle pipeline  # (batch grid point, context bucket, tokens) -> mixed rounds by position bucket
         self._ar = np.arange(128)
         # KV bytes one sequence holds (ModelShape.held_tokens, summed over layers) in closed form
         # for arrays of contexts: global layers grow with context, windowed ones stop at w
@@ -149,7 +150,8 @@ class StepRounds:
             # the round's prefill is costed as chunk-sized pieces at the head prompt's position,
             # not as one long sequence (attention is quadratic within a sequence only)
             one = min(tokens, chunk)
-            cycle, passing = self.sm.prefill_round(one, start)
+            cycle, passing = self._chunk.get((one, start)) or self._chunk.setdefault(
+                (one, start), self.sm.prefill_round(one, start))  # batch and context do not enter it
             if b == 0:
                 t = self.sm.prefill(one, start, tokens / one)
                 dur = float(t.occupancy_s.max()) if self.sm.dev.kind == "wafer" else float(t.latency_s.sum())
