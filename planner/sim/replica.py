@@ -20,12 +20,14 @@ from __future__ import annotations
 import heapq
 import math
 from collections import deque
+
 import numpy as np
 
 from planner.sim.batch import Prefill, Seq, head_rounds, largest, span_time
 from planner.sim.errors import InvariantError
 from planner.sim.kv import LEDGERS
 from planner.sim.rounds import RoundModel
+from planner.sim.watch import WATCH
 
 
 class Replica:
@@ -57,6 +59,9 @@ class Replica:
         self.kv_area = 0.0  # integral of KV bytes over time
         self.kv_peak = 0.0
         self.last_kv = 0.0
+        self.watch = WATCH.get()
+        if self.watch is not None:
+            self.watch.attach(recorder)
         env.process(self.run())
 
     # ------------------------------------------------------------------ KV accounting
@@ -251,6 +256,8 @@ class Replica:
         rec.generated[rid] += 1  # the last prompt position yields the next token
         if rec.first[rid] < 0:
             rec.first[rid] = t
+            if self.watch is not None:
+                self.watch.first(rid, t)
         self._join(rid, p.total + 1, rec.generated[rid], p.reserved)
 
     def _join(self, rid: int, ctx: float, generated: int, reserved: float = 0.0) -> None:
@@ -357,10 +364,14 @@ class Replica:
     def _finished(self, rid: int) -> None:
         self.rec.finish[rid] = self.env.now
         self.rec.done(rid)
+        if self.watch is not None:
+            self.watch.finished(rid)
 
     # ------------------------------------------------------------------ time-weighted metrics
     def _account(self, b: int) -> None:
         """Sample the state at the start of a span (time series + KV peak)."""
+        if self.watch is not None:
+            self.watch.tick(self.env.now)
         kv = self.kv_now()
         self.kv_peak = max(self.kv_peak, kv)
         if kv > self.capacity * (1 + 1e-9):
