@@ -4,12 +4,15 @@ The load is the number of closed-loop users (an integer) or an open arrival rate
 
 1. an analytic guess: the largest batch whose closed-form per-user speed (and TPOT) still
    meet the SLO, capped by the sequences whose KV fits (closed loop: that many users; open:
-   the request rate that batch serves);
+   the request rate that batch serves), and, with a TTFT target, by the load at which prefill
+   queues to it (probe.prefill_guess);
 2. probe the guess with the engine; step up x1.5 (up to the ceiling) while probes pass, or
    down x0.5 (down to the floor) while they fail, which brackets the capacity;
 3. bisect the bracket [highest pass, lowest fail] until it is within ``tolerance`` of its
    lower end (closed loops: one user).
 
+Each probe runs as many requests as the SLO's percentiles need and stops as soon as a miss
+is certain (probe.py: ``run_probe``); a stopped probe that must be reported is run in full.
 It assumes more load never improves the SLO verdict. Simulated percentiles carry noise, so
 the answer is the highest *passing* probe: never a load that was seen to fail.
 """
@@ -24,8 +27,10 @@ from typing import Callable, Mapping
 from planner.config.schema import SLO, SLO_TARGETS, Scenario
 from planner.physics.point import Built, Config
 from planner.plan.estimate import Estimate, estimate
+from planner.plan.probe import Stopped, Watch, prefill_guess, shorten
 from planner.plan.simulate import arrival_of, sim_spec
 from planner.sim.engine import simulate
+from planner.sim.watch import Settled, watching
 
 GROW, MAX_GROW, SHRINK, FLOOR_STEP = 1.5, 4.0, 0.5, 0.1
 # open arrivals: a probe whose replicas clear requests this much slower than they arrive is
@@ -174,6 +179,24 @@ def search(probe: Callable[[float], tuple[list[str], object]], guess: float, flo
     return result("")
 
 
+def run_probe(sc: Scenario, base_dir: Path, rounds, sat_req_s: float, load: float, early: bool = True):
+    """One replica at ``load``: (SLO targets missed, SimResult or Stopped). As many requests as
+    the SLO's percentiles need (probe.shorten); ``early``: stopped once a miss is certain."""
+    closed = arrival_of(sc).process == "closed"
+    spec = sim_spec(sc, base_dir, 1, sat_req_s, load)
+    if sc.workload.requests is None:  # as many as the percentiles need (a set number is kept)
+        spec = shorten(spec, sc.slo, spec.users if closed else None)
+    try:
+        with watching(Watch(sc.slo, spec.warmup_fraction) if early and spec.plan is None else None):
+            res = simulate(spec, rounds)
+    except Settled as e:  # a miss for sure: the rest of the run cannot change the verdict
+        return list(e.misses), Stopped(spec, e.figures)
+    misses = slo_misses(sc.slo, {name: res.summary.get(name) for name, *_ in sc.slo.targets()})
+    if not closed and res.summary.served_to_offered < STABLE:
+        misses.append("unstable")
+    return misses, res
+
+
 # closed loops with a TTFT target: search up to this many times the larger of the sequences
 # that fit and the target users (the stop_at_target cap applies first)
 CLOSED_CEILING = 4
@@ -228,19 +251,22 @@ def capacity_search(cfg: Config, built: Built, sc: Scenario, base_dir: Path, rou
     else:
         guess = estimate(dataclasses.replace(cfg, batch=b), built).aggregate_tok_s / max(cfg.output, 1) if b else 0.0
         floor, ceiling, top = sat_req_s / 100, sat_req_s, "saturation"
+    w = sc.workload
+    queued = prefill_guess(rounds, sc.slo, est.prompt_tokens, cfg.output, sc.deployment.prefill_chunk_tokens,
+                           arr.think_s if closed else 0.0, max(b, 1), closed) if w.agentic is None else None
+    if queued is not None and guess > 0:  # the TTFT target binds first when prefill queues sooner
+        guess = min(guess, queued)
     if sc.capacity.stop_at_target and target and target < ceiling:
         ceiling, top = target, "target"
 
     def probe(load):
-        res = simulate(sim_spec(sc, base_dir, 1, sat_req_s, load), rounds)
-        misses = slo_misses(sc.slo, {name: res.summary.get(name) for name, *_ in sc.slo.targets()})
-        if not closed and res.summary.served_to_offered < STABLE:
-            misses.append("unstable")
-        return misses, res
+        return run_probe(sc, base_dir, rounds, sat_req_s, load)
 
     found = search(probe, guess, floor, ceiling, closed, sc.capacity.tolerance, sc.capacity.max_probes, top,
                    lambda res: excess(sc.slo, res.summary, not closed))
     at = found.best or found.lowest
+    if isinstance(at.result, Stopped):  # reported: run it to the end
+        at = dataclasses.replace(at, result=simulate(at.result.spec, rounds))
     summary = at.result.summary
     per_req_s = summary.throughput_req_s if found.best else 0.0
     # closed: the users found; open: Little's law, users in flight = rate x time in system

@@ -1,6 +1,7 @@
 """The entries of a replica's batch, and the arithmetic of a decode span between events."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 
@@ -37,3 +38,51 @@ def span_time(k: int, n: int, t0: float, t1: float) -> float:
     if n <= 1:
         return k * t0
     return k * t0 + (t1 - t0) * k * (k - 1) / (2.0 * (n - 1))
+
+
+def next_bucket(s0: float, ab: float, b: int, r: int, q: float) -> int:
+    """First round index after ``r`` whose mean context ``(s0 + ab R) / b`` falls in a later
+    bucket of width ``q`` than round ``r``'s (the memo grid's context bucket; ab > 0)."""
+    k = int((s0 + ab * r) / b / q)
+    est = max(r + 1, math.ceil(((k + 1) * q * b - s0) / ab))  # solved in closed form, then checked
+    while est > r + 1 and int((s0 + ab * (est - 1)) / b / q) != k:
+        est -= 1
+    while int((s0 + ab * est) / b / q) == k:
+        est += 1
+    return est
+
+
+def head_rounds(m, b: int, s0: float, ab: float, r0: int, hp: int, htotal: int, limit: int, chunk: int,
+                off: float, exact: bool = False):
+    """Rounds (at most ``limit``) of a prefill span in which the head prompt takes the whole
+    budget and does not finish: (rounds, head position after, seconds, stage busy, link busy).
+
+    Such rounds come in segments of fixed batch, context bucket and budget, whose round count
+    is closed form; within one the memo key changes only with the head's position bucket
+    (``m.mixed_run``). ``exact``: every round looked up and summed one by one (the reference)."""
+    j, total, busy, link = 0, 0.0, 0.0, 0.0
+    while j < limit:
+        r = r0 + j
+        ctx = (s0 + ab * r) / b if b else 0.0
+        budget = m.prefill_budget(b, ctx, chunk)
+        if budget <= 0:
+            break
+        k = min((htotal - hp - 1) // budget, limit - j)  # full-budget rounds left for the head
+        if k <= 0:
+            break
+        if b and ab > 0 and m.q < math.inf:  # the context bucket (and with it the budget) changes
+            k = min(k, next_bucket(s0, ab, b, r, m.q) - r)
+        if exact:
+            for i in range(k):
+                t, bz, ln, _, _ = m.mixed(b, ctx, budget, hp + i * budget, chunk)
+                total += t + off
+                busy = busy + bz
+                link += ln
+        else:
+            t, bz, ln = m.mixed_run(b, ctx, budget, hp, k, chunk)
+            total += t + k * off
+            busy = busy + bz
+            link += ln
+        hp += k * budget
+        j += k
+    return j, hp, total, busy, link

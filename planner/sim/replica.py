@@ -2,9 +2,11 @@
 
 Event flow (SimPy process ``run``):
   admit from the swapped list, then the queue, while KV and ``max_batch`` allow;
-  if prompts are being prefilled: one *mixed round* (decode of the running batch + up to
-  ``chunk`` prefill tokens); a prompt's last chunk *lands* (first token out, sequence joins the
-  batch) one pipeline pass after it entered, which on a deep pipeline is several rounds later;
+  if prompts are being prefilled: a *prefill span* (rounds that decode the running batch and
+  prefill up to a budget of prompt tokens each; the head prompt's full-budget rounds summed in
+  closed form, batch.head_rounds); a prompt's last chunk *lands* (first token out, sequence
+  joins the batch) one pipeline pass after it entered, which on a deep pipeline is several
+  rounds later;
   else a *decode span*: rounds until the next finish, landing or KV overflow, advanced in
   closed form; an arrival that could be admitted interrupts the span at the next round boundary.
 Sequences do not store a growing context: a sequence joined at round ``r0`` with context
@@ -18,16 +20,20 @@ from __future__ import annotations
 import heapq
 import math
 from collections import deque
+
 import numpy as np
 
-from planner.sim.batch import Prefill, Seq, largest, span_time
+from planner.sim.batch import Prefill, Seq, head_rounds, largest, span_time
 from planner.sim.errors import InvariantError
 from planner.sim.kv import LEDGERS
 from planner.sim.rounds import RoundModel
+from planner.sim.watch import WATCH
 
 
 class Replica:
     """One replica's scheduler (see the module docstring); ``rounds`` is its hardware."""
+
+    exact_prefill = False  # True: prefill spans summed round by round (the reference for head_rounds)
 
     def __init__(self, env, index: int, rounds: RoundModel, recorder, policy: str, max_batch: int | None,
                  chunk: int, block_tokens: int):
@@ -53,6 +59,9 @@ class Replica:
         self.kv_area = 0.0  # integral of KV bytes over time
         self.kv_peak = 0.0
         self.last_kv = 0.0
+        self.watch = WATCH.get()
+        if self.watch is not None:
+            self.watch.attach(recorder)
         env.process(self.run())
 
     # ------------------------------------------------------------------ KV accounting
@@ -169,10 +178,11 @@ class Replica:
             self.prefilling.append(Prefill(rid, prefix, total, res))
 
     def _mixed_round(self):
-        """Rounds that prefill while the running batch decodes. Consecutive rounds with the same
-        running batch are one event (a prefill span), ending when a prompt's last chunk is in,
-        when a running sequence is due to finish, before the batch's KV would outgrow the
-        replica (preempt/swap), or after 64 rounds."""
+        """Rounds that prefill while the running batch decodes, as one event (a prefill span):
+        the head prompt's full-budget rounds in closed form (batch.head_rounds), then at most
+        one round in which its last chunk goes in (and the next prompts' first ones). The span
+        also ends when a running sequence is due to finish, before the batch's KV would outgrow
+        the replica (preempt/swap), or after 64 rounds."""
         growth = self.kv.growth
         if growth:
             cap = self.capacity - self.pending_kv()
@@ -182,72 +192,47 @@ class Replica:
         limit = min(64, (self.heap[0][0] - self.R) if self.heap else 64)
         if growth:  # prompts hold their blocks already; only the running batch grows
             limit = max(1, self._rounds_until_overflow(limit))
-        pos: dict[int, int] = {}  # prefill positions as planned, only for the entries touched
-        touched: dict[int, Prefill] = {}
-        plan, total, landed = [], 0.0, []
         off = self.kv.round_extra_s()
         m, chunk, ab, R0 = self.m, self.chunk, self.a * b, self.R
         head = self.prefilling[0]
-        hp, htotal = head.pos, head.total
-        while len(plan) < limit:
-            # fast path: the head prompt takes the whole budget and does not finish (most rounds)
-            ctx = (self.sum_c0 + ab * (R0 + len(plan))) / b if b else 0.0
+        k, hp, total, busy, link = head_rounds(m, b, self.sum_c0, ab, R0, head.pos, head.total, limit, chunk, off,
+                                               self.exact_prefill)
+        head.pos = hp  # no await before the span's state is applied below: safe to move it now
+        landed = []
+        if k < limit:  # the head's last chunk goes in (the next prompts' first ones fill the budget)
+            ctx = (self.sum_c0 + ab * (R0 + k)) / b if b else 0.0
             budget = m.prefill_budget(b, ctx, chunk)
-            if 0 < budget < htotal - hp:
-                dur, busy, link, _, _ = m.mixed(b, ctx, budget, hp, chunk)
-                dur += off
-                plan.append((dur, busy, link))
-                total += dur
-                hp += budget
-                continue
-            if id(head) not in pos:
-                pos[id(head)], touched[id(head)] = hp, head
-            else:
-                pos[id(head)] = hp
             pieces = []
             for p in self.prefilling:
                 if budget <= 0:
                     break
-                if id(p) not in pos:
-                    pos[id(p)], touched[id(p)] = p.pos, p
-                take = min(budget, p.total - pos[id(p)])
+                take = min(budget, p.total - p.pos)
                 if take > 0:
                     pieces.append((p, take))
                     budget -= take
-            if not pieces:
-                break
-            tokens = sum(t for _, t in pieces)
-            dur, busy, link, passing, cycle = self.m.mixed(b, ctx, tokens, pos[id(pieces[0][0])], self.chunk)
-            dur += off
-            done_here = []
-            for p, take in pieces:
-                pos[id(p)] += take
-                if pos[id(p)] >= p.total:
-                    # its chunks this round follow each other through the stages (a flow shop)
-                    done_here.append((p, passing + (math.ceil(take / self.chunk) - 1) * cycle))
-            plan.append((dur, busy, link))
-            landed += [(total + max(out, dur), p) for p, out in done_here]
-            total += dur
-            hp = pos[id(head)]
-            if done_here:
-                break
-        if id(head) not in pos:
-            touched[id(head)] = head
-        pos[id(head)] = hp
+            if pieces:
+                tokens = sum(t for _, t in pieces)
+                dur, bz, ln, passing, cycle = m.mixed(b, ctx, tokens, pieces[0][0].pos, chunk)
+                dur += off
+                for p, take in pieces:
+                    p.pos += take
+                    if p.pos >= p.total:
+                        # its chunks this round follow each other through the stages (a flow shop)
+                        landed.append((total + max(passing + (math.ceil(take / chunk) - 1) * cycle, dur), p))
+                total += dur
+                busy = busy + bz
+                link += ln
+                k += 1
         self._account(b)
         start = self.env.now
         yield self.env.timeout(total)
         self.rec.events += 1
-        k = len(plan)
-        for dur, busy, link in plan:
-            self.busy += busy
-            self.link_busy += link
+        self.busy += busy
+        self.link_busy += link
         self.seq_rounds += b * k
         self.xfer_busy += off * k
         self.R += k
         self._advance_account(total)
-        for key, p in touched.items():  # only the prompts this span advanced
-            p.pos = pos[key]
         for at, p in landed:
             self.prefilling.remove(p)
             heapq.heappush(self.landing, (start + at, p.rid, p))
@@ -271,6 +256,8 @@ class Replica:
         rec.generated[rid] += 1  # the last prompt position yields the next token
         if rec.first[rid] < 0:
             rec.first[rid] = t
+            if self.watch is not None:
+                self.watch.first(rid, t)
         self._join(rid, p.total + 1, rec.generated[rid], p.reserved)
 
     def _join(self, rid: int, ctx: float, generated: int, reserved: float = 0.0) -> None:
@@ -377,10 +364,14 @@ class Replica:
     def _finished(self, rid: int) -> None:
         self.rec.finish[rid] = self.env.now
         self.rec.done(rid)
+        if self.watch is not None:
+            self.watch.finished(rid)
 
     # ------------------------------------------------------------------ time-weighted metrics
     def _account(self, b: int) -> None:
         """Sample the state at the start of a span (time series + KV peak)."""
+        if self.watch is not None:
+            self.watch.tick(self.env.now)
         kv = self.kv_now()
         self.kv_peak = max(self.kv_peak, kv)
         if kv > self.capacity * (1 + 1e-9):

@@ -5,7 +5,8 @@
 exact up to 64, then 64 points per doubling; context in buckets of 1/64 of the sizing
 context) and interpolated bilinearly, so a run touches the roofline a few hundred times,
 not once per round. Rounds with prefill are memoised on (batch grid point, context bucket,
-chunk tokens rounded up to 64, chunk start rounded down to a bucket). ``ConstantRounds`` is a replica whose
+chunk tokens rounded up to 64, chunk start rounded down to a bucket); ``mixed_run`` sums a run
+of such rounds with one gather over the start buckets. ``ConstantRounds`` is a replica whose
 round time ignores batch and context: with it, a replica is an exact c-server queue,
 which is what the queueing-theory tests need.
 """
@@ -31,6 +32,7 @@ class RoundModel(Protocol):
     stage_budget: np.ndarray  # each stage's KV bytes
     swap_s_per_byte: float  # seconds per byte moved over the off-chip links in parallel (swap)
     offload_s_per_byte: float  # seconds per byte read across them in series, per round (offload)
+    q: float  # context bucket width (tokens): prefill_budget and mixed see the context only through it
 
     def kv_bytes(self, ctx): ...  # KV of one sequence at ``ctx`` tokens (scalar or array)
 
@@ -39,6 +41,8 @@ class RoundModel(Protocol):
     def prefill_budget(self, b: int, ctx: float, chunk: int) -> int: ...  # prefill tokens the next round takes
 
     def mixed(self, b: int, ctx: float, tokens: int, start: int, chunk: int) -> tuple: ...  # a round with prefill
+
+    def mixed_run(self, b: int, ctx: float, tokens: int, start: int, k: int, chunk: int) -> tuple: ...  # k of them
 
 
 def _peak(link_busy: np.ndarray) -> float:
@@ -54,6 +58,9 @@ class StepRounds:
         self._dec: dict = {}
         self._mix: dict = {}
         self._budget: dict = {}
+        self._tab: dict = {}
+        self._chunk: dict = {}  # (chunk tokens, start) -> one chunk's (cycle, pass) on an idle pipeline  # (batch grid point, context bucket, tokens) -> mixed rounds by position bucket
+        self._ar = np.arange(128)
         # KV bytes one sequence holds (ModelShape.held_tokens, summed over layers) in closed form
         # for arrays of contexts: global layers grow with context, windowed ones stop at w
         kv_tok = self.sm.kv_tok * pl.kv_replication
@@ -144,7 +151,8 @@ class StepRounds:
             # the round's prefill is costed as chunk-sized pieces at the head prompt's position,
             # not as one long sequence (attention is quadratic within a sequence only)
             one = min(tokens, chunk)
-            cycle, passing = self.sm.prefill_round(one, start)
+            cycle, passing = self._chunk.get((one, start)) or self._chunk.setdefault(
+                (one, start), self.sm.prefill_round(one, start))  # batch and context do not enter it
             if b == 0:
                 t = self.sm.prefill(one, start, tokens / one)
                 dur = float(t.occupancy_s.max()) if self.sm.dev.kind == "wafer" else float(t.latency_s.sum())
@@ -156,12 +164,42 @@ class StepRounds:
         return hit
 
 
+    def mixed_run(self, b: int, ctx: float, tokens: int, start: int, k: int, chunk: int):
+        """Sums over ``k`` rounds that each prefill ``tokens`` more of one prompt from ``start``,
+        at one batch and context bucket: (round seconds, stage busy, link busy). The rounds'
+        memo entries differ only in the position's bucket: one gather from a table over buckets
+        (filled from ``mixed``), so the same sum as round by round (up to the order of additions)."""
+        key = (self._grid(b)[0], int(ctx / self.q), -(-tokens // 64) * 64)
+        tab = self._tab.get(key)
+        if len(self._ar) < k:
+            self._ar = np.arange(2 * k)
+        idx = ((start + tokens * self._ar[:k]) // self.q).astype(np.intp)  # as mixed buckets it
+        top = int(idx[-1]) + 1
+        if tab is None or len(tab[0]) < top:
+            n = max(top, 2 * len(tab[0]) if tab else 0, 65)
+            new = (np.full(n, np.nan), np.zeros((n, self.stages)), np.zeros(n))
+            if tab is not None:
+                for x, y in zip(new, tab):
+                    x[:len(y)] = y
+            tab = self._tab[key] = new
+        t = tab[0][idx]
+        if np.isnan(t).any():
+            for j in np.flatnonzero(np.isnan(t)).tolist():
+                i = idx[j]
+                if tab[0][i] != tab[0][i]:
+                    r = self.mixed(b, ctx, tokens, start + j * tokens, chunk)
+                    tab[0][i], tab[1][i], tab[2][i] = r[0], r[1], r[2]
+            t = tab[0][idx]
+        return float(t.sum()), tab[1][idx].sum(axis=0), float(tab[2][idx].sum())
+
+
 class ConstantRounds:
     """Every round takes ``tau`` seconds whatever the batch; KV costs ``kv_per_token`` bytes."""
 
     def __init__(self, tau: float, kv_budget: float = math.inf, kv_per_token: float = 0.0,
                  external_bytes: float = 0.0, link_bw: float = 1e9):
         self.tau, self.accepted, self.stages = tau, 1.0, 1
+        self.q = math.inf  # round times do not depend on the context
         self.kv_global, self.kv_local, self.window = kv_per_token, 0.0, 0.0
         self.kv_budget, self.external_bytes = kv_budget, external_bytes
         self.share = np.ones(1)
@@ -181,3 +219,6 @@ class ConstantRounds:
 
     def mixed(self, b: int, ctx: float, tokens: int, start: int, chunk: int):
         return self.tau, self._busy, self._link, self.tau, 0.0
+
+    def mixed_run(self, b: int, ctx: float, tokens: int, start: int, k: int, chunk: int):
+        return k * self.tau, k * self._busy, k * self._link

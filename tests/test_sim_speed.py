@@ -1,0 +1,71 @@
+"""The simulator's shortcuts against the plain per-round plan they replace: prefill spans summed
+in closed form give the same rounds and the same times as round by round."""
+import dataclasses
+import math
+import random
+
+import numpy as np
+import pytest
+
+from planner import catalog
+from planner.config.schema import LengthDist
+from planner.physics.point import Config, build_point
+from planner.plan.estimate import estimate
+from planner.sim.batch import head_rounds, next_bucket
+from planner.sim.engine import SimSpec, simulate
+from planner.sim.replica import Replica
+from planner.sim.rounds import StepRounds
+from planner.sim.workload import Sampler
+
+
+def fixed(v):
+    return Sampler(LengthDist(dist="fixed", value=v))
+
+
+@pytest.fixture(scope="module")
+def wafer():
+    """DeepSeek-V3 FP8 on CS-3 wafers at 8K: a deep pipeline prefilling in bubble-sized pieces."""
+    cfg = Config(catalog.load_model("deepseek-v3"), catalog.load_hardware("cs3"), weights="fp8", context=8192,
+                 prompt=7168, output=1024, min_sequences=64)
+    return cfg, StepRounds(build_point(cfg))
+
+
+def test_next_bucket_is_the_first_round_in_a_later_context_bucket():
+    rng = random.Random(1)
+    for _ in range(500):
+        b, a, q = rng.randint(1, 300), rng.choice([1.0, 1.7, 3.0]), rng.choice([16.0, 128.0, 144.5])
+        s0, r = rng.uniform(0, 8000) * b, rng.randint(0, 5000)
+        nxt = next_bucket(s0, a * b, b, r, q)
+        bucket = [int((s0 + a * b * x) / b / q) for x in range(r, nxt + 1)]
+        assert all(k == bucket[0] for k in bucket[:-1]) and bucket[-1] > bucket[0]
+
+
+def test_head_rounds_in_closed_form_equal_the_round_by_round_sum(wafer):
+    _, m = wafer
+    rng = random.Random(2)
+    seen = 0
+    for _ in range(300):
+        b = rng.randint(0, 200)
+        s0 = rng.uniform(1000, 7000) * b - m.accepted * b * 50
+        hp = rng.randint(0, 6000)
+        args = (m, b, s0, m.accepted * b, 50, hp, hp + rng.randint(1, 40000), rng.randint(1, 64), 8192, 1e-5)
+        fast, exact = head_rounds(*args), head_rounds(*args, exact=True)
+        assert fast[:2] == exact[:2]
+        if fast[0]:
+            seen += 1
+            assert math.isclose(fast[2], exact[2], rel_tol=1e-12)
+            np.testing.assert_allclose(fast[3], exact[3], rtol=1e-12)
+            assert math.isclose(fast[4], exact[4], rel_tol=1e-12, abs_tol=1e-300)
+    assert seen > 100
+
+
+def test_a_run_with_closed_form_prefill_spans_matches_the_per_round_plan(wafer, monkeypatch):
+    cfg, m = wafer
+    rate = 0.8 * estimate(dataclasses.replace(cfg, batch=None)).aggregate_tok_s / 1024
+    spec = SimSpec(requests=600, rate_per_s=rate, prompt=fixed(7168), output=fixed(1024), seed=3)
+    fast = simulate(spec, m).summary
+    monkeypatch.setattr(Replica, "exact_prefill", True)
+    exact = simulate(spec, m).summary
+    assert fast.events == exact.events
+    for name in ("ttft_p50_s", "ttft_p99_s", "tpot_p50_s", "throughput_out_tok_s", "stage_util_max", "sim_time_s"):
+        assert math.isclose(getattr(fast, name), getattr(exact, name), rel_tol=1e-9), name
