@@ -30,12 +30,10 @@ from planner.plan.estimate import Estimate, estimate
 from planner.plan.probe import Stopped, Watch, prefill_guess, shorten
 from planner.plan.simulate import arrival_of, sim_spec
 from planner.sim.engine import simulate
+from planner.sim.records import STABLE  # open arrivals: below it a probe is overloaded
 from planner.sim.watch import Settled, watching
 
 GROW, MAX_GROW, SHRINK, FLOOR_STEP = 1.5, 4.0, 0.5, 0.1
-# open arrivals: a probe whose replicas clear requests this much slower than they arrive is
-# overloaded (its queue grows without bound; a finite run would otherwise hide it)
-STABLE = 0.95
 
 
 def slo_misses(slo: SLO, values: Mapping[str, float | None]) -> list[str]:
