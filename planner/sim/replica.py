@@ -53,7 +53,8 @@ class Replica:
         self.capacity = self.kv.capacity
         self.wake = env.event()
         self.seq_rounds = 0  # sequence-rounds this replica ran (conservation check vs the requests)
-        self.busy = np.zeros(rounds.stages)
+        self._busy = np.zeros(rounds.stages)
+        self._busy_n: dict[int, list] = {}  # id(memoised stage-busy vector) -> [vector, rounds], summed when read
         self.link_busy = 0.0
         self.xfer_busy = 0.0  # swap / offload seconds on the link
         self.kv_area = 0.0  # integral of KV bytes over time
@@ -220,14 +221,15 @@ class Replica:
                         # its chunks this round follow each other through the stages (a flow shop)
                         landed.append((total + max(passing + (math.ceil(take / chunk) - 1) * cycle, dur), p))
                 total += dur
-                busy = busy + bz
+                busy.append((bz, 1))
                 link += ln
                 k += 1
         self._account(b)
         start = self.env.now
         yield self.env.timeout(total)
         self.rec.events += 1
-        self.busy += busy
+        for vec, n in busy:
+            self._add_busy(vec, n)
         self.link_busy += link
         self.seq_rounds += b * k
         self.xfer_busy += off * k
@@ -309,7 +311,7 @@ class Replica:
             if boundary > env.now - start:
                 yield env.timeout(boundary - (env.now - start))
             total = boundary
-        self.busy += busy * done
+        self._add_busy(busy, done)
         self.link_busy += link * done
         self.seq_rounds += b * done
         self.xfer_busy += off * done
@@ -368,6 +370,22 @@ class Replica:
             self.watch.finished(rid)
 
     # ------------------------------------------------------------------ time-weighted metrics
+    def _add_busy(self, vec: np.ndarray, rounds: int) -> None:
+        """``rounds`` rounds of stage-busy ``vec`` (a memoised vector: counted now, summed when read)."""
+        hit = self._busy_n.get(id(vec))
+        if hit is None:
+            self._busy_n[id(vec)] = [vec, rounds]
+        else:
+            hit[1] += rounds
+
+    @property
+    def busy(self) -> np.ndarray:
+        """Seconds each stage was busy."""
+        for vec, n in self._busy_n.values():
+            self._busy = self._busy + n * vec
+        self._busy_n.clear()
+        return self._busy
+
     def _account(self, b: int) -> None:
         """Sample the state at the start of a span (time series + KV peak)."""
         if self.watch is not None:
