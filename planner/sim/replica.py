@@ -26,7 +26,7 @@ import numpy as np
 from planner.sim.batch import Prefill, Seq, head_rounds, largest, span_time
 from planner.sim.errors import InvariantError
 from planner.sim.kv import LEDGERS
-from planner.sim.rounds import RoundModel
+from planner.sim.rounds import RoundModel, count
 from planner.sim.watch import WATCH
 
 
@@ -54,7 +54,7 @@ class Replica:
         self.wake = env.event()
         self.seq_rounds = 0  # sequence-rounds this replica ran (conservation check vs the requests)
         self._busy = np.zeros(rounds.stages)
-        self._busy_n: dict[int, list] = {}  # id(memoised stage-busy vector) -> [vector, rounds], summed when read
+        self._busy_n: dict[int, list] = {}  # id(memoised stage-busy vector) -> [vector, rounds] (rounds.count)
         self.link_busy = 0.0
         self.xfer_busy = 0.0  # swap / offload seconds on the link
         self.kv_area = 0.0  # integral of KV bytes over time
@@ -196,8 +196,8 @@ class Replica:
         off = self.kv.round_extra_s()
         m, chunk, ab, R0 = self.m, self.chunk, self.a * b, self.R
         head = self.prefilling[0]
-        k, hp, total, busy, link = head_rounds(m, b, self.sum_c0, ab, R0, head.pos, head.total, limit, chunk, off,
-                                               self.exact_prefill)
+        k, hp, total, link = head_rounds(m, b, self.sum_c0, ab, R0, head.pos, head.total, limit, chunk, off,
+                                         self._busy_n, self.exact_prefill)
         head.pos = hp  # no await before the span's state is applied below: safe to move it now
         landed = []
         if k < limit:  # the head's last chunk goes in (the next prompts' first ones fill the budget)
@@ -221,15 +221,13 @@ class Replica:
                         # its chunks this round follow each other through the stages (a flow shop)
                         landed.append((total + max(passing + (math.ceil(take / chunk) - 1) * cycle, dur), p))
                 total += dur
-                busy.append((bz, 1))
+                count(self._busy_n, bz, 1)
                 link += ln
                 k += 1
         self._account(b)
         start = self.env.now
         yield self.env.timeout(total)
         self.rec.events += 1
-        for vec, n in busy:
-            self._add_busy(vec, n)
         self.link_busy += link
         self.seq_rounds += b * k
         self.xfer_busy += off * k
@@ -311,7 +309,7 @@ class Replica:
             if boundary > env.now - start:
                 yield env.timeout(boundary - (env.now - start))
             total = boundary
-        self._add_busy(busy, done)
+        count(self._busy_n, busy, done)
         self.link_busy += link * done
         self.seq_rounds += b * done
         self.xfer_busy += off * done
@@ -370,14 +368,6 @@ class Replica:
             self.watch.finished(rid)
 
     # ------------------------------------------------------------------ time-weighted metrics
-    def _add_busy(self, vec: np.ndarray, rounds: int) -> None:
-        """``rounds`` rounds of stage-busy ``vec`` (a memoised vector: counted now, summed when read)."""
-        hit = self._busy_n.get(id(vec))
-        if hit is None:
-            self._busy_n[id(vec)] = [vec, rounds]
-        else:
-            hit[1] += rounds
-
     @property
     def busy(self) -> np.ndarray:
         """Seconds each stage was busy."""

@@ -43,7 +43,17 @@ class RoundModel(Protocol):
 
     def mixed(self, b: int, ctx: float, tokens: int, start: int, chunk: int) -> tuple: ...  # a round with prefill
 
-    def mixed_run(self, b: int, ctx: float, tokens: int, start: int, k: int, chunk: int) -> tuple: ...  # k of them
+    def mixed_run(self, b: int, ctx: float, tokens: int, start: int, k: int, chunk: int,
+                  busy: dict) -> tuple: ...  # k of them
+
+
+def count(busy: dict, vec: np.ndarray, rounds: int) -> None:
+    """``rounds`` more rounds of the memoised stage-busy ``vec`` (summed once, when read)."""
+    hit = busy.get(id(vec))
+    if hit is None:
+        busy[id(vec)] = [vec, rounds]
+    else:
+        hit[1] += rounds
 
 
 def _peak(link_busy: np.ndarray) -> float:
@@ -191,16 +201,17 @@ class StepRounds:
         return hit
 
 
-    def mixed_run(self, b: int, ctx: float, tokens: int, start: int, k: int, chunk: int):
+    def mixed_run(self, b: int, ctx: float, tokens: int, start: int, k: int, chunk: int, busy: dict):
         """Sums over ``k`` rounds that each prefill ``tokens`` more of one prompt from ``start``,
-        at one batch and context bucket: (round seconds, [(stage busy, rounds)], link busy). Their
-        memo entries differ only in the position's bucket, so a run of rounds inside one bucket is
-        one lookup times its length: the same sum as round by round (up to the order of additions)."""
+        at one batch and context bucket: (round seconds, link busy); each round's stage-busy
+        vector is counted in ``busy`` (id -> [vector, rounds]). Their memo entries differ only in
+        the position's bucket, so a run of rounds inside one bucket is one lookup times its
+        length: the same sum as round by round (up to the order of additions)."""
         key = (self._grid(b)[0], int(ctx / self.q), -(-tokens // 64) * 64)
         row = self._rows.get(key)
         if row is None:
             row = self._rows[key] = {}
-        q, t, link, parts, j = self.q, 0.0, 0.0, [], 0
+        q, t, link, j = self.q, 0.0, 0.0, 0
         while j < k:
             hp = start + j * tokens
             i = hp // q  # as mixed buckets the position
@@ -216,9 +227,9 @@ class StepRounds:
                 hit = row[i] = self.mixed(b, ctx, tokens, hp, chunk)
             t += n * hit[0]
             link += n * hit[2]
-            parts.append((hit[1], n))
+            count(busy, hit[1], n)
             j += n
-        return t, parts, link
+        return t, link
 
 
 class ConstantRounds:
@@ -248,5 +259,6 @@ class ConstantRounds:
     def mixed(self, b: int, ctx: float, tokens: int, start: int, chunk: int):
         return self.tau, self._busy, self._link, self.tau, 0.0
 
-    def mixed_run(self, b: int, ctx: float, tokens: int, start: int, k: int, chunk: int):
-        return k * self.tau, [(self._busy, k)], k * self._link
+    def mixed_run(self, b: int, ctx: float, tokens: int, start: int, k: int, chunk: int, busy: dict):
+        count(busy, self._busy, k)
+        return k * self.tau, k * self._link
