@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from planner.config.schema import SLO
-from planner.plan.capacity import run_probe
+from planner.plan.capacity import run_probe, search
 from planner.physics.point import build_point
 from planner.plan.point import run_point, size
 from planner.plan.probe import Stopped, Watch, measured_needed, shorten
@@ -112,3 +112,21 @@ def test_the_first_guess_counts_prefill_queueing(tmp_path):
     loaded, pt = _point(tmp_path, "{process: closed, users: 500}")
     r = row(run_point(loaded, pt)[0])
     assert r["capacity_limit"] == "ttft_p99_s" and r["capacity_probes"] <= 5
+
+
+@pytest.mark.parametrize("bias", [1.0, 1.04, 0.96, 1.5, 0.3])
+def test_a_predicted_limit_closes_the_bracket_around_one_pass(bias):
+    """A probe's own figures predict the limit (here: 417 x bias): one pass just below it and a
+    miss just above close the bracket; a poor prediction costs probes, never correctness."""
+    calls = []
+
+    def probe(x):
+        calls.append(x)
+        return ([] if x <= 417 else ["ttft_p99_s"]), x
+
+    f = search(probe, 460, floor=1, ceiling=2000, integer=True, tolerance=0.05,
+               predict=lambda p: 417 * bias)
+    assert f.best is not None and 0 <= 417 - f.load <= 0.05 * f.load
+    if abs(bias - 1) < 0.02:
+        assert len(calls) == 3, calls  # a miss at 460, a pass just below 417, a miss just above
+    assert len(calls) == len(set(calls)) <= 12

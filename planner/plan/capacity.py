@@ -34,6 +34,8 @@ from planner.sim.records import STABLE  # open arrivals: below it a probe is ove
 from planner.sim.watch import Settled, watching
 
 GROW, MAX_GROW, SHRINK, FLOOR_STEP = 1.5, 4.0, 0.5, 0.1
+AIM = 0.3  # a predicted limit is probed this many tolerances past, so two such probes close the bracket
+ABOVE, BELOW = 1.1, 0.9  # first probe against prefill_guess: closed loops past it, open ones below
 
 
 def slo_misses(slo: SLO, values: Mapping[str, float | None]) -> list[str]:
@@ -100,7 +102,8 @@ class Found:
 
 def search(probe: Callable[[float], tuple[list[str], object]], guess: float, floor: float, ceiling: float,
            integer: bool, tolerance: float = 0.05, max_probes: int = 12, ceiling_name: str = "ceiling",
-           excess: Callable[[object], float] | None = None) -> Found:
+           excess: Callable[[object], float] | None = None,
+           predict: Callable[[Probe], float | None] | None = None) -> Found:
     """Bracket then narrow down the highest load in [floor, ceiling] whose probe misses no target.
 
     ``probe(load) -> (misses, result)``; an empty ``misses`` is a pass. ``excess(result)``
@@ -109,7 +112,11 @@ def search(probe: Callable[[float], tuple[list[str], object]], guess: float, flo
     of x0.5, a passing one up by 1/excess (x1.5 to x4) instead of x1.5; inside the bracket the
     next load is interpolated where excess would be 1, nudged by half the tolerance past the
     end that last held, so a good estimate closes the bracket in two probes (a midpoint after
-    two probes on the same side, so a curved excess cannot stall it).
+    two probes on the same side, so a curved excess cannot stall it). ``predict(probe)``
+    (optional; None when it cannot tell) is the load a probe's own figures put the limit at:
+    when it has one, the next probe goes just past it (``AIM`` x tolerance below after a miss,
+    above after a pass), so one passing probe near the limit between two cheap misses can
+    close the bracket.
 
     The limit reported is the target(s) missed by the lowest failing probe above the answer,
     ``ceiling_name`` when the ceiling itself passed, or "floor" when nothing did."""
@@ -126,6 +133,14 @@ def search(probe: Callable[[float], tuple[list[str], object]], guess: float, flo
             seen[x] = Probe(x, not misses, misses, res)
             probes.append(seen[x])
         return seen[x]
+
+    def aimed(p: Probe, lo, hi):
+        """The next load by ``predict``, if it has one strictly inside (lo, hi)."""
+        at = predict(p) if predict is not None else None
+        if at is None or not at > 0:
+            return None
+        x = snap(at * (1 + AIM * tolerance if p.passed else 1 - AIM * tolerance))
+        return x if (lo is None or x > lo) and (hi is None or x < hi) and x not in seen else None
 
     def result(limit: str) -> Found:
         ok = [p for p in probes if p.passed]
@@ -146,7 +161,8 @@ def search(probe: Callable[[float], tuple[list[str], object]], guess: float, flo
             if hi is not None:
                 break
             up = GROW if excess is None else min(MAX_GROW, max(GROW, 1 / max(excess(p.result), 1e-9)))
-            p = run(snap(lo * up) if snap(lo * up) > lo else snap(lo + 1))
+            x = aimed(p, lo, None)
+            p = run(x if x is not None else snap(lo * up) if snap(lo * up) > lo else snap(lo + 1))
         else:
             hi = p.load
             if hi <= floor:
@@ -154,13 +170,18 @@ def search(probe: Callable[[float], tuple[list[str], object]], guess: float, flo
             if lo is not None:
                 break
             factor = SHRINK if excess is None else min(SHRINK, max(FLOOR_STEP, 1 / max(excess(p.result), 1e-9)))
-            p = run(snap(hi * factor))
+            x = aimed(p, None, hi)
+            p = run(x if x is not None else snap(hi * factor))
     sides: list[bool] = []
     while lo is not None and hi is not None and len(probes) < max_probes:  # narrow down
         if hi - lo <= max(tolerance * lo, 1 if integer else 0):
             break
         x = (lo + hi) / 2
-        if excess is not None and sides[-2:] not in ([True, True], [False, False]):
+        same_side = sides[-2:] in ([True, True], [False, False])
+        by_prediction = None if same_side else aimed(p, lo, hi)
+        if by_prediction is not None:
+            x = by_prediction
+        elif excess is not None and not same_side:
             e_lo, e_hi = excess(seen[lo].result), excess(seen[hi].result)
             if e_lo < 1 < e_hi:
                 x = lo + (1 - e_lo) / (e_hi - e_lo) * (hi - lo)
@@ -193,6 +214,26 @@ def run_probe(sc: Scenario, base_dir: Path, rounds, sat_req_s: float, load: floa
     if not closed and res.summary.served_to_offered < STABLE:
         misses.append("unstable")
     return misses, res
+
+
+def ttft_limit(slo: SLO, p: Probe, think_s: float) -> float | None:
+    """Closed loop whose TTFT binds: the users at which p99 TTFT meets its target, by the
+    probe's own figures. Once prefill is saturated the loop cycles at the prefill rate mu, every
+    user waiting about alike: users = mu (TTFT + decode + think). A miss stopped early measured
+    mu (prompts prefilled per second) and the decode time; a full run gives mu = users / cycle.
+    None when TTFT is not what binds."""
+    target, r = slo.ttft_p99_s, p.result
+    if target is None:
+        return None
+    if isinstance(r, Stopped):
+        mu, decode = r.figures.get("first_token_rate"), r.figures.get("decode_s")
+        return mu * (target + decode + think_s) if "ttft_p99_s" in p.misses and mu and decode else None
+    s = r.summary
+    ratios = {name: (s.get(name) / t) ** sense for name, t, sense, _ in slo.targets() if s.get(name)}
+    if not ratios or max(ratios, key=ratios.get) != "ttft_p99_s":
+        return None
+    decode = max(s.e2e_p50_s - s.ttft_p50_s, 0.0)
+    return p.load * (target + decode + think_s) / (s.ttft_p99_s + decode + think_s)
 
 
 # closed loops with a TTFT target: search up to this many times the larger of the sequences
@@ -253,7 +294,9 @@ def capacity_search(cfg: Config, built: Built, sc: Scenario, base_dir: Path, rou
     queued = prefill_guess(rounds, sc.slo, est.prompt_tokens, cfg.output, sc.deployment.prefill_chunk_tokens,
                            arr.think_s if closed else 0.0, max(b, 1), closed) if w.agentic is None else None
     if queued is not None and guess > 0:  # the TTFT target binds first when prefill queues sooner
-        guess = min(guess, queued)
+        # closed: start just past it (a miss there is cheap, and its prefill rate puts the limit
+        # within a few %); open: just below it (nothing predicts an open queue's limit)
+        guess = min(guess, queued * (ABOVE if closed else BELOW))
     if sc.capacity.stop_at_target and target and target < ceiling:
         ceiling, top = target, "target"
 
@@ -261,7 +304,8 @@ def capacity_search(cfg: Config, built: Built, sc: Scenario, base_dir: Path, rou
         return run_probe(sc, base_dir, rounds, sat_req_s, load)
 
     found = search(probe, guess, floor, ceiling, closed, sc.capacity.tolerance, sc.capacity.max_probes, top,
-                   lambda res: excess(sc.slo, res.summary, not closed))
+                   lambda res: excess(sc.slo, res.summary, not closed),
+                   (lambda p: ttft_limit(sc.slo, p, arr.think_s)) if closed else None)
     at = found.best or found.lowest
     if isinstance(at.result, Stopped):  # reported: run it to the end
         at = dataclasses.replace(at, result=simulate(at.result.spec, rounds))

@@ -23,7 +23,6 @@ from planner.config.schema import SLO
 from planner.sim.watch import Settled
 
 TAIL, MIN_MEASURED = 10, 200
-SAFETY = 0.9  # aim just below the estimate: a pass there, then a (cheap, stopped early) miss above
 PERCENTILE = {"ttft_p99_s": 99.0, "tpot_p99_s": 99.0, "decode_tok_s_per_user_p50": 50.0}
 
 
@@ -135,7 +134,13 @@ class Watch:
             rate = landed.sum() / now if now > 0 else 0.0
             queued = float((arrived & ~landed).sum() / rate) if rate > 0 else worst
             out["ttft_p99_s"] = max(worst, queued)
-        done = m & (rec.finish >= 0) & (rec.output > 1)
+        first = np.sort(rec.first[landed])[int(landed.sum()) // 2:]  # the later half: past the start-up
+        if len(first) > 1 and first[-1] > first[0]:  # prompts prefilled per second (saturated: the most)
+            out["first_token_rate"] = (len(first) - 1) / float(first[-1] - first[0])
+        finished = rec.finish >= 0
+        if finished.any():
+            out["decode_s"] = float(np.median(rec.finish[finished] - rec.first[finished]))
+        done = m & finished & (rec.output > 1)
         if done.any():
             tp = (rec.finish[done] - rec.first[done]) / (rec.output[done] - 1)
             out["tpot_p99_s"] = float(np.percentile(tp, 99))
@@ -192,4 +197,4 @@ def prefill_guess(rounds, slo: SLO, prompt: int, output: int, chunk: int, think_
         lam = rho / s
         decode_s = output / rounds.accepted * (rho * t_mix + (1 - rho) * t_dec)
         b = max(1, min(max_batch, round(0.5 * b + 0.5 * lam * decode_s)))
-    return lam * (target + decode_s + think_s) * SAFETY if closed else lam * SAFETY
+    return lam * (target + decode_s + think_s) if closed else lam

@@ -4,6 +4,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from planner.sim.rounds import count
+
 
 def largest(lo: int, hi: int, ok) -> int:
     """Largest k in [lo, hi] with ok(k), for ok true at lo and monotone (true, then false)."""
@@ -53,14 +55,15 @@ def next_bucket(s0: float, ab: float, b: int, r: int, q: float) -> int:
 
 
 def head_rounds(m, b: int, s0: float, ab: float, r0: int, hp: int, htotal: int, limit: int, chunk: int,
-                off: float, exact: bool = False):
+                off: float, busy: dict, exact: bool = False):
     """Rounds (at most ``limit``) of a prefill span in which the head prompt takes the whole
-    budget and does not finish: (rounds, head position after, seconds, stage busy, link busy).
+    budget and does not finish: (rounds, head position after, seconds, link busy); their
+    stage-busy vectors are counted in ``busy`` (rounds.count).
 
     Such rounds come in segments of fixed batch, context bucket and budget, whose round count
     is closed form; within one the memo key changes only with the head's position bucket
     (``m.mixed_run``). ``exact``: every round looked up and summed one by one (the reference)."""
-    j, total, busy, link = 0, 0.0, 0.0, 0.0
+    j, total, link = 0, 0.0, 0.0
     while j < limit:
         r = r0 + j
         ctx = (s0 + ab * r) / b if b else 0.0
@@ -76,13 +79,12 @@ def head_rounds(m, b: int, s0: float, ab: float, r0: int, hp: int, htotal: int, 
             for i in range(k):
                 t, bz, ln, _, _ = m.mixed(b, ctx, budget, hp + i * budget, chunk)
                 total += t + off
-                busy = busy + bz
+                count(busy, bz, 1)
                 link += ln
         else:
-            t, bz, ln = m.mixed_run(b, ctx, budget, hp, k, chunk)
+            t, ln = m.mixed_run(b, ctx, budget, hp, k, chunk, busy)
             total += t + k * off
-            busy = busy + bz
             link += ln
         hp += k * budget
         j += k
-    return j, hp, total, busy, link
+    return j, hp, total, link

@@ -26,7 +26,7 @@ import numpy as np
 from planner.sim.batch import Prefill, Seq, head_rounds, largest, span_time
 from planner.sim.errors import InvariantError
 from planner.sim.kv import LEDGERS
-from planner.sim.rounds import RoundModel
+from planner.sim.rounds import RoundModel, count
 from planner.sim.watch import WATCH
 
 
@@ -53,7 +53,8 @@ class Replica:
         self.capacity = self.kv.capacity
         self.wake = env.event()
         self.seq_rounds = 0  # sequence-rounds this replica ran (conservation check vs the requests)
-        self.busy = np.zeros(rounds.stages)
+        self._busy = np.zeros(rounds.stages)
+        self._busy_n: dict[int, list] = {}  # id(memoised stage-busy vector) -> [vector, rounds] (rounds.count)
         self.link_busy = 0.0
         self.xfer_busy = 0.0  # swap / offload seconds on the link
         self.kv_area = 0.0  # integral of KV bytes over time
@@ -195,8 +196,8 @@ class Replica:
         off = self.kv.round_extra_s()
         m, chunk, ab, R0 = self.m, self.chunk, self.a * b, self.R
         head = self.prefilling[0]
-        k, hp, total, busy, link = head_rounds(m, b, self.sum_c0, ab, R0, head.pos, head.total, limit, chunk, off,
-                                               self.exact_prefill)
+        k, hp, total, link = head_rounds(m, b, self.sum_c0, ab, R0, head.pos, head.total, limit, chunk, off,
+                                         self._busy_n, self.exact_prefill)
         head.pos = hp  # no await before the span's state is applied below: safe to move it now
         landed = []
         if k < limit:  # the head's last chunk goes in (the next prompts' first ones fill the budget)
@@ -220,14 +221,13 @@ class Replica:
                         # its chunks this round follow each other through the stages (a flow shop)
                         landed.append((total + max(passing + (math.ceil(take / chunk) - 1) * cycle, dur), p))
                 total += dur
-                busy = busy + bz
+                count(self._busy_n, bz, 1)
                 link += ln
                 k += 1
         self._account(b)
         start = self.env.now
         yield self.env.timeout(total)
         self.rec.events += 1
-        self.busy += busy
         self.link_busy += link
         self.seq_rounds += b * k
         self.xfer_busy += off * k
@@ -309,7 +309,7 @@ class Replica:
             if boundary > env.now - start:
                 yield env.timeout(boundary - (env.now - start))
             total = boundary
-        self.busy += busy * done
+        count(self._busy_n, busy, done)
         self.link_busy += link * done
         self.seq_rounds += b * done
         self.xfer_busy += off * done
@@ -368,6 +368,14 @@ class Replica:
             self.watch.finished(rid)
 
     # ------------------------------------------------------------------ time-weighted metrics
+    @property
+    def busy(self) -> np.ndarray:
+        """Seconds each stage was busy."""
+        for vec, n in self._busy_n.values():
+            self._busy = self._busy + n * vec
+        self._busy_n.clear()
+        return self._busy
+
     def _account(self, b: int) -> None:
         """Sample the state at the start of a span (time series + KV peak)."""
         if self.watch is not None:

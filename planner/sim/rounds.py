@@ -6,7 +6,7 @@ exact up to 64, then 64 points per doubling; context in buckets of 1/64 of the s
 context) and interpolated bilinearly, so a run touches the roofline a few hundred times,
 not once per round. Rounds with prefill are memoised on (batch grid point, context bucket,
 chunk tokens rounded up to 64, chunk start rounded down to a bucket); ``mixed_run`` sums a run
-of such rounds with one gather over the start buckets. ``ConstantRounds`` is a replica whose
+of such rounds with one lookup per start bucket. ``ConstantRounds`` is a replica whose
 round time ignores batch and context: with it, a replica is an exact c-server queue,
 which is what the queueing-theory tests need.
 """
@@ -43,7 +43,17 @@ class RoundModel(Protocol):
 
     def mixed(self, b: int, ctx: float, tokens: int, start: int, chunk: int) -> tuple: ...  # a round with prefill
 
-    def mixed_run(self, b: int, ctx: float, tokens: int, start: int, k: int, chunk: int) -> tuple: ...  # k of them
+    def mixed_run(self, b: int, ctx: float, tokens: int, start: int, k: int, chunk: int,
+                  busy: dict) -> tuple: ...  # k of them
+
+
+def count(busy: dict, vec: np.ndarray, rounds: int) -> None:
+    """``rounds`` more rounds of the memoised stage-busy ``vec`` (summed once, when read)."""
+    hit = busy.get(id(vec))
+    if hit is None:
+        busy[id(vec)] = [vec, rounds]
+    else:
+        hit[1] += rounds
 
 
 def _peak(link_busy: np.ndarray) -> float:
@@ -87,9 +97,8 @@ class StepRounds:
         self._dec: dict = {}
         self._mix: dict = {}
         self._budget: dict = {}
-        self._tab: dict = {}
-        self._chunk: dict = {}  # (chunk tokens, start) -> one chunk's (cycle, pass) on an idle pipeline  # (batch grid point, context bucket, tokens) -> mixed rounds by position bucket
-        self._ar = np.arange(128)
+        self._rows: dict = {}  # (batch grid point, context bucket, tokens) -> {position bucket: mixed round}
+        self._chunk: dict = {}  # (chunk tokens, start) -> one chunk's (cycle, pass) on an idle pipeline
         # KV bytes one sequence holds (ModelShape.held_tokens, summed over layers) in closed form
         # for arrays of contexts: global layers grow with context, windowed ones stop at w
         kv_tok = self.sm.kv_tok * pl.kv_replication
@@ -193,33 +202,35 @@ class StepRounds:
         return hit
 
 
-    def mixed_run(self, b: int, ctx: float, tokens: int, start: int, k: int, chunk: int):
+    def mixed_run(self, b: int, ctx: float, tokens: int, start: int, k: int, chunk: int, busy: dict):
         """Sums over ``k`` rounds that each prefill ``tokens`` more of one prompt from ``start``,
-        at one batch and context bucket: (round seconds, stage busy, link busy). The rounds'
-        memo entries differ only in the position's bucket: one gather from a table over buckets
-        (filled from ``mixed``), so the same sum as round by round (up to the order of additions)."""
+        at one batch and context bucket: (round seconds, link busy); each round's stage-busy
+        vector is counted in ``busy`` (id -> [vector, rounds]). Their memo entries differ only in
+        the position's bucket, so a run of rounds inside one bucket is one lookup times its
+        length: the same sum as round by round (up to the order of additions)."""
         key = (self._grid(b)[0], int(ctx / self.q), -(-tokens // 64) * 64)
-        tab = self._tab.get(key)
-        if len(self._ar) < k:
-            self._ar = np.arange(2 * k)
-        idx = ((start + tokens * self._ar[:k]) // self.q).astype(np.intp)  # as mixed buckets it
-        top = int(idx[-1]) + 1
-        if tab is None or len(tab[0]) < top:
-            n = max(top, 2 * len(tab[0]) if tab else 0, 65)
-            new = (np.full(n, np.nan), np.zeros((n, self.stages)), np.zeros(n))
-            if tab is not None:
-                for x, y in zip(new, tab):
-                    x[:len(y)] = y
-            tab = self._tab[key] = new
-        t = tab[0][idx]
-        if np.isnan(t).any():
-            for j in np.flatnonzero(np.isnan(t)).tolist():
-                i = idx[j]
-                if tab[0][i] != tab[0][i]:
-                    r = self.mixed(b, ctx, tokens, start + j * tokens, chunk)
-                    tab[0][i], tab[1][i], tab[2][i] = r[0], r[1], r[2]
-            t = tab[0][idx]
-        return float(t.sum()), tab[1][idx].sum(axis=0), float(tab[2][idx].sum())
+        row = self._rows.get(key)
+        if row is None:
+            row = self._rows[key] = {}
+        q, t, link, j = self.q, 0.0, 0.0, 0
+        while j < k:
+            hp = start + j * tokens
+            i = hp // q  # as mixed buckets the position
+            n = 1
+            if tokens < q:  # several rounds per bucket: as many as stay in it
+                n = max(1, min(k - j, math.ceil(((i + 1) * q - hp) / tokens)))
+                while n > 1 and (hp + (n - 1) * tokens) // q != i:
+                    n -= 1
+                while n < k - j and (hp + n * tokens) // q == i:
+                    n += 1
+            hit = row.get(i)
+            if hit is None:
+                hit = row[i] = self.mixed(b, ctx, tokens, hp, chunk)
+            t += n * hit[0]
+            link += n * hit[2]
+            count(busy, hit[1], n)
+            j += n
+        return t, link
 
 
 class ConstantRounds:
@@ -249,5 +260,6 @@ class ConstantRounds:
     def mixed(self, b: int, ctx: float, tokens: int, start: int, chunk: int):
         return self.tau, self._busy, self._link, self.tau, 0.0
 
-    def mixed_run(self, b: int, ctx: float, tokens: int, start: int, k: int, chunk: int):
-        return k * self.tau, k * self._busy, k * self._link
+    def mixed_run(self, b: int, ctx: float, tokens: int, start: int, k: int, chunk: int, busy: dict):
+        count(busy, self._busy, k)
+        return k * self.tau, k * self._link
