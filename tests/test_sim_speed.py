@@ -88,3 +88,24 @@ def test_a_run_with_closed_form_prefill_spans_matches_the_per_round_plan(wafer, 
     assert fast.events == exact.events
     for name in ("ttft_p50_s", "ttft_p99_s", "tpot_p50_s", "throughput_out_tok_s", "stage_util_max", "sim_time_s"):
         assert math.isclose(getattr(fast, name), getattr(exact, name), rel_tol=1e-9), name
+
+
+def test_the_router_heap_picks_what_a_scan_would(wafer, monkeypatch):
+    """least_outstanding from the replicas' heap (sim/router.py) = min over (outstanding, index)."""
+    from planner.sim import engine
+    cfg, m = wafer
+    checked = []
+    route = engine._route
+
+    def both(replicas, how, rid):
+        r = route(replicas, how, rid)
+        assert r is min(replicas, key=lambda x: (x.outstanding(), x.index))
+        assert all(x.n_out == x.outstanding() for x in replicas)
+        checked.append(rid)
+        return r
+
+    monkeypatch.setattr(engine, "_route", both)
+    rate = 0.9 * 8 * estimate(dataclasses.replace(cfg, batch=None)).aggregate_tok_s / 1024
+    simulate(SimSpec(requests=1500, rate_per_s=rate, prompt=fixed(7168), output=fixed(1024), seed=5, replicas=8,
+                     router="least_outstanding"), m)
+    assert len(checked) == 1500

@@ -55,11 +55,9 @@ class Replica:
         self.seq_rounds = 0  # sequence-rounds this replica ran (conservation check vs the requests)
         self._busy = np.zeros(rounds.stages)
         self._busy_n: dict[int, list] = {}  # id(memoised stage-busy vector) -> [vector, rounds] (rounds.count)
-        self.link_busy = 0.0
-        self.xfer_busy = 0.0  # swap / offload seconds on the link
-        self.kv_area = 0.0  # integral of KV bytes over time
-        self.kv_peak = 0.0
-        self.last_kv = 0.0
+        self.link_busy, self.xfer_busy = 0.0, 0.0  # busiest link's seconds; swap / offload seconds on the link
+        self.kv_area = self.kv_peak = self.last_kv = 0.0  # integral of KV bytes over time, peak, last sampled
+        self.n_out, self.pool = 0, None  # requests outstanding (= outstanding()), the router's Pool
         self.watch = WATCH.get()
         if self.watch is not None:
             self.watch.attach(recorder)
@@ -107,6 +105,9 @@ class Replica:
     # ------------------------------------------------------------------ arrivals
     def submit(self, rid: int) -> None:
         self.queue.append(rid)
+        self.n_out += 1
+        if self.pool is not None:
+            self.pool.changed(self)
         if not self.wake.triggered and self.admissible():
             self.wake.succeed()
 
@@ -363,6 +364,9 @@ class Replica:
 
     def _finished(self, rid: int) -> None:
         self.rec.finish[rid] = self.env.now
+        self.n_out -= 1
+        if self.pool is not None:
+            self.pool.changed(self)
         self.rec.done(rid)
         if self.watch is not None:
             self.watch.finished(rid)
