@@ -126,7 +126,8 @@ class Replica:
         env = self.env
         while True:
             self._land()  # first: a landing sequence may finish at once and free its slot
-            yield from self._admit()
+            if self.queue or self.swapped:
+                yield from self._admit()
             if self.prefilling:
                 yield from self._mixed_round()
             elif self.running:
@@ -204,16 +205,15 @@ class Replica:
         if k < limit:  # the head's last chunk goes in (the next prompts' first ones fill the budget)
             ctx = (self.sum_c0 + ab * (R0 + k)) / b if b else 0.0
             budget = m.prefill_budget(b, ctx, chunk)
-            pieces = []
+            pieces, tokens = [], 0
             for p in self.prefilling:
-                if budget <= 0:
+                if tokens >= budget:
                     break
-                take = min(budget, p.total - p.pos)
+                take = min(budget - tokens, p.total - p.pos)
                 if take > 0:
                     pieces.append((p, take))
-                    budget -= take
+                    tokens += take
             if pieces:
-                tokens = sum(t for _, t in pieces)
                 dur, bz, ln, passing, cycle = m.mixed(b, ctx, tokens, pieces[0][0].pos, chunk)
                 dur += off
                 for p, take in pieces:

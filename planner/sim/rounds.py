@@ -241,20 +241,25 @@ class StepRounds:
                 hit = row[i] = (r[0], r[1], r[2], float(r[1].sum()))
             return i, hit
 
-        t, link, stack = 0.0, 0.0, [(0, k - 1)]
+        t = link = 0.0
+        if k <= 3 or q != int(q):  # round by round
+            for j in range(k):
+                hit = entry(j)[1]
+                t, link = t + hit[0], link + hit[2]
+                count(busy, hit[1], 1)
+            return t, link
+        stack = [(0, k - 1, *entry(0), *entry(k - 1))]
         while stack:
-            j0, j1 = stack.pop()
+            j0, j1, i0, e0, i1, e1 = stack.pop()
             n = j1 - j0 + 1
-            (i0, e0), (i1, e1) = entry(j0), entry(j1)
             if i0 == i1:  # one bucket
                 t, link = t + n * e0[0], link + n * e0[2]
                 count(busy, e0[1], n)
                 continue
-            if n <= 3 or q != int(q):
-                for j in range(j0, j1 + 1):
-                    e = entry(j)[1]
-                    t, link = t + e[0], link + e[2]
-                    count(busy, e[1], 1)
+            if n == 2:
+                t, link = t + e0[0] + e1[0], link + e0[2] + e1[2]
+                count(busy, e0[1], 1)
+                count(busy, e1[1], 1)
                 continue
             jm = (j0 + j1) // 2
             im, em = entry(jm)
@@ -268,8 +273,12 @@ class StepRounds:
                 link += n * e0[2] + (e1[2] - e0[2]) * w
                 count(busy, e0[1], n - w)
                 count(busy, e1[1], w)
+            elif n == 3:
+                t, link = t + e0[0] + em[0] + e1[0], link + e0[2] + em[2] + e1[2]
+                for hit in (e0, em, e1):
+                    count(busy, hit[1], 1)
             else:
-                stack += [(j0, jm), (jm + 1, j1)]
+                stack += [(j0, jm, i0, e0, im, em), (jm + 1, j1, *entry(jm + 1), i1, e1)]
         return t, link
 
 
