@@ -47,6 +47,9 @@ class RoundModel(Protocol):
                   busy: dict) -> tuple: ...  # k of them
 
 
+ROUND_BY_ROUND = 16  # runs up to this many rounds are summed round by round (cheaper than the closed form)
+
+
 def count(busy: dict, vec: np.ndarray, rounds: float) -> None:
     """``rounds`` more rounds of the memoised stage-busy ``vec`` (summed once, when read)."""
     hit = busy.get(id(vec))
@@ -242,11 +245,19 @@ class StepRounds:
             return i, hit
 
         t = link = 0.0
-        if k <= 3 or q != int(q):  # round by round
+        if k <= ROUND_BY_ROUND or q != int(q):  # a short run: round by round, a bucket's rounds at once
+            last, n = None, 0
             for j in range(k):
-                hit = entry(j)[1]
-                t, link = t + hit[0], link + hit[2]
-                count(busy, hit[1], 1)
+                hp = start + j * tokens
+                hit = row.get(hp // q)
+                if hit is None:
+                    hit = entry(j)[1]
+                if hit is not last:
+                    if last is not None:
+                        count(busy, last[1], n)
+                    last, n = hit, 0
+                t, link, n = t + hit[0], link + hit[2], n + 1
+            count(busy, last[1], n)
             return t, link
         stack = [(0, k - 1, *entry(0), *entry(k - 1))]
         while stack:
@@ -266,8 +277,9 @@ class StepRounds:
             f = (im - i0) / (i1 - i0)
             # two buckets are a line; else a bucket strictly between must lie on the chord (the
             # entries are convex in the position, so then they are linear all along)
-            if i1 - i0 == 1 or (0 < f < 1 and all(abs(em[x] - e0[x] - (e1[x] - e0[x]) * f) <= 1e-9 * abs(em[x])
-                                                  for x in (0, 2, 3))):
+            if i1 - i0 == 1 or (0 < f < 1 and abs(em[0] - e0[0] - (e1[0] - e0[0]) * f) <= 1e-9 * em[0]
+                                and abs(em[2] - e0[2] - (e1[2] - e0[2]) * f) <= 1e-9 * em[2]
+                                and abs(em[3] - e0[3] - (e1[3] - e0[3]) * f) <= 1e-9 * em[3]):
                 w = (floor_sum(n, int(q), tokens, start + j0 * tokens) - n * int(i0)) / (i1 - i0)
                 t += n * e0[0] + (e1[0] - e0[0]) * w
                 link += n * e0[2] + (e1[2] - e0[2]) * w
