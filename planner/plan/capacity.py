@@ -140,7 +140,19 @@ def search(probe: Callable[[float], tuple[list[str], object]], guess: float, flo
         if at is None or not at > 0:
             return None
         x = snap(at * (1 + AIM * tolerance if p.passed else 1 - AIM * tolerance))
+        if integer and x == (lo if p.passed else hi):  # rounded onto the end that held: the user past it
+            x += 1 if p.passed else -1
         return x if (lo is None or x > lo) and (hi is None or x < hi) and x not in seen else None
+
+    def secant(p: Probe) -> float:
+        """Step up to where the line through this pass and the previous one reaches excess 1
+        (excess grows slower than load where per-user speed binds: 1/excess alone crawls)."""
+        below = [q for q in probes if q.passed and q.load < p.load]
+        if excess is None or not below:
+            return 0.0
+        q = max(below, key=lambda q: q.load)
+        e0, e1 = excess(q.result), excess(p.result)
+        return (p.load + (1 - e1) * (p.load - q.load) / (e1 - e0)) / p.load if e0 < e1 < 1 else 0.0
 
     def result(limit: str) -> Found:
         ok = [p for p in probes if p.passed]
@@ -160,7 +172,8 @@ def search(probe: Callable[[float], tuple[list[str], object]], guess: float, flo
                 return result(ceiling_name)
             if hi is not None:
                 break
-            up = GROW if excess is None else min(MAX_GROW, max(GROW, 1 / max(excess(p.result), 1e-9)))
+            up = GROW if excess is None else min(MAX_GROW, max(GROW, 1 / max(excess(p.result), 1e-9),
+                                                               secant(p)))
             x = aimed(p, lo, None)
             p = run(x if x is not None else snap(lo * up) if snap(lo * up) > lo else snap(lo + 1))
         else:
@@ -188,6 +201,8 @@ def search(probe: Callable[[float], tuple[list[str], object]], guess: float, flo
                 if sides:  # aim just past the estimate, on the side that would close the bracket
                     x *= 1 - tolerance / 2 if not sides[-1] else 1 + tolerance / 2
         x = snap(x)
+        if integer and x in (lo, hi) and hi - lo > 2 and by_prediction is None and not same_side:
+            x = lo + 1 if x == lo else hi - 1  # an estimate rounded onto an end: the user next to it
         if x in (lo, hi):
             x = snap((lo + hi) / 2)
             if x in (lo, hi):

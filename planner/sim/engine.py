@@ -22,6 +22,7 @@ from planner.config.schema import MAX_REQUESTS, PREFILL_CHUNK, SLO
 from planner.sim.errors import InvariantError, TooLarge
 from planner.sim.records import Recorder, Summary, requests_frame, summarise, timeseries_frame
 from planner.sim.replica import Replica
+from planner.sim.router import Pool
 from planner.sim.sessions import CallPlan, TaskTimes, check_tasks, parts_from_calls, task_summary
 from planner.sim.workload import Sampler, Trace, interarrivals
 
@@ -55,11 +56,12 @@ class SimSpec:
 
 
 def _route(replicas: list[Replica], how: str, rid: int) -> Replica:
-    if how == "round_robin":
+    if how == "round_robin" or len(replicas) == 1:
         return replicas[rid % len(replicas)]
-    if how == "most_free_kv":
+    if how == "most_free_kv":  # free KV moves every round: a scan
         return max(replicas, key=lambda r: (r.free_kv(), -r.index))
-    return min(replicas, key=lambda r: (r.outstanding(), r.index))
+    # least outstanding, lowest index on a tie: a heap the replicas keep up to date (sim/router.py)
+    return (replicas[0].pool or Pool(replicas)).least()
 
 
 def draw_lengths(spec: SimSpec, rng_p, rng_o) -> tuple[np.ndarray, np.ndarray]:

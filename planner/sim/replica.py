@@ -55,11 +55,9 @@ class Replica:
         self.seq_rounds = 0  # sequence-rounds this replica ran (conservation check vs the requests)
         self._busy = np.zeros(rounds.stages)
         self._busy_n: dict[int, list] = {}  # id(memoised stage-busy vector) -> [vector, rounds] (rounds.count)
-        self.link_busy = 0.0
-        self.xfer_busy = 0.0  # swap / offload seconds on the link
-        self.kv_area = 0.0  # integral of KV bytes over time
-        self.kv_peak = 0.0
-        self.last_kv = 0.0
+        self.link_busy, self.xfer_busy = 0.0, 0.0  # busiest link's seconds; swap / offload seconds on the link
+        self.kv_area = self.kv_peak = self.last_kv = 0.0  # integral of KV bytes over time, peak, last sampled
+        self.n_out, self.pool = 0, None  # requests outstanding (= outstanding()), the router's Pool
         self.watch = WATCH.get()
         if self.watch is not None:
             self.watch.attach(recorder)
@@ -107,6 +105,9 @@ class Replica:
     # ------------------------------------------------------------------ arrivals
     def submit(self, rid: int) -> None:
         self.queue.append(rid)
+        self.n_out += 1
+        if self.pool is not None:
+            self.pool.changed(self)
         if not self.wake.triggered and self.admissible():
             self.wake.succeed()
 
@@ -125,7 +126,8 @@ class Replica:
         env = self.env
         while True:
             self._land()  # first: a landing sequence may finish at once and free its slot
-            yield from self._admit()
+            if self.queue or self.swapped:
+                yield from self._admit()
             if self.prefilling:
                 yield from self._mixed_round()
             elif self.running:
@@ -203,16 +205,15 @@ class Replica:
         if k < limit:  # the head's last chunk goes in (the next prompts' first ones fill the budget)
             ctx = (self.sum_c0 + ab * (R0 + k)) / b if b else 0.0
             budget = m.prefill_budget(b, ctx, chunk)
-            pieces = []
+            pieces, tokens = [], 0
             for p in self.prefilling:
-                if budget <= 0:
+                if tokens >= budget:
                     break
-                take = min(budget, p.total - p.pos)
+                take = min(budget - tokens, p.total - p.pos)
                 if take > 0:
                     pieces.append((p, take))
-                    budget -= take
+                    tokens += take
             if pieces:
-                tokens = sum(t for _, t in pieces)
                 dur, bz, ln, passing, cycle = m.mixed(b, ctx, tokens, pieces[0][0].pos, chunk)
                 dur += off
                 for p, take in pieces:
@@ -363,6 +364,9 @@ class Replica:
 
     def _finished(self, rid: int) -> None:
         self.rec.finish[rid] = self.env.now
+        self.n_out -= 1
+        if self.pool is not None:
+            self.pool.changed(self)
         self.rec.done(rid)
         if self.watch is not None:
             self.watch.finished(rid)

@@ -47,13 +47,32 @@ class RoundModel(Protocol):
                   busy: dict) -> tuple: ...  # k of them
 
 
-def count(busy: dict, vec: np.ndarray, rounds: int) -> None:
+ROUND_BY_ROUND = 16  # runs up to this many rounds are summed round by round (cheaper than the closed form)
+
+
+def count(busy: dict, vec: np.ndarray, rounds: float) -> None:
     """``rounds`` more rounds of the memoised stage-busy ``vec`` (summed once, when read)."""
     hit = busy.get(id(vec))
     if hit is None:
         busy[id(vec)] = [vec, rounds]
     else:
         hit[1] += rounds
+
+
+def floor_sum(n: int, m: int, a: int, b: int) -> int:
+    """sum of floor((a j + b) / m) over j = 0 .. n-1 (integers, a, b >= 0, m > 0), in O(log)."""
+    total = 0
+    while True:
+        if a >= m:
+            total += n * (n - 1) // 2 * (a // m)
+            a %= m
+        if b >= m:
+            total += n * (b // m)
+            b %= m
+        top = a * n + b
+        if top < m:
+            return total
+        n, b, m, a = top // m, top % m, a, m
 
 
 def _peak(link_busy: np.ndarray) -> float:
@@ -205,31 +224,74 @@ class StepRounds:
     def mixed_run(self, b: int, ctx: float, tokens: int, start: int, k: int, chunk: int, busy: dict):
         """Sums over ``k`` rounds that each prefill ``tokens`` more of one prompt from ``start``,
         at one batch and context bucket: (round seconds, link busy); each round's stage-busy
-        vector is counted in ``busy`` (id -> [vector, rounds]). Their memo entries differ only in
-        the position's bucket, so a run of rounds inside one bucket is one lookup times its
-        length: the same sum as round by round (up to the order of additions)."""
+        vector is counted in ``busy`` (rounds.count). The rounds' memo entries differ only in the
+        position's bucket i = floor(position / q): a run inside one bucket is one lookup times its
+        length, and where the entries are linear in i (checked at a middle round, to 1e-9) the
+        sum over rounds is closed form, sum_j i_j being a floor sum; elsewhere (a kink: a stage
+        turning compute-bound, say) the run is halved. The same sum as round by round up to
+        the order of additions, from a few lookups whatever ``k``."""
         key = (self._grid(b)[0], int(ctx / self.q), -(-tokens // 64) * 64)
         row = self._rows.get(key)
         if row is None:
             row = self._rows[key] = {}
-        q, t, link, j = self.q, 0.0, 0.0, 0
-        while j < k:
+        q = self.q
+
+        def entry(j: int):
             hp = start + j * tokens
             i = hp // q  # as mixed buckets the position
-            n = 1
-            if tokens < q:  # several rounds per bucket: as many as stay in it
-                n = max(1, min(k - j, math.ceil(((i + 1) * q - hp) / tokens)))
-                while n > 1 and (hp + (n - 1) * tokens) // q != i:
-                    n -= 1
-                while n < k - j and (hp + n * tokens) // q == i:
-                    n += 1
             hit = row.get(i)
             if hit is None:
-                hit = row[i] = self.mixed(b, ctx, tokens, hp, chunk)
-            t += n * hit[0]
-            link += n * hit[2]
-            count(busy, hit[1], n)
-            j += n
+                r = self.mixed(b, ctx, tokens, hp, chunk)
+                hit = row[i] = (r[0], r[1], r[2], float(r[1].sum()))
+            return i, hit
+
+        t = link = 0.0
+        if k <= ROUND_BY_ROUND or q != int(q):  # a short run: round by round, a bucket's rounds at once
+            last, n = None, 0
+            for j in range(k):
+                hp = start + j * tokens
+                hit = row.get(hp // q)
+                if hit is None:
+                    hit = entry(j)[1]
+                if hit is not last:
+                    if last is not None:
+                        count(busy, last[1], n)
+                    last, n = hit, 0
+                t, link, n = t + hit[0], link + hit[2], n + 1
+            count(busy, last[1], n)
+            return t, link
+        stack = [(0, k - 1, *entry(0), *entry(k - 1))]
+        while stack:
+            j0, j1, i0, e0, i1, e1 = stack.pop()
+            n = j1 - j0 + 1
+            if i0 == i1:  # one bucket
+                t, link = t + n * e0[0], link + n * e0[2]
+                count(busy, e0[1], n)
+                continue
+            if n == 2:
+                t, link = t + e0[0] + e1[0], link + e0[2] + e1[2]
+                count(busy, e0[1], 1)
+                count(busy, e1[1], 1)
+                continue
+            jm = (j0 + j1) // 2
+            im, em = entry(jm)
+            f = (im - i0) / (i1 - i0)
+            # two buckets are a line; else a bucket strictly between must lie on the chord (the
+            # entries are convex in the position, so then they are linear all along)
+            if i1 - i0 == 1 or (0 < f < 1 and abs(em[0] - e0[0] - (e1[0] - e0[0]) * f) <= 1e-9 * em[0]
+                                and abs(em[2] - e0[2] - (e1[2] - e0[2]) * f) <= 1e-9 * em[2]
+                                and abs(em[3] - e0[3] - (e1[3] - e0[3]) * f) <= 1e-9 * em[3]):
+                w = (floor_sum(n, int(q), tokens, start + j0 * tokens) - n * int(i0)) / (i1 - i0)
+                t += n * e0[0] + (e1[0] - e0[0]) * w
+                link += n * e0[2] + (e1[2] - e0[2]) * w
+                count(busy, e0[1], n - w)
+                count(busy, e1[1], w)
+            elif n == 3:
+                t, link = t + e0[0] + em[0] + e1[0], link + e0[2] + em[2] + e1[2]
+                for hit in (e0, em, e1):
+                    count(busy, hit[1], 1)
+            else:
+                stack += [(j0, jm, i0, e0, im, em), (jm + 1, j1, *entry(jm + 1), i1, e1)]
         return t, link
 
 
