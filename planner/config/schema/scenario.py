@@ -1,5 +1,4 @@
 """Scenario files: deployment, workload, SLO, capacity search, economics, sweep groups."""
-from __future__ import annotations
 
 import re
 from typing import Annotated, Any, Literal
@@ -30,7 +29,7 @@ class Deployment(Strict):
     hardware: str = "cs3"
     count: Annotated[int, Field(ge=1, le=MAX_DEVICES)] | None = None  # devices per replica; None = fewest that fit
     replicas: Annotated[int, Field(ge=1, le=1_000_000)] | None = None  # None = enough for workload.concurrent_users
-    precision: PrecisionChoice = PrecisionChoice()
+    precision: PrecisionChoice = Field(default_factory=PrecisionChoice)
     microbatches: Annotated[int, Field(ge=1, le=1_000_000)] | None = None  # None = one per pipeline stage
     spec_decode: SpecDecode | None = None
     prefill_chunk_tokens: Annotated[int, Field(ge=1, le=MAX_TOKENS)] = PREFILL_CHUNK  # chunked prefill: tokens per chunk
@@ -49,7 +48,7 @@ class BondedSramChoice(Strict):
 
 
 class HardwareOptions(Strict):
-    bonded_sram: BondedSramChoice = BondedSramChoice()
+    bonded_sram: BondedSramChoice = Field(default_factory=BondedSramChoice)
 
 
 class LengthDist(Strict):
@@ -109,11 +108,14 @@ class Agentic(Strict):
     tasks: Annotated[int, Field(ge=1, le=100_000)] = 100  # tasks to simulate
     agents: Annotated[int, Field(ge=1, le=1_000_000)] | None = None  # agents running tasks back to back (default 1) ...
     rate_per_s: Annotated[float, Field(ge=1e-6, le=1e9)] | None = None  # ... or tasks arriving as a Poisson process
-    turns: LengthDist = LengthDist(dist="fixed", value=30)  # model calls per task (compactions extra)
-    first_prompt_tokens: LengthDist = LengthDist(dist="fixed", value=8000)  # system prompt + task
-    append_tokens: LengthDist = LengthDist(dist="lognormal", median=2000, sigma=0.8)  # tool output per turn
-    reply_tokens: LengthDist = LengthDist(dist="lognormal", median=350, sigma=0.6)  # model output per turn
-    tool_s: TimeDist = TimeDist(dist="lognormal", median=1.9, sigma=0.5)  # CPU time between turns
+    # made on first use (an instance here would build its validator at import): model calls per task
+    # (compactions extra), system prompt + task, tool output per turn, model output per turn, CPU time
+    # between turns
+    turns: LengthDist = Field(default_factory=lambda: LengthDist(dist="fixed", value=30))
+    first_prompt_tokens: LengthDist = Field(default_factory=lambda: LengthDist(dist="fixed", value=8000))
+    append_tokens: LengthDist = Field(default_factory=lambda: LengthDist(dist="lognormal", median=2000, sigma=0.8))
+    reply_tokens: LengthDist = Field(default_factory=lambda: LengthDist(dist="lognormal", median=350, sigma=0.6))
+    tool_s: TimeDist = Field(default_factory=lambda: TimeDist(dist="lognormal", median=1.9, sigma=0.5))
     context_window: Annotated[int, Field(ge=1, le=MAX_TOKENS)] | None = None  # default: the model's (or the service's)
     compact_at: Annotated[float, Field(gt=0, le=1)] = 0.835  # share of the window that triggers compaction
     summary_tokens: Annotated[int, Field(ge=1, le=MAX_TOKENS)] = 4000  # the compaction call's output
@@ -248,7 +250,8 @@ class Economics(Strict):
     hosting_usd_per_kw_month: Annotated[float, Field(ge=0, le=1e6)] = 0.0
     utilisation: Fraction = 1.0  # share of hours the deployment serves at the modelled rate
     capex: Literal["spec", "low", "high", "rental"] = "spec"
-    price_ratio: PriceRatio = PriceRatio()  # splits $/h among output, fresh input, cached input tokens
+    # splits $/h among output, fresh input, cached input tokens
+    price_ratio: PriceRatio = Field(default_factory=PriceRatio)
 
 
 def skip_matches(want, value) -> bool:
@@ -289,12 +292,12 @@ class Scenario(Strict):
     description: str = ""
     model: Any = None  # a catalog name, a path to a model YAML, or an inline model mapping
     service: Service | None = None  # instead of model + hardware: a model behind an API (agentic only)
-    deployment: Deployment = Deployment()
-    hardware: HardwareOptions = HardwareOptions()
+    deployment: Deployment = Field(default_factory=Deployment)
+    hardware: HardwareOptions = Field(default_factory=HardwareOptions)
     workload: Workload
-    slo: SLO = SLO()
-    economics: Economics = Economics()
-    capacity: Capacity = Capacity()
+    slo: SLO = Field(default_factory=SLO)
+    economics: Economics = Field(default_factory=Economics)
+    capacity: Capacity = Field(default_factory=Capacity)
     seed: Annotated[int, Field(ge=0, le=2 ** 63 - 1)] = 0
     sweep: list[SweepGroup] = []
     reference_group: str | None = None  # speedup.csv compares every point to this group's first point
