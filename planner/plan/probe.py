@@ -73,7 +73,7 @@ class Watch:
         self.rec, n = rec, rec.n
         self.m0 = int(self.wf * n)  # as the summary: ids are in arrival order, these are measured
         self.ptr = self.m0  # requests before it that still wait for a first token are counted
-        multi = int((rec.output[self.m0:] > 1).sum())
+        multi = int((np.asarray(rec.output[self.m0:]) > 1).sum())
         for name, target, sense, _ in self.slo.targets():
             count = n - self.m0 if name == "ttft_p99_s" else multi
             h = (count - 1) * PERCENTILE[name] / 100
@@ -125,24 +125,25 @@ class Watch:
         finished so far."""
         rec, out = self.rec, {}
         now = rec.env.now
-        arrived = rec.arrival >= 0
-        landed = rec.first >= 0
+        arrival, first, finish, output = (np.asarray(x) for x in (rec.arrival, rec.first, rec.finish, rec.output))
+        arrived = arrival >= 0
+        landed = first >= 0
         m = np.arange(rec.n) >= self.m0
         if self.ttft is not None:
-            seen = np.where(landed, rec.first, now) - rec.arrival
+            seen = np.where(landed, first, now) - arrival
             worst = float(seen[m & arrived].max()) if (m & arrived).any() else 0.0
             rate = landed.sum() / now if now > 0 else 0.0
             queued = float((arrived & ~landed).sum() / rate) if rate > 0 else worst
             out["ttft_p99_s"] = max(worst, queued)
-        first = np.sort(rec.first[landed])[int(landed.sum()) // 2:]  # the later half: past the start-up
-        if len(first) > 1 and first[-1] > first[0]:  # prompts prefilled per second (saturated: the most)
-            out["first_token_rate"] = (len(first) - 1) / float(first[-1] - first[0])
-        finished = rec.finish >= 0
+        later = np.sort(first[landed])[int(landed.sum()) // 2:]  # the later half: past the start-up
+        if len(later) > 1 and later[-1] > later[0]:  # prompts prefilled per second (saturated: the most)
+            out["first_token_rate"] = (len(later) - 1) / float(later[-1] - later[0])
+        finished = finish >= 0
         if finished.any():
-            out["decode_s"] = float(np.median(rec.finish[finished] - rec.first[finished]))
-        done = m & finished & (rec.output > 1)
+            out["decode_s"] = float(np.median(finish[finished] - first[finished]))
+        done = m & finished & (output > 1)
         if done.any():
-            tp = (rec.finish[done] - rec.first[done]) / (rec.output[done] - 1)
+            tp = (finish[done] - first[done]) / (output[done] - 1)
             out["tpot_p99_s"] = float(np.percentile(tp, 99))
             out["decode_tok_s_per_user_p50"] = float(np.percentile(1.0 / np.maximum(tp, 1e-12), 50))
         return out

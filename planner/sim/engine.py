@@ -95,8 +95,8 @@ def simulate(spec: SimSpec, rounds) -> SimResult:
     env = simpy.Environment()
     rec = Recorder(env, prompts, outputs, rounds.kv_bytes((prompts + outputs).astype(float)), spec.chunk)
     if plan is not None:
-        rec.session[:], rec.ctx_before[:], rec.new[:] = plan.session, plan.ctx_before, plan.new
-        rec.cache_after[:] = plan.cache_after
+        rec.session, rec.ctx_before, rec.new = plan.session.tolist(), plan.ctx_before.tolist(), plan.new.tolist()
+        rec.cache_after = plan.cache_after.tolist()
         rec.kv_mode = spec.kv_between_turns
     reps = [Replica(env, i, rounds, rec, spec.policy, spec.max_batch, spec.chunk, spec.block_tokens)
             for i in range(spec.replicas)]
@@ -112,7 +112,7 @@ def simulate(spec: SimSpec, rounds) -> SimResult:
 
     def dispatch(rid: int) -> None:
         rec.arrive(rid)
-        s = int(rec.session[rid])
+        s = rec.session[rid]
         r = home.get(s) if s >= 0 else None
         if r is None:
             r = _route(reps, spec.router, rid)
@@ -120,7 +120,7 @@ def simulate(spec: SimSpec, rounds) -> SimResult:
                 home[s] = r
         rec.replica[rid] = r.index
         r.submit(rid)
-        rec.observe()
+        rec.observe(r)
 
     times = None
     if plan is not None:
@@ -155,6 +155,7 @@ def simulate(spec: SimSpec, rounds) -> SimResult:
     env.run(until=rec.all_done)
     rec._tick()
     rec.observe()
+    rec.close()
     wall = time.perf_counter() - wall0
     check_invariants(rec, reps)
     summary = summarise(rec, reps, spec, wall)
@@ -261,7 +262,7 @@ def littles_law(rec: Recorder) -> None:
     if abs(rec.held_area - sojourn) > tol:
         raise InvariantError(f"Little's law: requests held by the replicas x time {rec.held_area:.9g} != "
                              f"lambda W (summed sojourn) {sojourn:.9g}")
-    ts = rec.ts_area + sum(n * (end - t) for t, n in rec._ts_last.values())
+    ts = rec.ts_area + sum(r.ts_n * (end - r.ts_t) for r in rec.replicas)
     if ts > rec.held_area + tol:
         raise InvariantError(f"Little's law: the time series' batch + queued x time {ts:.9g} exceeds the "
                              f"requests held x time {rec.held_area:.9g}")

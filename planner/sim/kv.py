@@ -19,6 +19,8 @@ from collections import OrderedDict
 
 import numpy as np
 
+from planner.sim.batch import largest
+
 
 class AgentKV:
     """KV an agent task keeps while its tool runs (least recently parked first; evicted under
@@ -34,20 +36,21 @@ class AgentKV:
 
     def kept(self, rid: int) -> float:
         """Bytes of ``rid``'s task already held (its kept prefix)."""
-        return self.pinned.get(int(self.rec.session[rid]), 0.0)
+        return self.pinned.get(self.rec.session[rid], 0.0) if self.pinned else 0.0
 
     def cached(self, rid: int) -> bool:
-        return int(self.rec.session[rid]) in self.pinned
+        return self.rec.session[rid] in self.pinned
 
     def take(self, rid: int) -> None:
         """A call is admitted: its task's kept bytes move into the call's own reservation."""
-        self.pinned.pop(int(self.rec.session[rid]), None)
+        if self.pinned:
+            self.pinned.pop(self.rec.session[rid], None)
 
     def victim(self, head: int) -> int | None:
         """The least recently parked task whose kept KV is not the queue head's own (None: none)."""
         if not self.pinned:
             return None
-        s = int(self.rec.session[head])
+        s = self.rec.session[head]
         return next((t for t in self.pinned if t != s), None)
 
     def evict(self, task: int) -> None:
@@ -58,7 +61,7 @@ class AgentKV:
         """A task's call is done: keep its context's KV for the next call, send it over the link
         (held until it has left), or free it."""
         rec, rep = self.rec, self.rep
-        s = int(rec.session[rid])
+        s = rec.session[rid]
         if s < 0 or not rec.cache_after[rid] or rec.kv_mode == "drop":
             return
         if rec.kv_mode == "keep":
@@ -99,6 +102,13 @@ class Reserve:
 
     def headroom(self, active: int) -> float:
         return 0.0
+
+    def fits(self, rid: int, active: int) -> bool:
+        """Admitting ``rid`` (with ``active`` sequences admitted) keeps the KV held within capacity."""
+        a = self.agents
+        if a.pinned or a.leaving:
+            return self.held() + self.need(rid, 0) <= self.capacity
+        return self.reserved + self.rec.kv_full[rid] <= self.capacity  # the same sum without agents' KV
 
     def admit(self, rid: int, total: int) -> float:
         """The reservation of a call starting its prefill of ``total`` tokens."""
@@ -149,7 +159,27 @@ class Preempt:
         return self.m.kv_bytes(np.ceil(np.asarray(tokens, dtype=float) / self.block) * self.block)
 
     def held(self) -> float:
-        return self.rep.kv_at(self.rep.R) + self.rep.pending_kv() + self.moving
+        return self.at(self.rep.R) + self.pending() + self.moving
+
+    def pending(self) -> float:
+        """KV reserved by prompts being prefilled or about to land."""
+        return sum(p.reserved for p in self.rep.prefilling) + sum(x[2].reserved for x in self.rep.landing)
+
+    def at(self, R: int) -> float:
+        """Allocated KV (whole blocks) of the running sequences at round ``R``."""
+        rep = self.rep
+        if not rep.running:
+            return 0.0
+        c0 = np.fromiter((s.c0 for s in rep.running.values()), float, len(rep.running))
+        r0 = np.fromiter((s.r0 for s in rep.running.values()), float, len(rep.running))
+        return float(self.blocks(c0 + rep.a * (R - r0)).sum())
+
+    def rounds_left(self, n: int) -> int:
+        """Rounds (at most ``n``) the running batch can advance before its KV outgrows capacity."""
+        cap, R = self.capacity - self.pending(), self.rep.R
+        if self.at(R + n) <= cap:
+            return n
+        return largest(0, n, lambda k: self.at(R + k) <= cap)
 
     def need(self, rid: int, tokens: float) -> float:
         return float(self.blocks(tokens))
@@ -158,6 +188,12 @@ class Preempt:
         """A watermark: room for every admitted sequence to grow one more block, so an evicted
         sequence is not re-admitted straight into the space it just freed."""
         return (active + 1) * float(self.blocks(1))
+
+    def fits(self, rid: int, active: int) -> bool:
+        """Admitting ``rid`` (its prompt and what it generated, and the next token) keeps the KV
+        held, with the watermark, within capacity."""
+        need = self.need(rid, self.rec.prompt[rid] + self.rec.generated[rid] + 1)
+        return self.held() + need + self.headroom(active) <= self.capacity
 
     def admit(self, rid: int, total: int) -> float:
         return self.need(rid, total + 1)

@@ -19,38 +19,46 @@ STABLE = 0.95
 
 
 class Recorder:
-    """Per-request arrays (indexed by request id, ids in arrival order) and run counters."""
+    """Per-request figures (indexed by request id, ids in arrival order) and run counters.
+
+    While the run goes the per-request figures are Python lists (an item is read and written
+    several times faster than a numpy scalar); ``close`` turns them into numpy arrays for the
+    checks, the summary and the tables."""
 
     def __init__(self, env, prompts: np.ndarray, outputs: np.ndarray, kv_full: np.ndarray, chunk: int):
         n = len(prompts)
         self.env, self.n = env, n
-        self.prompt, self.output = prompts.astype(np.int64), outputs.astype(np.int64)
+        self.prompt, self.output = prompts.astype(np.int64).tolist(), outputs.astype(np.int64).tolist()
         self.kv_full = [float(x) for x in kv_full]  # KV bytes at prompt + output, per request
-        self.arrival, self.admit, self.first, self.finish = (np.full(n, -1.0) for _ in range(4))
-        self.generated, self.decode_rounds = np.zeros(n, np.int64), np.zeros(n, np.int64)
-        self.preemptions, self.swaps, self.replica = (np.zeros(n, np.int64) for _ in range(3))
+        self.arrival, self.admit, self.first, self.finish = ([-1.0] * n for _ in range(4))
+        self.generated, self.decode_rounds = [0] * n, [0] * n
+        self.preemptions, self.swaps, self.replica = ([0] * n for _ in range(3))
         self.events = 0
         self.event_limit = event_budget(prompts, outputs, chunk)
-        self.stuck: dict[int, tuple[float, int]] = {}  # replica -> (time of its last span, spans there)
         self.arrived = self.finished = 0
         self.in_system, self.area, self.last_t = 0, 0.0, 0.0
         # what the replicas hold (their queues, prompts, batches: not the counter above), observed
         # at every instant it can change (an arrival, a span start, a finish) and integrated
         self.held_area, self.held_t, self.held_n = 0.0, 0.0, 0
         self.ts_area = 0.0  # the time series' batch + queued, integrated per replica (span starts)
-        self._ts_last: dict[int, tuple[float, int]] = {}
         self.all_done = env.event()
         self.waiters: dict[int, simpy.Event] = {}
         self.ts: list[tuple] = []
         self.replicas: list = []  # the Replica objects (for the in-flight check)
         # sessions (agent tasks): -1 = an independent request
-        self.session = np.full(n, -1, np.int64)
-        self.ctx_before = np.zeros(n, np.int64)  # context a call could find cached
-        self.new = np.zeros(n, np.int64)  # tokens a call adds to it
-        self.cache_after = np.zeros(n, bool)  # keep (or offload) its KV for the task's next call
-        self.restored = np.zeros(n, bool)  # its prefix came back over the link (offload)
+        self.session = [-1] * n
+        self.ctx_before = [0] * n  # context a call could find cached
+        self.new = [0] * n  # tokens a call adds to it
+        self.cache_after = [False] * n  # keep (or offload) its KV for the task's next call
+        self.restored = [False] * n  # its prefix came back over the link (offload)
         self.kv_mode = "drop"  # keep | drop | offload: a task's KV during its tool calls
         self.pin_evictions = 0  # kept KV evicted to admit other work (the next call prefills it all)
+
+    def close(self) -> None:
+        """The per-request lists as numpy arrays (the run is over)."""
+        for names, dtype in PER_REQUEST:
+            for name in names:
+                setattr(self, name, np.array(getattr(self, name), dtype))
 
     def _tick(self) -> None:
         now = self.env.now
@@ -64,43 +72,61 @@ class Recorder:
         self.arrived += 1
         self.events += 1
 
-    def observe(self, held: int | None = None) -> None:
-        """Integrate the requests the replicas hold up to now and note how many they hold now."""
+    def observe(self, rep=None) -> None:
+        """Integrate the requests the replicas hold up to now; then count them again from the
+        queues and batch of ``rep``, whose count may have changed (None: of every replica). A
+        replica's count changes only where it is observed (a submit, a finish; its span starts
+        check it too), so the others' last counts stand."""
         now = self.env.now
         self.held_area += self.held_n * (now - self.held_t)
         self.held_t = now
-        self.held_n = sum(r.outstanding() for r in self.replicas) if held is None else held
+        if rep is None:
+            for r in self.replicas:
+                r.held = r.outstanding()
+            self.held_n = sum(r.held for r in self.replicas)
+        else:
+            held = rep.outstanding()
+            self.held_n += held - rep.held
+            rep.held = held
 
-    def done(self, rid: int) -> None:
+    def done(self, rid: int, rep) -> None:
+        """``rep`` has let go of request ``rid`` (finished)."""
         self._tick()
         self.in_system -= 1
         self.finished += 1
-        self.observe()
+        self.observe(rep)
         w = self.waiters.pop(rid, None)
         if w is not None:
             w.succeed()
         if self.finished == self.n:
             self.all_done.succeed()
 
-    def sample(self, t: float, replica: int, batch: int, queued: int, kv: float) -> None:
+    def sample(self, t: float, rep, batch: int, queued: int, kv: float) -> None:
+        """A span starts on ``rep``: the time series, the checks that a run progresses (the
+        event budget, no endless spans at one instant) and conservation (arrived = finished +
+        held by the replicas)."""
         if self.events > self.event_limit:
             raise Stalled(f"no progress after {self.events} events ({self.finished} of {self.n} requests "
                           f"finished at t={t:.6g} s)")
-        last, spans = self.stuck.get(replica, (-1.0, 0))
-        spans = spans + 1 if t == last else 0
-        self.stuck[replica] = (t, spans)
+        spans = rep.spans_now + 1 if t == rep.last_span_t else 0
+        rep.last_span_t, rep.spans_now = t, spans
         if spans > STUCK_SPANS:  # spans that take no time, over and over: a livelock, not a slow run
-            raise Stalled(f"no progress: replica {replica} started {spans} spans at t={t:.6g} s without time "
+            raise Stalled(f"no progress: replica {rep.index} started {spans} spans at t={t:.6g} s without time "
                           f"advancing ({self.finished} of {self.n} requests finished)")
-        self.ts.append((t, replica, batch, queued, kv))
-        t0, was = self._ts_last.get(replica, (t, 0))
-        self.ts_area += was * (t - t0)
-        self._ts_last[replica] = (t, batch + queued)
-        in_flight = sum(r.outstanding() for r in self.replicas)
-        self.observe(in_flight)
-        if self.arrived - self.finished != in_flight:
+        self.ts.append((t, rep.index, batch, queued, kv))
+        self.ts_area += rep.ts_n * (t - rep.ts_t)
+        rep.ts_t, rep.ts_n = t, batch + queued
+        self.observe(rep)
+        if self.arrived - self.finished != self.held_n:
             raise InvariantError(f"t={t:.6g}: arrived {self.arrived} - finished {self.finished} "
-                                 f"!= in flight {in_flight}")
+                                 f"!= in flight {self.held_n}")
+
+
+# the per-request lists and their dtypes once the run is over (Recorder.close)
+PER_REQUEST = ((("arrival", "admit", "first", "finish"), float),
+               (("prompt", "output", "generated", "decode_rounds", "preemptions", "swaps", "replica", "session",
+                 "ctx_before", "new"), np.int64),
+               (("cache_after", "restored"), bool))
 
 
 # a replica starts a few spans at one instant (a landing, an admission, a round); thousands

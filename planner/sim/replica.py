@@ -58,6 +58,9 @@ class Replica:
         self.link_busy, self.xfer_busy = 0.0, 0.0  # busiest link's seconds; swap / offload seconds on the link
         self.kv_area = self.kv_peak = self.last_kv = 0.0  # integral of KV bytes over time, peak, last sampled
         self.n_out, self.pool = 0, None  # requests outstanding (= outstanding()), the router's Pool
+        self.held = 0  # outstanding() when the recorder last counted it (Recorder.observe)
+        self.last_span_t, self.spans_now = -1.0, 0  # the last span's start, spans started then before it
+        self.ts_t, self.ts_n = 0.0, 0  # the last sample's time and batch + queued (Recorder.sample)
         self.watch = WATCH.get()
         if self.watch is not None:
             self.watch.attach(recorder)
@@ -68,32 +71,14 @@ class Replica:
         """KV bytes held now (running sequences, prompts being prefilled, agents' kept KV)."""
         return self.kv.held()
 
-    def pending_kv(self) -> float:
-        """KV reserved by prompts being prefilled or about to land."""
-        return sum(p.reserved for p in self.prefilling) + sum(x[2].reserved for x in self.landing)
-
-    def kv_at(self, R: int) -> float:
-        """Allocated KV (whole blocks) of the running sequences at round ``R`` (growth ledgers)."""
-        if not self.running:
-            return 0.0
-        c0 = np.fromiter((s.c0 for s in self.running.values()), float, len(self.running))
-        r0 = np.fromiter((s.r0 for s in self.running.values()), float, len(self.running))
-        return float(self.kv.blocks(c0 + self.a * (R - r0)).sum())
-
     def can_admit(self) -> bool:
         active = len(self.running) + len(self.prefilling) + len(self.landing)
         if active >= self.max_batch:
             return False
-        headroom = self.kv.headroom(active)
         if self.swapped:
-            rid, ctx, _ = self.swapped[0]
-            need = float(self.kv.blocks(ctx))
-        elif self.queue:
-            rid = self.queue[0]
-            need = self.kv.need(rid, self.rec.prompt[rid] + self.rec.generated[rid] + 1)
-        else:
-            return False
-        return self.kv_now() + need + headroom <= self.capacity
+            need = float(self.kv.blocks(self.swapped[0][1]))
+            return self.kv_now() + need + self.kv.headroom(active) <= self.capacity
+        return bool(self.queue) and self.kv.fits(self.queue[0], active)
 
     def outstanding(self) -> int:
         return (len(self.queue) + len(self.prefilling) + len(self.landing) + len(self.running) + len(self.swapped)
@@ -125,9 +110,12 @@ class Replica:
     def run(self):
         env = self.env
         while True:
-            self._land()  # first: a landing sequence may finish at once and free its slot
-            if self.queue or self.swapped:
+            if self.landing:
+                self._land()  # first: a landing sequence may finish at once and free its slot
+            if self.swapped:
                 yield from self._admit()
+            elif self.queue:
+                self._admit_queue(env.now)
             if self.prefilling:
                 yield from self._mixed_round()
             elif self.running:
@@ -144,37 +132,46 @@ class Replica:
 
     def _land(self) -> None:
         """Prompts whose first token is out by now join the running batch."""
-        while self.landing and self.landing[0][0] <= self.env.now + 1e-12:
-            t, _, p = heapq.heappop(self.landing)
+        landing, now = self.landing, self.env.now + 1e-12
+        while landing and landing[0][0] <= now:
+            t, _, p = heapq.heappop(landing)
             self._prefill_done(p, t)
 
     def _admit(self):
-        rec, now = self.rec, self.env.now
-        while True:
+        """Swapped-out sequences first (each waits for its KV to come back over the link), then
+        the queue."""
+        now = self.env.now
+        while self.swapped and self.can_admit():
+            rid, ctx, gen = self.swapped.popleft()
+            t = self.kv.transfer_s(ctx)
+            self.rec.swaps[rid] += 1
+            self.xfer_busy += t
+            self.in_transit.add(rid)
+            self.kv.moving += float(self.kv.blocks(ctx))  # its blocks are taken as it comes in
+            self._account(len(self.running))
+            yield self.env.timeout(t)  # swap-in: the replica waits for the KV to come back
+            self.in_transit.discard(rid)
+            self.rec.events += 1
+            self._advance_account(t)
+            self.kv.moving -= float(self.kv.blocks(ctx))
+            self._join(rid, ctx, gen)
+        if not self.swapped:
+            self._admit_queue(now)
+
+    def _admit_queue(self, now: float) -> None:
+        """Prompts start their prefill, queue order, while KV and ``max_batch`` allow (kept KV of
+        idle agent tasks is evicted to make room); their admission is stamped ``now``."""
+        rec, queue = self.rec, self.queue
+        while queue:
             if not self.can_admit():
                 victim = self._victim()
                 if victim is None:
                     break
                 self.kv.agents.evict(victim)
                 continue
-            if self.swapped:
-                rid, ctx, gen = self.swapped.popleft()
-                t = self.kv.transfer_s(ctx)
-                self.rec.swaps[rid] += 1
-                self.xfer_busy += t
-                self.in_transit.add(rid)
-                self.kv.moving += float(self.kv.blocks(ctx))  # its blocks are taken as it comes in
-                self._account(len(self.running))
-                yield self.env.timeout(t)  # swap-in: the replica waits for the KV to come back
-                self.in_transit.discard(rid)
-                self.rec.events += 1
-                self._advance_account(t)
-                self.kv.moving -= float(self.kv.blocks(ctx))
-                self._join(rid, ctx, gen)
-                continue
-            rid = self.queue.popleft()
-            prefix = self._cached_prefix(rid)
-            total = int(prefix + rec.prompt[rid] + rec.generated[rid])  # a recompute prefills what it had
+            rid = queue.popleft()
+            prefix = self._cached_prefix(rid) if rec.session[rid] >= 0 else 0
+            total = prefix + rec.prompt[rid] + rec.generated[rid]  # a recompute prefills what it had
             res = self.kv.admit(rid, total)
             if rec.admit[rid] < 0:
                 rec.admit[rid] = now
@@ -188,13 +185,13 @@ class Replica:
         the replica (preempt/swap), or after 64 rounds."""
         growth = self.kv.growth
         if growth:
-            cap = self.capacity - self.pending_kv()
-            while self.running and self.kv_at(self.R + 1) > cap:
+            cap = self.capacity - self.kv.pending()
+            while self.running and self.kv.at(self.R + 1) > cap:
                 yield from self._evict()
         b = len(self.running)
         limit = min(64, (self.heap[0][0] - self.R) if self.heap else 64)
         if growth:  # prompts hold their blocks already; only the running batch grows
-            limit = max(1, self._rounds_until_overflow(limit))
+            limit = max(1, self.kv.rounds_left(limit))
         off = self.kv.round_extra_s()
         m, chunk, ab, R0 = self.m, self.chunk, self.a * b, self.R
         head = self.prefilling[0]
@@ -244,7 +241,7 @@ class Replica:
         """Tokens of a task's context whose KV is here (kept, or brought back): not prefilled
         again. The call's prompt becomes what is left of its context."""
         rec = self.rec
-        s = int(rec.session[rid])
+        s = rec.session[rid]
         if s < 0:
             return 0
         cached = self.kv.agents.cached(rid) or rec.restored[rid]
@@ -263,36 +260,32 @@ class Replica:
 
     def _join(self, rid: int, ctx: float, generated: int, reserved: float = 0.0) -> None:
         """A sequence joins the running batch (its wait/offload reservation carries over)."""
-        rec = self.rec
-        remaining = rec.output[rid] - generated
+        remaining = self.rec.output[rid] - generated
         if remaining <= 0:
             self.kv.release(rid, reserved)
             self._finished(rid)
             return
-        fin = self.R + math.ceil(remaining / self.a - 1e-9)
-        s = Seq(rid, float(ctx), self.R, fin, reserved)
+        R, a = self.R, self.a
+        fin = R + math.ceil(remaining / a - 1e-9)
+        s = Seq(rid, float(ctx), R, fin, reserved)
         self.running[rid] = s
-        self.sum_c0 += s.c0 - self.a * s.r0
+        self.sum_c0 += s.c0 - a * R
         heapq.heappush(self.heap, (fin, rid))
 
-    def _mean_ctx(self, R: int) -> float:
-        b = len(self.running)
-        return (self.sum_c0 + self.a * b * R) / b if b else 0.0
-
     def _decode_span(self):
-        env, b = self.env, len(self.running)
+        env, b, R, decode = self.env, len(self.running), self.R, self.m.decode
         off = self.kv.round_extra_s()
-        t0, busy, link = self.m.decode(b, self._mean_ctx(self.R))
+        t0, busy, link = decode(b, (self.sum_c0 + self.a * b * R) / b)
         t0 += off
-        n = self.heap[0][0] - self.R
+        n = self.heap[0][0] - R
         if self.landing:  # stop at the round boundary after the next prompt lands
             n = max(1, min(n, math.ceil((self.landing[0][0] - env.now) / t0 - 1e-9)))
         if self.kv.growth:
-            n = self._rounds_until_overflow(n)
+            n = self.kv.rounds_left(n)
             if n == 0:
                 yield from self._evict()
                 return
-        t1 = self.m.decode(b, self._mean_ctx(self.R + n - 1))[0] + off if n > 1 else t0
+        t1 = decode(b, (self.sum_c0 + self.a * b * (R + n - 1)) / b)[0] + off if n > 1 else t0
         total = n * (t0 + t1) / 2.0
         self._account(b)
         start = env.now
@@ -317,13 +310,6 @@ class Replica:
         self.R += done
         self._advance_account(total)
         self._finish_due()
-
-    def _rounds_until_overflow(self, n: int) -> int:
-        """Rounds (at most ``n``) the running batch can advance before its KV outgrows capacity."""
-        cap = self.capacity - self.pending_kv()
-        if self.kv_at(self.R + n) <= cap:
-            return n
-        return largest(0, n, lambda k: self.kv_at(self.R + k) <= cap)
 
     def _evict(self):
         """KV is full: take the youngest running sequence out (recompute later, or swap out)."""
@@ -353,13 +339,17 @@ class Replica:
             self.queue.appendleft(rid)
 
     def _finish_due(self) -> None:
-        while self.heap and self.heap[0][0] <= self.R:
-            fin, rid = heapq.heappop(self.heap)
-            s = self.running.pop(rid)
-            self.sum_c0 -= s.c0 - self.a * s.r0
-            self.rec.generated[rid] += math.ceil((fin - s.r0) * self.a - 1e-9)
-            self.rec.decode_rounds[rid] += fin - s.r0
-            self.kv.release(rid, s.reserved)
+        heap, R = self.heap, self.R
+        if not heap or heap[0][0] > R:
+            return
+        rec, running, a, release = self.rec, self.running, self.a, self.kv.release
+        while heap and heap[0][0] <= R:
+            fin, rid = heapq.heappop(heap)
+            s = running.pop(rid)
+            self.sum_c0 -= s.c0 - a * s.r0
+            rec.generated[rid] += math.ceil((fin - s.r0) * a - 1e-9)
+            rec.decode_rounds[rid] += fin - s.r0
+            release(rid, s.reserved)
             self._finished(rid)
 
     def _finished(self, rid: int) -> None:
@@ -367,7 +357,7 @@ class Replica:
         self.n_out -= 1
         if self.pool is not None:
             self.pool.changed(self)
-        self.rec.done(rid)
+        self.rec.done(rid, self)
         if self.watch is not None:
             self.watch.finished(rid)
 
@@ -382,17 +372,20 @@ class Replica:
 
     def _account(self, b: int) -> None:
         """Sample the state at the start of a span (time series + KV peak)."""
+        now = self.env.now
         if self.watch is not None:
-            self.watch.tick(self.env.now)
-        kv = self.kv_now()
-        self.kv_peak = max(self.kv_peak, kv)
+            self.watch.tick(now)
+        kv = self.kv.held()
+        if kv > self.kv_peak:
+            self.kv_peak = kv
         if kv > self.capacity * (1 + 1e-9):
             raise InvariantError(f"replica {self.index}: KV {kv:.4g} B above capacity {self.capacity:.4g} B")
-        self.rec.sample(self.env.now, self.index, b, len(self.queue) + len(self.prefilling) + len(self.swapped), kv)
+        self.rec.sample(now, self, b, len(self.queue) + len(self.prefilling) + len(self.swapped), kv)
         self.last_kv = kv
 
     def _advance_account(self, dt: float) -> None:
-        kv_end = self.kv_now()
+        kv_end = self.kv.held()
         self.kv_area += (self.last_kv + kv_end) / 2.0 * dt  # KV grows linearly within a span
-        self.kv_peak = max(self.kv_peak, kv_end)
+        if kv_end > self.kv_peak:
+            self.kv_peak = kv_end
         self.last_kv = kv_end

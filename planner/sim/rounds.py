@@ -114,6 +114,7 @@ class StepRounds:
         self.stages = len(pl.stages)
         self.q = max(16.0, pl.context / 64.0)  # context bucket width, tokens
         self._dec: dict = {}
+        self._lines: dict = {}  # (batch, context bucket) -> what decode interpolates (_line)
         self._mix: dict = {}
         self._budget: dict = {}
         self._rows: dict = {}  # (batch grid point, context bucket, tokens) -> {position bucket: mixed round}
@@ -167,14 +168,27 @@ class StepRounds:
         x = ctx / self.q
         k = int(x)
         f = x - k
+        hit = self._lines.get((b, k))
+        if hit is None:
+            hit = self._lines[(b, k)] = self._line(b, k)
+        lo, slope, busy, link, other = hit
+        t = lo + slope * f
+        if other is not None:  # b between two grid points: interpolated between them too
+            lo1, slope1, db, step = other
+            t1 = lo1 + slope1 * f
+            t += (t1 - t) * db / step
+        return t, busy, link
+
+    def _line(self, b: int, k: int):
+        """What decode needs for ``b`` in context bucket ``k``: the round time at the bucket's
+        start and its rise to the next (at the grid point at or below ``b``, and above it)."""
         b0, b1 = self._grid(b)
         lo, hi = self._decode_at(b0, k), self._decode_at(b0, k + 1)
-        t = lo[0] + (hi[0] - lo[0]) * f
+        other = None
         if b1 != b0:
             lo1, hi1 = self._decode_at(b1, k), self._decode_at(b1, k + 1)
-            t1 = lo1[0] + (hi1[0] - lo1[0]) * f
-            t += (t1 - t) * (b - b0) / (b1 - b0)
-        return t, lo[1], lo[2]
+            other = (lo1[0], hi1[0] - lo1[0], b - b0, b1 - b0)
+        return lo[0], hi[0] - lo[0], lo[1], lo[2], other
 
     def prefill_budget(self, b: int, ctx: float, chunk: int) -> int:
         """Prefill tokens the next round takes. GPU steps are synchronous: one chunk. A wafer
