@@ -110,17 +110,20 @@ def simulate(spec: SimSpec, rounds) -> SimResult:
 
     home: dict[int, Replica] = {}  # a task's calls go where its KV is
 
+    single = reps[0] if len(reps) == 1 else None
+
     def dispatch(rid: int) -> None:
-        rec.arrive(rid)
+        now = env.now
+        rec.arrive(rid, now)
         s = rec.session[rid]
         r = home.get(s) if s >= 0 else None
         if r is None:
-            r = _route(reps, spec.router, rid)
+            r = single or _route(reps, spec.router, rid)
             if s >= 0:
                 home[s] = r
         rec.replica[rid] = r.index
         r.submit(rid)
-        rec.observe(r)
+        rec.observe(now, r)
 
     times = None
     if plan is not None:
@@ -147,14 +150,14 @@ def simulate(spec: SimSpec, rounds) -> SimResult:
             gaps = interarrivals(spec.process, spec.rate_per_s, spec.cv, r_arr, rec.n)
 
         def source():
-            for rid in range(rec.n):
-                yield env.timeout(float(gaps[rid]))
+            for rid, gap in enumerate(gaps.tolist()):
+                yield env.timeout(gap)
                 dispatch(rid)
 
         env.process(source())
     env.run(until=rec.all_done)
-    rec._tick()
-    rec.observe()
+    rec._tick(env.now)
+    rec.observe(env.now)
     rec.close()
     wall = time.perf_counter() - wall0
     check_invariants(rec, reps)

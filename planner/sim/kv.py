@@ -86,6 +86,7 @@ class Reserve:
     """``wait``: admission reserves prompt + output; nothing grows, nothing is evicted."""
 
     growth = False
+    slows_rounds = False  # round_extra_s is 0 (the replica need not ask each round)
 
     def __init__(self, replica):
         self.rep, self.m, self.rec = replica, replica.m, replica.rec
@@ -133,6 +134,8 @@ class Offload(Reserve):
     """``offload``: reservations against SRAM + external tier; what lies above SRAM is read
     across the link every round."""
 
+    slows_rounds = True
+
     def __init__(self, replica):
         super().__init__(replica)
         self.capacity = self.m.kv_budget + self.m.external_bytes
@@ -146,6 +149,7 @@ class Preempt:
     youngest running sequence is evicted and recomputed later."""
 
     growth = True
+    slows_rounds = False
 
     def __init__(self, replica):
         self.rep, self.m, self.rec = replica, replica.m, replica.rec

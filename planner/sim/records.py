@@ -60,24 +60,22 @@ class Recorder:
             for name in names:
                 setattr(self, name, np.array(getattr(self, name), dtype))
 
-    def _tick(self) -> None:
-        now = self.env.now
+    def _tick(self, now: float) -> None:
         self.area += self.in_system * (now - self.last_t)
         self.last_t = now
 
-    def arrive(self, rid: int) -> None:
-        self._tick()
-        self.arrival[rid] = self.env.now
+    def arrive(self, rid: int, now: float) -> None:
+        self._tick(now)
+        self.arrival[rid] = now
         self.in_system += 1
         self.arrived += 1
         self.events += 1
 
-    def observe(self, rep=None) -> None:
-        """Integrate the requests the replicas hold up to now; then count them again from the
+    def observe(self, now: float, rep=None) -> None:
+        """Integrate the requests the replicas hold up to ``now``; then count them again from the
         queues and batch of ``rep``, whose count may have changed (None: of every replica). A
         replica's count changes only where it is observed (a submit, a finish; its span starts
         check it too), so the others' last counts stand."""
-        now = self.env.now
         self.held_area += self.held_n * (now - self.held_t)
         self.held_t = now
         if rep is None:
@@ -89,12 +87,13 @@ class Recorder:
             self.held_n += held - rep.held
             rep.held = held
 
-    def done(self, rid: int, rep) -> None:
-        """``rep`` has let go of request ``rid`` (finished)."""
-        self._tick()
+    def done(self, rid: int, rep, now: float) -> None:
+        """``rep`` has let go of request ``rid`` (finished at ``now``)."""
+        self.finish[rid] = now
+        self._tick(now)
         self.in_system -= 1
         self.finished += 1
-        self.observe(rep)
+        self.observe(now, rep)
         w = self.waiters.pop(rid, None)
         if w is not None:
             w.succeed()
@@ -116,7 +115,7 @@ class Recorder:
         self.ts.append((t, rep.index, batch, queued, kv))
         self.ts_area += rep.ts_n * (t - rep.ts_t)
         rep.ts_t, rep.ts_n = t, batch + queued
-        self.observe(rep)
+        self.observe(t, rep)
         if self.arrived - self.finished != self.held_n:
             raise InvariantError(f"t={t:.6g}: arrived {self.arrived} - finished {self.finished} "
                                  f"!= in flight {self.held_n}")

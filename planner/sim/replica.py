@@ -23,7 +23,7 @@ from collections import deque
 
 import numpy as np
 
-from planner.sim.batch import Prefill, Seq, head_rounds, largest, span_time
+from planner.sim.batch import Prefill, Seq, head_rounds, rounds_within, span_time
 from planner.sim.errors import InvariantError
 from planner.sim.kv import LEDGERS
 from planner.sim.rounds import RoundModel, count
@@ -188,20 +188,23 @@ class Replica:
             cap = self.capacity - self.kv.pending()
             while self.running and self.kv.at(self.R + 1) > cap:
                 yield from self._evict()
-        b = len(self.running)
-        limit = min(64, (self.heap[0][0] - self.R) if self.heap else 64)
+        b, heap, R0 = len(self.running), self.heap, self.R
+        limit = min(64, (heap[0][0] - R0) if heap else 64)
         if growth:  # prompts hold their blocks already; only the running batch grows
             limit = max(1, self.kv.rounds_left(limit))
-        off = self.kv.round_extra_s()
-        m, chunk, ab, R0 = self.m, self.chunk, self.a * b, self.R
+        off = self.kv.round_extra_s() if self.kv.slows_rounds else 0.0
+        m, chunk, ab, s0 = self.m, self.chunk, self.a * b, self.sum_c0
         head = self.prefilling[0]
-        k, hp, total, link = head_rounds(m, b, self.sum_c0, ab, R0, head.pos, head.total, limit, chunk, off,
-                                         self._busy_n, self.exact_prefill)
-        head.pos = hp  # no await before the span's state is applied below: safe to move it now
+        ctx = (s0 + ab * R0) / b if b else 0.0
+        budget = m.prefill_budget(b, ctx, chunk)
+        if budget > 0 and (head.total - head.pos - 1) // budget > 0:  # the head fills whole rounds first
+            k, head.pos, total, link, ctx, budget = head_rounds(m, b, s0, ab, R0, head.pos, head.total, limit,
+                                                                chunk, off, self._busy_n, self.exact_prefill,
+                                                                (ctx, budget))
+        else:  # (what head_rounds would find: no such round)
+            k, total, link = 0, 0.0, 0.0
         landed = []
         if k < limit:  # the head's last chunk goes in (the next prompts' first ones fill the budget)
-            ctx = (self.sum_c0 + ab * (R0 + k)) / b if b else 0.0
-            budget = m.prefill_budget(b, ctx, chunk)
             pieces, tokens = [], 0
             for p in self.prefilling:
                 if tokens >= budget:
@@ -234,8 +237,10 @@ class Replica:
         for at, p in landed:
             self.prefilling.remove(p)
             heapq.heappush(self.landing, (start + at, p.rid, p))
-        self._finish_due()
-        self._land()
+        if heap and heap[0][0] <= self.R:
+            self._finish_due()
+        if self.landing:
+            self._land()
 
     def _cached_prefix(self, rid: int) -> int:
         """Tokens of a task's context whose KV is here (kept, or brought back): not prefilled
@@ -274,7 +279,7 @@ class Replica:
 
     def _decode_span(self):
         env, b, R, decode = self.env, len(self.running), self.R, self.m.decode
-        off = self.kv.round_extra_s()
+        off = self.kv.round_extra_s() if self.kv.slows_rounds else 0.0
         t0, busy, link = decode(b, (self.sum_c0 + self.a * b * R) / b)
         t0 += off
         n = self.heap[0][0] - R
@@ -297,7 +302,7 @@ class Replica:
         done = n
         if env.now - start < total - 1e-15:  # woken by an arrival: stop at the next round boundary
             elapsed = env.now - start
-            k = largest(0, n, lambda j: span_time(j, n, t0, t1) <= elapsed)
+            k = rounds_within(elapsed, n, t0, t1)
             done = min(n, k + 1)
             boundary = span_time(done, n, t0, t1)
             if boundary > env.now - start:
@@ -353,11 +358,10 @@ class Replica:
             self._finished(rid)
 
     def _finished(self, rid: int) -> None:
-        self.rec.finish[rid] = self.env.now
         self.n_out -= 1
         if self.pool is not None:
             self.pool.changed(self)
-        self.rec.done(rid, self)
+        self.rec.done(rid, self, self.env.now)
         if self.watch is not None:
             self.watch.finished(rid)
 

@@ -117,6 +117,9 @@ class StepRounds:
         self._lines: dict = {}  # (batch, context bucket) -> what decode interpolates (_line)
         self._mix: dict = {}
         self._budget: dict = {}
+        self._budget_of: dict = {}  # (batch, context bucket, chunk) -> prefill_budget (its grid point's)
+        self._row_of: dict = {}  # (batch, context bucket, tokens) -> its grid point's entry of _rows
+        self.wafer = self.sm.dev.kind == "wafer"
         self._rows: dict = {}  # (batch grid point, context bucket, tokens) -> {position bucket: mixed round}
         self._chunk: dict = {}  # (chunk tokens, start) -> one chunk's (cycle, pass) on an idle pipeline
         # KV bytes one sequence holds (ModelShape.held_tokens, summed over layers) in closed form
@@ -195,15 +198,23 @@ class StepRounds:
         pipeline fills its bubbles: as many tokens as the slack between the token latency and
         the busiest stage's cycle absorbs without stretching the round (at least 64 tokens, at
         most one chunk per stage)."""
-        if self.sm.dev.kind != "wafer":
+        if not self.wafer:
             return chunk
         if b == 0:
             return chunk * self.stages
-        key = (self._grid(b)[0], int(ctx / self.q), chunk)
+        key = (b, int(ctx / self.q), chunk)
+        hit = self._budget_of.get(key)
+        if hit is None:
+            hit = self._budget_of[key] = self._budget_at(self._grid(b)[0], key[1], chunk)
+        return hit
+
+    def _budget_at(self, b: int, k: int, chunk: int) -> int:
+        """prefill_budget at batch grid point ``b`` and context bucket ``k``."""
+        key = (b, k, chunk)
         hit = self._budget.get(key)
         if hit is None:
-            r = self.sm.decode_round(key[0], max(key[1] * self.q, 1.0))
-            per_token = float(self.sm.prefill(chunk, key[1] * self.q / 2).occupancy_s.max()) / chunk
+            r = self.sm.decode_round(b, max(k * self.q, 1.0))
+            per_token = float(self.sm.prefill(chunk, k * self.q / 2).occupancy_s.max()) / chunk
             slack = max(r.token_latency_s - r.cycle_s, 0.0)
             cap = chunk * self.stages  # (rounding down to 64 must not reach 0: a livelock)
             hit = self._budget[key] = max(int(min(max(slack / per_token, 64), cap)) // 64 * 64, min(cap, 64))
@@ -235,6 +246,13 @@ class StepRounds:
         return hit
 
 
+    def _row_entry(self, row: dict, b: int, ctx: float, tokens: int, hp: int, chunk: int):
+        """(round seconds, stage busy, link busy, stage busy summed) of the mixed round at position
+        ``hp``, kept in ``row`` under its position bucket (as mixed buckets the position)."""
+        r = self.mixed(b, ctx, tokens, hp, chunk)
+        hit = row[hp // self.q] = (r[0], r[1], r[2], float(r[1].sum()))
+        return hit
+
     def mixed_run(self, b: int, ctx: float, tokens: int, start: int, k: int, chunk: int, busy: dict):
         """Sums over ``k`` rounds that each prefill ``tokens`` more of one prompt from ``start``,
         at one batch and context bucket: (round seconds, link busy); each round's stage-busy
@@ -244,36 +262,39 @@ class StepRounds:
         sum over rounds is closed form, sum_j i_j being a floor sum; elsewhere (a kink: a stage
         turning compute-bound, say) the run is halved. The same sum as round by round up to
         the order of additions, from a few lookups whatever ``k``."""
-        key = (self._grid(b)[0], int(ctx / self.q), -(-tokens // 64) * 64)
-        row = self._rows.get(key)
-        if row is None:
-            row = self._rows[key] = {}
         q = self.q
-
-        def entry(j: int):
-            hp = start + j * tokens
-            i = hp // q  # as mixed buckets the position
-            hit = row.get(i)
-            if hit is None:
-                r = self.mixed(b, ctx, tokens, hp, chunk)
-                hit = row[i] = (r[0], r[1], r[2], float(r[1].sum()))
-            return i, hit
+        key = (b, int(ctx / q), tokens)
+        row = self._row_of.get(key)
+        if row is None:
+            grid = (self._grid(b)[0], key[1], -(-tokens // 64) * 64)
+            row = self._row_of[key] = self._rows.setdefault(grid, {})
 
         t = link = 0.0
         if k <= ROUND_BY_ROUND or q != int(q):  # a short run: round by round, a bucket's rounds at once
-            last, n = None, 0
-            for j in range(k):
-                hp = start + j * tokens
-                hit = row.get(hp // q)
+            last, n, hp, get = None, 0, start, row.get
+            for _ in range(k):
+                hit = get(hp // q)
                 if hit is None:
-                    hit = entry(j)[1]
+                    hit = self._row_entry(row, b, ctx, tokens, hp, chunk)
                 if hit is not last:
-                    if last is not None:
-                        count(busy, last[1], n)
+                    if last is not None:  # count(busy, last[1], n), inline: the loop's hottest line
+                        c = busy.get(id(last[1]))
+                        if c is None:
+                            busy[id(last[1])] = [last[1], n]
+                        else:
+                            c[1] += n
                     last, n = hit, 0
                 t, link, n = t + hit[0], link + hit[2], n + 1
+                hp += tokens
             count(busy, last[1], n)
             return t, link
+
+        def entry(j: int):
+            hp = start + j * tokens
+            i = hp // q
+            hit = row.get(i)
+            return i, self._row_entry(row, b, ctx, tokens, hp, chunk) if hit is None else hit
+
         stack = [(0, k - 1, *entry(0), *entry(k - 1))]
         while stack:
             j0, j1, i0, e0, i1, e1 = stack.pop()
@@ -335,6 +356,13 @@ class ConstantRounds:
 
     def mixed(self, b: int, ctx: float, tokens: int, start: int, chunk: int):
         return self.tau, self._busy, self._link, self.tau, 0.0
+
+    def _row_entry(self, row: dict, b: int, ctx: float, tokens: int, hp: int, chunk: int):
+        """(round seconds, stage busy, link busy, stage busy summed) of the mixed round at position
+        ``hp``, kept in ``row`` under its position bucket (as mixed buckets the position)."""
+        r = self.mixed(b, ctx, tokens, hp, chunk)
+        hit = row[hp // self.q] = (r[0], r[1], r[2], float(r[1].sum()))
+        return hit
 
     def mixed_run(self, b: int, ctx: float, tokens: int, start: int, k: int, chunk: int, busy: dict):
         count(busy, self._busy, k)
