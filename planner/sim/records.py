@@ -115,7 +115,8 @@ class Recorder:
         self.ts.append((t, rep.index, batch, queued, kv))
         self.ts_area += rep.ts_n * (t - rep.ts_t)
         rep.ts_t, rep.ts_n = t, batch + queued
-        self.observe(t, rep)
+        if rep.outstanding() != rep.held:  # (never, where every change is observed: the integral
+            self.observe(t, rep)  # is the same split here or not)
         if self.arrived - self.finished != self.held_n:
             raise InvariantError(f"t={t:.6g}: arrived {self.arrived} - finished {self.finished} "
                                  f"!= in flight {self.held_n}")
