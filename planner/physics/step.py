@@ -138,6 +138,10 @@ class StepModel:
             if not self.wafer else np.ones(self.S)
         # serial hops: a layer spread over chips exchanges once per layer, not once per chip
         self.hop_share = min(1.0, L / (self.S - 1)) if self.S > 1 else 1.0
+        # a whole prompt's chunks (ttft_s; a GPU's prefill pass per prompt): the same for every
+        # batch an estimate tries, so computed once per prompt (pure functions of their arguments)
+        self._ttft: dict = {}
+        self._per_prompt: dict = {}
 
     # ------------------------------------------------------------ per-stage work
     def _compute_s(self, tokens: float, attn_flops: np.ndarray, seqs: float, eff: float) -> np.ndarray:
@@ -296,8 +300,11 @@ class StepModel:
             return r, r
         if self.wafer:
             return r, self.decode_round(batch, context, tokens, prompt)
-        per_prompt = sum(float(t.occupancy_s.sum() + hop.sum())
-                         for t, hop in self._chunks(prompt, 0.0, max(1, min(chunk, prompt))))
+        key = (prompt, max(1, min(chunk, prompt)))
+        per_prompt = self._per_prompt.get(key)
+        if per_prompt is None:
+            per_prompt = self._per_prompt[key] = sum(float(t.occupancy_s.sum() + hop.sum())
+                                                     for t, hop in self._chunks(prompt, 0.0, key[1]))
         extra = tokens / prompt * per_prompt
         mixed = replace(r, round_s=r.round_s + extra, cycle_s=r.cycle_s + extra,
                         parts={**r.parts, "prefill": extra},
@@ -307,6 +314,12 @@ class StepModel:
     def ttft_s(self, prompt: int, cached: int = 0, chunk: int = PREFILL_CHUNK) -> float:
         """Time to first token on an idle replica: chunked prefill flowing through the stages
         (a flow shop: a chunk enters a stage when the stage is free and the chunk has arrived)."""
+        hit = self._ttft.get((prompt, cached, chunk))
+        if hit is None:
+            hit = self._ttft[(prompt, cached, chunk)] = self._flow(prompt, cached, chunk)
+        return hit
+
+    def _flow(self, prompt: int, cached: int, chunk: int) -> float:
         free = np.zeros(self.S)
         done = 0.0
         for t, hop_lat in self._chunks(prompt, cached, chunk):
