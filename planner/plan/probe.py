@@ -4,7 +4,7 @@ as its verdict is a miss for sure, and a first load that counts prefill queueing
 * ``measured_needed``: a p-th percentile is read from at least ``TAIL / (1 - p/100)`` measured
   requests (and ``TAIL / (p/100)`` for a low one), so ``TAIL`` requests lie beyond it: p99 needs
   1,000, p50 20 (at least ``MIN_MEASURED``). ``shorten`` cuts a probe to that many after its
-  warm-up (closed loops: at least two rounds of their users), unless the scenario sets
+  warm-up (closed loops: at least one round of their users), unless the scenario sets
   ``workload.requests``; never longer than it was.
 * ``Watch`` (installed with ``planner.sim.replica.watching``) ends a run by raising ``Settled``
   once enough measured requests already miss a target that the full run's percentile must miss
@@ -38,13 +38,14 @@ def measured_needed(slo: SLO) -> int:
 def shorten(spec, slo: SLO, users: int | None):
     """``spec`` cut to its warm-up (the first ``users`` of a closed loop, else the warm-up
     fraction) and then ``measured_needed`` requests, if that is fewer than it had. A closed
-    loop keeps two rounds of its users after the warm-up (the measured throughput needs a
-    few cycles: one alone reads ~10-70% high). Agent tasks keep their plan; a scenario that
-    sets ``workload.requests`` is not cut (the caller passes the spec unchanged)."""
+    loop keeps at least one round of its users after the warm-up (every user measured once;
+    its throughput, by the response time law, is then within ~1% of a long run's). Agent tasks
+    keep their plan; a scenario that sets ``workload.requests`` is not cut (the caller passes
+    the spec unchanged)."""
     if spec.plan is not None:
         return spec
     need, wf, u = measured_needed(slo), spec.warmup_fraction, users or 0
-    n = max(math.ceil(need / (1 - wf)) + 1, u + max(need, 2 * u))
+    n = max(math.ceil(need / (1 - wf)) + 1, u + max(need, u))
     if n >= spec.requests:
         return spec
     return dataclasses.replace(spec, requests=n, warmup_fraction=max(wf, u / n))
