@@ -140,7 +140,6 @@ class Replica:
     def _admit(self):
         """Swapped-out sequences first (each waits for its KV to come back over the link), then
         the queue."""
-        now = self.env.now
         while self.swapped and self.can_admit():
             rid, ctx, gen = self.swapped.popleft()
             t = self.kv.transfer_s(ctx)
@@ -156,7 +155,7 @@ class Replica:
             self.kv.moving -= float(self.kv.blocks(ctx))
             self._join(rid, ctx, gen)
         if not self.swapped:
-            self._admit_queue(now)
+            self._admit_queue(self.env.now)
 
     def _admit_queue(self, now: float) -> None:
         """Prompts start their prefill, queue order, while KV and ``max_batch`` allow (kept KV of
