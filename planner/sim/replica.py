@@ -178,7 +178,7 @@ class Replica:
             res = self.kv.admit(rid, total)
             if rec.admit[rid] < 0:
                 rec.admit[rid] = now
-            self.prefilling.append(Prefill(rid, prefix, total, res))
+            self.prefilling.append(Prefill(rid, prefix, total, res, prefix))
 
     def _mixed_round(self):
         """Rounds that prefill while the running batch decodes, as one event (a prefill span):
@@ -197,7 +197,8 @@ class Replica:
             limit = max(1, self._rounds_until_overflow(limit))
         off = self.kv.round_extra_s()
         m, chunk, ab, R0 = self.m, self.chunk, self.a * b, self.R
-        head = self.prefilling[0]
+        head, now = self.prefilling[0], self.env.now
+        head.enter(now)
         k, hp, total, link = head_rounds(m, b, self.sum_c0, ab, R0, head.pos, head.total, limit, chunk, off,
                                          self._busy_n, self.exact_prefill)
         head.pos = hp  # no await before the span's state is applied below: safe to move it now
@@ -217,16 +218,17 @@ class Replica:
                 dur, bz, ln, passing, cycle = m.mixed(b, ctx, tokens, pieces[0][0].pos, chunk)
                 dur += off
                 for p, take in pieces:
+                    p.enter(now + total)
                     p.pos += take
                     if p.pos >= p.total:
-                        # its chunks this round follow each other through the stages (a flow shop)
-                        landed.append((total + max(passing + (math.ceil(take / chunk) - 1) * cycle, dur), p))
+                        # its chunks follow each other through the stages; never sooner than alone
+                        at = total + max(passing + (math.ceil(take / chunk) - 1) * cycle, dur)
+                        landed.append((max(at, p.entered - now + m.idle_ttft(p.total, p.cached, chunk)), p))
                 total += dur
                 count(self._busy_n, bz, 1)
                 link += ln
                 k += 1
         self._account(b)
-        start = self.env.now
         yield self.env.timeout(total)
         self.rec.events += 1
         self.link_busy += link
@@ -236,7 +238,7 @@ class Replica:
         self._advance_account(total)
         for at, p in landed:
             self.prefilling.remove(p)
-            heapq.heappush(self.landing, (start + at, p.rid, p))
+            heapq.heappush(self.landing, (now + at, p.rid, p))
         self._finish_due()
         self._land()
 
