@@ -31,6 +31,9 @@ extra hidden vector when the cut falls inside a layer; per round ``step_overhead
 speculative decoding: k drafted tokens (each ``draft_layers`` layers of the main model's
 mean per-layer latency at one token per sequence, fixed costs included), k+1 tokens verified per sequence per step,
 (1 - a^(k+1)) / (1 - a) accepted per step.
+Power: each piece of work's stage times also give its active seconds, ``min(roofline, compute +
+memory_power_share x memory)``: the compute units' busy time plus a share of the time memory
+streams beyond it (README "Power"); rounds sum them per stage next to busy time.
 Every function returns arrays over stages (per-stage work = stage-fraction matrix @
 per-layer vector), so a 300-wafer pipeline costs one matrix product, not 300 Python calls.
 The discrete-event simulator uses the same functions.
