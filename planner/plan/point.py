@@ -15,7 +15,7 @@ from planner.physics.hardware import Device, Infeasible
 from planner.physics.point import Built, Config, build_point, memory_limit
 from planner.plan.agents import service_figures
 from planner.plan.capacity import Capacity, analytic_values, capacity_search, slo_misses
-from planner.plan.economics import Costs, costs
+from planner.plan.economics import Costs, PowerCap, costs, power_cap
 from planner.plan.estimate import Estimate, estimate
 from planner.plan.frontier import FrontierPoint, frontier
 from planner.plan.scenario import Loaded, Point
@@ -86,6 +86,7 @@ class PointResult:
     cost_usd_per_task: float | None = None
     service: Service | None = None
     frontier: tuple[FrontierPoint, ...] = ()  # the configuration's cost-vs-speed curve (analytic)
+    cap: PowerCap | None = None  # the replicas a facility power cap holds (economics.facility_power_cap)
     error: str | None = None  # "Type: message" when evaluating the point raised
 
 
@@ -183,19 +184,25 @@ def run_point(loaded: Loaded, pt: Point, simulate: bool | None = None) -> tuple[
             return verdict(dataclasses.replace(result, feasible=False, reason=str(e),
                                                bottleneck=memory_limit(cfg.hardware) if e.kv else "unsupported"),
                            sc), None
-    devices = result.capacity.devices if result.capacity else sizing.devices
+    found = result.capacity
+    devices, replicas = (found.devices, found.replicas) if found else (sizing.devices, sizing.replicas)
+    # power activity: integrated by the engine over the run where it ran, else the steady round's
+    u = built.steps.activity(result.sim.stage_activity) if result.sim else est.activity
     try:
         c = costs(built.device, devices, sc.economics, result.throughput_out_tok_s, result.throughput_in_tok_s,
-                  result.throughput_req_s)
+                  result.throughput_req_s, activity=u)
     except Infeasible as e:
         return verdict(dataclasses.replace(result, feasible=False, reason=str(e), bottleneck="unsupported"), sc), res
     speed = result.sim.decode_tok_s_per_user_p50 if result.sim else est.decode_tok_s_per_user
     b = bands(built.device, devices, sc.economics, est, speed, result.throughput_out_tok_s,
-              result.throughput_in_tok_s, result.throughput_req_s)
+              result.throughput_in_tok_s, result.throughput_req_s, u)
     tasks = result.sim.tasks if result.sim else None
     per_task = c.usd_per_h / tasks.tasks_per_hour if tasks and tasks.tasks_per_hour else None
     curve = frontier(cfg, built, sc.economics, est.max_concurrent_sequences)
-    return verdict(dataclasses.replace(result, costs=c, bands=b, cost_usd_per_task=per_task, frontier=curve), sc), res
+    held = power_cap(built.device, sizing.devices_per_replica, sc.economics,
+                     result.throughput_out_tok_s / replicas, u, lower_bound=bool(found and found.limit == "target"))
+    return verdict(dataclasses.replace(result, costs=c, bands=b, cost_usd_per_task=per_task, frontier=curve,
+                                       cap=held), sc), res
 
 
 def verdict(result: PointResult, sc: Scenario) -> PointResult:
@@ -218,7 +225,7 @@ def verdict(result: PointResult, sc: Scenario) -> PointResult:
 
 
 def bands(dev: Device, devices: int, econ: Economics, est: Estimate, speed: float, thr: float, inp: float,
-          req: float) -> Bands:
+          req: float, activity: float) -> Bands:
     """Low/high per-user speed, throughput and $/M output tokens: the speed band of the
     hardware's calibration (held-out spread x clock range) and, for cost, the capex range
     (cheap capex with the fast end, dear capex with the slow end)."""
@@ -228,9 +235,9 @@ def bands(dev: Device, devices: int, econ: Economics, est: Estimate, speed: floa
     return Bands(decode_tok_s_per_user_low=speed * lo, decode_tok_s_per_user_high=speed * hi,
                  throughput_out_tok_s_low=thr * lo, throughput_out_tok_s_high=thr * hi,
                  cost_usd_per_mtok_out_low=costs(dev, devices, cheap, thr * hi, inp * hi,
-                                                 req * hi).cost_usd_per_mtok_out,
+                                                 req * hi, activity=activity).cost_usd_per_mtok_out,
                  cost_usd_per_mtok_out_high=costs(dev, devices, dear, thr * lo, inp * lo,
-                                                  req * lo).cost_usd_per_mtok_out)
+                                                  req * lo, activity=activity).cost_usd_per_mtok_out)
 
 
 def service_point(loaded: Loaded, pt: Point) -> PointResult:

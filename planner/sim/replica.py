@@ -53,7 +53,7 @@ class Replica:
         self.capacity = self.kv.capacity
         self.wake = env.event()
         self.seq_rounds = 0  # sequence-rounds this replica ran (conservation check vs the requests)
-        self._busy = np.zeros(rounds.stages)
+        self._busy = np.zeros((2, rounds.stages))  # per stage: busy seconds over active seconds
         self._busy_n: dict[int, list] = {}  # id(memoised stage-busy vector) -> [vector, rounds] (rounds.count)
         self.link_busy, self.xfer_busy = 0.0, 0.0  # busiest link's seconds; swap / offload seconds on the link
         self.kv_area = self.kv_peak = self.last_kv = 0.0  # integral of KV bytes over time, peak, last sampled
@@ -376,7 +376,7 @@ class Replica:
     # ------------------------------------------------------------------ time-weighted metrics
     @property
     def busy(self) -> np.ndarray:
-        """Seconds each stage was busy."""
+        """Seconds each stage was busy (row 0) and active (row 1, power-weighted: rounds.stage_time)."""
         for vec, n in self._busy_n.values():
             self._busy = self._busy + n * vec
         self._busy_n.clear()

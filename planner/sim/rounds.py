@@ -26,7 +26,7 @@ class RoundModel(Protocol):
     for queueing-theory tests). Times in seconds, KV in bytes, per replica."""
 
     accepted: float  # tokens a sequence gains per decode round (speculative decoding: > 1)
-    stages: int  # pipeline stages (busy time is reported per stage)
+    stages: int  # pipeline stages (busy and active time are reported per stage)
     kv_budget: float  # KV bytes the replica holds on-chip (its tightest stage sets it)
     external_bytes: float  # KV bytes of the external tier (offload)
     share: np.ndarray  # each stage's share of a sequence's KV
@@ -38,6 +38,7 @@ class RoundModel(Protocol):
     def kv_bytes(self, ctx): ...  # KV of one sequence at ``ctx`` tokens (scalar or array)
 
     def decode(self, b: int, ctx: float) -> tuple[float, np.ndarray, float]: ...  # round, stage busy, link busy
+    # (stage busy: a 2 x stages array, busy seconds over active seconds, see ``stage_time``)
 
     def prefill_budget(self, b: int, ctx: float, chunk: int) -> int: ...  # prefill tokens the next round takes
 
@@ -55,6 +56,12 @@ class RoundModel(Protocol):
 # 108.8 req/s against 211 analytic, stages idle half the time while prompts queued.
 GRANULE = 16
 ROUND_BY_ROUND = 16  # runs up to this many rounds are summed round by round (cheaper than the closed form)
+
+
+def stage_time(r) -> np.ndarray:
+    """A round's per-stage time as the replicas sum it: busy seconds (row 0, utilisation) over
+    power-weighted active seconds (row 1, README "Power")."""
+    return np.stack([r.stage_busy_s, r.stage_active_s])
 
 
 def count(busy: dict, vec: np.ndarray, rounds: float) -> None:
@@ -158,7 +165,7 @@ class StepRounds:
         hit = self._dec.get(key)
         if hit is None:
             r = self.sm.decode_round(b, max(k * self.q, 1.0))
-            hit = self._dec[key] = (r.round_s, r.stage_busy_s, _peak(r.link_busy_s))
+            hit = self._dec[key] = (r.round_s, stage_time(r), _peak(r.link_busy_s))
         return hit
 
     @staticmethod
@@ -222,10 +229,10 @@ class StepRounds:
             if b == 0:
                 t = self.sm.prefill(one, start, tokens / one)
                 dur = float(t.occupancy_s.max()) if self.sm.dev.kind == "wafer" else float(t.latency_s.sum())
-                hit = (dur, t.occupancy_s, 0.0, passing, cycle)
+                hit = (dur, np.stack([t.occupancy_s, t.active_s]), 0.0, passing, cycle)
             else:
                 r = self.sm.decode_round(b, max(key[1] * self.q, 1.0), tokens, one, start)
-                hit = (r.round_s, r.stage_busy_s, _peak(r.link_busy_s), passing, cycle)
+                hit = (r.round_s, stage_time(r), _peak(r.link_busy_s), passing, cycle)
             self._mix[key] = hit
         return hit
 
@@ -260,7 +267,7 @@ class StepRounds:
             hit = row.get(i)
             if hit is None:
                 r = self.mixed(b, ctx, tokens, hp, chunk)
-                hit = row[i] = (r[0], r[1], r[2], float(r[1].sum()))
+                hit = row[i] = (r[0], r[1], r[2], float(r[1][0].sum()), float(r[1][1].sum()))
             return i, hit
 
         t = link = 0.0
@@ -298,7 +305,8 @@ class StepRounds:
             # entries are convex in the position, so then they are linear all along)
             if i1 - i0 == 1 or (0 < f < 1 and abs(em[0] - e0[0] - (e1[0] - e0[0]) * f) <= 1e-9 * em[0]
                                 and abs(em[2] - e0[2] - (e1[2] - e0[2]) * f) <= 1e-9 * em[2]
-                                and abs(em[3] - e0[3] - (e1[3] - e0[3]) * f) <= 1e-9 * em[3]):
+                                and abs(em[3] - e0[3] - (e1[3] - e0[3]) * f) <= 1e-9 * em[3]
+                                and abs(em[4] - e0[4] - (e1[4] - e0[4]) * f) <= 1e-9 * em[4]):
                 w = (floor_sum(n, int(q), tokens, start + j0 * tokens) - n * int(i0)) / (i1 - i0)
                 t += n * e0[0] + (e1[0] - e0[0]) * w
                 link += n * e0[2] + (e1[2] - e0[2]) * w
@@ -325,7 +333,7 @@ class ConstantRounds:
         self.share = np.ones(1)
         self.stage_budget = np.array([kv_budget])
         self.swap_s_per_byte = self.offload_s_per_byte = 1.0 / link_bw
-        self._busy = np.array([tau])
+        self._busy = np.array([[tau], [tau]])  # busy the whole round, at full load
         self._link = 0.0
 
     def kv_bytes(self, ctx):
