@@ -213,7 +213,7 @@ class StepModel:
         weights are read once for both). ``tokens_per_seq``: default the verified tokens."""
         tokens = batch * (tokens_per_seq or self.tokens_per_step)
         attn = tokens * (self.F @ self.shape.decode_attn_flops(context))
-        compute = self._compute_s(tokens, attn, tokens, self.dev.decode_efficiency)
+        compute = self._compute_s(tokens, attn, tokens, self.dev.decode_eff(tokens))
         kv = batch * (self.F @ (self.kv_tok * self.shape.held_tokens(context)))
         if prefill_tokens > 0:
             seqs = prefill_tokens / prompt
