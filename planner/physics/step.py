@@ -127,6 +127,8 @@ class StepModel:
         # layers an all-to-all dispatch + combine of each GPU's own tokens to top-k experts, dense
         # MLP layers one all-reduce.
         att = shape.spec.attention
+        self.q_per_kv = 1.0 if att is None else float(att.heads if att.type == "mla" else
+                                                      att.heads / (att.kv_heads or att.heads))
         self.dp_attention = placement.kind == "gpu" and att is not None and att.type == "mla" \
             and placement.mla_attention == "dp"
         if self.dp_attention:
@@ -146,17 +148,20 @@ class StepModel:
         self._passes: dict = {}  # (prompt, cached, chunk) -> prefill_pass
 
     # ------------------------------------------------------------ per-stage work
-    def _compute_s(self, tokens: float, attn_flops: np.ndarray, seqs: float, eff: float) -> np.ndarray:
+    def _compute_s(self, tokens: float, attn_flops: np.ndarray, seqs: float, eff: float,
+                   attn_eff: float | None = None) -> np.ndarray:
         """Seconds of compute per stage: ``tokens`` through the matmuls (the busiest GPU's routed
-        experts weighted by the imbalance), ``seqs`` lm-head rows, attention at its own rate."""
+        experts weighted by the imbalance), ``seqs`` lm-head rows, attention at its own rate
+        and efficiency (default ``eff``)."""
+        attn = attn_flops / self.attn_flops / (eff if attn_eff is None else attn_eff)
         if self.wafer:
             mat = tokens * self.active2 + seqs * self.head
             if tokens > 0:
                 mat = np.maximum(mat, self.pass2)
-            return (mat / self.peak_flops + attn_flops / self.attn_flops) / (eff * self.k)
+            return (mat / self.peak_flops / eff + attn) / self.k
         dense = tokens * (self.active2 - self.expert2) + seqs * self.head
         experts = tokens * self.imbalance * self.expert2 / self.dev.expert_compute_efficiency
-        return ((dense + experts) / self.peak_flops + attn_flops / self.attn_flops) / (eff * self.k)
+        return ((dense + experts) / self.peak_flops / eff + attn) / self.k
 
     def _times(self, compute: np.ndarray, weight_tokens: float, kv_bytes: np.ndarray,
                split: bool = False) -> StageTimes:
@@ -213,7 +218,9 @@ class StepModel:
         weights are read once for both). ``tokens_per_seq``: default the verified tokens."""
         tokens = batch * (tokens_per_seq or self.tokens_per_step)
         attn = tokens * (self.F @ self.shape.decode_attn_flops(context))
-        compute = self._compute_s(tokens, attn, tokens, self.dev.decode_eff(tokens))
+        # decode attention's GEMM rows: every query head sharing a KV head (MLA: all of them)
+        compute = self._compute_s(tokens, attn, tokens, self.dev.decode_eff(tokens),
+                                  self.dev.decode_eff(tokens * self.q_per_kv))
         kv = batch * (self.F @ (self.kv_tok * self.shape.held_tokens(context)))
         if prefill_tokens > 0:
             seqs = prefill_tokens / prompt
