@@ -58,6 +58,10 @@ class ComputeSpec(Sourced):
     fp4_per_fp16: Annotated[float, Field(ge=0.01, le=100)] | None = None
     efficiency: Fraction = 0.5  # achievable fraction of peak in large matmuls (prefill)
     decode_efficiency: Fraction | None = None  # in decode-sized matmuls; None: as ``efficiency``
+    # GPUs: rows (tokens in a decode step) at which a decode matmul reaches half of ``efficiency``:
+    # efficiency x m / (m + decode_half_rows) (thin GEMMs fill few tensor-core tiles); set, it
+    # replaces decode_efficiency
+    decode_half_rows: Annotated[float, Field(gt=0, le=1e6)] | None = None
     # routed-expert (grouped) GEMMs relative to dense ones of the same phase: 1 = as dense
     expert_efficiency: Fraction = 1.0
     # achievable share of each low-precision peak relative to the 16-bit one (scaling overheads,
