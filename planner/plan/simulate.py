@@ -66,7 +66,9 @@ def rounds_for(built: Built, cfg: Config, sc: Scenario) -> StepRounds:
         if needs and not ext:
             raise Infeasible(f"{what} needs an external_memory section in the '{cfg.hardware.name}' hardware "
                              "spec (it has none)", limit="unsupported")
-    return StepRounds(built, ext.capacity if ext else 0.0, ext.bandwidth if ext else 0.0)
+    if not ext:
+        return StepRounds(built)
+    return StepRounds(built, ext.capacity, ext.bandwidth, ext.shared_by, ext.port_bandwidth)
 
 
 def run_sim(cfg: Config, sc: Scenario, base_dir: Path, replicas: int, capacity_req_s: float,

@@ -20,6 +20,7 @@ import simpy
 
 from planner.config.schema import MAX_REQUESTS, PREFILL_CHUNK, SLO
 from planner.sim.errors import InvariantError, TooLarge
+from planner.sim.links import Link, Network
 from planner.sim.records import Recorder, Summary, requests_frame, summarise, timeseries_frame
 from planner.sim.replica import Replica
 from planner.sim.router import Pool
@@ -101,6 +102,7 @@ def simulate(spec: SimSpec, rounds) -> SimResult:
     reps = [Replica(env, i, rounds, rec, spec.policy, spec.max_batch, spec.chunk, spec.block_tokens)
             for i in range(spec.replicas)]
     rec.replicas = reps
+    wire(Network(env), reps, rounds)
     cap = reps[0].capacity
     worst = int(np.argmax(rec.kv_full))
     need = rec.kv_full[worst]
@@ -165,6 +167,20 @@ def simulate(spec: SimSpec, rounds) -> SimResult:
     return SimResult(summary, requests_frame(rec), timeseries_frame(rec), times)
 
 
+def wire(net: Network, reps: list[Replica], m) -> None:
+    """Each replica's off-chip KV path (``m.link_bytes_per_s`` each direction), through the
+    external tier's port it shares with ``m.replicas_per_tier`` replicas (when the port has a
+    limit of its own): ``to_tier`` for KV leaving, ``from_tier`` for KV coming in."""
+    ports: dict[int, tuple[Link, Link]] = {}
+    for r in reps:
+        up, down = Link(m.link_bytes_per_s, f"replica {r.index} out"), Link(m.link_bytes_per_s, f"replica {r.index} in")
+        g = r.index // m.replicas_per_tier
+        if math.isfinite(m.tier_bytes_per_s) and g not in ports:
+            ports[g] = (Link(m.tier_bytes_per_s, f"tier port {g} in"), Link(m.tier_bytes_per_s, f"tier port {g} out"))
+        port = ports.get(g)
+        r.net, r.to_tier, r.from_tier = net, (up, port[0]) if port else (up,), (port[1], down) if port else (down,)
+
+
 def _start_tasks(env, spec: SimSpec, plan: CallPlan, rec: Recorder, home: dict, dispatch, times: TaskTimes,
                  rng) -> None:
     """Agents run tasks back to back (or tasks arrive as a Poisson process); a task makes its
@@ -184,11 +200,16 @@ def _start_tasks(env, spec: SimSpec, plan: CallPlan, rec: Recorder, home: dict, 
                 continue
             times.parts["tool"][s] += tool
             if offload and plan.cache_after[rid] and rid + 1 < i0 + k:
-                r = home[s]
-                t = r.kv.agents.trip_s(rid)  # each way; out during the tool call, back after it
-                r.xfer_busy += 2 * t
-                yield env.timeout(max(tool, t) + t)
-                times.parts["kv_transfer"][s] += max(t - tool, 0.0) + t
+                # the KV left over the link when the call finished (AgentKV.park), sharing it with
+                # every other transfer; it comes back once the tool is done and it has left
+                r, t0 = home[s], env.now
+                out = r.kv.agents.outbound.pop(s)
+                yield env.timeout(tool)
+                if not out.done.processed:
+                    yield out.done
+                r.xfer_bytes += 2 * out.size
+                yield r.net.start(out.size, r.from_tier).done
+                times.parts["kv_transfer"][s] += env.now - t0 - tool
                 rec.restored[rid + 1] = True
             else:
                 yield env.timeout(tool)

@@ -7,7 +7,8 @@
            the youngest sequence is evicted and recomputed later (prompt + generated tokens
            are prefilled again);
   swap     as preempt, but the evicted KV crosses the off-chip link to the external tier and
-           back (bytes x s/byte each way; the replica stalls meanwhile).
+           back (a transfer each way on the replica's links, sim/links.py; the replica stalls
+           meanwhile).
 
 A ledger reads the scheduler's batch (running sequences, prompts in prefill) from the replica
 it serves; the scheduler asks it what admission needs, what is held, and what an eviction
@@ -28,6 +29,7 @@ class AgentKV:
         self.rep, self.rec = replica, replica.rec
         self.pinned: OrderedDict[int, float] = OrderedDict()
         self.leaving = 0.0
+        self.outbound: dict[int, object] = {}  # task -> its KV's trip out (a links.Flow), for the way back
 
     def held(self) -> float:
         return sum(self.pinned.values()) + self.leaving if self.pinned or self.leaving else 0.0
@@ -65,18 +67,14 @@ class AgentKV:
             self.pinned.pop(s, None)
             self.pinned[s] = held  # most recently used last
             return
-        self.leaving += held
+        self.leaving += held  # held until its last byte has left: the whole context's KV
+        flow = self.outbound[s] = rep.net.start(rec.kv_full[rid], rep.to_tier)
 
-        def gone():
-            yield rep.env.timeout(self.trip_s(rid))
+        def gone(_event):
             self.leaving -= held
             if not rep.wake.triggered and rep.admissible():
                 rep.wake.succeed()
-        rep.env.process(gone())
-
-    def trip_s(self, rid: int) -> float:
-        """Seconds for a call's whole-context KV to cross the off-chip link one way."""
-        return self.rec.kv_full[rid] * self.rep.m.swap_s_per_byte
+        flow.done.callbacks.append(gone)
 
 
 class Reserve:
@@ -168,16 +166,16 @@ class Preempt:
     def round_extra_s(self) -> float:
         return 0.0
 
-    def transfer_s(self, ctx: float) -> float | None:
-        """Seconds an evicted sequence's KV takes over the link each way (None: recomputed instead)."""
+    def transfer_bytes(self, ctx: float) -> float | None:
+        """Bytes an evicted sequence's KV moves over the link each way (None: recomputed instead)."""
         return None
 
 
 class Swap(Preempt):
     """``swap``: as preempt, but the evicted KV goes over the link and comes back."""
 
-    def transfer_s(self, ctx: float) -> float | None:
-        return self.m.kv_bytes(ctx) * self.m.swap_s_per_byte
+    def transfer_bytes(self, ctx: float) -> float | None:
+        return float(self.m.kv_bytes(ctx))
 
 
 LEDGERS = {"wait": Reserve, "offload": Offload, "preempt": Preempt, "swap": Swap}

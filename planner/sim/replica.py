@@ -55,7 +55,9 @@ class Replica:
         self.seq_rounds = 0  # sequence-rounds this replica ran (conservation check vs the requests)
         self._busy = np.zeros(rounds.stages)
         self._busy_n: dict[int, list] = {}  # id(memoised stage-busy vector) -> [vector, rounds] (rounds.count)
-        self.link_busy, self.xfer_busy = 0.0, 0.0  # busiest link's seconds; swap / offload seconds on the link
+        self.link_busy, self.xfer_busy = 0.0, 0.0  # busiest link's seconds; lockstep offload seconds on the link
+        self.xfer_bytes = 0.0  # KV bytes moved over the off-chip link (swap, offload, agents' trips)
+        self.net, self.to_tier, self.from_tier = None, (), ()  # its off-chip links (engine.wire)
         self.kv_area = self.kv_peak = self.last_kv = 0.0  # integral of KV bytes over time, peak, last sampled
         self.n_out, self.pool = 0, None  # requests outstanding (= outstanding()), the router's Pool
         self.watch = WATCH.get()
@@ -159,17 +161,8 @@ class Replica:
                 continue
             if self.swapped:
                 rid, ctx, gen = self.swapped.popleft()
-                t = self.kv.transfer_s(ctx)
                 self.rec.swaps[rid] += 1
-                self.xfer_busy += t
-                self.in_transit.add(rid)
-                self.kv.moving += float(self.kv.blocks(ctx))  # its blocks are taken as it comes in
-                self._account(len(self.running))
-                yield self.env.timeout(t)  # swap-in: the replica waits for the KV to come back
-                self.in_transit.discard(rid)
-                self.rec.events += 1
-                self._advance_account(t)
-                self.kv.moving -= float(self.kv.blocks(ctx))
+                yield from self._swap(rid, ctx, self.from_tier)  # swap-in: the replica waits for the KV
                 self._join(rid, ctx, gen)
                 continue
             rid = self.queue.popleft()
@@ -336,21 +329,30 @@ class Replica:
         self.rec.decode_rounds[rid] += self.R - s.r0
         gen = int(self.rec.generated[rid] + math.floor((self.R - s.r0) * self.a + 1e-9))
         self.rec.generated[rid] = gen
-        t = self.kv.transfer_s(ctx)
-        if t is not None:  # swap: out over the link, back in when there is room
-            self.xfer_busy += t
-            self.in_transit.add(rid)
-            self.kv.moving += float(self.kv.blocks(ctx))  # held until it has left
-            self._account(len(self.running))
-            yield self.env.timeout(t)  # swap-out: the KV leaves through the link before it is free
-            self.in_transit.discard(rid)
-            self.rec.events += 1
-            self.kv.moving -= float(self.kv.blocks(ctx))
-            self._advance_account(t)
+        if self.kv.transfer_bytes(ctx) is not None:  # swap: out over the link, back in when there is room
+            yield from self._swap(rid, ctx, self.to_tier)  # the KV leaves through the link before it is free
             self.swapped.append((rid, ctx, gen))
         else:
             self.rec.preemptions[rid] += 1
             self.queue.appendleft(rid)
+
+    def _swap(self, rid: int, ctx: float, path: tuple):
+        """A swapped sequence's KV crosses the link (out, or back in); the replica waits for it.
+        Its blocks are held meanwhile: until they have left, or from when they start coming in."""
+        nbytes, blocks, inbound = self.kv.transfer_bytes(ctx), float(self.kv.blocks(ctx)), path is self.from_tier
+        self.xfer_bytes += nbytes
+        self.in_transit.add(rid)
+        self.kv.moving += blocks
+        self._account(len(self.running))
+        start = self.env.now
+        yield self.net.start(nbytes, path).done
+        self.in_transit.discard(rid)
+        self.rec.events += 1
+        if not inbound:
+            self.kv.moving -= blocks
+        self._advance_account(self.env.now - start)
+        if inbound:  # they join the batch as its blocks
+            self.kv.moving -= blocks
 
     def _finish_due(self) -> None:
         while self.heap and self.heap[0][0] <= self.R:
