@@ -47,3 +47,83 @@ def test_a_shared_tier_port_slows_trips_from_every_replica_it_serves():
     res = simulate(spec, rounds)
     assert sorted(res.requests["replica"].tolist()) == [0, 0, 1, 1]
     assert res.tasks.parts["kv_transfer"] == pytest.approx([2 * 10.0 - 0.5] * 2, **EXACT)
+
+
+# ------------------------------------------------------------------ offload on real hardware
+from planner import catalog  # noqa: E402
+from planner.physics.point import Config, build_point  # noqa: E402
+from planner.sim.workload import Trace  # noqa: E402
+
+CTX, OUT = 131072, 1024
+
+
+def llama_128k():
+    """Llama 3.3 70B, FP8 weights and KV, 8 CS-3s (scenarios/long-context.yaml), 128K contexts."""
+    cfg = Config(catalog.load_model("llama-3.3-70b"), catalog.load_hardware("cs3"), count=8, weights="fp8",
+                 kv="fp8", context=CTX, output=OUT)
+    ext = catalog.load_hardware("cs3").external_memory
+    from planner.sim.rounds import StepRounds
+    return StepRounds(build_point(cfg), ext.capacity, ext.bandwidth)
+
+
+def burst(rounds, n: int, **kw):
+    """n requests of 127K + 1K tokens, all at t = 0."""
+    tr = Trace(np.zeros(n), np.full(n, CTX - OUT, np.int64), np.full(n, OUT, np.int64))
+    spec = SimSpec(requests=n, process="trace", trace=tr, policy="offload", warmup_fraction=0.0, chunk=8192, **kw)
+    return simulate(spec, rounds)
+
+
+def test_one_offloaded_128k_sequence_decodes_at_its_bytes_over_the_link():
+    """The issue's oracle. SRAM holds n whole 128K reservations; request n+1 gets what is left
+    and puts the rest off-chip: off = kv(128K) - (budget - n kv(128K)) bytes, read once per
+    token over the replica's path (8 wafers' links in parallel, by stage share). Alone on the
+    link it decodes at link / off tokens/s, closed form, within 2%; the n resident ones decode
+    at on-chip speed, not held back (offload_batching: separate)."""
+    m = llama_128k()
+    res_bytes = float(m.kv_bytes(CTX))
+    n = int(m.kv_budget // res_bytes)
+    off = res_bytes - (m.kv_budget - n * res_bytes)
+    closed = m.link_bytes_per_s / off
+    assert m.link_bytes_per_s == pytest.approx(8 * 150e9, rel=0.02)  # 8 stages, even shares
+    r = burst(m, n + 1).requests
+    speed = (OUT - 1) / (r.finish_s - r.first_token_s)
+    assert speed.iloc[-1] == pytest.approx(closed, rel=0.02)
+    assert closed < 100 and speed.iloc[:-1].min() > 10 * closed  # residents decode on, ~10x faster
+
+
+def test_offload_together_holds_the_residents_to_the_offloaded_reads():
+    """n residents with long replies (112K + 16K) still decoding when an offloaded 127K + 1K
+    joins: with ``together`` every round of theirs waits for its read, so they slow to about
+    its pace while it decodes; with ``separate`` they do not notice it. The offloaded one reads
+    at link / off either way."""
+    m = llama_128k()
+    res_bytes = float(m.kv_bytes(CTX))
+    n = int(m.kv_budget // res_bytes)
+    closed = m.link_bytes_per_s / (res_bytes - (m.kv_budget - n * res_bytes))
+    prompts, outputs = [CTX - 16384] * n + [CTX - OUT], [16384] * n + [OUT]
+    speeds = {}
+    for mode in ("separate", "together"):
+        tr = Trace(np.zeros(n + 1), np.array(prompts, np.int64), np.array(outputs, np.int64))
+        r = simulate(SimSpec(requests=n + 1, process="trace", trace=tr, policy="offload", warmup_fraction=0.0,
+                             chunk=8192, offload_batching=mode), m).requests
+        speeds[mode] = ((r.output_tokens - 1) / (r.finish_s - r.first_token_s)).to_numpy()
+        assert speeds[mode][-1] == pytest.approx(closed, rel=0.02)
+    # together: while it decodes ((OUT - 1) / closed seconds) the residents make one token per
+    # read, at its pace; the rest of their 16K tokens at their own speed
+    slow, own = (OUT - 1) / closed, np.median(speeds["separate"][:-1])
+    expect = 16383 / (slow + (16383 - slow * closed) / own)
+    assert np.median(speeds["together"][:-1]) == pytest.approx(expect, rel=0.02)
+    assert expect < 0.6 * own
+
+
+def test_offloaded_sequences_share_the_link_and_nothing_is_offloaded_when_sram_holds_all():
+    """k sequences wholly off-chip at once (SRAM held by n): each reads at 1/k of the link."""
+    m = llama_128k()
+    n = int(m.kv_budget // float(m.kv_bytes(CTX)))
+    alone = burst(m, n).summary
+    assert alone.offchip_transfer_util == 0
+    crowd = burst(m, n + 4).requests
+    speed = ((OUT - 1) / (crowd.finish_s - crowd.first_token_s)).to_numpy()
+    full = m.link_bytes_per_s / float(m.kv_bytes(CTX))
+    # the last three are wholly off-chip; they overlap for most of their decode: ~1/3-1/4 of link speed
+    assert (speed[-3:] < full / 2.5).all() and (speed[-3:] > full / 4.5).all()

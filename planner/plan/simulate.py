@@ -50,7 +50,7 @@ def sim_spec(sc: Scenario, base_dir: Path, replicas: int, capacity_req_s: float,
     trace = read_trace(arr.trace, base_dir) if arr.process == "trace" else None
     return SimSpec(requests=n, process=arr.process, rate_per_s=rate, cv=arr.cv, users=users, think_s=arr.think_s,
                    prompt=prompt, output=output, trace=trace, replicas=replicas, router=d.router,
-                   policy=d.kv_policy, max_batch=d.max_batch, chunk=d.prefill_chunk_tokens,
+                   policy=d.kv_policy, offload_batching=d.offload_batching, max_batch=d.max_batch, chunk=d.prefill_chunk_tokens,
                    block_tokens=d.kv_block_tokens, warmup_fraction=warmup, seed=sc.seed, slo=sc.slo,
                    plan=plan, agents=ag.agents if ag else None, task_rate_per_s=ag.rate_per_s if ag else None,
                    kv_between_turns=ag.kv_between_turns if ag else "keep")

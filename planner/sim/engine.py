@@ -54,6 +54,7 @@ class SimSpec:
     agents: int | None = None
     task_rate_per_s: float | None = None
     kv_between_turns: str = "keep"
+    offload_batching: str = "separate"  # kv_policy offload: KV-off-chip sequences decode apart, or the batch waits
 
 
 def _route(replicas: list[Replica], how: str, rid: int) -> Replica:
@@ -99,8 +100,8 @@ def simulate(spec: SimSpec, rounds) -> SimResult:
         rec.session[:], rec.ctx_before[:], rec.new[:] = plan.session, plan.ctx_before, plan.new
         rec.cache_after[:] = plan.cache_after
         rec.kv_mode = spec.kv_between_turns
-    reps = [Replica(env, i, rounds, rec, spec.policy, spec.max_batch, spec.chunk, spec.block_tokens)
-            for i in range(spec.replicas)]
+    reps = [Replica(env, i, rounds, rec, spec.policy, spec.max_batch, spec.chunk, spec.block_tokens,
+                    spec.offload_batching) for i in range(spec.replicas)]
     rec.replicas = reps
     wire(Network(env), reps, rounds)
     cap = reps[0].capacity

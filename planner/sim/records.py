@@ -253,8 +253,7 @@ def summarise(rec: Recorder, reps: list, spec, wall: float) -> Summary:
         "stage_util_max": float(busy.max()), "stage_util_mean": float(busy.mean()),
         "kv_occupancy_avg": float(kv_avg), "kv_occupancy_peak": float(kv_peak),
         "link_util_max": float(np.mean([r.link_busy for r in reps]) / makespan),
-        "offchip_transfer_util": float(np.mean([r.xfer_busy + r.xfer_bytes / r.m.link_bytes_per_s
-                                                for r in reps]) / makespan),
+        "offchip_transfer_util": float(np.mean([r.xfer_bytes / r.m.link_bytes_per_s for r in reps]) / makespan),
         "preemptions": int(rec.preemptions.sum()), "swaps": int(rec.swaps.sum()),
         "events": rec.events, "events_per_request": rec.events / n,
         "wall_s": wall, "sim_requests_per_wall_s": n / max(wall, 1e-12),

@@ -34,7 +34,6 @@ class RoundModel(Protocol):
     link_bytes_per_s: float  # the replica's off-chip KV path, each direction (its stages' links in parallel)
     tier_bytes_per_s: float  # the external tier's port serving it, each direction (math.inf: no limit)
     replicas_per_tier: int  # replicas whose transfers share one tier port
-    offload_s_per_byte: float  # seconds per byte read across them in series, per round (offload)
     q: float  # context bucket width (tokens): prefill_budget and mixed see the context only through it
 
     def kv_bytes(self, ctx): ...  # KV of one sequence at ``ctx`` tokens (scalar or array)
@@ -143,7 +142,6 @@ class StepRounds:
         # devices' links at once: every KV transfer loads the stages' links in the same
         # proportion, so together they act as one link as fast as the busiest stage allows
         self.link_bytes_per_s = link / float(np.max(self.share / devs))
-        self.offload_s_per_byte = float(np.sum(self.share / devs)) / link
         # a tier unit serving ``tier_shared_by`` devices: a port per group of whole replicas (its
         # capacity pro rata when the unit's devices are not whole replicas)
         self.replicas_per_tier = max(1, tier_shared_by // pl.devices)
@@ -316,7 +314,7 @@ class ConstantRounds:
         self.kv_budget, self.external_bytes = kv_budget, external_bytes
         self.share = np.ones(1)
         self.stage_budget = np.array([kv_budget])
-        self.link_bytes_per_s, self.offload_s_per_byte = link_bw, 1.0 / link_bw
+        self.link_bytes_per_s = link_bw
         self.tier_bytes_per_s, self.replicas_per_tier = tier_bw, replicas_per_tier
         self._busy = np.array([tau])
         self._link = 0.0

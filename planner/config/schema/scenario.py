@@ -37,6 +37,9 @@ class Deployment(Strict):
     software: str | None = None  # a software profile of the hardware spec (calibrated era)
     router: Literal["round_robin", "least_outstanding", "most_free_kv"] = "least_outstanding"
     kv_policy: Literal["wait", "preempt", "swap", "offload"] = "wait"
+    # offload: a sequence whose KV is partly off-chip decodes apart at its reads' pace (separate),
+    # or stays in the batch, whose every round then waits for the reads (together)
+    offload_batching: Literal["separate", "together"] = "separate"
     max_batch: Annotated[int, Field(ge=1, le=10_000_000)] | None = None  # cap on running sequences per replica
     kv_block_tokens: Annotated[int, Field(ge=1, le=MAX_TOKENS)] = 256  # KV allocation granularity
 
