@@ -127,3 +127,32 @@ def test_offloaded_sequences_share_the_link_and_nothing_is_offloaded_when_sram_h
     full = m.link_bytes_per_s / float(m.kv_bytes(CTX))
     # the last three are wholly off-chip; they overlap for most of their decode: ~1/3-1/4 of link speed
     assert (speed[-3:] < full / 2.5).all() and (speed[-3:] > full / 4.5).all()
+
+
+# ------------------------------------------------------------------ the fixed-load curve (long-context.yaml)
+def test_long_context_fixed_load_curve_runs_users_past_the_sram_limit():
+    """scenarios/long-context.yaml, group users-past-sram, 22 users on one replica whose SRAM
+    holds 11 sequences of 128K: simulated (a fixed load), not refused. With offload (separate)
+    half the users decode off-chip: the time-averaged per-user speed falls far below the
+    median request's (the resident half keeps full speed) while the replica serves as much as
+    at the limit; with together every round waits for the reads and the replica serves a
+    tenth as much. Analytic only, the same point is refused as before (users need replicas)."""
+    from pathlib import Path
+
+    from planner.plan.point import run_point
+    from planner.plan.scenario import load
+    from planner.sweeps.tables import row
+
+    loaded = load(Path(__file__).parent.parent / "scenarios" / "long-context.yaml")
+    pts = {(p.values["deployment.kv_policy"], p.values["deployment.offload_batching"], p.values[
+        "workload.concurrent_users"]): p for p in loaded.points if p.group == "users-past-sram"}
+    at = {k: row(run_point(loaded, pts[k])[0]) for k in [("offload", "separate", 11), ("offload", "separate", 22),
+                                                           ("offload", "together", 22)]}
+    limit, sep, tog = at[("offload", "separate", 11)], at[("offload", "separate", 22)], at[("offload", "together", 22)]
+    assert sep["feasible"] and sep["max_concurrent_sequences"] == 11 and sep["concurrent_users"] == 22
+    assert limit["offchip_transfer_util"] == 0 and sep["offchip_transfer_util"] > 0.9
+    assert sep["decode_tok_s_per_user_time_avg"] < 0.15 * sep["decode_tok_s_per_user_p50"]
+    assert sep["throughput_out_tok_s"] > 0.9 * limit["throughput_out_tok_s"]
+    assert tog["throughput_out_tok_s"] < 0.15 * sep["throughput_out_tok_s"]
+    refused = row(run_point(loaded, pts[("offload", "separate", 22)], simulate=False)[0])
+    assert not refused["feasible"] and "22 users need 2 replicas of 11 sequences; 1 configured" in refused["reason"]

@@ -90,6 +90,10 @@ SECTIONS = [
                        "best or on the Pareto front)"),
         ("decode_tok_s_per_user_p10", "tok/s", "per-user decode speed, 10th percentile"),
         ("decode_tok_s_per_user_mean", "tok/s", "per-user decode speed, mean"),
+        ("decode_tok_s_per_user_time_avg", "tok/s", "per-user decode speed averaged over decoding time: tokens "
+                                                    "after the first / seconds from first to last token, summed "
+                                                    "over requests (a stalled request counts for as long as it "
+                                                    "lasts); kv_policy offload, swap, preempt only"),
         ("ttft_p50_s", "s", "time to first token, median"),
         ("ttft_p90_s", "s", "time to first token, 90th percentile"),
         ("ttft_max_s", "s", "time to first token, worst"),

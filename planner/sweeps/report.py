@@ -157,7 +157,8 @@ def write_report(folder: Path) -> list[Path]:
         images = [plots.cost_vs_speed(d, slo, folder / "cost_vs_speed.png", plt),
                   plots.throughput_vs_latency(d, slo, folder / "throughput_vs_latency.png", plt),
                   plots.devices_vs_context(d, folder / "devices_vs_context.png", plt),
-                  plots.time_breakdown(df, folder / "time_breakdown.png", plt)]
+                  plots.time_breakdown(df, folder / "time_breakdown.png", plt),
+                  plots.speed_vs_users(df, folder / "speed_vs_users.png", plt)]
         if not fr.empty:
             images.append(frontier.plot(fr, folder / "frontier.png", plt, slo.get("decode_tok_s_per_user_p50")))
         images = [p for p in images if p is not None]
