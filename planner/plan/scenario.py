@@ -61,7 +61,10 @@ def _set(data: dict, path: tuple, value) -> None:
 
 # fields added after points were first hashed: left out of the hash while at their default, so
 # a point that does not use them keeps its hash (and a stored result stays valid)
-LATER_FIELDS = {("deployment", "offload_batching"): "separate"}
+LATER_FIELDS = {("deployment", "offload_batching"): "separate", ("deployment", "call_overhead_s"): 0.0,
+                ("workload", "agentic", "cpus"): None, ("workload", "agentic", "cpu_scope"): "cluster",
+                ("workload", "agentic", "cpu_speed"): 1.0, ("workload", "agentic", "plan_factor"): 1.0,
+                ("service", "call_overhead_s"): 0.0, ("service", "plan_factor"): 1.0}
 
 
 def config_hash(s: Scenario) -> str:

@@ -43,7 +43,7 @@ def sim_spec(sc: Scenario, base_dir: Path, replicas: int, capacity_req_s: float,
     warmup = max(w.warmup_fraction, users / n) if closed else w.warmup_fraction
     plan, ag = None, w.agentic
     if ag is not None:  # agent tasks: their calls replace the request stream (statistics over all)
-        plan = plan_calls(ag, ag.context_window or window, sc.seed, base_dir)
+        plan = plan_calls(ag, ag.context_window or window, sc.seed, base_dir, ag.plan_factor)
         n, warmup = len(plan.session), 0.0
     prompt = sampler(w.prompt_dist or LengthDist(dist="fixed", value=w.prompt), base_dir)
     output = sampler(w.output_dist or LengthDist(dist="fixed", value=w.output_tokens), base_dir)
@@ -53,7 +53,9 @@ def sim_spec(sc: Scenario, base_dir: Path, replicas: int, capacity_req_s: float,
                    policy=d.kv_policy, offload_batching=d.offload_batching, max_batch=d.max_batch, chunk=d.prefill_chunk_tokens,
                    block_tokens=d.kv_block_tokens, warmup_fraction=warmup, seed=sc.seed, slo=sc.slo,
                    plan=plan, agents=ag.agents if ag else None, task_rate_per_s=ag.rate_per_s if ag else None,
-                   kv_between_turns=ag.kv_between_turns if ag else "keep")
+                   kv_between_turns=ag.kv_between_turns if ag else "keep", cpus=ag.cpus if ag else None,
+                   cpu_scope=ag.cpu_scope if ag else "cluster", cpu_speed=ag.cpu_speed if ag else 1.0,
+                   call_overhead_s=d.call_overhead_s)
 
 
 def rounds_for(built: Built, cfg: Config, sc: Scenario) -> StepRounds:

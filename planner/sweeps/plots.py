@@ -254,7 +254,7 @@ def time_breakdown(df: pd.DataFrame, path: Path, plt) -> Path | None:
     labels = [f"{int(r['point'])}: {r['model']} ({r['group']})" for _, r in ok.iterrows()]
     fig, ax = plt.subplots(figsize=(10, max(3.0, 0.35 * len(ok) + 1.5)))
     left = np.zeros(len(ok))
-    colours = ["tab:gray", "tab:red", "tab:orange", "tab:blue", "tab:purple", "tab:green"]
+    colours = ["tab:gray", "tab:brown", "tab:pink", "tab:red", "tab:orange", "tab:blue", "tab:purple", "tab:green"]
     for p, c in zip(PARTS, colours):
         secs = (ok[f"share_{p}"].fillna(0) * ok["task_p50_s"]).to_numpy(float)
         ax.barh(labels, secs, left=left, color=c, label=p.replace("_", " "))
