@@ -156,3 +156,17 @@ def test_long_context_fixed_load_curve_runs_users_past_the_sram_limit():
     assert tog["throughput_out_tok_s"] < 0.15 * sep["throughput_out_tok_s"]
     refused = row(run_point(loaded, pts[("offload", "separate", 22)], simulate=False)[0])
     assert not refused["feasible"] and "22 users need 2 replicas of 11 sequences; 1 configured" in refused["reason"]
+
+
+def test_a_tier_unit_shared_by_several_wafers_becomes_a_port_per_group_of_replicas():
+    """external_memory.shared_by wafers behind one unit with port_bandwidth: an 8-wafer replica
+    behind units of 4 wafers has two ports of its own (2 x the port); behind units of 16 wafers
+    two replicas share one port; no port_bandwidth: no port limit."""
+    cfg = Config(catalog.load_model("llama-3.3-70b"), catalog.load_hardware("cs3"), count=8, weights="fp8",
+                 kv="fp8", context=CTX, output=OUT)
+    from planner.sim.rounds import StepRounds
+    built = build_point(cfg)
+    four, sixteen = StepRounds(built, 1e12, 150e9, 4, 100e9), StepRounds(built, 1e12, 150e9, 16, 100e9)
+    assert (four.replicas_per_tier, four.tier_bytes_per_s) == (1, pytest.approx(200e9))
+    assert (sixteen.replicas_per_tier, sixteen.tier_bytes_per_s) == (2, pytest.approx(100e9))
+    assert StepRounds(built, 1e12, 150e9).tier_bytes_per_s == float("inf")

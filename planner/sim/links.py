@@ -15,6 +15,13 @@ moves every flow on by rate x elapsed time, recomputes the rates and sets the ti
 A transfer is thus an event when it starts and one when it finishes, whatever its size and
 however many flows come and go meanwhile: no per-token or per-packet events, no polling.
 
+Who uses them: each replica's KV path to its external tier, one link per direction (its
+stages' links in parallel), through the tier unit's port when that has a limit (engine.wire:
+``Replica.to_tier`` / ``from_tier``); swaps, offloaded KV reads and agents' KV trips are flows
+on them. A KV transfer from another pool (prefill on other hardware, decode here) is a flow
+whose path ends in the receiving replica's inbound link (``from_tier[-1]``), so it shares that
+wafer's straw with everything else arriving.
+
 Checks (tests/test_links.py): one flow takes bytes / capacity; N flows started together each
 take N times one flow's time; staggered flows match the processor-sharing closed form; a
 capped flow leaves the rest to the others; a path is as fast as its busiest link allows.
