@@ -278,8 +278,9 @@ def _curve_label(row: pd.Series, keys: list[str]) -> str:
 
 def speed_vs_users(df: pd.DataFrame, path: Path, plt) -> Path | None:
     """Fixed-load curves (a sweep group varying ``workload.concurrent_users`` without a capacity
-    search): per-user decode speed, p99 TTFT and output tokens/s per replica against users per
-    replica over what its SRAM holds, a line per configuration. Speed is averaged over decoding time where the run has it
+    search, past what SRAM holds at some point): per-user decode speed, p99 TTFT and output
+    tokens/s per replica against users per replica over what its SRAM holds, a line per
+    configuration. Speed is averaged over decoding time where the run has it
     (offload, swap, preempt: a stalled request counts for as long as it lasts), else the median
     request's; dotted: the median request's, which a fast majority can hide a slow minority from."""
     need = {"concurrent_users", "max_concurrent_sequences", "replicas", "decode_tok_s_per_user_p50", "ttft_p99_s",
@@ -291,7 +292,8 @@ def speed_vs_users(df: pd.DataFrame, path: Path, plt) -> Path | None:
         d = d[d["capacity_users"].isna()]
     curves = []
     for _, rows in d.groupby("group", sort=False):
-        if rows["concurrent_users"].nunique() < 3:
+        past = rows["concurrent_users"] / rows["replicas"] > rows["max_concurrent_sequences"]
+        if rows["concurrent_users"].nunique() < 3 or not past.any():
             continue
         keys = [c for c in rows.columns if "." in c and c != "workload.concurrent_users"
                 and rows[c].nunique(dropna=True) > 1]
