@@ -179,10 +179,19 @@ class CostSpec(Sourced):
 
 
 class ExternalMemorySpec(Sourced):
-    """Memory outside the device reached through its off-device link (swap and KV offload)."""
+    """A memory tier outside the device (MemoryX-like DRAM for a wafer, host DRAM for a GPU),
+    reached through the device's off-chip link: swap, KV offload and agents' KV between turns.
 
-    capacity: Bytes  # per device
-    bandwidth: BytesPerS  # device <-> tier transfer rate per device (a wafer: its off-wafer I/O)
+    Each device reaches the tier at ``bandwidth`` each direction (a wafer: its off-wafer I/O).
+    A tier unit may serve several devices through a switch (``shared_by``); its own port then
+    carries all their transfers at ``port_bandwidth`` each direction (None: no limit beyond the
+    devices' links). The simulator makes links of both (sim/links.py) that concurrent
+    transfers share fairly."""
+
+    capacity: Bytes  # per device served
+    bandwidth: BytesPerS  # device <-> tier transfer rate per device, each direction
+    shared_by: Annotated[int, Field(ge=1, le=100_000)] = 1  # devices whose transfers share one tier unit's port
+    port_bandwidth: BytesPerS | None = None  # that unit's port, each direction (None: unlimited)
 
 
 class Uncertainty(Strict):
