@@ -63,9 +63,15 @@ def usd_per_hour(dev: Device, devices: int, econ: Economics) -> tuple[int, float
 
 
 def costs(dev: Device, devices: int, econ: Economics, out_tok_s: float, in_tok_s: float, req_s: float,
-          cached_tok_s: float = 0.0) -> Costs:
-    """Costs of ``devices`` devices serving the given deployment rates (tokens/s, requests/s)."""
-    systems, capex, power_kw, usd_h, capex_h = usd_per_hour(dev, devices, econ)
+          cached_tok_s: float = 0.0, also: tuple = ()) -> Costs:
+    """Costs of ``devices`` devices serving the given deployment rates (tokens/s, requests/s).
+    ``also``: further pools of the same deployment as (device, devices) pairs (a disaggregated
+    deployment's prefill pool): their systems, capex, power and $/h add to the first's."""
+    pools = ((dev, devices),) + tuple(also)
+    parts = [usd_per_hour(d, n, econ) for d, n in pools]
+    systems, capex, power_kw, usd_h, capex_h = (sum(p[i] for p in parts) for i in range(5))
+    low = sum(p[0] * d.system_capex_low_usd for p, (d, _) in zip(parts, pools))
+    high = sum(p[0] * d.system_capex_high_usd for p, (d, _) in zip(parts, pools))
     facility_kw = power_kw * econ.pue
     served = econ.utilisation * 3600.0  # seconds of service per hour
     r = econ.price_ratio
@@ -74,8 +80,8 @@ def costs(dev: Device, devices: int, econ: Economics, out_tok_s: float, in_tok_s
     tokens = (out_tok_s + in_tok_s + cached_tok_s) * served
     requests = req_s * served
     return Costs(
-        systems=systems, capex_usd=capex, capex_usd_low=systems * dev.system_capex_low_usd,
-        capex_usd_high=systems * dev.system_capex_high_usd, power_kw=power_kw, facility_power_kw=facility_kw,
+        systems=systems, capex_usd=capex, capex_usd_low=low, capex_usd_high=high, power_kw=power_kw,
+        facility_power_kw=facility_kw,
         usd_per_h=usd_h, capex_usd_per_h=capex_h,
         cost_usd_per_mtok_out=r.output * per_unit * 1e6, cost_usd_per_mtok_in=r.input * per_unit * 1e6,
         cost_usd_per_mtok_cached_in=r.cached_input * per_unit * 1e6,

@@ -164,6 +164,12 @@ class Stopped:
         return self.figures.get(name, default)
 
 
+def md1_p99_wait(rho: float, s: float) -> float:
+    """99th percentile wait of an M/D/1 queue at utilisation ``rho`` (service ``s`` seconds), by
+    its heavy-traffic exponential tail: ln(100 rho) rho s / (2 (1 - rho)); 0 at rho <= 1%."""
+    return math.log(max(100 * rho, 1.0)) * rho * s / (2 * (1 - rho)) if rho < 1 else math.inf
+
+
 def prefill_guess(rounds, slo: SLO, prompt: int, output: int, chunk: int, think_s: float, max_batch: int,
                   closed: bool) -> float | None:
     """Load (closed: users; open: requests/s) at which prefill queues to the TTFT target (None:
@@ -191,8 +197,7 @@ def prefill_guess(rounds, slo: SLO, prompt: int, output: int, chunk: int, think_
             lo, hi = 1e-6, 1 - 1e-9
             for _ in range(50):
                 rho = (lo + hi) / 2
-                wait = math.log(max(100 * rho, 1.0)) * rho * s / (2 * (1 - rho))
-                lo, hi = (rho, hi) if wait + s + passing <= target else (lo, rho)
+                lo, hi = (rho, hi) if md1_p99_wait(rho, s) + s + passing <= target else (lo, rho)
             rho = lo
         lam = rho / s
         decode_s = output / rounds.accepted * (rho * t_mix + (1 - rho) * t_dec)
