@@ -279,3 +279,41 @@ def test_bad_disaggregated_scenarios_say_where(write, edit, where, words):
         load(path)
     assert any(p.path == where and words in p.message for p in e.value.problems), e.value.problems
     assert all(p.line for p in e.value.problems)
+
+
+# ------------------------------------------------------------------ sizing, end to end
+SMALL = """
+name: small-disagg
+model: llama-3.1-8b
+deployment:
+  hardware: cs3
+  count: 1
+  disaggregated: {prefill: {hardware: h100, count: 1}}
+workload: {context_tokens: 4096, output_tokens: 256, concurrent_users: 32}
+slo: {ttft_p99_s: 0.5, decode_tok_s_per_user_p50: 300}
+"""
+
+
+def test_sizing_passes_and_half_the_prefill_pool_does_not(write):
+    """Llama 3.1 8B decoded on single CS-3s behind 1-GPU H100 prefill replicas. The sized
+    deployment meets the SLO with its prefill pool under 95% load; the same deployment with half
+    the prefill replicas (set) misses, and says which pool is loaded past 95% (a run of a few
+    seconds would not see that queue grow). Analytic only: the prefill pool is the M/D/1 sizing."""
+    from planner.plan.disagg import prefill_replicas
+    from planner.plan.point import run_point
+    from planner.plan.scenario import load
+    from planner.sweeps.tables import row
+    loaded = load(write("s.yaml", SMALL))
+    r = row(run_point(loaded, loaded.points[0])[0])
+    assert r["slo_pass"] and r["throughput_source"] == "sim" and r["prefill_util_max"] < 0.95
+    assert r["usd_per_h"] > 0 and r["hardware"] == "h100+cs3" and r["capacity_probes"] >= 1
+    data = yaml.safe_load(SMALL)
+    data["deployment"]["replicas"] = int(r["replicas"])
+    data["deployment"]["disaggregated"]["prefill"]["replicas"] = int(r["prefill_replicas"]) // 2
+    half = load(write("h.yaml", yaml.safe_dump(data)))
+    h = row(run_point(half, half.points[0])[0])
+    assert not h["slo_pass"] and "prefill" in h["reason"] and h["prefill_replicas"] == r["prefill_replicas"] // 2
+    a = row(run_point(loaded, loaded.points[0], simulate=False)[0])
+    assert a["throughput_source"] == "analytic"
+    rate = a["throughput_req_s"]
+    assert a["prefill_replicas"] == prefill_replicas(rate, a["prefill_s_per_prompt"], a["prefill_ttft_analytic_s"], 0.5)

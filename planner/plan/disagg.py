@@ -10,7 +10,8 @@ Sizing is analytic, then simulated and corrected (not the capacity search of sin
    users (Little's law), rate x t_dec for an open rate; replicas D = ceil(that / U), or
    ``deployment.replicas``. Unless D is configured the deployment is costed at its decode
    pool's capacity, D U sequences at once: requests/s lambda = D U / t_dec (as the capacity
-   search costs a single pool at each replica's capacity).
+   search costs a single pool at each replica's capacity). When even one sequence misses the
+   target: one decode replica of one sequence, the lowest load, says by how much.
 2. prefill pool: one prompt keeps a prefill replica busy s seconds (its rounds at an empty
    batch, summed as the simulator runs them); replicas P = the fewest with rho = lambda s / P
    < 1 whose p99 wait, each replica an M/D/1 queue of lambda / P (probe.md1_p99_wait), plus
@@ -21,7 +22,10 @@ Sizing is analytic, then simulated and corrected (not the capacity search of sin
    grows), P grows to what the M/D/1 tail, scaled to the wait measured past one prompt alone,
    needs; while speed or TPOT misses, U shrinks in proportion (D grows, lambda with it). Once
    it passes, P is bisected down between a miss and the pass, each step aimed by the scaled
-   tail (a random split is pessimistic next to least-outstanding routing). At most
+   tail (a random split is pessimistic next to least-outstanding routing). A run also misses
+   when either pool's load at lambda, by what it measured (a prefill replica's busy seconds
+   per prompt; the seconds a sequence holds a decode replica's KV), passes records.STABLE
+   (95%): a run of a few seconds does not see a queue at 99% grow. At most
    ``capacity.max_probes`` runs; the answer is the last passing run (the last run when none
    passed). The first requests, as many as are in flight at lambda, are warm-up.
 
@@ -42,7 +46,7 @@ from planner.plan.economics import costs
 from planner.plan.estimate import Estimate, estimate, speed_band
 from planner.plan.point import PointResult, Sizing, bands, verdict
 from planner.plan.pools import Pools, demand
-from planner.plan.probe import md1_p99_wait, shorten
+from planner.plan.probe import md1_p99_wait, prompt_seconds, shorten
 from planner.plan.scenario import Loaded, Point
 from planner.plan.simulate import DEFAULT_LOAD, rounds_for, sim_spec
 from planner.sim.disagg import PrefillPool
@@ -83,22 +87,11 @@ def decode_only(cfg: Config, built: Built) -> Estimate:
         times=tuple((k.removeprefix("cycle_"), v) for k, v in r.parts.items()))
 
 
-def prefill_service(rounds, prompt: int, chunk: int) -> float:
-    """Seconds a prefill replica is busy per prompt when prompts follow each other: its rounds
-    at an empty batch (the budget a round takes), summed."""
-    budget, t, pos = max(rounds.prefill_budget(0, 0.0, chunk), 1), 0.0, 0
-    while pos < prompt:
-        take = min(budget, prompt - pos)
-        t += rounds.mixed(0, 0.0, take, pos, chunk)[0]
-        pos += take
-    return t
-
-
 def prefill_replicas(lam: float, s: float, alone: float, target: float, scale: float = 1.0) -> int:
-    """Fewest replicas whose p99 wait (an M/D/1 queue of lam / P each, its tail x ``scale``)
-    plus ``alone`` meets ``target``; out of reach (one prompt alone misses it): the replicas
-    for utilisation DEFAULT_LOAD."""
-    least = math.floor(lam * s) + 1  # rho < 1
+    """Fewest replicas loaded under STABLE (lam s / P) whose p99 wait (an M/D/1 queue of lam / P
+    each, its tail x ``scale``) plus ``alone`` meets ``target``; out of reach (one prompt alone
+    misses it): the replicas for utilisation DEFAULT_LOAD."""
+    least = math.floor(lam * s / STABLE) + 1  # rho below STABLE: past it an open queue grows
     if alone >= target:
         return max(least, math.ceil(lam * s / DEFAULT_LOAD))
 
@@ -150,7 +143,7 @@ def run_disagg(loaded: Loaded, pt: Point, simulate_on: bool | None = None) -> tu
     most, target = est.max_concurrent_sequences, sc.slo.ttft_p99_s
     rounds, pre_rounds = rounds_for(built, cfg, sc), StepRounds(pb)
     prompt, chunk = est.prompt_tokens, pt.prefill.prefill_chunk
-    s = prefill_service(pre_rounds, prompt, chunk)
+    s = prompt_seconds(pre_rounds, 0, 0.0, prompt, chunk)[0]  # a prefill replica's seconds per prompt
     alone = pb.steps.ttft_s(prompt, 0, chunk)
     egress, seq_p = nic_rates(pb)
     ingress, seq_d = nic_rates(built)
@@ -181,7 +174,8 @@ def run_disagg(loaded: Loaded, pt: Point, simulate_on: bool | None = None) -> tu
             t = t_dec(b)
         return Plan(b, math.ceil(busy(t) / b), 0, math.ceil(busy(t) / b) * b / t)
 
-    plan, refuse = sized(max(u, 1)), ""
+    # out of reach even at one sequence: one decode replica of one sequence, the lowest load, shows by how much
+    plan, refuse = sized(u) if u or fixed_d else Plan(1, 1, 0, 1.0 / t_dec(1)), ""
     if plan.users > most:  # deployment.replicas set: more sequences decode at once than fit
         if run:
             plan.users = most  # the simulator queues the rest for room
@@ -190,12 +184,13 @@ def run_disagg(loaded: Loaded, pt: Point, simulate_on: bool | None = None) -> tu
                       f" decode replicas of {most}; {fixed_d} configured")
     plan.prefill = fixed_p or prefill_replicas(plan.rate, s, alone, target)
     pool = lambda p: PrefillPool(pre_rounds, p, egress, ingress, min(seq_p, seq_d), chunk)  # noqa: E731
-    res, sims, limit = None, 0, ""
+    res, sims, limit, short = None, 0, "", ""
     if run and not refuse:
-        res, sims, limit = _simulated(loaded, sc, cfg, rounds, pool, plan, sized, s,
-                                      lambda b: alone + t_dec(b), alone, fixed_d, fixed_p)
+        res, sims, limit, short = _simulated(loaded, sc, cfg, rounds, pool, plan, sized, lambda b: alone + t_dec(b),
+                                      alone, most, fixed_d, fixed_p)
     lam = res.summary.throughput_req_s if res is not None else plan.rate
-    flight = res.summary.mean_in_system if res is not None else plan.rate * (alone + t_dec(plan.users))
+    # users in flight (Little's law, as the capacity search reports an open load): rate x time in system
+    flight = lam * (res.summary.mean_sojourn_s if res is not None else alone + t_dec(plan.users))
     dec = decode_only(dataclasses.replace(cfg, batch=min(plan.users, most)), built)
     pools = Pools(prefill_hardware=pt.prefill.hardware.name, decode_hardware=cfg.hardware.name,
                   prefill_replicas=plan.prefill, prefill_devices_per_replica=pb.placement.devices,
@@ -231,6 +226,9 @@ def run_disagg(loaded: Loaded, pt: Point, simulate_on: bool | None = None) -> tu
     b = bands(built.device, pools.decode_devices, sc.economics, result.estimate, speed, result.throughput_out_tok_s,
               result.throughput_in_tok_s, result.throughput_req_s, also=also)
     result = verdict(dataclasses.replace(result, costs=c, bands=b), sc)
+    if short:  # the run reported missed (a pool loaded past STABLE, say, which the percentiles may not show)
+        return dataclasses.replace(result, slo_pass=False, reason=miss or f"SLO missed by the sized deployment: "
+                                   f"{short}"), res
     if not result.slo_pass and not result.reason:
         figures = {name: result.sim.get(name) for name, *_ in sc.slo.targets()} if result.sim else \
             analytic_values(result.estimate)
@@ -240,13 +238,13 @@ def run_disagg(loaded: Loaded, pt: Point, simulate_on: bool | None = None) -> tu
     return result, res
 
 
-def _simulated(loaded: Loaded, sc, cfg: Config, rounds, pool, plan: Plan, sized, s: float, sojourn,
-               alone: float, fixed_d, fixed_p) -> tuple[SimResult, int, str]:
+def _simulated(loaded: Loaded, sc, cfg: Config, rounds, pool, plan: Plan, sized, sojourn, alone: float,
+               most: int, fixed_d, fixed_p) -> tuple[SimResult, int, str, str]:
     """Step 3 of the module docstring: (the run reported, runs made, the SLO targets the last
-    missing run missed). ``plan`` is left at the reported run's sizing; ``sojourn(U)`` is a
-    request's analytic time in the system (it sets the warm-up)."""
+    missing run missed, what the reported run missed or ""). ``plan`` is left at the reported
+    run's sizing; ``sojourn(U)`` is a request's analytic time in the system (it sets the warm-up)."""
     slo, tol, budget, w = sc.slo, sc.capacity.tolerance, sc.capacity.max_probes, sc.workload
-    arr = w.arrival
+    target = slo.ttft_p99_s
     runs: list = []
 
     def probe():
@@ -259,33 +257,36 @@ def _simulated(loaded: Loaded, sc, cfg: Config, rounds, pool, plan: Plan, sized,
         if w.requests is None:  # as many requests as the SLO's percentiles need
             spec = shorten(spec, slo, flight)
         res = simulate(spec, rounds, pool(plan.prefill))
-        sm = res.summary
+        sm, q = res.summary, res.requests
         misses = slo_misses(slo, {name: sm.get(name) for name, *_ in slo.targets()})
-        if sm.served_to_offered < STABLE:
+        # each pool's load at the offered rate by what the run measured (a run of seconds does not
+        # see a queue at 99% grow): a prefill replica's busy seconds per prompt, and the seconds a
+        # sequence holds a decode replica's KV (transfer start to last token)
+        work = sm.prefill_util_max * sm.sim_time_s * plan.prefill / sm.sim_requests
+        multi = (q.output_tokens > 1).to_numpy()
+        hold = float((q.finish_s - q.decode_join_s + q.kv_transfer_s)[multi].sum()) / len(q)
+        load = (plan.rate * work / plan.prefill, plan.rate * hold / (plan.replicas * most))
+        if sm.served_to_offered < STABLE or max(load) > STABLE:
             misses.append("unstable")
-        # the M/D/1 tail scaled to the wait measured past one prompt alone, at the measured rate
-        lam = sm.throughput_req_s
-        model = md1_p99_wait(lam * s / plan.prefill, s)
+        # the M/D/1 tail scaled to the wait measured past one prompt alone
+        model = md1_p99_wait(load[0], work)
         scale = max(sm.ttft_p99_s - alone, 0.0) / model if 0 < model < math.inf else 1.0
-        runs.append((dataclasses.replace(plan), res, misses, lam, scale))
+        runs.append((dataclasses.replace(plan), res, misses, work, scale, load))
         return runs[-1]
 
-    # grow until it passes: prefill replicas for TTFT (or a queue growing at a saturated prefill
-    # pool), fewer sequences per decode replica for speed and TPOT (or a queue growing at the
-    # decode pool: its KV slots full)
+    # grow until it passes: prefill replicas for TTFT or a loaded prefill pool, fewer sequences
+    # per decode replica for speed and TPOT or a loaded decode pool (its KV slots)
     at = probe()
     while at[2] and len(runs) < budget:
-        _, res, misses, lam, scale = at
-        sm = res.summary
-        slow = [(sm.get(m) / getattr(slo, m)) ** (1 if m == "tpot_p99_s" else -1)
+        _, res, misses, work, scale, load = at
+        slow = [(res.summary.get(m) / getattr(slo, m)) ** (1 if m == "tpot_p99_s" else -1)
                 for m in misses if m in ("tpot_p99_s", "decode_tok_s_per_user_p50")]
-        saturated = "unstable" in misses and sm.prefill_util_max >= STABLE
+        busy_p = "unstable" in misses and load[0] >= load[1]
         moved = False
-        if ("ttft_p99_s" in misses or saturated) and not fixed_p and slo.ttft_p99_s:
-            plan.prefill = max(plan.prefill + 1, prefill_replicas(max(lam, plan.rate), s, alone, slo.ttft_p99_s,
-                                                                  max(scale, 1.0)))
+        if ("ttft_p99_s" in misses or busy_p) and not fixed_p and target:
+            plan.prefill = max(plan.prefill + 1, prefill_replicas(plan.rate, work, alone, target, max(scale, 1.0)))
             moved = True
-        if (slow or ("unstable" in misses and not saturated)) and not fixed_d and plan.users > 1:
+        if (slow or ("unstable" in misses and not busy_p)) and not fixed_d and plan.users > 1:
             b = max(1, min(plan.users - max(1, math.ceil(plan.users * tol)), math.floor(plan.users / max(slow or [1]))))
             new = sized(b)
             plan.users, plan.replicas, plan.rate = new.users, new.replicas, new.rate
@@ -294,12 +295,13 @@ def _simulated(loaded: Loaded, sc, cfg: Config, rounds, pool, plan: Plan, sized,
             break
         at = probe()
     best = at if not at[2] else None
-    # then fewer prefill replicas while it passes: bisection between a miss and the pass, each
-    # step aimed where the scaled tail meets the target
-    if best is not None and not fixed_p and slo.ttft_p99_s:
-        lo, hi = math.floor(plan.rate * s), best[0].prefill  # at rho >= 1 the queue grows
+    # then fewer prefill replicas while it passes: bisection between a miss (or the fewest that
+    # keep the pool under STABLE of its capacity) and the pass, each step aimed where the
+    # scaled tail meets the target
+    if best is not None and not fixed_p and target:
+        lo, hi = math.ceil(plan.rate * best[3] / STABLE) - 1, best[0].prefill
         while hi - lo > max(1, math.floor(tol * hi)) and len(runs) < budget:
-            aim = prefill_replicas(best[3], s, alone, slo.ttft_p99_s, best[4])
+            aim = prefill_replicas(plan.rate, best[3], alone, target, best[4])
             x = aim if lo < aim < hi else (lo + hi) // 2
             if x in (lo, hi):
                 break
@@ -312,4 +314,7 @@ def _simulated(loaded: Loaded, sc, cfg: Config, rounds, pool, plan: Plan, sized,
     final = best or at
     plan.users, plan.replicas, plan.prefill, plan.rate = dataclasses.astuple(final[0])
     missed = [r[2] for r in runs if r[2]]
-    return final[1], len(runs), "+".join(missed[-1]) if missed else ""
+    why = [f"{m} {final[1].summary.get(m):.3g} vs target {getattr(slo, m)}" if m != "unstable" else
+           f"a pool loaded past {STABLE:.0%} (prefill {final[5][0]:.0%}, decode KV {final[5][1]:.0%})"
+           for m in final[2]]
+    return final[1], len(runs), "+".join(missed[-1]) if missed else "", ", ".join(why)
