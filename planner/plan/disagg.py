@@ -49,6 +49,7 @@ from planner.plan.pools import Pools, demand
 from planner.plan.probe import md1_p99_wait, prompt_seconds, shorten
 from planner.plan.scenario import Loaded, Point
 from planner.plan.simulate import DEFAULT_LOAD, rounds_for, sim_spec
+from planner.sim.batch import largest
 from planner.sim.disagg import PrefillPool
 from planner.sim.engine import SimResult, simulate
 from planner.sim.records import STABLE
@@ -98,13 +99,9 @@ def prefill_replicas(lam: float, s: float, alone: float, target: float, scale: f
     def ok(p: int) -> bool:
         return scale * md1_p99_wait(lam * s / p, s) + alone <= target
 
-    lo, hi = least, max(least, math.ceil(100 * lam * s) + 1)  # at 1% utilisation the tail is 0
-    if ok(lo):
-        return lo
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        lo, hi = (lo, mid) if ok(mid) else (mid, hi)
-    return hi
+    if ok(least):
+        return least
+    return largest(least, math.ceil(100 * lam * s) + 1, lambda p: not ok(p)) + 1  # at 1% load the tail is 0
 
 
 @dataclasses.dataclass
