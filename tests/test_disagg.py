@@ -317,3 +317,17 @@ def test_sizing_passes_and_half_the_prefill_pool_does_not(write):
     assert a["throughput_source"] == "analytic"
     rate = a["throughput_req_s"]
     assert a["prefill_replicas"] == prefill_replicas(rate, a["prefill_s_per_prompt"], a["prefill_ttft_analytic_s"], 0.5)
+
+
+def test_plan_run_says_both_pools(write, tmp_path):
+    """`plan run` on a disaggregated scenario: both pools in the first line, the handoff next,
+    and requests.csv with each request's prefill replica, handoff and transfer."""
+    import pandas as pd
+    from click.testing import CliRunner
+    from planner.cli import main
+    r = CliRunner().invoke(main, ["run", str(write("s.yaml", SMALL)), "-o", str(tmp_path / "o")])
+    assert r.exit_code == 0, r.output
+    assert "x cs3 decoding (1 replicas) behind" in r.output and "KV handoff p50/p99" in r.output
+    q = pd.read_csv(tmp_path / "o" / "requests.csv")
+    assert {"prefill_replica", "handoff_s", "kv_transfer_s", "decode_join_s"} <= set(q.columns)
+    assert (q.decode_join_s >= q.handoff_s + q.kv_transfer_s - 1e-9).all()
