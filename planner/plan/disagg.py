@@ -195,7 +195,8 @@ def run_disagg(loaded: Loaded, pt: Point, simulate_on: bool | None = None) -> tu
                   prefill_precision=f"{pt.prefill.weights}/{pt.prefill.kv_precision}",
                   kv_transfer_bytes_per_seq=wire, kv_path_bytes_per_s=path, prefill_s_per_prompt=s,
                   prefill_ttft_analytic_s=alone, prefill_load=lam * s / plan.prefill,
-                  hypothetical=bool(est.hypothetical or pt.prefill.hardware.hypothetical), sims=sims, limit=limit)
+                  hypothetical=bool(est.hypothetical or pt.prefill.hardware.hypothetical), users=flight,
+                  sims=sims, limit=limit)
     full = decode_only(dataclasses.replace(cfg, batch=most), built)
     sizing = Sizing(replicas=plan.replicas, batch_per_replica=plan.users, concurrent_users=flight,
                     devices_per_replica=est.devices, devices=pools.decode_devices + pools.prefill_devices,

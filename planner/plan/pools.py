@@ -80,6 +80,7 @@ class Pools:
     prefill_ttft_analytic_s: float  # one prompt on an idle prefill replica
     prefill_load: float  # requests/s x prefill_s_per_prompt / prefill_replicas (simulated rate where it ran)
     hypothetical: bool
+    users: float  # users in flight the deployment carries (rate x time in system)
     sims: int  # simulations the sizing ran
     limit: str  # what bounded the sizing (SLO targets missed just past it), or ""
 
@@ -89,10 +90,10 @@ class Pools:
 
     def as_dict(self) -> dict:
         out = dataclasses.asdict(self)
-        sims, limit = out.pop("sims"), out.pop("limit")
+        sims, limit, users = out.pop("sims"), out.pop("limit"), out.pop("users")
         out.update(disaggregated=True, hardware=f"{self.prefill_hardware}+{self.decode_hardware}",
                    prefill_devices=self.prefill_devices,
                    kv_transfer_analytic_s=self.kv_transfer_bytes_per_seq / self.kv_path_bytes_per_s)
         if sims:
-            out.update(capacity_probes=sims, capacity_limit=limit)
+            out.update(capacity_probes=sims, capacity_limit=limit, capacity_users=users)
         return out
