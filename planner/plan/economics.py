@@ -94,11 +94,22 @@ def usd_per_hour(dev: Device, devices: int, econ: Economics, activity: float) ->
 
 
 def costs(dev: Device, devices: int, econ: Economics, out_tok_s: float, in_tok_s: float, req_s: float,
-          cached_tok_s: float = 0.0, *, activity: float) -> Costs:
+          cached_tok_s: float = 0.0, *, activity: float, also: tuple = ()) -> Costs:
     """Costs of ``devices`` devices serving the given deployment rates (tokens/s, requests/s) at
-    power ``activity`` u (0: idle, 1: compute busy the whole time)."""
-    p, capex, usd_h, capex_h = usd_per_hour(dev, devices, econ, activity)
-    facility_kw = p.kw * econ.pue
+    power ``activity`` u (0: idle, 1: compute busy the whole time). ``also``: further pools of
+    the same deployment as (device, devices, activity) (a disaggregated deployment's prefill
+    pool): their systems, capex, power and $/h add to the first's."""
+    pools = ((dev, devices, activity),) + tuple(also)
+    parts = [usd_per_hour(d, n, econ, u) for d, n, u in pools]
+    ps = [x[0] for x in parts]
+    capex, usd_h, capex_h = (sum(x[i] for x in parts) for i in (1, 2, 3))
+    systems, kw, nameplate = sum(x.systems for x in ps), sum(x.kw for x in ps), sum(x.nameplate_kw for x in ps)
+    low = sum(x.systems * d.system_capex_low_usd for x, (d, _, _) in zip(ps, pools))
+    high = sum(x.systems * d.system_capex_high_usd for x, (d, _, _) in zip(ps, pools))
+    # the deployment's activity: its devices' power-weighted mean (one pool: that pool's)
+    span = sum(power(d, n, 1.0).kw - x.idle_kw for x, (d, n, _) in zip(ps, pools))
+    u_all = (kw - sum(x.idle_kw for x in ps)) / span if len(ps) > 1 and span > 0 else activity
+    facility_kw = kw * econ.pue
     served = econ.utilisation * 3600.0  # seconds of service per hour
     r = econ.price_ratio
     weighted = (r.output * out_tok_s + r.input * in_tok_s + r.cached_input * cached_tok_s) * served
@@ -106,9 +117,9 @@ def costs(dev: Device, devices: int, econ: Economics, out_tok_s: float, in_tok_s
     tokens = (out_tok_s + in_tok_s + cached_tok_s) * served
     requests = req_s * served
     return Costs(
-        systems=p.systems, capex_usd=capex, capex_usd_low=p.systems * dev.system_capex_low_usd,
-        capex_usd_high=p.systems * dev.system_capex_high_usd, power_kw=p.kw, power_kw_nameplate=p.nameplate_kw,
-        facility_power_kw=facility_kw, activity=activity, power_source=dev.power_source,
+        systems=systems, capex_usd=capex, capex_usd_low=low, capex_usd_high=high, power_kw=kw,
+        power_kw_nameplate=nameplate, facility_power_kw=facility_kw, activity=u_all,
+        power_source=" + ".join(dict.fromkeys(d.power_source for d, _, _ in pools)),
         usd_per_h=usd_h, capex_usd_per_h=capex_h,
         cost_usd_per_mtok_out=r.output * per_unit * 1e6, cost_usd_per_mtok_in=r.input * per_unit * 1e6,
         cost_usd_per_mtok_cached_in=r.cached_input * per_unit * 1e6,

@@ -18,6 +18,7 @@ from planner.plan.capacity import Capacity, analytic_values, capacity_search, sl
 from planner.plan.economics import Costs, PowerCap, costs, power_cap
 from planner.plan.estimate import Estimate, estimate
 from planner.plan.frontier import FrontierPoint, frontier
+from planner.plan.pools import Pools
 from planner.plan.scenario import Loaded, Point
 from planner.plan.simulate import rounds_for, run_sim
 from planner.sim.engine import SimResult, Summary
@@ -87,6 +88,7 @@ class PointResult:
     service: Service | None = None
     frontier: tuple[FrontierPoint, ...] = ()  # the configuration's cost-vs-speed curve (analytic)
     cap: PowerCap | None = None  # the replicas a facility power cap holds (economics.facility_power_cap)
+    pools: Pools | None = None  # a disaggregated deployment's two pools (plan/disagg.py)
     error: str | None = None  # "Type: message" when evaluating the point raised
 
 
@@ -147,6 +149,9 @@ def run_point(loaded: Loaded, pt: Point, simulate: bool | None = None) -> tuple[
     sc = pt.scenario
     if sc.service is not None:
         return service_point(loaded, pt), None
+    if pt.prefill is not None:  # prefill and decode pools (a module of this layer built on this one)
+        from planner.plan.disagg import run_disagg
+        return run_disagg(loaded, pt, simulate)
     cfg = pt.config
     users = sc.workload.concurrent_users
     if users is not None and cfg.count is None:
@@ -231,19 +236,19 @@ def verdict(result: PointResult, sc: Scenario) -> PointResult:
 
 
 def bands(dev: Device, devices: int, econ: Economics, est: Estimate, speed: float, thr: float, inp: float,
-          req: float, activity: float) -> Bands:
+          req: float, activity: float, also: tuple = ()) -> Bands:
     """Low/high per-user speed, throughput and $/M output tokens: the speed band of the
     hardware's calibration (held-out spread x clock range) and, for cost, the capex range
-    (cheap capex with the fast end, dear capex with the slow end)."""
+    (cheap capex with the fast end, dear capex with the slow end); ``also``: further pools."""
     lo, hi = est.speed_band_low, est.speed_band_high
     cheap = econ if econ.capex == "rental" else econ.model_copy(update={"capex": "low"})
     dear = econ if econ.capex == "rental" else econ.model_copy(update={"capex": "high"})
     return Bands(decode_tok_s_per_user_low=speed * lo, decode_tok_s_per_user_high=speed * hi,
                  throughput_out_tok_s_low=thr * lo, throughput_out_tok_s_high=thr * hi,
                  cost_usd_per_mtok_out_low=costs(dev, devices, cheap, thr * hi, inp * hi,
-                                                 req * hi, activity=activity).cost_usd_per_mtok_out,
+                                                 req * hi, activity=activity, also=also).cost_usd_per_mtok_out,
                  cost_usd_per_mtok_out_high=costs(dev, devices, dear, thr * lo, inp * lo,
-                                                  req * lo, activity=activity).cost_usd_per_mtok_out)
+                                                  req * lo, activity=activity, also=also).cost_usd_per_mtok_out)
 
 
 def service_point(loaded: Loaded, pt: Point) -> PointResult:

@@ -19,6 +19,7 @@ import pandas as pd
 import simpy
 
 from planner.config.schema import MAX_REQUESTS, PREFILL_CHUNK, SLO
+from planner.sim.disagg import DecodeSide, PrefillPool, Split
 from planner.sim.errors import InvariantError, TooLarge
 from planner.sim.links import Link, Network
 from planner.sim.records import Recorder, Summary, requests_frame, summarise, timeseries_frame
@@ -86,8 +87,9 @@ class SimResult:
     tasks: TaskTimes | None = None
 
 
-def simulate(spec: SimSpec, rounds) -> SimResult:
-    """Simulate ``spec`` on replicas whose hardware is ``rounds`` (StepRounds or ConstantRounds)."""
+def simulate(spec: SimSpec, rounds, prefill: PrefillPool | None = None) -> SimResult:
+    """Simulate ``spec`` on replicas whose hardware is ``rounds`` (StepRounds or ConstantRounds);
+    with ``prefill``, they only decode, behind a prefill pool (sim/disagg.py)."""
     wall0 = time.perf_counter()
     r_arr, r_p, r_o = (np.random.default_rng(s) for s in np.random.SeedSequence(spec.seed).spawn(3))
     plan = spec.plan
@@ -105,10 +107,15 @@ def simulate(spec: SimSpec, rounds) -> SimResult:
         rec.session[:], rec.ctx_before[:], rec.new[:] = plan.session, plan.ctx_before, plan.new
         rec.cache_after[:] = plan.cache_after
         rec.kv_mode = spec.kv_between_turns
-    reps = [Replica(env, i, rounds, rec, spec.policy, spec.max_batch, spec.chunk, spec.block_tokens,
-                    spec.offload_batching) for i in range(spec.replicas)]
+    kind = Replica if prefill is None else DecodeSide
+    reps = [kind(env, i, rounds, rec, spec.policy, spec.max_batch, spec.chunk, spec.block_tokens,
+                 spec.offload_batching) for i in range(spec.replicas)]
     rec.replicas = reps
-    wire(Network(env), reps, rounds)
+    net = Network(env)
+    wire(net, reps, rounds)
+    split = None if prefill is None else Split(env, net, prefill, reps, rec, spec.block_tokens,
+                                               lambda pool, rid: _route(pool, spec.router, rid))
+    front = reps if split is None else split.prefill  # where requests arrive
     cap = reps[0].capacity
     worst = int(np.argmax(rec.kv_full))
     need = rec.kv_full[worst]
@@ -123,7 +130,7 @@ def simulate(spec: SimSpec, rounds) -> SimResult:
         s = int(rec.session[rid])
         r = home.get(s) if s >= 0 else None
         if r is None:
-            r = _route(reps, spec.router, rid)
+            r = _route(front, spec.router, rid)
             if s >= 0:
                 home[s] = r
         rec.replica[rid] = r.index
@@ -164,13 +171,18 @@ def simulate(spec: SimSpec, rounds) -> SimResult:
     rec._tick()
     rec.observe()
     wall = time.perf_counter() - wall0
-    check_invariants(rec, reps)
+    check_invariants(rec, rec.replicas)
     summary = summarise(rec, reps, spec, wall)
+    if split is not None:
+        split.check()
+        measured = np.arange(rec.n) >= int(spec.warmup_fraction * rec.n)
+        summary = replace(summary, **split.figures(measured, summary.sim_time_s))
     if plan is not None:
         parts_from_calls(times, plan, rec.arrival, rec.admit, rec.first, rec.finish)
         check_tasks(times)
         summary = replace(summary, tasks=task_summary(times, plan), kv_evictions=rec.pin_evictions)
-    return SimResult(summary, requests_frame(rec), timeseries_frame(rec), times)
+    frame = requests_frame(rec) if split is None else split.columns(requests_frame(rec))
+    return SimResult(summary, frame, timeseries_frame(rec), times)
 
 
 def wire(net: Network, reps: list[Replica], m) -> None:

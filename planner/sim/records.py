@@ -184,6 +184,15 @@ class Summary:
     decode_tok_s_per_user_time_avg: float | None = None
     tasks: TaskStats | None = None  # agent tasks: task times and their breakdown
     kv_evictions: int | None = None  # agent tasks: kept KV evicted to admit other work
+    # disaggregated prefill and decode (sim/disagg.py): prompt KV transfer (start to last byte)
+    # and handoff gap (first token to joining a decode batch) of measured requests of more than
+    # one token, the decode NICs' busy share for it, the prefill pool's busiest stage
+    kv_transfer_p50_s: float | None = None
+    kv_transfer_p99_s: float | None = None
+    handoff_p50_s: float | None = None
+    handoff_p99_s: float | None = None
+    kv_ingress_util: float | None = None
+    prefill_util_max: float | None = None
 
     def get(self, name: str, default=None):
         """A figure by name; None and NaN count as absent (not measured: e.g. per-user speed

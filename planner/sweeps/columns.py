@@ -82,6 +82,35 @@ SECTIONS = [
                                "search_ceiling or floor"),
         ("capacity_probes", "simulations", "simulations the capacity search ran"),
     ]),
+    ("disaggregated", [  # rows of deployment.disaggregated only (plan/disagg.py, sim/disagg.py)
+        ("disaggregated", "", "True: a prefill pool (prefill_hardware) in front of decode replicas (decode_hardware), "
+                              "the prompt's KV moved between them; `hardware` reads prefill+decode, `devices` "
+                              "counts both pools, `replicas` and `devices_per_replica` are the decode pool's"),
+        ("prefill_hardware", "", "hardware of the prefill pool"),
+        ("decode_hardware", "", "hardware of the decode pool"),
+        ("prefill_replicas", "replicas", "prefill replicas (sized for the prompt load at slo.ttft_p99_s, or set)"),
+        ("prefill_devices_per_replica", "devices", "devices per prefill replica"),
+        ("prefill_devices", "devices", "devices of the prefill pool"),
+        ("decode_devices", "devices", "devices of the decode pool (replicas x devices_per_replica)"),
+        ("prefill_precision", "", "weights/KV precision of the prefill pool (KV goes on the wire at kv_precision)"),
+        ("prefill_s_per_prompt", "s", "seconds a prefill replica is busy per prompt, prompts back to back"),
+        ("prefill_ttft_analytic_s", "s", "one prompt's prefill on an idle prefill replica, closed form"),
+        ("prefill_load", "share", "requests/s x prefill_s_per_prompt / prefill_replicas (simulated rate where "
+                                  "the simulator ran)"),
+        ("kv_transfer_bytes_per_seq", "B", "one prompt's KV on the wire (the decode pool's bytes of the prompt)"),
+        ("kv_path_bytes_per_s", "B/s", "one transfer alone: the slowest of the prefill replica's NICs, the "
+                                       "decode replica's NICs and one sequence's share (io.bandwidth per device)"),
+        ("kv_transfer_analytic_s", "s", "kv_transfer_bytes_per_seq / kv_path_bytes_per_s"),
+        ("kv_transfer_p50_s", "s", "prompt KV transfer, start to last byte, median (simulated; transfers share the "
+                                   "links)"),
+        ("kv_transfer_p99_s", "s", "prompt KV transfer, 99th percentile"),
+        ("handoff_p50_s", "s", "first token to joining a decode batch (decode admission wait + transfer + the "
+                               "round boundary), median; per-user speed counts it"),
+        ("handoff_p99_s", "s", "first token to joining a decode batch, 99th percentile"),
+        ("kv_ingress_util", "share", "decode replicas' NICs busy with prompt KV: bytes in / (capacity x time)"),
+        ("prefill_util_max", "share", "prefill pool: busiest stage's busy share of simulated time, mean over "
+                                      "prefill replicas (0-1)"),
+    ]),
     ("simulated", [
         ("throughput_in_tok_s", "tok/s", "input (prompt) tokens per second of the deployment"),
         ("throughput_req_s", "req/s", "requests finished per second by the deployment (simulated; analytic: "
@@ -223,7 +252,9 @@ _BEFORE_AXES = {"answer", "identity"}
 HEAD = [n for s, cols in SECTIONS if s in _BEFORE_AXES for n, _, _ in cols]
 TASKS = [n for n, _, _ in dict(SECTIONS)["agent tasks"]]
 TAIL = [n for n, _, _ in dict(SECTIONS)["provenance"]]
-DETAIL = [n for s, cols in SECTIONS if s not in _BEFORE_AXES | {"agent tasks", "provenance"} for n, _, _ in cols]
+POOLS = [n for n, _, _ in dict(SECTIONS)["disaggregated"]]
+DETAIL = [n for s, cols in SECTIONS if s not in _BEFORE_AXES | {"agent tasks", "disaggregated", "provenance"}
+          for n, _, _ in cols]
 
 # swept paths whose value a result column already shows (resolved): the axis column is dropped
 AXIS_SHOWN_AS = {"deployment.hardware": "hardware", "deployment.precision.weights": "weights_precision",

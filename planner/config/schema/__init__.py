@@ -48,6 +48,8 @@ from planner.config.schema.model import (  # noqa: F401 - the schema's public na
 from planner.config.schema.scenario import (  # noqa: F401 - the schema's public names
     PrecisionChoice,
     SpecDecode,
+    PrefillPool,
+    Disaggregated,
     Deployment,
     BondedSramChoice,
     HardwareOptions,

@@ -26,6 +26,24 @@ class SpecDecode(Strict):
     draft_params: Annotated[Number, Field(ge=0)] | None = None  # None: model's own draft head (MTP)
 
 
+class PrefillPool(Strict):
+    """The prefill pool of a disaggregated deployment (its own hardware, sized on its own)."""
+
+    hardware: str  # `plan list hardware` (a GPU, say, in front of wafers)
+    count: Annotated[int, Field(ge=1, le=MAX_DEVICES)] | None = None  # devices per prefill replica; None = fewest that fit
+    replicas: Annotated[int, Field(ge=1, le=1_000_000)] | None = None  # None = sized for the prompt load at slo.ttft_p99_s
+    precision: PrecisionChoice | None = None  # None = deployment.precision (the decode pool's)
+    software: str | None = None  # a software profile of its hardware spec
+    prefill_chunk_tokens: Annotated[int, Field(ge=1, le=MAX_TOKENS)] | None = None  # None = deployment's
+
+
+class Disaggregated(Strict):
+    """Prefill on one pool, decode on another (deployment.hardware), the prompt's KV moved
+    between them over the devices' scale-out links (io.bandwidth of each hardware spec)."""
+
+    prefill: PrefillPool
+
+
 class Deployment(Strict):
     hardware: str = "cs3"
     count: Annotated[int, Field(ge=1, le=MAX_DEVICES)] | None = None  # devices per replica; None = fewest that fit
@@ -34,6 +52,8 @@ class Deployment(Strict):
     microbatches: Annotated[int, Field(ge=1, le=1_000_000)] | None = None  # None = one per pipeline stage
     spec_decode: SpecDecode | None = None
     prefill_chunk_tokens: Annotated[int, Field(ge=1, le=MAX_TOKENS)] = PREFILL_CHUNK  # chunked prefill: tokens per chunk
+    # null: every replica prefills and decodes; else the replicas above only decode, behind a prefill pool
+    disaggregated: Disaggregated | None = None
     software: str | None = None  # a software profile of the hardware spec (calibrated era)
     router: Literal["round_robin", "least_outstanding", "most_free_kv"] = "least_outstanding"
     kv_policy: Literal["wait", "preempt", "swap", "offload"] = "wait"
