@@ -35,7 +35,11 @@ def run_cmd(scenario, sets, out, quiet):
         elif res is None:  # a service profile: agent tasks timed in closed form
             click.echo(f"{row['model']} (service): {row['tasks']} tasks", err=True)
         else:
-            click.echo(f"{row['model']} on {row['devices']} x {row['device']} ({row['replicas']} replicas), "
+            where = (f"{row['decode_devices']} x {row['decode_hardware']} decoding ({row['replicas']} replicas) behind "
+                     f"{row['prefill_devices']} x {row['prefill_hardware']} prefilling ({row['prefill_replicas']} "
+                     "replicas)" if row.get("disaggregated") else
+                     f"{row['devices']} x {row['device']} ({row['replicas']} replicas)")
+            click.echo(f"{row['model']} on {where}, "
                        f"{row['sim_requests']} requests simulated in {row['wall_s']:.2f} s wall "
                        f"({row['events_per_request']:.2f} events/request)", err=True)
             click.echo(f"  throughput {row['throughput_out_tok_s']:,.0f} out tok/s; per user p50 "
@@ -43,10 +47,15 @@ def run_cmd(scenario, sets, out, quiet):
                        f"{row['ttft_p99_s'] * 1e3:,.1f} ms; E2E p99 {row['e2e_p99_s']:,.2f} s", err=True)
             click.echo(f"  ${row['cost_usd_per_mtok_out']:,.3f}/M output tokens; SLO attainment "
                        f"{row['slo_attainment']:.1%}; bottleneck {row['bottleneck']}", err=True)
+            if row.get("disaggregated"):
+                click.echo(f"  KV handoff p50/p99 {row['handoff_p50_s'] * 1e3:,.1f}/{row['handoff_p99_s'] * 1e3:,.1f} ms "
+                           f"(transfer {row['kv_transfer_p50_s'] * 1e3:,.1f}/{row['kv_transfer_p99_s'] * 1e3:,.1f} ms); "
+                           f"prefill pool {row['prefill_util_max']:.0%} busy", err=True)
         if row["feasible"] and "tasks" in row:
             click.echo(f"  tasks: p50 {row['task_p50_s']:,.1f} s, p99 {row['task_p99_s']:,.1f} s, "
                        f"{row['tasks_per_hour']:,.1f}/hour, {row['compactions_per_task']:.2f} compactions each; "
-                       f"time: tool {row['share_tool']:.0%}, queue {row['share_queue']:.0%}, prefill "
+                       f"time: tool {row['share_tool']:.0%}, CPU wait {row['share_tool_wait']:.0%}, overhead "
+                       f"{row['share_overhead']:.0%}, queue {row['share_queue']:.0%}, prefill "
                        f"{row['share_prefill']:.0%}, decode {row['share_decode']:.0%}, compaction "
                        f"{row['share_compaction']:.0%}, KV transfer {row['share_kv_transfer']:.0%}; "
                        f"${row['cost_usd_per_task']:,.3f}/task", err=True)

@@ -34,6 +34,7 @@ class Device:
     achievable: dict  # compute class -> share of its peak the kernels reach, relative to 16-bit
     compute_efficiency: float  # prefill-sized matmuls
     decode_efficiency: float  # decode-sized matmuls
+    decode_half_rows: float | None  # set: decode efficiency grows with the step's rows (decode_eff)
     expert_compute_efficiency: float  # routed-expert GEMMs relative to dense ones
     io_bw_bytes_per_s: float
     io_latency_s: float
@@ -47,7 +48,11 @@ class Device:
     ep_imbalance: float  # GPU: busiest GPU's routed-expert load over the mean
     step_overhead_s: float
     devices_per_system: int
-    system_power_w: float
+    system_power_w: float  # nameplate (what a facility provisions)
+    system_idle_w: float  # weights loaded, no work
+    system_load_w: float  # compute units busy the whole time
+    memory_power_share: float  # of (load - idle): drawn while streaming memory with compute idle
+    power_source: str  # how sure the idle and load figures are (confidence labels)
     system_capex_usd: float
     system_capex_low_usd: float
     system_capex_high_usd: float
@@ -56,6 +61,13 @@ class Device:
     clock_range: tuple = (1.0, 1.0)  # compute scale at the clock's low/high end (wafers)
     speed_band: tuple = (1.0, 1.0)  # held-out measured/predicted spread (10th, 90th pct)
     speed_band_source: str = ""
+
+    def decode_eff(self, rows: float) -> float:
+        """Share of the dense peak a decode step's matmuls reach with ``rows`` tokens in the
+        step: ``decode_efficiency``, or with ``decode_half_rows`` set, efficiency x m / (m + half)."""
+        if self.decode_half_rows is None:
+            return self.decode_efficiency
+        return self.compute_efficiency * rows / (rows + self.decode_half_rows)
 
     def layer_latency_s(self, hidden: int) -> float:
         """Fixed fabric latency of one layer on a wafer (0 on GPUs: their sync is the all-reduce)."""
@@ -84,6 +96,16 @@ class Device:
         return min(w_peak, kv_peak)
 
 
+def power_source(p) -> str:
+    """How sure a spec's idle and load power are, for the results' ``power_source`` column (an
+    assumed figure says so; bonded SRAM layers take the wafer's shares, README "Power")."""
+    if p.idle is None and p.load is None:
+        return "nameplate: no idle or load figures (flat)"
+    idle = f"idle {p.idle.confidence or 'unrated'}" if p.idle else "idle: none (as load)"
+    load = f"load {p.load.confidence or 'unrated'}" if p.load else "load: nameplate"
+    return f"{idle}; {load}"
+
+
 def resolve(spec: HardwareSpec, bonded: BondedSramSpec | None = None, layers: int = 0,
             software: str | None = None) -> Device:
     """Apply a software profile and ``layers`` bonded SRAM layers to ``spec``."""
@@ -100,6 +122,7 @@ def resolve(spec: HardwareSpec, bonded: BondedSramSpec | None = None, layers: in
     capex = {"spec": spec.cost.capex_usd, "low": spec.cost.capex_low_usd or spec.cost.capex_usd,
              "high": spec.cost.capex_high_usd or spec.cost.capex_usd}
     power = spec.power.watts
+    idle, load = spec.power.idle, spec.power.load
     if layers:
         if spec.kind != "wafer":
             raise Infeasible(f"bonded SRAM applies to wafer hardware, not {spec.kind} '{spec.name}'")
@@ -126,6 +149,7 @@ def resolve(spec: HardwareSpec, bonded: BondedSramSpec | None = None, layers: in
         peak_flops=spec.compute.peaks(), compute_efficiency=spec.compute.efficiency,
         achievable={"fp8": spec.compute.fp8_achievable, "fp4": spec.compute.fp4_achievable},
         decode_efficiency=spec.compute.decode_efficiency or spec.compute.efficiency,
+        decode_half_rows=spec.compute.decode_half_rows,
         expert_compute_efficiency=spec.compute.expert_efficiency,
         io_bw_bytes_per_s=spec.io.bandwidth,
         io_latency_s=spec.io.latency, scale_up_domain=su.domain_size if su else 1,
@@ -134,6 +158,9 @@ def resolve(spec: HardwareSpec, bonded: BondedSramSpec | None = None, layers: in
         allreduce_s=lat["allreduce"], layer_dense_s=lat["layer_dense"], layer_moe_s=lat["layer_moe"],
         ep_imbalance=su.ep_imbalance if su else 1.0, step_overhead_s=lat["step_overhead"],
         devices_per_system=spec.devices_per_system, system_power_w=power,
+        system_load_w=power * (load.share if load else 1.0),
+        system_idle_w=power * (idle.share if idle else load.share if load else 1.0),
+        memory_power_share=load.memory_share if load else 1.0, power_source=power_source(spec.power),
         system_capex_usd=capex["spec"], system_capex_low_usd=capex["low"], system_capex_high_usd=capex["high"],
         system_rental_usd_per_h=spec.cost.rental_usd_per_h, bonded_layers=layers,
         clock_range=spec.compute.clock_range,

@@ -31,6 +31,9 @@ extra hidden vector when the cut falls inside a layer; per round ``step_overhead
 speculative decoding: k drafted tokens (each ``draft_layers`` layers of the main model's
 mean per-layer latency at one token per sequence, fixed costs included), k+1 tokens verified per sequence per step,
 (1 - a^(k+1)) / (1 - a) accepted per step.
+Power: each piece of work's stage times also give its active seconds, ``min(roofline, compute +
+memory_power_share x memory)``: the compute units' busy time plus a share of the time memory
+streams beyond it (README "Power"); rounds sum them per stage next to busy time.
 Every function returns arrays over stages (per-stage work = stage-fraction matrix @
 per-layer vector), so a 300-wafer pipeline costs one matrix product, not 300 Python calls.
 The discrete-event simulator uses the same functions.
@@ -60,6 +63,7 @@ class StageTimes:
     fixed_s: np.ndarray  # fixed latencies inside the stage
     occupancy_s: np.ndarray  # time the stage can do nothing else
     latency_s: np.ndarray  # time from entering the stage to leaving it
+    active_s: np.ndarray  # power-weighted busy time: compute + memory_power_share x memory, <= the roofline
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,7 @@ class Round:
     parts: dict  # seconds per component of the critical path, for attribution
     stage_busy_s: np.ndarray  # per stage: busy seconds in this round (utilisation)
     link_busy_s: np.ndarray  # per hop: seconds the link carries data in this round
+    stage_active_s: np.ndarray  # per stage: power-weighted busy seconds (StageTimes.active_s)
 
 
 def accepted_per_step(sd: SpecDecode | None) -> float:
@@ -122,6 +127,8 @@ class StepModel:
         # layers an all-to-all dispatch + combine of each GPU's own tokens to top-k experts, dense
         # MLP layers one all-reduce.
         att = shape.spec.attention
+        self.q_per_kv = 1.0 if att is None else float(att.heads if att.type == "mla" else
+                                                      att.heads / (att.kv_heads or att.heads))
         self.dp_attention = placement.kind == "gpu" and att is not None and att.type == "mla" \
             and placement.mla_attention == "dp"
         if self.dp_attention:
@@ -138,28 +145,32 @@ class StepModel:
             if not self.wafer else np.ones(self.S)
         # serial hops: a layer spread over chips exchanges once per layer, not once per chip
         self.hop_share = min(1.0, L / (self.S - 1)) if self.S > 1 else 1.0
-        # a whole prompt's chunks (ttft_s; a GPU's prefill pass per prompt): the same for every
-        # batch an estimate tries, so computed once per prompt (pure functions of their arguments)
-        self._ttft: dict = {}
-        self._per_prompt: dict = {}
+        self._passes: dict = {}  # (prompt, cached, chunk) -> prefill_pass
+        self._per_prompt: dict = {}  # (prompt, chunk) -> a GPU's prefill passes of one prompt (steady_round)
 
     # ------------------------------------------------------------ per-stage work
-    def _compute_s(self, tokens: float, attn_flops: np.ndarray, seqs: float, eff: float) -> np.ndarray:
+    def _compute_s(self, tokens: float, attn_flops: np.ndarray, seqs: float, eff: float,
+                   attn_eff: float | None = None) -> np.ndarray:
         """Seconds of compute per stage: ``tokens`` through the matmuls (the busiest GPU's routed
-        experts weighted by the imbalance), ``seqs`` lm-head rows, attention at its own rate."""
+        experts weighted by the imbalance), ``seqs`` lm-head rows, attention at its own rate
+        and efficiency (default ``eff``)."""
+        attn = attn_flops / self.attn_flops / (eff if attn_eff is None else attn_eff)
         if self.wafer:
             mat = tokens * self.active2 + seqs * self.head
             if tokens > 0:
                 mat = np.maximum(mat, self.pass2)
-            return (mat / self.peak_flops + attn_flops / self.attn_flops) / (eff * self.k)
+            return (mat / self.peak_flops / eff + attn) / self.k
         dense = tokens * (self.active2 - self.expert2) + seqs * self.head
         experts = tokens * self.imbalance * self.expert2 / self.dev.expert_compute_efficiency
-        return ((dense + experts) / self.peak_flops + attn_flops / self.attn_flops) / (eff * self.k)
+        return ((dense + experts) / self.peak_flops / eff + attn) / self.k
 
     def _times(self, compute: np.ndarray, weight_tokens: float, kv_bytes: np.ndarray,
-               split: bool = False) -> StageTimes:
+               split: bool = False, alu: np.ndarray | None = None) -> StageTimes:
         """``split``: a prefill chunk, which a wafer cuts into one piece per layer region so the
-        regions work on it together (latency: one full layer time + a piece per further layer)."""
+        regions work on it together (latency: one full layer time + a piece per further layer).
+        ``alu``: the compute units' busy seconds for power (default ``compute``; a thin decode
+        GEMM's extra time waits on data, not on arithmetic)."""
+        alu = compute if alu is None else alu
         dev, shape = self.dev, self.shape
         kv = kv_bytes * self.pl.kv_replication
         bw = dev.mem_bw_bytes_per_s * dev.mem_efficiency * self.k
@@ -175,7 +186,7 @@ class StepModel:
                 latency = np.where(n >= 1, t_layer + (n - 1) * piece, n * t_layer)
             else:
                 latency = n * t_layer
-            return StageTimes(compute, memory, zero, fixed, t_layer, latency + fixed)
+            return StageTimes(compute, memory, zero, fixed, t_layer, latency + fixed, self._active(alu, memory))
         frac = experts_touched(shape.experts, shape.active_experts, weight_tokens) / shape.experts \
             if shape.experts else 1.0
         frac = np.minimum(1.0, frac * self.imbalance)  # the busiest GPU's experts
@@ -189,7 +200,20 @@ class StepModel:
         link = np.where(tp > 1, (self.allreduces * ring + self.alltoalls * a2a) / dev.scale_up_bw_bytes_per_s, 0.0)
         fixed = np.where(tp > 1, (self.allreduces + 2 * self.alltoalls) * dev.allreduce_s, 0.0) + self.layer_fixed
         busy = roof + link + fixed
-        return StageTimes(compute, memory, link, fixed, busy, busy)
+        return StageTimes(compute, memory, link, fixed, busy, busy, self._active(alu, memory))
+
+    def activity(self, stage_active_share) -> float:
+        """The replica's devices' activity u (power = idle + (load - idle) x u, README "Power"):
+        each stage's active share of the time (active seconds / wall seconds), weighted by the
+        devices it spans."""
+        return float(self.k @ np.asarray(stage_active_share, dtype=float)) / float(self.k.sum())
+
+    def _active(self, compute: np.ndarray, memory: np.ndarray) -> np.ndarray:
+        """Seconds of full-load power equivalent in a piece of work: the compute units' busy time
+        plus ``memory_power_share`` of the time memory streams beyond it, at most the roofline
+        (a compute-bound step draws the load power throughout; a memory-bound one its compute
+        time plus a share of the rest; fixed latencies and link time draw idle power)."""
+        return np.minimum(np.maximum(compute, memory), compute + self.dev.memory_power_share * memory)
 
     def decode(self, batch: float, context: float, prefill_tokens: float = 0.0, prompt: float = 1.0,
                prefill_start: float = 0.0, tokens_per_seq: int | None = None) -> StageTimes:
@@ -198,14 +222,19 @@ class StepModel:
         weights are read once for both). ``tokens_per_seq``: default the verified tokens."""
         tokens = batch * (tokens_per_seq or self.tokens_per_step)
         attn = tokens * (self.F @ self.shape.decode_attn_flops(context))
-        compute = self._compute_s(tokens, attn, tokens, self.dev.decode_efficiency)
+        # decode attention's GEMM rows: every query head sharing a KV head (MLA: all of them)
+        compute = self._compute_s(tokens, attn, tokens, self.dev.decode_eff(tokens),
+                                  self.dev.decode_eff(tokens * self.q_per_kv))
+        alu = compute if self.dev.decode_half_rows is None else \
+            self._compute_s(tokens, attn, tokens, self.dev.compute_efficiency)
         kv = batch * (self.F @ (self.kv_tok * self.shape.held_tokens(context)))
         if prefill_tokens > 0:
             seqs = prefill_tokens / prompt
             pattn = seqs * (self.F @ self.shape.prefill_attn_flops(prefill_start, prompt))
-            compute = compute + self._compute_s(prefill_tokens, pattn, seqs, self.dev.compute_efficiency)
+            pre = self._compute_s(prefill_tokens, pattn, seqs, self.dev.compute_efficiency)
+            compute, alu = compute + pre, alu + pre
             tokens += prefill_tokens
-        return self._times(compute, tokens, kv)
+        return self._times(compute, tokens, kv, alu=alu)
 
     def prefill(self, tokens: float, start: float = 0.0, seqs: float = 1.0) -> StageTimes:
         """Every stage prefilling ``seqs`` sequences of ``tokens`` new tokens after ``start`` cached."""
@@ -229,9 +258,10 @@ class StepModel:
         b = math.ceil(batch / M)
         fused = prefill_tokens / M if not self.wafer else 0.0
         t = self.decode(b, context, fused, prompt, prefill_start)
-        bubble_s = np.zeros(self.S)
+        bubble_s = bubble_active = np.zeros(self.S)
         if self.wafer and prefill_tokens > 0:
-            bubble_s = self.prefill(prompt, prefill_start, prefill_tokens / prompt).occupancy_s
+            p = self.prefill(prompt, prefill_start, prefill_tokens / prompt)
+            bubble_s, bubble_active = p.occupancy_s, p.active_s
         bubble = float(bubble_s.max())
         hop_lat, hop_bw = self.hops(b * self.tokens_per_step)
         overhead = self.dev.step_overhead_s
@@ -263,7 +293,7 @@ class StepModel:
         else:
             neck = max(parts, key=parts.get)
         return Round(batch, M, latency, cycle, max(latency, cycle), self.accepted, neck, parts,
-                     M * t.occupancy_s + bubble_s, M * hop_bw)
+                     M * t.occupancy_s + bubble_s, M * hop_bw, M * t.active_s + bubble_active)
 
     def prefill_round(self, tokens: float, start: float = 0.0, seqs: float = 1.0) -> tuple[float, float]:
         """(cycle, pass) for one prefill chunk (of ``seqs`` prompts together) on an otherwise idle
@@ -301,26 +331,35 @@ class StepModel:
         if self.wafer:
             return r, self.decode_round(batch, context, tokens, prompt)
         key = (prompt, max(1, min(chunk, prompt)))
-        per_prompt = self._per_prompt.get(key)
-        if per_prompt is None:
-            per_prompt = self._per_prompt[key] = sum(float(t.occupancy_s.sum() + hop.sum())
-                                                     for t, hop in self._chunks(prompt, 0.0, key[1]))
+        hit = self._per_prompt.get(key)
+        if hit is None:  # the same for every batch an estimate tries
+            pieces = list(self._chunks(prompt, 0.0, key[1]))
+            hit = self._per_prompt[key] = (sum(float(t.occupancy_s.sum() + hop.sum()) for t, hop in pieces),
+                                           sum(t.occupancy_s for t, _ in pieces), sum(t.active_s for t, _ in pieces))
+        per_prompt, occupancy, active_s = hit
         extra = tokens / prompt * per_prompt
+        busy = tokens / prompt * occupancy  # each stage's share of the passes
+        active = tokens / prompt * active_s
         mixed = replace(r, round_s=r.round_s + extra, cycle_s=r.cycle_s + extra,
-                        parts={**r.parts, "prefill": extra},
+                        parts={**r.parts, "prefill": extra}, stage_busy_s=r.stage_busy_s + busy,
+                        stage_active_s=r.stage_active_s + active,
                         bottleneck=r.bottleneck if extra < r.round_s else "prefill")
         return r, mixed
 
     def ttft_s(self, prompt: int, cached: int = 0, chunk: int = PREFILL_CHUNK) -> float:
         """Time to first token on an idle replica: chunked prefill flowing through the stages
         (a flow shop: a chunk enters a stage when the stage is free and the chunk has arrived)."""
-        hit = self._ttft.get((prompt, cached, chunk))
-        if hit is None:
-            hit = self._ttft[(prompt, cached, chunk)] = self._flow(prompt, cached, chunk)
-        return hit
+        return self.prefill_pass(prompt, cached, chunk)[0]
 
-    def _flow(self, prompt: int, cached: int, chunk: int) -> float:
+    def prefill_pass(self, prompt: int, cached: int = 0, chunk: int = PREFILL_CHUNK) -> tuple[float, np.ndarray]:
+        """(TTFT on an idle replica, each stage's active seconds in it) for one prompt; memoised
+        (the batch does not enter it)."""
+        key = (prompt, cached, chunk)
+        hit = self._passes.get(key)
+        if hit is not None:
+            return hit
         free = np.zeros(self.S)
+        active = np.zeros(self.S)
         done = 0.0
         for t, hop_lat in self._chunks(prompt, cached, chunk):
             # start_i = max(free_i, start_{i-1} + d_{i-1}) with d = latency + hop; with c_i the sum
@@ -330,4 +369,6 @@ class StepModel:
             start = c + np.maximum.accumulate(free - c)
             free = start + t.occupancy_s
             done = float(start[-1] + t.latency_s[-1])
-        return done + self.dev.step_overhead_s
+            active = active + t.active_s
+        hit = self._passes[key] = (done + self.dev.step_overhead_s, active)
+        return hit

@@ -60,13 +60,15 @@ def excess(slo: SLO, summary, open_loop: bool) -> float:
     return max(ratios, default=0.0)
 
 
-def analytic_batch(cfg: Config, built: Built, slo: SLO, max_batch: int) -> int:
+def analytic_batch(cfg: Config, built: Built, slo: SLO, max_batch: int, figures=estimate) -> int:
     """Largest batch <= max_batch whose analytic per-user speed and TPOT meet the SLO (0: none).
+    ``figures(cfg, built)``: the Estimate at ``cfg.batch`` (a decode pool's without prefill:
+    plan/disagg.decode_only).
 
     Per-user speed falls as the batch grows, so an integer bisection needs ~log2(max_batch)
     closed-form estimates (about 2 ms each)."""
     def ok(b: int) -> bool:
-        est = estimate(dataclasses.replace(cfg, batch=b), built)
+        est = figures(dataclasses.replace(cfg, batch=b), built)
         return est.fits and not [m for m in slo_misses(slo, analytic_values(est)) if m != "ttft_p99_s"]
 
     if max_batch < 1 or not ok(1):

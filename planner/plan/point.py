@@ -15,9 +15,10 @@ from planner.physics.hardware import Device, Infeasible
 from planner.physics.point import Built, Config, build_point, memory_limit
 from planner.plan.agents import service_figures
 from planner.plan.capacity import Capacity, analytic_values, capacity_search, slo_misses
-from planner.plan.economics import Costs, costs
+from planner.plan.economics import Costs, PowerCap, costs, power_cap
 from planner.plan.estimate import Estimate, estimate
 from planner.plan.frontier import FrontierPoint, frontier
+from planner.plan.pools import Pools
 from planner.plan.scenario import Loaded, Point
 from planner.plan.simulate import rounds_for, run_sim
 from planner.sim.engine import SimResult, Summary
@@ -86,6 +87,8 @@ class PointResult:
     cost_usd_per_task: float | None = None
     service: Service | None = None
     frontier: tuple[FrontierPoint, ...] = ()  # the configuration's cost-vs-speed curve (analytic)
+    cap: PowerCap | None = None  # the replicas a facility power cap holds (economics.facility_power_cap)
+    pools: Pools | None = None  # a disaggregated deployment's two pools (plan/disagg.py)
     error: str | None = None  # "Type: message" when evaluating the point raised
 
 
@@ -103,11 +106,15 @@ def failed(pt: Point, e: BaseException) -> PointResult:
                        error=f"{type(e).__name__}: {e}")
 
 
-def size(cfg: Config, built: Built | None, sc: Scenario) -> tuple[Config, Estimate, Sizing | None, str]:
+def size(cfg: Config, built: Built | None, sc: Scenario, simulated: bool = False) -> tuple[Config, Estimate,
+                                                                                         Sizing | None, str]:
     """(Config at the operating batch, its Estimate, Sizing, reason it cannot hold the users or "").
 
     With ``count`` unset the pipeline was sized to hold all users (weights stored once);
-    otherwise as many replicas as the users need (or the configured number)."""
+    otherwise as many replicas as the users need (or the configured number). With a configured
+    number and the simulator to run, users past what SRAM holds are a fixed load for it (they
+    queue for room, or go beyond it with offload, swap or preempt), not a reason; the analytic
+    figures stay at the batch SRAM holds."""
     est = estimate(cfg, built)
     if not est.fits:
         return cfg, est, None, ""
@@ -117,9 +124,11 @@ def size(cfg: Config, built: Built | None, sc: Scenario) -> tuple[Config, Estima
         replicas, batch = fixed or 1, per
     else:
         replicas = fixed or math.ceil(users / per)
-        if users > replicas * per:
-            why = f"{users} users need {math.ceil(users / per)} replicas of {per} sequences; {replicas} configured"
         batch = math.ceil(users / replicas)
+        if users > replicas * per and fixed is not None and simulated:
+            batch = per
+        elif users > replicas * per:
+            why = f"{users} users need {math.ceil(users / per)} replicas of {per} sequences; {replicas} configured"
     cfg = dataclasses.replace(cfg, batch=batch)
     if not why and batch != est.batch:
         est = estimate(cfg, built)
@@ -140,6 +149,9 @@ def run_point(loaded: Loaded, pt: Point, simulate: bool | None = None) -> tuple[
     sc = pt.scenario
     if sc.service is not None:
         return service_point(loaded, pt), None
+    if pt.prefill is not None:  # prefill and decode pools (a module of this layer built on this one)
+        from planner.plan.disagg import run_disagg
+        return run_disagg(loaded, pt, simulate)
     cfg = pt.config
     users = sc.workload.concurrent_users
     if users is not None and cfg.count is None:
@@ -148,7 +160,8 @@ def run_point(loaded: Loaded, pt: Point, simulate: bool | None = None) -> tuple[
         built = build_point(cfg)
     except Infeasible:
         built = None  # estimate says why
-    cfg, est, sizing, why = size(cfg, built, sc)
+    run = sc.workload.simulate if simulate is None else simulate
+    cfg, est, sizing, why = size(cfg, built, sc, run)
     result = PointResult(pt, feasible=est.fits and not why, reason=why or est.reason,
                          bottleneck=memory_limit(cfg.hardware) if why else est.bottleneck, estimate=est,
                          sizing=sizing)
@@ -158,7 +171,6 @@ def run_point(loaded: Loaded, pt: Point, simulate: bool | None = None) -> tuple[
                                  throughput_out_tok_s=sizing.aggregate_tok_s_analytic,
                                  throughput_in_tok_s=sizing.input_tok_s_analytic,
                                  throughput_req_s=sizing.aggregate_tok_s_analytic / max(cfg.output, 1))
-    run = sc.workload.simulate if simulate is None else simulate
     res = None
     if run:
         try:
@@ -183,19 +195,25 @@ def run_point(loaded: Loaded, pt: Point, simulate: bool | None = None) -> tuple[
             return verdict(dataclasses.replace(result, feasible=False, reason=str(e),
                                                bottleneck=memory_limit(cfg.hardware) if e.kv else "unsupported"),
                            sc), None
-    devices = result.capacity.devices if result.capacity else sizing.devices
+    found = result.capacity
+    devices, replicas = (found.devices, found.replicas) if found else (sizing.devices, sizing.replicas)
+    # power activity: integrated by the engine over the run where it ran, else the steady round's
+    u = built.steps.activity(result.sim.stage_activity) if result.sim else est.activity
     try:
         c = costs(built.device, devices, sc.economics, result.throughput_out_tok_s, result.throughput_in_tok_s,
-                  result.throughput_req_s)
+                  result.throughput_req_s, activity=u)
     except Infeasible as e:
         return verdict(dataclasses.replace(result, feasible=False, reason=str(e), bottleneck="unsupported"), sc), res
     speed = result.sim.decode_tok_s_per_user_p50 if result.sim else est.decode_tok_s_per_user
     b = bands(built.device, devices, sc.economics, est, speed, result.throughput_out_tok_s,
-              result.throughput_in_tok_s, result.throughput_req_s)
+              result.throughput_in_tok_s, result.throughput_req_s, u)
     tasks = result.sim.tasks if result.sim else None
     per_task = c.usd_per_h / tasks.tasks_per_hour if tasks and tasks.tasks_per_hour else None
     curve = frontier(cfg, built, sc.economics, est.max_concurrent_sequences)
-    return verdict(dataclasses.replace(result, costs=c, bands=b, cost_usd_per_task=per_task, frontier=curve), sc), res
+    held = power_cap(built.device, sizing.devices_per_replica, sc.economics,
+                     result.throughput_out_tok_s / replicas, u, lower_bound=bool(found and found.limit == "target"))
+    return verdict(dataclasses.replace(result, costs=c, bands=b, cost_usd_per_task=per_task, frontier=curve,
+                                       cap=held), sc), res
 
 
 def verdict(result: PointResult, sc: Scenario) -> PointResult:
@@ -218,19 +236,19 @@ def verdict(result: PointResult, sc: Scenario) -> PointResult:
 
 
 def bands(dev: Device, devices: int, econ: Economics, est: Estimate, speed: float, thr: float, inp: float,
-          req: float) -> Bands:
+          req: float, activity: float, also: tuple = ()) -> Bands:
     """Low/high per-user speed, throughput and $/M output tokens: the speed band of the
     hardware's calibration (held-out spread x clock range) and, for cost, the capex range
-    (cheap capex with the fast end, dear capex with the slow end)."""
+    (cheap capex with the fast end, dear capex with the slow end); ``also``: further pools."""
     lo, hi = est.speed_band_low, est.speed_band_high
     cheap = econ if econ.capex == "rental" else econ.model_copy(update={"capex": "low"})
     dear = econ if econ.capex == "rental" else econ.model_copy(update={"capex": "high"})
     return Bands(decode_tok_s_per_user_low=speed * lo, decode_tok_s_per_user_high=speed * hi,
                  throughput_out_tok_s_low=thr * lo, throughput_out_tok_s_high=thr * hi,
                  cost_usd_per_mtok_out_low=costs(dev, devices, cheap, thr * hi, inp * hi,
-                                                 req * hi).cost_usd_per_mtok_out,
+                                                 req * hi, activity=activity, also=also).cost_usd_per_mtok_out,
                  cost_usd_per_mtok_out_high=costs(dev, devices, dear, thr * lo, inp * lo,
-                                                  req * lo).cost_usd_per_mtok_out)
+                                                  req * lo, activity=activity, also=also).cost_usd_per_mtok_out)
 
 
 def service_point(loaded: Loaded, pt: Point) -> PointResult:

@@ -39,13 +39,15 @@ def shorten(spec, slo: SLO, users: int | None):
     """``spec`` cut to its warm-up (the first ``users`` of a closed loop, else the warm-up
     fraction) and then ``measured_needed`` requests, if that is fewer than it had. A closed
     loop keeps at least one round of its users after the warm-up (every user measured once;
-    its throughput, by the response time law, is then within ~1% of a long run's). Agent tasks
-    keep their plan; a scenario that sets ``workload.requests`` is not cut (the caller passes
-    the spec unchanged)."""
+    its throughput, by the response time law, is then within ~1% of a long run's); an open run
+    given a population (the requests in flight of a disaggregated sizing) keeps two, its
+    throughput being completions counted over a window. Agent tasks keep their plan; a scenario
+    that sets ``workload.requests`` is not cut (the caller passes the spec unchanged)."""
     if spec.plan is not None:
         return spec
     need, wf, u = measured_needed(slo), spec.warmup_fraction, users or 0
-    n = max(math.ceil(need / (1 - wf)) + 1, u + max(need, u))
+    rounds = 1 if spec.process == "closed" else 2
+    n = max(math.ceil(need / (1 - wf)) + 1, u + max(need, rounds * u))
     if n >= spec.requests:
         return spec
     return dataclasses.replace(spec, requests=n, warmup_fraction=max(wf, u / n))
@@ -166,6 +168,21 @@ class Stopped:
         return self.figures.get(name, default)
 
 
+def md1_p99_wait(rho: float, s: float) -> float:
+    """99th percentile wait of an M/D/1 queue at utilisation ``rho`` (service ``s`` seconds), by
+    its heavy-traffic exponential tail: ln(100 rho) rho s / (2 (1 - rho)); 0 at rho <= 1%."""
+    return math.log(max(100 * rho, 1.0)) * rho * s / (2 * (1 - rho)) if rho < 1 else math.inf
+
+
+def prompt_seconds(rounds, b: int, ctx: float, prompt: int, chunk: int) -> tuple[float, float, float]:
+    """(seconds of prefill rounds one prompt takes when prompts follow each other, one such
+    round's seconds, its chunk's pass): prompt / budget rounds at the budget a batch of ``b``
+    at context ``ctx`` leaves, at the prompt's middle position."""
+    budget = max(rounds.prefill_budget(b, ctx, chunk), 1)
+    t_mix, _, _, passing, _ = rounds.mixed(b, ctx, budget, prompt // 2, chunk)
+    return prompt / budget * t_mix, t_mix, passing
+
+
 def prefill_guess(rounds, slo: SLO, prompt: int, output: int, chunk: int, think_s: float, max_batch: int,
                   closed: bool) -> float | None:
     """Load (closed: users; open: requests/s) at which prefill queues to the TTFT target (None:
@@ -183,9 +200,7 @@ def prefill_guess(rounds, slo: SLO, prompt: int, output: int, chunk: int, think_
     for _ in range(6):
         ctx = prompt + output / 2
         t_dec = rounds.decode(b, ctx)[0]
-        budget = max(rounds.prefill_budget(b, ctx, chunk), 1)
-        t_mix, _, _, passing, _ = rounds.mixed(b, ctx, budget, prompt // 2, chunk)
-        s = prompt / budget * t_mix  # one prompt's prefill alone
+        s, t_mix, passing = prompt_seconds(rounds, b, ctx, prompt, chunk)
         if s + passing >= target:
             return None
         rho = 1.0
@@ -193,8 +208,7 @@ def prefill_guess(rounds, slo: SLO, prompt: int, output: int, chunk: int, think_
             lo, hi = 1e-6, 1 - 1e-9
             for _ in range(50):
                 rho = (lo + hi) / 2
-                wait = math.log(max(100 * rho, 1.0)) * rho * s / (2 * (1 - rho))
-                lo, hi = (rho, hi) if wait + s + passing <= target else (lo, rho)
+                lo, hi = (rho, hi) if md1_p99_wait(rho, s) + s + passing <= target else (lo, rho)
             rho = lo
         lam = rho / s
         decode_s = output / rounds.accepted * (rho * t_mix + (1 - rho) * t_dec)

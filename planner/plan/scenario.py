@@ -24,6 +24,7 @@ from planner.config.errors import ConfigError, Problem, did_you_mean
 from planner.config.load import validate
 from planner.config.schema import MAX_REQUESTS, BondedSramSpec, HardwareSpec, Scenario, skip_matches
 from planner.config.yamlio import Located, load_file, load_text
+from planner.plan.pools import prefill_config
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,7 @@ class Point:
     scenario: Scenario
     config_hash: str
     config: Config | None = None  # its names resolved to specs (None: a service profile), once at load
+    prefill: Config | None = None  # a disaggregated deployment's prefill pool (plan/pools.py)
 
 
 @dataclass(frozen=True)
@@ -59,11 +61,29 @@ def _set(data: dict, path: tuple, value) -> None:
     data[path[-1]] = value
 
 
+# fields added after points were first hashed: left out of the hash while at their default, so
+# a point that does not use them keeps its hash (and a stored result stays valid)
+LATER_FIELDS = {("deployment", "offload_batching"): "separate", ("deployment", "call_overhead_s"): 0.0,
+                ("workload", "agentic", "cpus"): None, ("workload", "agentic", "cpu_scope"): "cluster",
+                ("workload", "agentic", "cpu_speed"): 1.0, ("workload", "agentic", "plan_factor"): 1.0,
+                ("service", "call_overhead_s"): 0.0, ("service", "plan_factor"): 1.0}
+
+
+LATER_FIELDS[("deployment", "disaggregated")] = None
+
+
 def config_hash(s: Scenario) -> str:
     """Stable id of a fully resolved point (sweep definition excluded, and allow_beyond_window:
     it only decides whether a point is refused, never what a row says)."""
-    blob = json.dumps(s.model_dump(mode="json", exclude={"sweep": True, "workload": {"allow_beyond_window"}}),
-                      sort_keys=True, default=str)
+    data = s.model_dump(mode="json", exclude={"sweep": True, "workload": {"allow_beyond_window"}})
+    for path, default in LATER_FIELDS.items():
+        *parent, key = path
+        node = data
+        for p in parent:
+            node = node.get(p) if isinstance(node, dict) else None
+        if isinstance(node, dict) and node.get(key, default) == default:
+            node.pop(key, None)
+    blob = json.dumps(data, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -125,7 +145,9 @@ def load(path: str | Path, text: str | None = None, max_points: int | None = Non
     for pt in points:
         try:
             loc_pt = pt_loc(loaded, pt, groups.get(pt.group))
-            resolved.append(dataclasses.replace(pt, config=to_config(loaded, pt.scenario, loc_pt)))
+            cfg = to_config(loaded, pt.scenario, loc_pt)
+            pre = prefill_config(loaded.base_dir, pt.scenario, loc_pt, cfg)
+            resolved.append(dataclasses.replace(pt, config=cfg, prefill=pre))
         except ConfigError as e:
             problems.extend(e.problems)
         problems.extend(check_files(loaded, pt, seen))
@@ -279,7 +301,8 @@ def override(loaded: Loaded, sets: list[str]) -> Point:
     except ConfigError as e:
         raise ConfigError([_flag(p, values) for p in e.problems]) from None
     sc = sc.model_copy(update={"sweep": []})
-    return Point(0, "run", values, sc, config_hash(sc), to_config(loaded, sc, loc))
+    cfg = to_config(loaded, sc, loc)
+    return Point(0, "run", values, sc, config_hash(sc), cfg, prefill_config(loaded.base_dir, sc, loc, cfg))
 
 
 def _flag(p: Problem, values: dict) -> Problem:

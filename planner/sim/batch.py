@@ -33,6 +33,12 @@ class Prefill:
     pos: int  # tokens already prefilled
     total: int  # tokens to prefill (prompt, or prompt + generated for a recompute)
     reserved: float
+    cached: int = 0  # tokens whose KV was here already (pos at admission)
+    entered: float = -1.0  # when its first piece went in (-1: not yet)
+
+    def enter(self, now: float) -> None:
+        if self.entered < 0:
+            self.entered = now
 
 
 def span_time(k: int, n: int, t0: float, t1: float) -> float:
@@ -73,7 +79,7 @@ def next_bucket(s0: float, ab: float, b: int, r: int, q: float) -> int:
 
 
 def head_rounds(m, b: int, s0: float, ab: float, r0: int, hp: int, htotal: int, limit: int, chunk: int,
-                off: float, busy: dict, exact: bool = False, first: tuple | None = None):
+                busy: dict, exact: bool = False, first: tuple | None = None):
     """Rounds (at most ``limit``) of a prefill span in which the head prompt takes the whole
     budget and does not finish: (rounds, head position after, seconds, link busy, and the next
     round's mean context and budget, or None past ``limit``); their stage-busy vectors are
@@ -99,12 +105,12 @@ def head_rounds(m, b: int, s0: float, ab: float, r0: int, hp: int, htotal: int, 
         if exact:
             for i in range(k):
                 t, bz, ln, _, _ = m.mixed(b, ctx, budget, hp + i * budget, chunk)
-                total += t + off
+                total += t
                 count(busy, bz, 1)
                 link += ln
         else:
             t, ln = m.mixed_run(b, ctx, budget, hp, k, chunk, busy)
-            total += t + k * off
+            total += t
             link += ln
         hp += k * budget
         j += k

@@ -201,10 +201,24 @@ class Summary:
     wall_s: float = _internal()
     sim_requests_per_wall_s: float = _internal()
     stage_utilisation: tuple = _internal()
+    stage_activity: tuple = _internal()  # per stage: power-weighted active share of simulated time
     stage_kv_occupancy_peak: tuple = _internal()
     stage_kv_occupancy_avg: tuple = _internal()
+    # KV policies that run sequences beyond SRAM (offload, swap, preempt): tokens after the first
+    # over seconds from first to last token, summed over measured requests (a slow request counts
+    # for as long as it lasts; per-request percentiles see a stalled minority as a few requests)
+    decode_tok_s_per_user_time_avg: float | None = None
     tasks: TaskStats | None = None  # agent tasks: task times and their breakdown
     kv_evictions: int | None = None  # agent tasks: kept KV evicted to admit other work
+    # disaggregated prefill and decode (sim/disagg.py): prompt KV transfer (start to last byte)
+    # and handoff gap (first token to joining a decode batch) of measured requests of more than
+    # one token, the decode NICs' busy share for it, the prefill pool's busiest stage
+    kv_transfer_p50_s: float | None = None
+    kv_transfer_p99_s: float | None = None
+    handoff_p50_s: float | None = None
+    handoff_p99_s: float | None = None
+    kv_ingress_util: float | None = None
+    prefill_util_max: float | None = None
 
     def get(self, name: str, default=None):
         """A figure by name; None and NaN count as absent (not measured: e.g. per-user speed
@@ -266,7 +280,7 @@ def summarise(rec: Recorder, reps: list, spec, wall: float) -> Summary:
     for name, target, sense, _ in spec.slo.targets():
         value, exempt = each[name]
         ok &= exempt | (sense * value <= sense * target)
-    busy = np.mean([r.busy for r in reps], axis=0) / makespan
+    busy, active = np.mean([r.busy for r in reps], axis=0) / makespan
     kv_avg = np.mean([r.kv_area / makespan / r.m.kv_budget for r in reps])
     kv_peak = max(r.kv_peak / r.m.kv_budget for r in reps)
     out = {
@@ -279,6 +293,9 @@ def summarise(rec: Recorder, reps: list, spec, wall: float) -> Summary:
         "decode_tok_s_per_user_p10": float(np.percentile(speed, 10)) if len(speed) else math.nan,
         "decode_tok_s_per_user_p50": float(np.percentile(speed, 50)) if len(speed) else math.nan,
         "decode_tok_s_per_user_mean": float(speed.mean()) if len(speed) else math.nan,
+        "decode_tok_s_per_user_time_avg": None if spec.policy == "wait" else
+        float((rec.output[multi] - 1).sum() / max((rec.finish - rec.first)[multi].sum(), 1e-12)) if multi.any()
+        else math.nan,
         "mean_wait_s": float(queue.mean()), "mean_sojourn_s": float(e2e.mean()),
         "slo_attainment": float(ok.mean()) if len(ok) else math.nan,
         "goodput_req_s": req_s * (float(ok.mean()) if len(ok) else 0.0),
@@ -286,13 +303,14 @@ def summarise(rec: Recorder, reps: list, spec, wall: float) -> Summary:
         "stage_util_max": float(busy.max()), "stage_util_mean": float(busy.mean()),
         "kv_occupancy_avg": float(kv_avg), "kv_occupancy_peak": float(kv_peak),
         "link_util_max": float(np.mean([r.link_busy for r in reps]) / makespan),
-        "offchip_transfer_util": float(np.mean([r.xfer_busy for r in reps]) / makespan),
+        "offchip_transfer_util": float(np.mean([r.xfer_bytes / r.m.link_bytes_per_s for r in reps]) / makespan),
         "preemptions": int(rec.preemptions.sum()), "swaps": int(rec.swaps.sum()),
         "events": rec.events, "events_per_request": rec.events / n,
         "wall_s": wall, "sim_requests_per_wall_s": n / max(wall, 1e-12),
         "mean_in_system": rec.area / makespan,
     }
     out["stage_utilisation"] = tuple(float(x) for x in busy)
+    out["stage_activity"] = tuple(float(x) for x in active)
     # a stage holds its fixed share of every sequence's KV, so per-stage occupancy follows the replica's
     peak_bytes = max(r.kv_peak for r in reps)
     avg_bytes = float(np.mean([r.kv_area for r in reps])) / makespan

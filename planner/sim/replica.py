@@ -23,22 +23,23 @@ from collections import deque
 
 import numpy as np
 
+from planner.sim.accounts import Accounts
 from planner.sim.batch import Prefill, Seq, head_rounds, rounds_within, span_time
-from planner.sim.errors import InvariantError
 from planner.sim.kv import LEDGERS
 from planner.sim.rounds import RoundModel, count
 from planner.sim.watch import WATCH
 
 
-class Replica:
+class Replica(Accounts):
     """One replica's scheduler (see the module docstring); ``rounds`` is its hardware."""
 
     exact_prefill = False  # True: prefill spans summed round by round (the reference for head_rounds)
 
     def __init__(self, env, index: int, rounds: RoundModel, recorder, policy: str, max_batch: int | None,
-                 chunk: int, block_tokens: int):
+                 chunk: int, block_tokens: int, offload_batching: str = "separate"):
         self.env, self.index, self.m, self.rec = env, index, rounds, recorder
         self.policy, self.max_batch, self.chunk, self.block = policy, max_batch or 10 ** 9, chunk, block_tokens
+        self.offload_batching = offload_batching
         self.a = rounds.accepted
         self.queue: deque[int] = deque()
         self.prefilling: deque[Prefill] = deque()
@@ -47,15 +48,18 @@ class Replica:
         self.heap: list[tuple[int, int]] = []
         self.swapped: deque[tuple[int, float, int]] = deque()  # (rid, context, generated)
         self.in_transit: set[int] = set()  # KV crossing the link (swap out or in) right now
+        self.remote: dict[int, int] = {}  # sequences decoding apart at their reads' pace (offload): rid -> rounds
         self.R = 0
         self.sum_c0 = 0.0  # sum over running of (c0 - a r0): sum of contexts = sum_c0 + a B R
         self.kv = LEDGERS[policy](self)
         self.capacity = self.kv.capacity
         self.wake = env.event()
         self.seq_rounds = 0  # sequence-rounds this replica ran (conservation check vs the requests)
-        self._busy = np.zeros(rounds.stages)
+        self._busy = np.zeros((2, rounds.stages))  # per stage: busy seconds over active seconds
         self._busy_n: dict[int, list] = {}  # id(memoised stage-busy vector) -> [vector, rounds] (rounds.count)
-        self.link_busy, self.xfer_busy = 0.0, 0.0  # busiest link's seconds; swap / offload seconds on the link
+        self.link_busy = 0.0  # busiest inter-stage link's seconds
+        self.xfer_bytes = 0.0  # KV bytes moved over the off-chip link (swap, offload, agents' trips)
+        self.net, self.to_tier, self.from_tier = None, (), ()  # its off-chip links (engine.wire)
         self.kv_area = self.kv_peak = self.last_kv = 0.0  # integral of KV bytes over time, peak, last sampled
         self.n_out, self.pool = 0, None  # requests outstanding (= outstanding()), the router's Pool
         self.held = 0  # outstanding() when the recorder last counted it (Recorder.observe)
@@ -72,7 +76,7 @@ class Replica:
         return self.kv.held()
 
     def can_admit(self) -> bool:
-        active = len(self.running) + len(self.prefilling) + len(self.landing)
+        active = len(self.running) + len(self.prefilling) + len(self.landing) + len(self.remote)
         if active >= self.max_batch:
             return False
         if self.swapped:
@@ -82,7 +86,7 @@ class Replica:
 
     def outstanding(self) -> int:
         return (len(self.queue) + len(self.prefilling) + len(self.landing) + len(self.running) + len(self.swapped)
-                + len(self.in_transit))
+                + len(self.in_transit) + len(self.remote))
 
     def free_kv(self) -> float:
         return self.capacity - self.kv_now()
@@ -110,8 +114,7 @@ class Replica:
     def run(self):
         env = self.env
         while True:
-            if self.landing:
-                self._land()  # first: a landing sequence may finish at once and free its slot
+            self._land()  # first: a landing sequence may finish at once and free its slot
             if self.swapped:
                 yield from self._admit()
             elif self.queue:
@@ -142,17 +145,8 @@ class Replica:
         the queue."""
         while self.swapped and self.can_admit():
             rid, ctx, gen = self.swapped.popleft()
-            t = self.kv.transfer_s(ctx)
             self.rec.swaps[rid] += 1
-            self.xfer_busy += t
-            self.in_transit.add(rid)
-            self.kv.moving += float(self.kv.blocks(ctx))  # its blocks are taken as it comes in
-            self._account(len(self.running))
-            yield self.env.timeout(t)  # swap-in: the replica waits for the KV to come back
-            self.in_transit.discard(rid)
-            self.rec.events += 1
-            self._advance_account(t)
-            self.kv.moving -= float(self.kv.blocks(ctx))
+            yield from self._swap(rid, ctx, self.from_tier)  # swap-in: the replica waits for the KV
             self._join(rid, ctx, gen)
         if not self.swapped:
             self._admit_queue(self.env.now)
@@ -174,7 +168,7 @@ class Replica:
             res = self.kv.admit(rid, total)
             if rec.admit[rid] < 0:
                 rec.admit[rid] = now
-            self.prefilling.append(Prefill(rid, prefix, total, res))
+            self.prefilling.append(Prefill(rid, prefix, total, res, prefix))
 
     def _mixed_round(self):
         """Rounds that prefill while the running batch decodes, as one event (a prefill span):
@@ -191,15 +185,18 @@ class Replica:
         limit = min(64, (heap[0][0] - R0) if heap else 64)
         if growth:  # prompts hold their blocks already; only the running batch grows
             limit = max(1, self.kv.rounds_left(limit))
-        off = self.kv.round_extra_s() if self.kv.slows_rounds else 0.0
         m, chunk, ab, s0 = self.m, self.chunk, self.a * b, self.sum_c0
-        head = self.prefilling[0]
         ctx = (s0 + ab * R0) / b if b else 0.0
+        # the link's time per round (a ledger that never paces is not asked: no decode round to cost)
+        floor = self.kv.pace(m.decode(b, ctx)[0]) if b and self.kv.paces else 0.0
+        head, now = self.prefilling[0], self.env.now
+        head.enter(now)
         budget = m.prefill_budget(b, ctx, chunk)
         if budget > 0 and (head.total - head.pos - 1) // budget > 0:  # the head fills whole rounds first
             k, head.pos, total, link, ctx, budget = head_rounds(m, b, s0, ab, R0, head.pos, head.total, limit,
-                                                                chunk, off, self._busy_n, self.exact_prefill,
+                                                                chunk, self._busy_n, self.exact_prefill,
                                                                 (ctx, budget))
+            total = max(total, k * floor)
         else:  # (what head_rounds would find: no such round)
             k, total, link = 0, 0.0, 0.0
         landed = []
@@ -214,28 +211,29 @@ class Replica:
                     tokens += take
             if pieces:
                 dur, bz, ln, passing, cycle = m.mixed(b, ctx, tokens, pieces[0][0].pos, chunk)
-                dur += off
+                dur = max(dur, floor)
                 for p, take in pieces:
+                    p.enter(now + total)
                     p.pos += take
                     if p.pos >= p.total:
-                        # its chunks this round follow each other through the stages (a flow shop)
-                        landed.append((total + max(passing + (math.ceil(take / chunk) - 1) * cycle, dur), p))
+                        # its chunks follow each other through the stages; never sooner than alone
+                        at = total + max(passing + (math.ceil(take / chunk) - 1) * cycle, dur)
+                        landed.append((max(at, p.entered - now + m.idle_ttft(p.total, p.cached, chunk)), p))
                 total += dur
                 count(self._busy_n, bz, 1)
                 link += ln
                 k += 1
         self._account(b)
-        start = self.env.now
         yield self.env.timeout(total)
         self.rec.events += 1
         self.link_busy += link
         self.seq_rounds += b * k
-        self.xfer_busy += off * k
+        self.kv.paced(k)
         self.R += k
         self._advance_account(total)
         for at, p in landed:
             self.prefilling.remove(p)
-            heapq.heappush(self.landing, (start + at, p.rid, p))
+            heapq.heappush(self.landing, (now + at, p.rid, p))
         if heap and heap[0][0] <= self.R:
             self._finish_due()
         if self.landing:
@@ -264,10 +262,13 @@ class Replica:
 
     def _join(self, rid: int, ctx: float, generated: int, reserved: float = 0.0) -> None:
         """A sequence joins the running batch (its wait/offload reservation carries over)."""
-        remaining = self.rec.output[rid] - generated
+        rec = self.rec
+        remaining = rec.output[rid] - generated
         if remaining <= 0:
             self.kv.release(rid, reserved)
             self._finished(rid)
+            return
+        if self.kv.detach(rid, ctx, remaining, reserved):  # decodes apart, at its reads' pace (offload)
             return
         R, a = self.R, self.a
         fin = R + math.ceil(remaining / a - 1e-9)
@@ -278,9 +279,9 @@ class Replica:
 
     def _decode_span(self):
         env, b, R, decode = self.env, len(self.running), self.R, self.m.decode
-        off = self.kv.round_extra_s() if self.kv.slows_rounds else 0.0
         t0, busy, link = decode(b, (self.sum_c0 + self.a * b * R) / b)
-        t0 += off
+        floor = self.kv.pace(t0)  # offload, together: the batch's reads per round over the link
+        t0 = max(t0, floor)
         n = self.heap[0][0] - R
         if self.landing:  # stop at the round boundary after the next prompt lands
             n = max(1, min(n, math.ceil((self.landing[0][0] - env.now) / t0 - 1e-9)))
@@ -289,7 +290,7 @@ class Replica:
             if n == 0:
                 yield from self._evict()
                 return
-        t1 = decode(b, (self.sum_c0 + self.a * b * (R + n - 1)) / b)[0] + off if n > 1 else t0
+        t1 = max(decode(b, (self.sum_c0 + self.a * b * (R + n - 1)) / b)[0], floor) if n > 1 else t0
         total = n * (t0 + t1) / 2.0
         self._account(b)
         start = env.now
@@ -310,7 +311,7 @@ class Replica:
         count(self._busy_n, busy, done)
         self.link_busy += link * done
         self.seq_rounds += b * done
-        self.xfer_busy += off * done
+        self.kv.paced(done)
         self.R += done
         self._advance_account(total)
         self._finish_due()
@@ -326,21 +327,30 @@ class Replica:
         self.rec.decode_rounds[rid] += self.R - s.r0
         gen = int(self.rec.generated[rid] + math.floor((self.R - s.r0) * self.a + 1e-9))
         self.rec.generated[rid] = gen
-        t = self.kv.transfer_s(ctx)
-        if t is not None:  # swap: out over the link, back in when there is room
-            self.xfer_busy += t
-            self.in_transit.add(rid)
-            self.kv.moving += float(self.kv.blocks(ctx))  # held until it has left
-            self._account(len(self.running))
-            yield self.env.timeout(t)  # swap-out: the KV leaves through the link before it is free
-            self.in_transit.discard(rid)
-            self.rec.events += 1
-            self.kv.moving -= float(self.kv.blocks(ctx))
-            self._advance_account(t)
+        if self.kv.transfer_bytes(ctx) is not None:  # swap: out over the link, back in when there is room
+            yield from self._swap(rid, ctx, self.to_tier)  # the KV leaves through the link before it is free
             self.swapped.append((rid, ctx, gen))
         else:
             self.rec.preemptions[rid] += 1
             self.queue.appendleft(rid)
+
+    def _swap(self, rid: int, ctx: float, path: tuple):
+        """A swapped sequence's KV crosses the link (out, or back in); the replica waits for it.
+        Its blocks are held meanwhile: until they have left, or from when they start coming in."""
+        nbytes, blocks, inbound = self.kv.transfer_bytes(ctx), float(self.kv.blocks(ctx)), path is self.from_tier
+        self.xfer_bytes += nbytes
+        self.in_transit.add(rid)
+        self.kv.moving += blocks
+        self._account(len(self.running))
+        start = self.env.now
+        yield self.net.start(nbytes, path).done
+        self.in_transit.discard(rid)
+        self.rec.events += 1
+        if not inbound:
+            self.kv.moving -= blocks
+        self._advance_account(self.env.now - start)
+        if inbound:  # they join the batch as its blocks
+            self.kv.moving -= blocks
 
     def _finish_due(self) -> None:
         heap, R = self.heap, self.R
@@ -363,32 +373,3 @@ class Replica:
         self.rec.done(rid, self, self.env.now)
         if self.watch is not None:
             self.watch.finished(rid)
-
-    # ------------------------------------------------------------------ time-weighted metrics
-    @property
-    def busy(self) -> np.ndarray:
-        """Seconds each stage was busy."""
-        for vec, n in self._busy_n.values():
-            self._busy = self._busy + n * vec
-        self._busy_n.clear()
-        return self._busy
-
-    def _account(self, b: int) -> None:
-        """Sample the state at the start of a span (time series + KV peak)."""
-        now = self.env.now
-        if self.watch is not None:
-            self.watch.tick(now)
-        kv = self.kv.held()
-        if kv > self.kv_peak:
-            self.kv_peak = kv
-        if kv > self.capacity * (1 + 1e-9):
-            raise InvariantError(f"replica {self.index}: KV {kv:.4g} B above capacity {self.capacity:.4g} B")
-        self.rec.sample(now, self, b, len(self.queue) + len(self.prefilling) + len(self.swapped), kv)
-        self.last_kv = kv
-
-    def _advance_account(self, dt: float) -> None:
-        kv_end = self.kv.held()
-        self.kv_area += (self.last_kv + kv_end) / 2.0 * dt  # KV grows linearly within a span
-        if kv_end > self.kv_peak:
-            self.kv_peak = kv_end
-        self.last_kv = kv_end

@@ -5,7 +5,7 @@
 exact up to 64, then 64 points per doubling; context in buckets of 1/64 of the sizing
 context) and interpolated bilinearly, so a run touches the roofline a few hundred times,
 not once per round. Rounds with prefill are memoised on (batch grid point, context bucket,
-chunk tokens rounded up to 64, chunk start rounded down to a bucket); ``mixed_run`` sums a run
+chunk tokens rounded up to a GRANULE, chunk start rounded down to a bucket); ``mixed_run`` sums a run
 of such rounds with one lookup per start bucket. ``ConstantRounds`` is a replica whose
 round time ignores batch and context: with it, a replica is an exact c-server queue,
 which is what the queueing-theory tests need.
@@ -26,18 +26,20 @@ class RoundModel(Protocol):
     for queueing-theory tests). Times in seconds, KV in bytes, per replica."""
 
     accepted: float  # tokens a sequence gains per decode round (speculative decoding: > 1)
-    stages: int  # pipeline stages (busy time is reported per stage)
+    stages: int  # pipeline stages (busy and active time are reported per stage)
     kv_budget: float  # KV bytes the replica holds on-chip (its tightest stage sets it)
     external_bytes: float  # KV bytes of the external tier (offload)
     share: np.ndarray  # each stage's share of a sequence's KV
     stage_budget: np.ndarray  # each stage's KV bytes
-    swap_s_per_byte: float  # seconds per byte moved over the off-chip links in parallel (swap)
-    offload_s_per_byte: float  # seconds per byte read across them in series, per round (offload)
+    link_bytes_per_s: float  # the replica's off-chip KV path, each direction (its stages' links in parallel)
+    tier_bytes_per_s: float  # the external tier's port serving it, each direction (math.inf: no limit)
+    replicas_per_tier: int  # replicas whose transfers share one tier port
     q: float  # context bucket width (tokens): prefill_budget and mixed see the context only through it
 
     def kv_bytes(self, ctx): ...  # KV of one sequence at ``ctx`` tokens (scalar or array)
 
     def decode(self, b: int, ctx: float) -> tuple[float, np.ndarray, float]: ...  # round, stage busy, link busy
+    # (stage busy: a 2 x stages array, busy seconds over active seconds, see ``stage_time``)
 
     def prefill_budget(self, b: int, ctx: float, chunk: int) -> int: ...  # prefill tokens the next round takes
 
@@ -46,8 +48,21 @@ class RoundModel(Protocol):
     def mixed_run(self, b: int, ctx: float, tokens: int, start: int, k: int, chunk: int,
                   busy: dict) -> tuple: ...  # k of them
 
+    def idle_ttft(self, total: int, cached: int, chunk: int) -> float: ...  # prefill alone on the replica
 
+
+# Prefill tokens per round are costed in whole granules (memo keys). 16, not 64 (before
+# 2026-11-30): a bubble that holds 119 tokens was floored to 64, so a saturated 4 x CS-3
+# Llama-70B replica (1,024/256) prefilled at half the rate its bubbles allow and carried
+# 108.8 req/s against 211 analytic, stages idle half the time while prompts queued.
+GRANULE = 16
 ROUND_BY_ROUND = 16  # runs up to this many rounds are summed round by round (cheaper than the closed form)
+
+
+def stage_time(r) -> np.ndarray:
+    """A round's per-stage time as the replicas sum it: busy seconds (row 0, utilisation) over
+    power-weighted active seconds (row 1, README "Power")."""
+    return np.stack([r.stage_busy_s, r.stage_active_s])
 
 
 def count(busy: dict, vec: np.ndarray, rounds: float) -> None:
@@ -108,7 +123,8 @@ def _memoised(sm):
 
 
 class StepRounds:
-    def __init__(self, built: Built, external_bytes_per_device: float = 0.0, external_bw: float = 0.0):
+    def __init__(self, built: Built, external_bytes_per_device: float = 0.0, external_bw: float = 0.0,
+                 tier_shared_by: int = 1, tier_port_bw: float | None = None):
         self.sm, pl, dev, shape = _memoised(built.steps), built.placement, built.device, built.shape
         self.accepted = self.sm.accepted
         self.stages = len(pl.stages)
@@ -122,6 +138,7 @@ class StepRounds:
         self.wafer = self.sm.dev.kind == "wafer"
         self._rows: dict = {}  # (batch grid point, context bucket, tokens) -> {position bucket: mixed round}
         self._chunk: dict = {}  # (chunk tokens, start) -> one chunk's (cycle, pass) on an idle pipeline
+        self._idle: dict = {}  # (tokens, cached, chunk) -> a prompt's TTFT on an idle replica
         # KV bytes one sequence holds (ModelShape.held_tokens, summed over layers) in closed form
         # for arrays of contexts: global layers grow with context, windowed ones stop at w
         kv_tok = self.sm.kv_tok * pl.kv_replication
@@ -140,10 +157,15 @@ class StepRounds:
         devs = np.array([s.devices for s in pl.stages], dtype=float)
         self.external_bytes = external_bytes_per_device * pl.devices
         link = external_bw or dev.io_bw_bytes_per_s
-        # swap moves every stage's share in parallel over its own links; offload reads sit on
-        # the token's path through the stages one after another
-        self.swap_s_per_byte = float(np.max(self.share / devs)) / link
-        self.offload_s_per_byte = float(np.sum(self.share / devs)) / link
+        # a sequence's KV is spread over the stages by ``share``, each stage's part on its own
+        # devices' links at once: every KV transfer loads the stages' links in the same
+        # proportion, so together they act as one link as fast as the busiest stage allows
+        self.link_bytes_per_s = link / float(np.max(self.share / devs))
+        # a tier unit serving ``tier_shared_by`` devices: a port per group of whole replicas (its
+        # capacity pro rata when the unit's devices are not whole replicas)
+        self.replicas_per_tier = max(1, tier_shared_by // pl.devices)
+        self.tier_bytes_per_s = (tier_port_bw * self.replicas_per_tier * pl.devices / tier_shared_by
+                                 if tier_port_bw else math.inf)
 
     def kv_bytes(self, ctx):
         """KV bytes of one sequence at ``ctx`` tokens (scalar or array)."""
@@ -154,7 +176,7 @@ class StepRounds:
         hit = self._dec.get(key)
         if hit is None:
             r = self.sm.decode_round(b, max(k * self.q, 1.0))
-            hit = self._dec[key] = (r.round_s, r.stage_busy_s, _peak(r.link_busy_s))
+            hit = self._dec[key] = (r.round_s, stage_time(r), _peak(r.link_busy_s))
         return hit
 
     @staticmethod
@@ -196,8 +218,8 @@ class StepRounds:
     def prefill_budget(self, b: int, ctx: float, chunk: int) -> int:
         """Prefill tokens the next round takes. GPU steps are synchronous: one chunk. A wafer
         pipeline fills its bubbles: as many tokens as the slack between the token latency and
-        the busiest stage's cycle absorbs without stretching the round (at least 64 tokens, at
-        most one chunk per stage)."""
+        the busiest stage's cycle absorbs without stretching the round (whole GRANULEs, at
+        least one, at most one chunk per stage)."""
         if not self.wafer:
             return chunk
         if b == 0:
@@ -216,8 +238,9 @@ class StepRounds:
             r = self.sm.decode_round(b, max(k * self.q, 1.0))
             per_token = float(self.sm.prefill(chunk, k * self.q / 2).occupancy_s.max()) / chunk
             slack = max(r.token_latency_s - r.cycle_s, 0.0)
-            cap = chunk * self.stages  # (rounding down to 64 must not reach 0: a livelock)
-            hit = self._budget[key] = max(int(min(max(slack / per_token, 64), cap)) // 64 * 64, min(cap, 64))
+            cap = chunk * self.stages  # (rounding down must not reach 0: a livelock)
+            g = GRANULE
+            hit = self._budget[key] = max(int(min(max(slack / per_token, g), cap)) // g * g, min(cap, g))
         return hit
 
     def mixed(self, b: int, ctx: float, tokens: int, start: int, chunk: int):
@@ -225,7 +248,7 @@ class StepRounds:
         (round seconds, stage busy, link busy, pass, cycle) where pass/cycle are one chunk's
         trip through the pipeline and the gap before the next chunk can follow it."""
         b = self._grid(b)[0]
-        tokens = -(-tokens // 64) * 64
+        tokens = -(-tokens // GRANULE) * GRANULE
         start = int(start // self.q * self.q)
         key = (b, int(ctx / self.q), tokens, start)
         hit = self._mix.get(key)
@@ -237,20 +260,30 @@ class StepRounds:
                 (one, start), self.sm.prefill_round(one, start))  # batch and context do not enter it
             if b == 0:
                 t = self.sm.prefill(one, start, tokens / one)
-                dur = float(t.occupancy_s.max()) if self.sm.dev.kind == "wafer" else float(t.latency_s.sum())
-                hit = (dur, t.occupancy_s, 0.0, passing, cycle)
+                dur = float(t.occupancy_s.max()) if self.wafer else float(t.latency_s.sum())
+                hit = (dur, np.stack([t.occupancy_s, t.active_s]), 0.0, passing, cycle)
             else:
                 r = self.sm.decode_round(b, max(key[1] * self.q, 1.0), tokens, one, start)
-                hit = (r.round_s, r.stage_busy_s, _peak(r.link_busy_s), passing, cycle)
+                hit = (r.round_s, stage_time(r), _peak(r.link_busy_s), passing, cycle)
             self._mix[key] = hit
         return hit
 
 
+    def idle_ttft(self, total: int, cached: int, chunk: int) -> float:
+        """The prompt's prefill alone on the replica (StepModel.ttft_s): no piece of it can land
+        sooner after its first piece went in, whatever the load (pieces only share the stages)."""
+        key = (total, cached, chunk)
+        hit = self._idle.get(key)
+        if hit is None:
+            hit = self._idle[key] = self.sm.ttft_s(total - cached, cached, chunk)
+        return hit
+
     def _row_entry(self, row: dict, b: int, ctx: float, tokens: int, hp: int, chunk: int):
-        """(round seconds, stage busy, link busy, stage busy summed) of the mixed round at position
-        ``hp``, kept in ``row`` under its position bucket (as mixed buckets the position)."""
+        """(round seconds, stage busy and active, link busy, busy summed, active summed) of the
+        mixed round at position ``hp``, kept in ``row`` under its position bucket (as mixed
+        buckets the position)."""
         r = self.mixed(b, ctx, tokens, hp, chunk)
-        hit = row[hp // self.q] = (r[0], r[1], r[2], float(r[1].sum()))
+        hit = row[hp // self.q] = (r[0], r[1], r[2], float(r[1][0].sum()), float(r[1][1].sum()))
         return hit
 
     def mixed_run(self, b: int, ctx: float, tokens: int, start: int, k: int, chunk: int, busy: dict):
@@ -266,9 +299,8 @@ class StepRounds:
         key = (b, int(ctx / q), tokens)
         row = self._row_of.get(key)
         if row is None:
-            grid = (self._grid(b)[0], key[1], -(-tokens // 64) * 64)
+            grid = (self._grid(b)[0], key[1], -(-tokens // GRANULE) * GRANULE)
             row = self._row_of[key] = self._rows.setdefault(grid, {})
-
         t = link = 0.0
         if k <= ROUND_BY_ROUND or q != int(q):  # a short run: round by round, a bucket's rounds at once
             last, n, hp, get = None, 0, start, row.get
@@ -315,7 +347,8 @@ class StepRounds:
             # entries are convex in the position, so then they are linear all along)
             if i1 - i0 == 1 or (0 < f < 1 and abs(em[0] - e0[0] - (e1[0] - e0[0]) * f) <= 1e-9 * em[0]
                                 and abs(em[2] - e0[2] - (e1[2] - e0[2]) * f) <= 1e-9 * em[2]
-                                and abs(em[3] - e0[3] - (e1[3] - e0[3]) * f) <= 1e-9 * em[3]):
+                                and abs(em[3] - e0[3] - (e1[3] - e0[3]) * f) <= 1e-9 * em[3]
+                                and abs(em[4] - e0[4] - (e1[4] - e0[4]) * f) <= 1e-9 * em[4]):
                 w = (floor_sum(n, int(q), tokens, start + j0 * tokens) - n * int(i0)) / (i1 - i0)
                 t += n * e0[0] + (e1[0] - e0[0]) * w
                 link += n * e0[2] + (e1[2] - e0[2]) * w
@@ -334,15 +367,17 @@ class ConstantRounds:
     """Every round takes ``tau`` seconds whatever the batch; KV costs ``kv_per_token`` bytes."""
 
     def __init__(self, tau: float, kv_budget: float = math.inf, kv_per_token: float = 0.0,
-                 external_bytes: float = 0.0, link_bw: float = 1e9):
+                 external_bytes: float = 0.0, link_bw: float = 1e9, tier_bw: float = math.inf,
+                 replicas_per_tier: int = 1):
         self.tau, self.accepted, self.stages = tau, 1.0, 1
         self.q = math.inf  # round times do not depend on the context
         self.kv_global, self.kv_local, self.window = kv_per_token, 0.0, 0.0
         self.kv_budget, self.external_bytes = kv_budget, external_bytes
         self.share = np.ones(1)
         self.stage_budget = np.array([kv_budget])
-        self.swap_s_per_byte = self.offload_s_per_byte = 1.0 / link_bw
-        self._busy = np.array([tau])
+        self.link_bytes_per_s = link_bw
+        self.tier_bytes_per_s, self.replicas_per_tier = tier_bw, replicas_per_tier
+        self._busy = np.array([[tau], [tau]])  # busy the whole round, at full load
         self._link = 0.0
 
     def kv_bytes(self, ctx):
@@ -357,13 +392,9 @@ class ConstantRounds:
     def mixed(self, b: int, ctx: float, tokens: int, start: int, chunk: int):
         return self.tau, self._busy, self._link, self.tau, 0.0
 
-    def _row_entry(self, row: dict, b: int, ctx: float, tokens: int, hp: int, chunk: int):
-        """(round seconds, stage busy, link busy, stage busy summed) of the mixed round at position
-        ``hp``, kept in ``row`` under its position bucket (as mixed buckets the position)."""
-        r = self.mixed(b, ctx, tokens, hp, chunk)
-        hit = row[hp // self.q] = (r[0], r[1], r[2], float(r[1].sum()))
-        return hit
-
     def mixed_run(self, b: int, ctx: float, tokens: int, start: int, k: int, chunk: int, busy: dict):
         count(busy, self._busy, k)
         return k * self.tau, k * self._link
+
+    def idle_ttft(self, total: int, cached: int, chunk: int) -> float:
+        return math.ceil((total - cached) / chunk) * self.tau  # one round per chunk

@@ -12,6 +12,7 @@ class Pool:
 
     def __init__(self, replicas: list):
         self.reps = replicas
+        self.base = replicas[0].index  # a pool's replicas are numbered base, base + 1, ... (sim/disagg.py)
         self._rebuild()
         for r in replicas:
             r.pool = self
@@ -28,7 +29,7 @@ class Pool:
     def least(self):
         """The replica with the fewest requests outstanding (the lowest index among them): the
         same choice as min over (outstanding, index)."""
-        heap, reps = self.heap, self.reps
-        while heap[0][0] != reps[heap[0][1]].n_out:
+        heap, reps, base = self.heap, self.reps, self.base
+        while heap[0][0] != reps[heap[0][1] - base].n_out:
             heapq.heappop(heap)
-        return reps[heap[0][1]]
+        return reps[heap[0][1] - base]

@@ -32,7 +32,9 @@ SECTIONS = [
         ("cost_usd_per_mtok_out", "$/M tokens", "$ per million output tokens: usd_per_h split among token kinds "
                                                 "by economics.price_ratio (default output 4 : input 1 : cached 0.1)"),
         ("usd_per_h", "$/h", "the deployment's cost per hour: amortised capex + energy + hosting (or rental)"),
-        ("power_kw", "kW", "IT power of the deployment at the wall, before PUE"),
+        ("power_kw", "kW", "IT power of the deployment at the wall at the operating point, before PUE: it "
+                           "follows load (idle + (load - idle) x activity, README \"Power\"); the energy in "
+                           "usd_per_h is this"),
         ("bottleneck", "", "what limits speed or fit: pipeline_latency, compute, memory_bw, io_link, prefill, "
                            "sram_capacity, hbm_capacity, unsupported, service, error"),
         ("slo_pass", "", "True when every set SLO target holds (simulated percentiles, else analytic)"),
@@ -80,6 +82,35 @@ SECTIONS = [
                                "search_ceiling or floor"),
         ("capacity_probes", "simulations", "simulations the capacity search ran"),
     ]),
+    ("disaggregated", [  # rows of deployment.disaggregated only (plan/disagg.py, sim/disagg.py)
+        ("disaggregated", "", "True: a prefill pool (prefill_hardware) in front of decode replicas (decode_hardware), "
+                              "the prompt's KV moved between them; `hardware` reads prefill+decode, `devices` "
+                              "counts both pools, `replicas` and `devices_per_replica` are the decode pool's"),
+        ("prefill_hardware", "", "hardware of the prefill pool"),
+        ("decode_hardware", "", "hardware of the decode pool"),
+        ("prefill_replicas", "replicas", "prefill replicas (sized for the prompt load at slo.ttft_p99_s, or set)"),
+        ("prefill_devices_per_replica", "devices", "devices per prefill replica"),
+        ("prefill_devices", "devices", "devices of the prefill pool"),
+        ("decode_devices", "devices", "devices of the decode pool (replicas x devices_per_replica)"),
+        ("prefill_precision", "", "weights/KV precision of the prefill pool (KV goes on the wire at kv_precision)"),
+        ("prefill_s_per_prompt", "s", "seconds a prefill replica is busy per prompt, prompts back to back"),
+        ("prefill_ttft_analytic_s", "s", "one prompt's prefill on an idle prefill replica, closed form"),
+        ("prefill_load", "share", "requests/s x prefill_s_per_prompt / prefill_replicas (simulated rate where "
+                                  "the simulator ran)"),
+        ("kv_transfer_bytes_per_seq", "B", "one prompt's KV on the wire (the decode pool's bytes of the prompt)"),
+        ("kv_path_bytes_per_s", "B/s", "one transfer alone: the slowest of the prefill replica's NICs, the "
+                                       "decode replica's NICs and one sequence's share (io.bandwidth per device)"),
+        ("kv_transfer_analytic_s", "s", "kv_transfer_bytes_per_seq / kv_path_bytes_per_s"),
+        ("kv_transfer_p50_s", "s", "prompt KV transfer, start to last byte, median (simulated; transfers share the "
+                                   "links)"),
+        ("kv_transfer_p99_s", "s", "prompt KV transfer, 99th percentile"),
+        ("handoff_p50_s", "s", "first token to joining a decode batch (decode admission wait + transfer + the "
+                               "round boundary), median; per-user speed counts it"),
+        ("handoff_p99_s", "s", "first token to joining a decode batch, 99th percentile"),
+        ("kv_ingress_util", "share", "decode replicas' NICs busy with prompt KV: bytes in / (capacity x time)"),
+        ("prefill_util_max", "share", "prefill pool: busiest stage's busy share of simulated time, mean over "
+                                      "prefill replicas (0-1)"),
+    ]),
     ("simulated", [
         ("throughput_in_tok_s", "tok/s", "input (prompt) tokens per second of the deployment"),
         ("throughput_req_s", "req/s", "requests finished per second by the deployment (simulated; analytic: "
@@ -90,6 +121,10 @@ SECTIONS = [
                        "best or on the Pareto front)"),
         ("decode_tok_s_per_user_p10", "tok/s", "per-user decode speed, 10th percentile"),
         ("decode_tok_s_per_user_mean", "tok/s", "per-user decode speed, mean"),
+        ("decode_tok_s_per_user_time_avg", "tok/s", "per-user decode speed averaged over decoding time: tokens "
+                                                    "after the first / seconds from first to last token, summed "
+                                                    "over requests (a stalled request counts for as long as it "
+                                                    "lasts); kv_policy offload, swap, preempt only"),
         ("ttft_p50_s", "s", "time to first token, median"),
         ("ttft_p90_s", "s", "time to first token, 90th percentile"),
         ("ttft_max_s", "s", "time to first token, worst"),
@@ -129,7 +164,9 @@ SECTIONS = [
         ("tasks_per_hour", "tasks/h", "tasks finished per hour"),
         ("turns_per_task", "turns", "model calls per task (compactions not counted)"),
         ("compactions_per_task", "calls", "compaction calls per task"),
-        ("share_tool", "share", "share of all task time in tool calls"),
+        ("share_tool", "share", "share of all task time in tool calls (a CPU running them)"),
+        ("share_tool_wait", "share", "share of all task time waiting for a free CPU (workload.agentic.cpus)"),
+        ("share_overhead", "share", "share of all task time in per-call client/API overhead (call_overhead_s)"),
         ("share_queue", "share", "share of all task time waiting for a replica"),
         ("share_prefill", "share", "share of all task time in prefill"),
         ("share_decode", "share", "share of all task time in decode"),
@@ -173,14 +210,32 @@ SECTIONS = [
         ("capex_usd_low", "$", "capital cost, low end of the spec's range"),
         ("capex_usd_high", "$", "capital cost, high end of the spec's range"),
         ("capex_usd_per_h", "$/h", "capex amortised per hour (or the rental rate)"),
-        ("facility_power_kw", "kW", "power_kw x PUE"),
+        ("facility_power_kw", "kW", "power_kw x PUE (at the operating point)"),
+        ("power_kw_nameplate", "kW", "IT power the deployment's systems are rated for (nameplate, before PUE): "
+                                     "what a facility provisions; hosting is billed on it"),
+        ("activity", "share", "u in power = idle + (load - idle) x u: the devices' compute-busy time plus "
+                              "memory_share x memory-only time over wall time, integrated over the simulated run "
+                              "(else activity_analytic), device-weighted across stages (0-1)"),
+        ("activity_analytic", "share", "the same activity in the closed-form steady round at the operating batch"),
+        ("power_source", "", "how sure the spec's idle and load power are (its confidence labels; 'assumption' "
+                             "where no figure is published); 'nameplate' when the spec gives none (flat power)"),
         ("cost_usd_per_mtok_in", "$/M tokens", "$ per million fresh (prefilled) input tokens, by the price ratio"),
         ("cost_usd_per_mtok_cached_in", "$/M tokens", "$ per million input tokens served from a cached prefix, "
                                                       "by the price ratio"),
         ("cost_usd_per_mtok_blended", "$/M tokens", "usd_per_h over every token served (output, input, cached), "
                                                     "at the workload's own mix: no price ratio"),
         ("cost_usd_per_request", "$", "usd_per_h over the requests served in an hour"),
-        ("tok_s_per_mw", "tok/s per MW", "output tok/s per MW of facility power"),
+        ("tok_s_per_mw", "tok/s per MW", "output tok/s per MW of facility power at the operating point"),
+    ]),
+    ("power cap", [
+        ("cap_replicas", "replicas", "replicas whose nameplate power x PUE fits in economics.facility_power_cap "
+                                     "(whole systems)"),
+        ("cap_devices", "devices", "devices of those replicas"),
+        ("cap_out_tok_s", "tok/s", "output tok/s those replicas serve, each at this point's operating load per "
+                                   "replica: the tokens a facility of that power gets from this configuration"),
+        ("cap_facility_mw", "MW", "what those replicas draw at the operating point, PUE included (at most the cap)"),
+        ("cap_lower_bound", "", "True when the capacity search stopped at the target load (capacity_limit "
+                                "'target'): a replica may carry more, so cap_out_tok_s is a lower bound"),
     ]),
     ("provenance", [
         ("config_hash", "", "hash of the point's resolved configuration (same hash, same row)"),
@@ -197,7 +252,9 @@ _BEFORE_AXES = {"answer", "identity"}
 HEAD = [n for s, cols in SECTIONS if s in _BEFORE_AXES for n, _, _ in cols]
 TASKS = [n for n, _, _ in dict(SECTIONS)["agent tasks"]]
 TAIL = [n for n, _, _ in dict(SECTIONS)["provenance"]]
-DETAIL = [n for s, cols in SECTIONS if s not in _BEFORE_AXES | {"agent tasks", "provenance"} for n, _, _ in cols]
+POOLS = [n for n, _, _ in dict(SECTIONS)["disaggregated"]]
+DETAIL = [n for s, cols in SECTIONS if s not in _BEFORE_AXES | {"agent tasks", "disaggregated", "provenance"}
+          for n, _, _ in cols]
 
 # swept paths whose value a result column already shows (resolved): the axis column is dropped
 AXIS_SHOWN_AS = {"deployment.hardware": "hardware", "deployment.precision.weights": "weights_precision",

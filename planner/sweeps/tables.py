@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from planner.plan.point import PointResult
-from planner.sweeps.columns import AXIS_SHOWN_AS, DETAIL, HEAD, TAIL, TASKS
+from planner.sweeps.columns import AXIS_SHOWN_AS, DETAIL, HEAD, POOLS, TAIL, TASKS
 
 # the column order comes from the one documented list (sweeps/columns.py): the answer first,
 # then the swept values, then agent-task figures (agentic sweeps), the detail and provenance
@@ -23,12 +23,13 @@ TASK_ORDER = TASKS
 PARETO = {"cost_usd_per_mtok_out": "min", "decode_tok_s_per_user_p50": "max", "throughput_out_tok_s": "max"}
 
 
-RESULT_NAMES = set(RESULT_ORDER + TASK_ORDER + TAIL)
+RESULT_NAMES = set(RESULT_ORDER + TASK_ORDER + POOLS + TAIL)
 
 # the Estimate's per-replica figures that a results row names as analytic (the simulated ones
 # take the plain names); its aggregate and input rates give way to the deployment's (Sizing)
 ANALYTIC_NAMES = {"decode_tok_s_per_user": "decode_tok_s_per_user_analytic", "tpot_s": "tpot_analytic_s",
-                  "ttft_s": "ttft_analytic_s", "aggregate_tok_s": None, "input_tok_s": None, "fits": None}
+                  "ttft_s": "ttft_analytic_s", "aggregate_tok_s": None, "input_tok_s": None, "fits": None,
+                  "activity": "activity_analytic"}
 
 
 def row(r: PointResult) -> dict:
@@ -47,6 +48,8 @@ def row(r: PointResult) -> dict:
                    batch_per_replica=s.batch_per_replica, concurrent_users=s.concurrent_users,
                    capacity_tok_s_analytic=s.capacity_tok_s_analytic, devices=s.devices,
                    aggregate_tok_s_analytic=s.aggregate_tok_s_analytic, input_tok_s_analytic=s.input_tok_s_analytic)
+    if r.pools is not None:  # a disaggregated deployment: both pools (hardware says prefill+decode)
+        out.update(r.pools.as_dict())
     if r.service is not None:
         out.update(model=r.service.model, hardware="service", **r.service.tasks.as_dict(),
                    cost_usd_per_task=r.service.cost_usd_per_task,
@@ -67,7 +70,7 @@ def row(r: PointResult) -> dict:
     if r.throughput_out_tok_s is not None:  # the deployment's, whichever model gave them
         out.update(throughput_out_tok_s=r.throughput_out_tok_s, throughput_in_tok_s=r.throughput_in_tok_s,
                    throughput_req_s=r.throughput_req_s)
-    for part in (r.costs, r.bands):
+    for part in (r.costs, r.bands, r.cap):
         if part is not None:
             out.update(dataclasses.asdict(part))
     if r.cost_usd_per_task is not None:
@@ -108,7 +111,8 @@ def frame(rows: list[dict], axes: list[str]) -> pd.DataFrame:
     """Rows -> DataFrame with a stable column order (unknown extra keys go before the tail)."""
     axes = list(dict.fromkeys(axes))
     tasks = TASK_ORDER if any("tasks" in r for r in rows) else []
-    cols = HEAD + axes + tasks + DETAIL
+    pools = POOLS if any(r.get("disaggregated") for r in rows) else []  # a prefill pool's columns
+    cols = HEAD + axes + tasks + pools + DETAIL
     extra = sorted({k for r in rows for k in r if not k.startswith("_")} - set(cols) - set(TAIL))
     df = pd.DataFrame(rows, columns=cols + extra + TAIL)
     df["pareto"] = pareto_mask(df)
@@ -173,7 +177,7 @@ def best(df: pd.DataFrame) -> pd.DataFrame:
 
 
 SPEEDUP_COLUMNS = ["decode_tok_s_per_user_p50", "task_p50_s", "decode_speedup", "task_speedup", "share_tool",
-                   "share_queue", "share_prefill", "share_decode", "share_compaction", "share_kv_transfer",
+                   "share_tool_wait", "share_overhead", "share_queue", "share_prefill", "share_decode", "share_compaction", "share_kv_transfer",
                    "compactions_per_task", "cost_usd_per_task"]
 
 

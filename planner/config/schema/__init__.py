@@ -36,6 +36,8 @@ from planner.config.schema.hardware import (  # noqa: F401 - the schema's public
     LatencySpec,
     LatencyOverride,
     PowerSpec,
+    IdlePower,
+    LoadPower,
     CostSpec,
     ExternalMemorySpec,
     Uncertainty,
@@ -51,6 +53,8 @@ from planner.config.schema.model import (  # noqa: F401 - the schema's public na
 from planner.config.schema.scenario import (  # noqa: F401 - the schema's public names
     PrecisionChoice,
     SpecDecode,
+    PrefillPool,
+    Disaggregated,
     Deployment,
     BondedSramChoice,
     HardwareOptions,

@@ -57,6 +57,10 @@ class ComputeSpec(Sourced):
     fp4_per_fp16: Annotated[float, Field(ge=0.01, le=100)] | None = None
     efficiency: Fraction = 0.5  # achievable fraction of peak in large matmuls (prefill)
     decode_efficiency: Fraction | None = None  # in decode-sized matmuls; None: as ``efficiency``
+    # GPUs: rows (tokens in a decode step) at which a decode matmul reaches half of ``efficiency``:
+    # efficiency x m / (m + decode_half_rows) (thin GEMMs fill few tensor-core tiles); set, it
+    # replaces decode_efficiency
+    decode_half_rows: Annotated[float, Field(gt=0, le=1e6)] | None = None
     # routed-expert (grouped) GEMMs relative to dense ones of the same phase: 1 = as dense
     expert_efficiency: Fraction = 1.0
     # achievable share of each low-precision peak relative to the 16-bit one (scaling overheads,
@@ -134,8 +138,36 @@ class LatencyOverride(Strict):
     source: str | None = None
 
 
+class IdlePower(Sourced):
+    """What a system draws with the model's weights loaded and no work to do."""
+
+    share: Fraction  # of the nameplate ``watts``
+
+
+class LoadPower(Sourced):
+    """What a system draws while working: ``share`` of the nameplate when its compute units are
+    busy the whole time (prefill, large batches); a step that only streams memory at full
+    bandwidth with compute idle (memory-bound decode) draws ``memory_share`` of the way from
+    idle to that (README "Power")."""
+
+    share: Fraction  # of the nameplate ``watts``
+    memory_share: Annotated[float, Field(ge=0, le=1)]
+
+
 class PowerSpec(Sourced):
-    watts: Watts  # per system, at the wall (before PUE)
+    """Nameplate power (what a facility provisions) and, optionally, the idle and load figures
+    power follows between (without them power is flat at the nameplate)."""
+
+    watts: Watts  # nameplate per system, at the wall (before PUE)
+    idle: IdlePower | None = None  # None: no published figure, the system never draws less than at load
+    load: LoadPower | None = None  # None: draws the nameplate whenever it works (memory-bound or not)
+
+    @model_validator(mode="after")
+    def _idle_below_load(self):
+        load = self.load.share if self.load else 1.0
+        if self.idle is not None and self.idle.share > load:
+            raise ValueError(f"idle.share ({self.idle.share:g}) above load.share ({load:g})")
+        return self
 
 
 class CostSpec(Sourced):
@@ -146,10 +178,19 @@ class CostSpec(Sourced):
 
 
 class ExternalMemorySpec(Sourced):
-    """Memory outside the device reached through its off-device link (swap and KV offload)."""
+    """A memory tier outside the device (MemoryX-like DRAM for a wafer, host DRAM for a GPU),
+    reached through the device's off-chip link: swap, KV offload and agents' KV between turns.
 
-    capacity: Bytes  # per device
-    bandwidth: BytesPerS  # device <-> tier transfer rate per device (a wafer: its off-wafer I/O)
+    Each device reaches the tier at ``bandwidth`` each direction (a wafer: its off-wafer I/O).
+    A tier unit may serve several devices through a switch (``shared_by``); its own port then
+    carries all their transfers at ``port_bandwidth`` each direction (None: no limit beyond the
+    devices' links). The simulator makes links of both (sim/links.py) that concurrent
+    transfers share fairly."""
+
+    capacity: Bytes  # per device served
+    bandwidth: BytesPerS  # device <-> tier transfer rate per device, each direction
+    shared_by: Annotated[int, Field(ge=1, le=100_000)] = 1  # devices whose transfers share one tier unit's port
+    port_bandwidth: BytesPerS | None = None  # that unit's port, each direction (None: unlimited)
 
 
 class Uncertainty(Strict):

@@ -25,6 +25,24 @@ class SpecDecode(Strict):
     draft_params: Annotated[Number, Field(ge=0)] | None = None  # None: model's own draft head (MTP)
 
 
+class PrefillPool(Strict):
+    """The prefill pool of a disaggregated deployment (its own hardware, sized on its own)."""
+
+    hardware: str  # `plan list hardware` (a GPU, say, in front of wafers)
+    count: Annotated[int, Field(ge=1, le=MAX_DEVICES)] | None = None  # devices per prefill replica; None = fewest that fit
+    replicas: Annotated[int, Field(ge=1, le=1_000_000)] | None = None  # None = sized for the prompt load at slo.ttft_p99_s
+    precision: PrecisionChoice | None = None  # None = deployment.precision (the decode pool's)
+    software: str | None = None  # a software profile of its hardware spec
+    prefill_chunk_tokens: Annotated[int, Field(ge=1, le=MAX_TOKENS)] | None = None  # None = deployment's
+
+
+class Disaggregated(Strict):
+    """Prefill on one pool, decode on another (deployment.hardware), the prompt's KV moved
+    between them over the devices' scale-out links (io.bandwidth of each hardware spec)."""
+
+    prefill: PrefillPool
+
+
 class Deployment(Strict):
     hardware: str = "cs3"
     count: Annotated[int, Field(ge=1, le=MAX_DEVICES)] | None = None  # devices per replica; None = fewest that fit
@@ -33,10 +51,16 @@ class Deployment(Strict):
     microbatches: Annotated[int, Field(ge=1, le=1_000_000)] | None = None  # None = one per pipeline stage
     spec_decode: SpecDecode | None = None
     prefill_chunk_tokens: Annotated[int, Field(ge=1, le=MAX_TOKENS)] = PREFILL_CHUNK  # chunked prefill: tokens per chunk
+    # null: every replica prefills and decodes; else the replicas above only decode, behind a prefill pool
+    disaggregated: Disaggregated | None = None
     software: str | None = None  # a software profile of the hardware spec (calibrated era)
     router: Literal["round_robin", "least_outstanding", "most_free_kv"] = "least_outstanding"
     kv_policy: Literal["wait", "preempt", "swap", "offload"] = "wait"
+    # offload: a sequence whose KV is partly off-chip decodes apart at its reads' pace (separate),
+    # or stays in the batch, whose every round then waits for the reads (together)
+    offload_batching: Literal["separate", "together"] = "separate"
     max_batch: Annotated[int, Field(ge=1, le=10_000_000)] | None = None  # cap on running sequences per replica
+    call_overhead_s: Seconds = 0.0  # agent tasks: per call, client + API service path outside the model
     kv_block_tokens: Annotated[int, Field(ge=1, le=MAX_TOKENS)] = 256  # KV allocation granularity
 
 
@@ -122,6 +146,12 @@ class Agentic(Strict):
     reread_tokens: Annotated[int, Field(ge=0, le=MAX_TOKENS)] = 8000  # recent material read again after compaction
     compaction_prompt_tokens: Annotated[int, Field(ge=1, le=MAX_TOKENS)] = 256  # the "summarise" instruction
     kv_between_turns: Literal["keep", "drop", "offload"] = "keep"  # the session's KV during a tool call
+    # tool calls run on a pool of CPUs (M/M/c-like: a call waits for a free one); None: unlimited
+    cpus: Annotated[int, Field(ge=1, le=1_000_000)] | None = None
+    cpu_scope: Literal["cluster", "replica"] = "cluster"  # one pool for every task, or one per replica
+    cpu_speed: Annotated[float, Field(gt=0, le=1000)] = 1.0  # tool seconds are for speed 1: they take tool_s / this
+    # turns x this (rounded, at least 1): a weaker model's extra turns and retries (a service's own on top)
+    plan_factor: Annotated[float, Field(ge=0.01, le=100)] = 1.0
 
     @model_validator(mode="after")
     def _arrivals(self):
@@ -143,6 +173,8 @@ class Service(Strict):
     usd_per_mtok_in: Annotated[float, Field(ge=0, le=1e9)] = 0.0
     usd_per_mtok_cached_in: Annotated[float, Field(ge=0, le=1e9)] | None = None  # default: usd_per_mtok_in
     usd_per_mtok_out: Annotated[float, Field(ge=0, le=1e9)] = 0.0
+    call_overhead_s: Seconds = 0.0  # per call: client + API service path, outside the model (and its TTFT)
+    plan_factor: Annotated[float, Field(ge=0.01, le=100)] = 1.0  # this model's turns x this (x agentic.plan_factor)
     source: str = ""
 
 
@@ -252,6 +284,9 @@ class Economics(Strict):
     capex: Literal["spec", "low", "high", "rental"] = "spec"
     # splits $/h among output, fresh input, cached input tokens
     price_ratio: PriceRatio = Field(default_factory=PriceRatio)
+    # a facility power budget (PUE included, e.g. "100 MW"): each point also reports how many of
+    # its replicas fit in it at nameplate power and the tokens/s they serve (README "Power")
+    facility_power_cap: Annotated[float, _q("watts"), Field(ge=1e3, le=1e11)] | None = None
 
 
 def skip_matches(want, value) -> bool:
