@@ -271,7 +271,8 @@ class Capacity:
     devices: int
     batch_per_replica: float  # mean requests in the system at capacity
     throughput_out_tok_s: float  # deployment, simulated at capacity
-    throughput_in_tok_s: float
+    throughput_in_tok_s: float  # fresh (prefilled) input
+    throughput_cached_in_tok_s: float  # input served from a cached prefix
     throughput_req_s: float
     goodput_req_s: float  # deployment: requests/s that met every SLO target
     goodput_out_tok_s: float
@@ -307,7 +308,8 @@ def capacity_search(cfg: Config, built: Built, sc: Scenario, base_dir: Path, rou
         floor, ceiling, top = sat_req_s / 100, sat_req_s, "saturation"
     w = sc.workload
     queued = prefill_guess(rounds, sc.slo, est.prompt_tokens, cfg.output, sc.deployment.prefill_chunk_tokens,
-                           arr.think_s if closed else 0.0, max(b, 1), closed) if w.agentic is None else None
+                           arr.think_s if closed else 0.0, max(b, 1), closed, est.cached_tokens) \
+        if w.agentic is None else None
     if queued is not None and guess > 0:  # the TTFT target binds first when prefill queues sooner
         # closed: start just past it (a miss there is cheap, and its prefill rate puts the limit
         # within a few %); open: just below it (nothing predicts an open queue's limit)
@@ -342,6 +344,7 @@ def capacity_search(cfg: Config, built: Built, sc: Scenario, base_dir: Path, rou
                     devices=sizing.devices_per_replica * replicas, batch_per_replica=summary.mean_in_system,
                     throughput_out_tok_s=summary.throughput_out_tok_s * replicas,
                     throughput_in_tok_s=summary.throughput_in_tok_s * replicas,
+                    throughput_cached_in_tok_s=summary.throughput_cached_in_tok_s * replicas,
                     throughput_req_s=summary.throughput_req_s * replicas,
                     goodput_req_s=summary.goodput_req_s * replicas,
                     goodput_out_tok_s=summary.goodput_out_tok_s * replicas, closed=closed,

@@ -37,7 +37,8 @@ class Sizing:
     devices: int
     capacity_tok_s_analytic: float  # output tok/s the deployment serves at the largest batch that fits
     aggregate_tok_s_analytic: float  # ... at the operating batch
-    input_tok_s_analytic: float
+    input_tok_s_analytic: float  # fresh (prefilled) input
+    cached_input_tok_s_analytic: float  # input served from a cached prefix
     capacity_req_s: float  # the first as requests/s (sets a default open arrival rate)
 
 
@@ -79,7 +80,8 @@ class PointResult:
     capacity: Capacity | None = None
     throughput_source: str | None = None  # analytic | sim | service
     throughput_out_tok_s: float | None = None  # deployment
-    throughput_in_tok_s: float | None = None
+    throughput_in_tok_s: float | None = None  # fresh (prefilled) input
+    throughput_cached_in_tok_s: float | None = None  # input served from a cached prefix
     throughput_req_s: float | None = None
     costs: Costs | None = None
     bands: Bands | None = None
@@ -129,6 +131,7 @@ def size(cfg: Config, built: Built | None, sc: Scenario) -> tuple[Config, Estima
                     capacity_tok_s_analytic=capacity * replicas,
                     aggregate_tok_s_analytic=est.aggregate_tok_s * replicas,
                     input_tok_s_analytic=est.input_tok_s * replicas,
+                    cached_input_tok_s_analytic=est.cached_input_tok_s * replicas,
                     capacity_req_s=capacity * replicas / max(cfg.output, 1))
     return cfg, est, sizing, why
 
@@ -157,6 +160,7 @@ def run_point(loaded: Loaded, pt: Point, simulate: bool | None = None) -> tuple[
     result = dataclasses.replace(result, throughput_source="analytic",
                                  throughput_out_tok_s=sizing.aggregate_tok_s_analytic,
                                  throughput_in_tok_s=sizing.input_tok_s_analytic,
+                                 throughput_cached_in_tok_s=sizing.cached_input_tok_s_analytic,
                                  throughput_req_s=sizing.aggregate_tok_s_analytic / max(cfg.output, 1))
     run = sc.workload.simulate if simulate is None else simulate
     res = None
@@ -169,12 +173,14 @@ def run_point(loaded: Loaded, pt: Point, simulate: bool | None = None) -> tuple[
                 result = dataclasses.replace(result, sim=res.summary, capacity=cap, throughput_source="sim",
                                              throughput_out_tok_s=cap.throughput_out_tok_s,
                                              throughput_in_tok_s=cap.throughput_in_tok_s,
+                                             throughput_cached_in_tok_s=cap.throughput_cached_in_tok_s,
                                              throughput_req_s=cap.throughput_req_s)
             else:
                 res = run_sim(cfg, sc, loaded.base_dir, sizing.replicas, sizing.capacity_req_s, rounds)
                 result = dataclasses.replace(result, sim=res.summary, throughput_source="sim",
                                              throughput_out_tok_s=res.summary.throughput_out_tok_s,
                                              throughput_in_tok_s=res.summary.throughput_in_tok_s,
+                                             throughput_cached_in_tok_s=res.summary.throughput_cached_in_tok_s,
                                              throughput_req_s=res.summary.throughput_req_s)
         except Infeasible as e:
             return verdict(dataclasses.replace(result, feasible=False, reason=str(e), bottleneck="unsupported"),
@@ -184,14 +190,14 @@ def run_point(loaded: Loaded, pt: Point, simulate: bool | None = None) -> tuple[
                                                bottleneck=memory_limit(cfg.hardware) if e.kv else "unsupported"),
                            sc), None
     devices = result.capacity.devices if result.capacity else sizing.devices
+    rates = (result.throughput_out_tok_s, result.throughput_in_tok_s, result.throughput_req_s,
+             result.throughput_cached_in_tok_s)
     try:
-        c = costs(built.device, devices, sc.economics, result.throughput_out_tok_s, result.throughput_in_tok_s,
-                  result.throughput_req_s)
+        c = costs(built.device, devices, sc.economics, *rates)
     except Infeasible as e:
         return verdict(dataclasses.replace(result, feasible=False, reason=str(e), bottleneck="unsupported"), sc), res
     speed = result.sim.decode_tok_s_per_user_p50 if result.sim else est.decode_tok_s_per_user
-    b = bands(built.device, devices, sc.economics, est, speed, result.throughput_out_tok_s,
-              result.throughput_in_tok_s, result.throughput_req_s)
+    b = bands(built.device, devices, sc.economics, est, speed, *rates)
     tasks = result.sim.tasks if result.sim else None
     per_task = c.usd_per_h / tasks.tasks_per_hour if tasks and tasks.tasks_per_hour else None
     curve = frontier(cfg, built, sc.economics, est.max_concurrent_sequences)
@@ -218,7 +224,7 @@ def verdict(result: PointResult, sc: Scenario) -> PointResult:
 
 
 def bands(dev: Device, devices: int, econ: Economics, est: Estimate, speed: float, thr: float, inp: float,
-          req: float) -> Bands:
+          req: float, cached: float = 0.0) -> Bands:
     """Low/high per-user speed, throughput and $/M output tokens: the speed band of the
     hardware's calibration (held-out spread x clock range) and, for cost, the capex range
     (cheap capex with the fast end, dear capex with the slow end)."""
@@ -227,10 +233,10 @@ def bands(dev: Device, devices: int, econ: Economics, est: Estimate, speed: floa
     dear = econ if econ.capex == "rental" else econ.model_copy(update={"capex": "high"})
     return Bands(decode_tok_s_per_user_low=speed * lo, decode_tok_s_per_user_high=speed * hi,
                  throughput_out_tok_s_low=thr * lo, throughput_out_tok_s_high=thr * hi,
-                 cost_usd_per_mtok_out_low=costs(dev, devices, cheap, thr * hi, inp * hi,
-                                                 req * hi).cost_usd_per_mtok_out,
-                 cost_usd_per_mtok_out_high=costs(dev, devices, dear, thr * lo, inp * lo,
-                                                  req * lo).cost_usd_per_mtok_out)
+                 cost_usd_per_mtok_out_low=costs(dev, devices, cheap, thr * hi, inp * hi, req * hi,
+                                                 cached * hi).cost_usd_per_mtok_out,
+                 cost_usd_per_mtok_out_high=costs(dev, devices, dear, thr * lo, inp * lo, req * lo,
+                                                  cached * lo).cost_usd_per_mtok_out)
 
 
 def service_point(loaded: Loaded, pt: Point) -> PointResult:

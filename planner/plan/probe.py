@@ -165,10 +165,11 @@ class Stopped:
 
 
 def prefill_guess(rounds, slo: SLO, prompt: int, output: int, chunk: int, think_s: float, max_batch: int,
-                  closed: bool) -> float | None:
+                  closed: bool, cached: int = 0) -> float | None:
     """Load (closed: users; open: requests/s) at which prefill queues to the TTFT target (None:
     no target, or out of reach unloaded by this estimate). Prompts are prefilled one after
-    another at the budget the running batch leaves: ``s = prompt / budget rate`` each, at most
+    another at the budget the running batch leaves: ``s = fresh / budget rate`` each (fresh = prompt
+    less its ``cached`` prefix, attending to it from its midpoint), at most
     1/s requests/s. A closed loop at that rate is saturated and regular (the population sets the
     queue): each cycle is TTFT + decode + think, so N = (TTFT target + decode + think) / s.
     An open (Poisson) queue keeps its p99 wait ``ln(100 rho) rho s / (2 (1 - rho))`` (M/D/1,
@@ -182,8 +183,9 @@ def prefill_guess(rounds, slo: SLO, prompt: int, output: int, chunk: int, think_
         ctx = prompt + output / 2
         t_dec = rounds.decode(b, ctx)[0]
         budget = max(rounds.prefill_budget(b, ctx, chunk), 1)
-        t_mix, _, _, passing, _ = rounds.mixed(b, ctx, budget, prompt // 2, chunk)
-        s = prompt / budget * t_mix  # one prompt's prefill alone
+        fresh = prompt - cached
+        t_mix, _, _, passing, _ = rounds.mixed(b, ctx, budget, cached + fresh // 2, chunk)
+        s = fresh / budget * t_mix  # one prompt's prefill alone
         if s + passing >= target:
             return None
         rho = 1.0

@@ -61,8 +61,11 @@ def _set(data: dict, path: tuple, value) -> None:
 
 def config_hash(s: Scenario) -> str:
     """Stable id of a fully resolved point (sweep definition excluded, and allow_beyond_window:
-    it only decides whether a point is refused, never what a row says)."""
-    blob = json.dumps(s.model_dump(mode="json", exclude={"sweep": True, "workload": {"allow_beyond_window"}}),
+    it only decides whether a point is refused, never what a row says). Workload sections added
+    later (prefix) enter it only when set, so the points that leave them out keep their id."""
+    later = {k for k in ("prefix",) if getattr(s.workload, k) is None}
+    blob = json.dumps(s.model_dump(mode="json", exclude={"sweep": True,
+                                                         "workload": {"allow_beyond_window", *later}}),
                       sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -351,9 +354,11 @@ def to_config(loaded: Loaded, sc: Scenario, loc: Located) -> Config | None:
             raise ConfigError([loc.problem(("capacity", "search"), "capacity search varies the arrival rate or "
                                            "the closed-loop users; a trace has neither")])
     w, d = sc.workload, sc.deployment
+    p = w.prefix
     return Config(model=model, hardware=hw, count=d.count, weights=d.precision.weights, kv=d.precision.kv,
                   mode=d.precision.mode, embeddings=d.precision.embeddings, context=w.context, prompt=w.prompt,
                   output=w.output_tokens, batch=None, bonded=bonded, bonded_layers=bs.layers,
                   software=d.software, spec_decode=d.spec_decode, microbatches=d.microbatches,
-                  prefill_chunk=d.prefill_chunk_tokens)
+                  prefill_chunk=d.prefill_chunk_tokens, cached=p.cached(w.prompt) if p else 0,
+                  shared_prefix=p.cached_tokens if p and p.shared else 0)
 

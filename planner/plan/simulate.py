@@ -48,12 +48,15 @@ def sim_spec(sc: Scenario, base_dir: Path, replicas: int, capacity_req_s: float,
     prompt = sampler(w.prompt_dist or LengthDist(dist="fixed", value=w.prompt), base_dir)
     output = sampler(w.output_dist or LengthDist(dist="fixed", value=w.output_tokens), base_dir)
     trace = read_trace(arr.trace, base_dir) if arr.process == "trace" else None
+    pre = w.prefix  # a shared one is also the round model's (the placement sized memory for it)
     return SimSpec(requests=n, process=arr.process, rate_per_s=rate, cv=arr.cv, users=users, think_s=arr.think_s,
                    prompt=prompt, output=output, trace=trace, replicas=replicas, router=d.router,
                    policy=d.kv_policy, max_batch=d.max_batch, chunk=d.prefill_chunk_tokens,
                    block_tokens=d.kv_block_tokens, warmup_fraction=warmup, seed=sc.seed, slo=sc.slo,
                    plan=plan, agents=ag.agents if ag else None, task_rate_per_s=ag.rate_per_s if ag else None,
-                   kv_between_turns=ag.kv_between_turns if ag else "keep")
+                   kv_between_turns=ag.kv_between_turns if ag else "keep",
+                   cached_tokens=(pre.cached_tokens or 0) if pre else 0,
+                   cached_share=(pre.cached_share or 0.0) if pre else 0.0)
 
 
 def rounds_for(built: Built, cfg: Config, sc: Scenario) -> StepRounds:

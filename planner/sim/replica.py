@@ -53,6 +53,7 @@ class Replica:
         self.capacity = self.kv.capacity
         self.wake = env.event()
         self.seq_rounds = 0  # sequence-rounds this replica ran (conservation check vs the requests)
+        self.prefilled = 0  # prompt tokens this replica prefilled (conservation check: fresh + recomputed)
         self._busy = np.zeros(rounds.stages)
         self._busy_n: dict[int, list] = {}  # id(memoised stage-busy vector) -> [vector, rounds] (rounds.count)
         self.link_busy, self.xfer_busy = 0.0, 0.0  # busiest link's seconds; swap / offload seconds on the link
@@ -72,14 +73,6 @@ class Replica:
         """KV reserved by prompts being prefilled or about to land."""
         return sum(p.reserved for p in self.prefilling) + sum(x[2].reserved for x in self.landing)
 
-    def kv_at(self, R: int) -> float:
-        """Allocated KV (whole blocks) of the running sequences at round ``R`` (growth ledgers)."""
-        if not self.running:
-            return 0.0
-        c0 = np.fromiter((s.c0 for s in self.running.values()), float, len(self.running))
-        r0 = np.fromiter((s.r0 for s in self.running.values()), float, len(self.running))
-        return float(self.kv.blocks(c0 + self.a * (R - r0)).sum())
-
     def can_admit(self) -> bool:
         active = len(self.running) + len(self.prefilling) + len(self.landing)
         if active >= self.max_batch:
@@ -89,8 +82,8 @@ class Replica:
             rid, ctx, _ = self.swapped[0]
             need = float(self.kv.blocks(ctx))
         elif self.queue:
-            rid = self.queue[0]
-            need = self.kv.need(rid, self.rec.prompt[rid] + self.rec.generated[rid] + 1)
+            rid = self.queue[0]  # its whole context, a cached prefix included
+            need = self.kv.need(rid, self.rec.cached[rid] + self.rec.prompt[rid] + self.rec.generated[rid] + 1)
         else:
             return False
         return self.kv_now() + need + headroom <= self.capacity
@@ -189,7 +182,7 @@ class Replica:
         growth = self.kv.growth
         if growth:
             cap = self.capacity - self.pending_kv()
-            while self.running and self.kv_at(self.R + 1) > cap:
+            while self.running and self.kv.at(self.R + 1) > cap:
                 yield from self._evict()
         b = len(self.running)
         limit = min(64, (self.heap[0][0] - self.R) if self.heap else 64)
@@ -200,6 +193,7 @@ class Replica:
         head = self.prefilling[0]
         k, hp, total, link = head_rounds(m, b, self.sum_c0, ab, R0, head.pos, head.total, limit, chunk, off,
                                          self._busy_n, self.exact_prefill)
+        self.prefilled += hp - head.pos
         head.pos = hp  # no await before the span's state is applied below: safe to move it now
         landed = []
         if k < limit:  # the head's last chunk goes in (the next prompts' first ones fill the budget)
@@ -216,6 +210,7 @@ class Replica:
             if pieces:
                 dur, bz, ln, passing, cycle = m.mixed(b, ctx, tokens, pieces[0][0].pos, chunk)
                 dur += off
+                self.prefilled += tokens
                 for p, take in pieces:
                     p.pos += take
                     if p.pos >= p.total:
@@ -241,15 +236,17 @@ class Replica:
         self._land()
 
     def _cached_prefix(self, rid: int) -> int:
-        """Tokens of a task's context whose KV is here (kept, or brought back): not prefilled
-        again. The call's prompt becomes what is left of its context."""
+        """Tokens of the prompt whose KV is here, not prefilled (``rec.cached``; ``rec.prompt`` is
+        the rest): a request's cached prefix (prefix caching), or a task's context when its KV
+        was kept or brought back (the call's prompt becomes what is left of its context)."""
         rec = self.rec
         s = int(rec.session[rid])
         if s < 0:
-            return 0
+            return int(rec.cached[rid])
         cached = self.kv.agents.cached(rid) or rec.restored[rid]
         prefix = int(rec.ctx_before[rid]) if cached else 0
         rec.prompt[rid] = int(rec.ctx_before[rid] + rec.new[rid]) - prefix
+        rec.cached[rid] = prefix
         return prefix
 
     def _prefill_done(self, p: Prefill, t: float) -> None:
@@ -321,9 +318,9 @@ class Replica:
     def _rounds_until_overflow(self, n: int) -> int:
         """Rounds (at most ``n``) the running batch can advance before its KV outgrows capacity."""
         cap = self.capacity - self.pending_kv()
-        if self.kv_at(self.R + n) <= cap:
+        if self.kv.at(self.R + n) <= cap:
             return n
-        return largest(0, n, lambda k: self.kv_at(self.R + k) <= cap)
+        return largest(0, n, lambda k: self.kv.at(self.R + k) <= cap)
 
     def _evict(self):
         """KV is full: take the youngest running sequence out (recompute later, or swap out)."""
@@ -350,6 +347,7 @@ class Replica:
             self.swapped.append((rid, ctx, gen))
         else:
             self.rec.preemptions[rid] += 1
+            self.rec.reprefill += int(self.rec.prompt[rid]) + gen  # what its re-admission prefills
             self.queue.appendleft(rid)
 
     def _finish_due(self) -> None:

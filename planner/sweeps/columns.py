@@ -49,7 +49,9 @@ SECTIONS = [
     ("configuration", [
         ("device", "", "the resolved device (with any bonded-SRAM option in its name)"),
         ("compute_mode", "", "native (computes at the weights' precision) or storage (dequantised to 16-bit)"),
-        ("prompt_tokens", "tokens", "prompt length per request"),
+        ("prompt_tokens", "tokens", "prompt length per request (a cached prefix included)"),
+        ("cached_tokens", "tokens", "tokens of each prompt found cached (workload.prefix): not prefilled, "
+                                    "attended to; closed form at prompt_tokens (0 without prefix caching)"),
         ("output_tokens", "tokens", "output length per request"),
         ("devices_per_replica", "devices", "wafers or GPUs per replica (pipeline length x tensor parallel)"),
         ("systems", "systems", "systems (servers, racks, CS-3 boxes) of the deployment"),
@@ -65,7 +67,9 @@ SECTIONS = [
         ("microbatches", "micro-batches", "micro-batches in flight in the pipeline"),
         ("weight_bytes", "B", "weight bytes of one replica (all experts resident)"),
         ("kv_bytes_per_token", "B/token", "KV bytes per token (whole model)"),
-        ("kv_bytes_per_seq", "B", "KV bytes of one sequence at context_tokens"),
+        ("kv_bytes_per_seq", "B", "KV bytes of one sequence at context_tokens (past a shared prefix)"),
+        ("shared_prefix_kv_bytes", "B", "KV bytes of a prefix every request shares (workload.prefix.shared), "
+                                        "held once per replica (replicas of it on GPUs included)"),
         ("capacity_bytes_per_device", "B", "usable memory per device (after the reserve, plus bonded SRAM)"),
         ("total_params", "parameters", "all parameters of the model"),
         ("active_params", "parameters", "parameters touched per token (MoE: active experts)"),
@@ -81,7 +85,9 @@ SECTIONS = [
         ("capacity_probes", "simulations", "simulations the capacity search ran"),
     ]),
     ("simulated", [
-        ("throughput_in_tok_s", "tok/s", "input (prompt) tokens per second of the deployment"),
+        ("throughput_in_tok_s", "tok/s", "fresh (prefilled) input tokens per second of the deployment"),
+        ("throughput_cached_in_tok_s", "tok/s", "input tokens per second of the deployment served from a cached "
+                                                "prefix (not prefilled; agent tasks: their kept context)"),
         ("throughput_req_s", "req/s", "requests finished per second by the deployment (simulated; analytic: "
                                       "output rate / output tokens)"),
         ("served_to_offered", "share", "simulated open queue: requests cleared / requests arrived per second "
@@ -144,7 +150,9 @@ SECTIONS = [
         ("tpot_analytic_s", "s", "time per output token, closed form (1 / per-user speed)"),
         ("aggregate_tok_s_analytic", "tok/s", "output tok/s of the deployment at the operating batch, closed form"),
         ("capacity_tok_s_analytic", "tok/s", "output tok/s of the deployment at the largest batch that fits"),
-        ("input_tok_s_analytic", "tok/s", "input tok/s of the deployment at the operating batch, closed form"),
+        ("input_tok_s_analytic", "tok/s", "fresh input tok/s of the deployment at the operating batch, closed form"),
+        ("cached_input_tok_s_analytic", "tok/s", "cached input tok/s of the deployment at the operating batch, "
+                                                 "closed form"),
         ("accepted_tokens_per_step", "tokens", "tokens accepted per decode step (1 without speculative decoding)"),
         ("prefill_share", "share", "share of a steady-state round spent on others' prefill (0-1)"),
         ("round_s", "s", "steady-state round time with prefill interleaved"),

@@ -28,7 +28,8 @@ RESULT_NAMES = set(RESULT_ORDER + TASK_ORDER + TAIL)
 # the Estimate's per-replica figures that a results row names as analytic (the simulated ones
 # take the plain names); its aggregate and input rates give way to the deployment's (Sizing)
 ANALYTIC_NAMES = {"decode_tok_s_per_user": "decode_tok_s_per_user_analytic", "tpot_s": "tpot_analytic_s",
-                  "ttft_s": "ttft_analytic_s", "aggregate_tok_s": None, "input_tok_s": None, "fits": None}
+                  "ttft_s": "ttft_analytic_s", "aggregate_tok_s": None, "input_tok_s": None,
+                  "cached_input_tok_s": None, "fits": None}
 
 
 def row(r: PointResult) -> dict:
@@ -46,7 +47,8 @@ def row(r: PointResult) -> dict:
         out.update(devices_per_replica=s.devices_per_replica, replicas=s.replicas,
                    batch_per_replica=s.batch_per_replica, concurrent_users=s.concurrent_users,
                    capacity_tok_s_analytic=s.capacity_tok_s_analytic, devices=s.devices,
-                   aggregate_tok_s_analytic=s.aggregate_tok_s_analytic, input_tok_s_analytic=s.input_tok_s_analytic)
+                   aggregate_tok_s_analytic=s.aggregate_tok_s_analytic, input_tok_s_analytic=s.input_tok_s_analytic,
+                   cached_input_tok_s_analytic=s.cached_input_tok_s_analytic)
     if r.service is not None:
         out.update(model=r.service.model, hardware="service", **r.service.tasks.as_dict(),
                    cost_usd_per_task=r.service.cost_usd_per_task,
@@ -66,7 +68,7 @@ def row(r: PointResult) -> dict:
         out["throughput_source"] = r.throughput_source
     if r.throughput_out_tok_s is not None:  # the deployment's, whichever model gave them
         out.update(throughput_out_tok_s=r.throughput_out_tok_s, throughput_in_tok_s=r.throughput_in_tok_s,
-                   throughput_req_s=r.throughput_req_s)
+                   throughput_cached_in_tok_s=r.throughput_cached_in_tok_s, throughput_req_s=r.throughput_req_s)
     for part in (r.costs, r.bands):
         if part is not None:
             out.update(dataclasses.asdict(part))

@@ -49,12 +49,7 @@ from planner.config.schema.scenario import (  # noqa: F401 - the schema's public
     Deployment,
     BondedSramChoice,
     HardwareOptions,
-    LengthDist,
-    TimeDist,
-    Agentic,
     Service,
-    Arrival,
-    Workload,
     SLO,
     Capacity,
     PriceRatio,
@@ -63,3 +58,10 @@ from planner.config.schema.scenario import (  # noqa: F401 - the schema's public
     SweepGroup,
     Scenario,
     SLO_TARGETS)
+from planner.config.schema.workload import (  # noqa: F401 - the schema's public names
+    LengthDist,
+    TimeDist,
+    Agentic,
+    Arrival,
+    Prefix,
+    Workload)
