@@ -28,7 +28,7 @@ from planner.config.schema import SLO, SLO_TARGETS, Scenario
 from planner.physics.point import Built, Config
 from planner.plan.estimate import Estimate, estimate
 from planner.plan.probe import Stopped, Watch, prefill_guess, shorten
-from planner.plan.simulate import arrival_of, sim_spec
+from planner.plan.simulate import arrival_of, demand_req_s, sim_spec
 from planner.sim.engine import simulate
 from planner.sim.records import STABLE  # open arrivals: below it a probe is overloaded
 from planner.sim.watch import Settled, watching
@@ -267,6 +267,7 @@ class Capacity:
     users_per_replica: float
     req_s_per_replica: float
     target: float | None
+    target_unit: str  # users, req/s, or the demand's: out tok/s or tok/s
     replicas: int
     devices: int
     batch_per_replica: float  # mean requests in the system at capacity
@@ -292,10 +293,16 @@ class Capacity:
 
 def capacity_search(cfg: Config, built: Built, sc: Scenario, base_dir: Path, rounds, est: Estimate,
                     sizing) -> Capacity:
-    """Capacity search on one replica, then the replicas the target load needs at the SLO."""
+    """Capacity search on one replica, then the replicas the target load needs at the SLO: a
+    target in users or requests/s over what one replica carries of it, or a demand in tokens/s
+    (``workload.demand``) over the tokens/s of its kind one replica carried at capacity."""
     arr = arrival_of(sc)
     closed = arr.process == "closed"
-    target = (arr.users or sc.workload.concurrent_users) if closed else arr.rate_per_s
+    demand = sc.workload.demand
+    if demand is not None:  # closed: the users it takes are not known before the search
+        target = None if closed else demand_req_s(sc, base_dir)
+    else:
+        target = (arr.users or sc.workload.concurrent_users) if closed else arr.rate_per_s
     per_seq = est.max_concurrent_sequences
     b = analytic_batch(cfg, built, sc.slo, per_seq)
     sat_req_s = sizing.capacity_req_s / sizing.replicas
@@ -331,16 +338,22 @@ def capacity_search(cfg: Config, built: Built, sc: Scenario, base_dir: Path, rou
     # closed: the users found; open: Little's law, users in flight = rate x time in system
     per_users = found.load if closed else per_req_s * summary.mean_sojourn_s
     per = per_users if closed else per_req_s
-    replicas = sc.deployment.replicas or (math.ceil(target / per) if target and per > 0 else sizing.replicas)
+    unit = "users" if closed else "req/s"
+    if demand is not None:  # the demand's tokens/s over what one replica carried of them at capacity
+        per = demand.of(summary.throughput_out_tok_s, summary.throughput_in_tok_s,
+                        summary.throughput_cached_in_tok_s) if found.best else 0.0
+        target, unit = demand.value, demand.unit
+    replicas = sc.deployment.replicas or (math.ceil(target / per - 1e-9) if target and per > 0 else sizing.replicas)
     slo_pass, reason = True, ""
     if not found.best:
         misses = ", ".join(_miss_text(sc.slo, summary, m) for m in at.misses)
-        slo_pass, reason = False, f"SLO missed even at the lowest load ({_load_text(at.load, closed)}): {misses}"
+        lowest = _load_text(at.load, "users" if closed else "req/s")
+        slo_pass, reason = False, f"SLO missed even at the lowest load ({lowest}): {misses}"
     elif sc.deployment.replicas and target and per * replicas < target:
-        slo_pass, reason = False, (f"{replicas} replicas carry {_load_text(per * replicas, closed)} within the "
-                                   f"SLO; the target is {_load_text(target, closed)}")
+        slo_pass, reason = False, (f"{replicas} replicas carry {_load_text(per * replicas, unit)} within the "
+                                   f"SLO; the target is {_load_text(target, unit)}")
     return Capacity(probes=len(found.probes), limit=found.limit, users_per_replica=per_users,
-                    req_s_per_replica=per_req_s, target=target, replicas=replicas,
+                    req_s_per_replica=per_req_s, target=target, target_unit=unit, replicas=replicas,
                     devices=sizing.devices_per_replica * replicas, batch_per_replica=summary.mean_in_system,
                     throughput_out_tok_s=summary.throughput_out_tok_s * replicas,
                     throughput_in_tok_s=summary.throughput_in_tok_s * replicas,
@@ -351,8 +364,8 @@ def capacity_search(cfg: Config, built: Built, sc: Scenario, base_dir: Path, rou
                     slo_pass=slo_pass, reason=reason, result=at.result)
 
 
-def _load_text(x: float, closed: bool) -> str:
-    return f"{x:,.0f} users" if closed else f"{x:,.3g} req/s"
+def _load_text(x: float, unit: str) -> str:
+    return f"{x:,.0f} users" if unit == "users" else f"{x:,.3g} {unit}"
 
 
 def _miss_text(slo: SLO, summary, name: str) -> str:

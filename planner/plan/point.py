@@ -10,7 +10,7 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
-from planner.config.schema import Economics, Scenario
+from planner.config.schema import Demand, Economics, Scenario
 from planner.physics.hardware import Device, Infeasible
 from planner.physics.point import Built, Config, build_point, memory_limit
 from planner.plan.agents import service_figures
@@ -19,7 +19,7 @@ from planner.plan.economics import Costs, costs
 from planner.plan.estimate import Estimate, estimate
 from planner.plan.frontier import FrontierPoint, frontier
 from planner.plan.scenario import Loaded, Point
-from planner.plan.simulate import rounds_for, run_sim
+from planner.plan.simulate import arrival_of, closed_users, rounds_for, run_sim
 from planner.sim.engine import SimResult, Summary
 from planner.sim.errors import TooLarge
 from planner.sim.sessions import TaskStats
@@ -52,6 +52,19 @@ class Bands:
     throughput_out_tok_s_high: float
     cost_usd_per_mtok_out_low: float
     cost_usd_per_mtok_out_high: float
+
+
+@dataclass(frozen=True)
+class Load:
+    """What each replica carried: the deployment's rates over its replicas, and its users (closed
+    loops: the users it serves, thinking ones included; open arrivals: the requests in it, by
+    Little's law the rate x time in the system)."""
+
+    req_s: float
+    out_tok_s: float
+    in_tok_s: float  # fresh (prefilled) input
+    cached_in_tok_s: float
+    users: float
 
 
 @dataclass(frozen=True)
@@ -88,6 +101,7 @@ class PointResult:
     cost_usd_per_task: float | None = None
     service: Service | None = None
     frontier: tuple[FrontierPoint, ...] = ()  # the configuration's cost-vs-speed curve (analytic)
+    load: Load | None = None  # per replica
     error: str | None = None  # "Type: message" when evaluating the point raised
 
 
@@ -105,17 +119,40 @@ def failed(pt: Point, e: BaseException) -> PointResult:
                        error=f"{type(e).__name__}: {e}")
 
 
+def demand_batch(cfg: Config, built: Built, demand: Demand, est: Estimate, fixed: int | None) -> tuple[int, int, str]:
+    """(replicas, batch per replica, reason the demand is not carried or ""), analytically:
+    replicas = ceil(demand / the demand's tokens/s of a replica at the largest batch that fits),
+    then the smallest batch whose closed-form rate carries demand / replicas (a bisection: the
+    aggregate rate grows with the batch)."""
+    def rate(e: Estimate) -> float:
+        return demand.of(e.aggregate_tok_s, e.input_tok_s, e.cached_input_tok_s)
+
+    per, top = est.max_concurrent_sequences, rate(est)
+    replicas = fixed or max(1, math.ceil(demand.value / top - 1e-9))
+    if replicas * top < demand.value * (1 - 1e-9):
+        return replicas, per, (f"{replicas} replicas carry {replicas * top:,.0f} {demand.unit} at most (closed form); "
+                               f"the demand is {demand.value:,.0f}")
+    need, lo, hi = demand.value / replicas, 1, per
+    while lo < hi:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if rate(estimate(dataclasses.replace(cfg, batch=mid), built)) >= need else (mid + 1, hi)
+    return replicas, lo, ""
+
+
 def size(cfg: Config, built: Built | None, sc: Scenario) -> tuple[Config, Estimate, Sizing | None, str]:
     """(Config at the operating batch, its Estimate, Sizing, reason it cannot hold the users or "").
 
     With ``count`` unset the pipeline was sized to hold all users (weights stored once);
-    otherwise as many replicas as the users need (or the configured number)."""
+    otherwise as many replicas as the users need (or the configured number). A demand in
+    tokens/s (``workload.demand``) is sized by demand_batch."""
     est = estimate(cfg, built)
     if not est.fits:
         return cfg, est, None, ""
-    users, fixed = sc.workload.concurrent_users, sc.deployment.replicas
+    users, fixed, demand = sc.workload.concurrent_users, sc.deployment.replicas, sc.workload.demand
     per, capacity, why = est.max_concurrent_sequences, est.aggregate_tok_s, ""
-    if users is None:
+    if demand is not None:
+        replicas, batch, why = demand_batch(cfg, built, demand, est, fixed)
+    elif users is None:
         replicas, batch = fixed or 1, per
     else:
         replicas = fixed or math.ceil(users / per)
@@ -152,8 +189,9 @@ def run_point(loaded: Loaded, pt: Point, simulate: bool | None = None) -> tuple[
     except Infeasible:
         built = None  # estimate says why
     cfg, est, sizing, why = size(cfg, built, sc)
+    short = why and sc.workload.demand is None  # users beyond the KV (a demand short: what limits speed)
     result = PointResult(pt, feasible=est.fits and not why, reason=why or est.reason,
-                         bottleneck=memory_limit(cfg.hardware) if why else est.bottleneck, estimate=est,
+                         bottleneck=memory_limit(cfg.hardware) if short else est.bottleneck, estimate=est,
                          sizing=sizing)
     if not result.feasible:
         return verdict(result, sc), None
@@ -201,7 +239,24 @@ def run_point(loaded: Loaded, pt: Point, simulate: bool | None = None) -> tuple[
     tasks = result.sim.tasks if result.sim else None
     per_task = c.usd_per_h / tasks.tasks_per_hour if tasks and tasks.tasks_per_hour else None
     curve = frontier(cfg, built, sc.economics, est.max_concurrent_sequences)
-    return verdict(dataclasses.replace(result, costs=c, bands=b, cost_usd_per_task=per_task, frontier=curve), sc), res
+    return verdict(dataclasses.replace(result, costs=c, bands=b, cost_usd_per_task=per_task, frontier=curve,
+                                       load=carried(result, sc)), sc), res
+
+
+def carried(result: PointResult, sc: Scenario) -> Load:
+    """The load each replica carried (see Load)."""
+    cap, s = result.capacity, result.sizing
+    replicas = cap.replicas if cap else s.replicas
+    if cap is not None:
+        users = cap.users_per_replica
+    elif result.sim is not None:
+        users = closed_users(sc) / replicas if arrival_of(sc).process == "closed" else \
+            result.sim.mean_in_system / replicas
+    else:
+        users = s.concurrent_users / replicas
+    return Load(req_s=result.throughput_req_s / replicas, out_tok_s=result.throughput_out_tok_s / replicas,
+                in_tok_s=result.throughput_in_tok_s / replicas,
+                cached_in_tok_s=result.throughput_cached_in_tok_s / replicas, users=users)
 
 
 def verdict(result: PointResult, sc: Scenario) -> PointResult:

@@ -62,8 +62,8 @@ def _set(data: dict, path: tuple, value) -> None:
 def config_hash(s: Scenario) -> str:
     """Stable id of a fully resolved point (sweep definition excluded, and allow_beyond_window:
     it only decides whether a point is refused, never what a row says). Workload sections added
-    later (prefix) enter it only when set, so the points that leave them out keep their id."""
-    later = {k for k in ("prefix",) if getattr(s.workload, k) is None}
+    later (prefix, demand) enter it only when set, so the points that leave them out keep their id."""
+    later = {k for k in ("prefix", "demand") if getattr(s.workload, k) is None}
     blob = json.dumps(s.model_dump(mode="json", exclude={"sweep": True,
                                                          "workload": {"allow_beyond_window", *later}}),
                       sort_keys=True, default=str)
@@ -354,6 +354,11 @@ def to_config(loaded: Loaded, sc: Scenario, loc: Located) -> Config | None:
             raise ConfigError([loc.problem(("capacity", "search"), "capacity search varies the arrival rate or "
                                            "the closed-loop users; a trace has neither")])
     w, d = sc.workload, sc.deployment
+    if w.demand is not None and not sc.capacity.search and w.arrival is not None \
+            and w.arrival.process == "closed" and w.arrival.users is None:
+        raise ConfigError([loc.problem(("workload", "demand"), "a closed loop sized by demand needs "
+                                       "capacity.search (it finds the users a replica carries within the SLO) "
+                                       "or workload.arrival.users")])
     p = w.prefix
     return Config(model=model, hardware=hw, count=d.count, weights=d.precision.weights, kv=d.precision.kv,
                   mode=d.precision.mode, embeddings=d.precision.embeddings, context=w.context, prompt=w.prompt,

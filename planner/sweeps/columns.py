@@ -27,6 +27,9 @@ SECTIONS = [
         ("throughput_out_tok_s", "tok/s", "output tokens per second of the deployment (at capacity with "
                                           "`capacity.search`)"),
         ("throughput_out_tok_s_per_device", "tok/s", "throughput_out_tok_s / devices"),
+        ("demand_tok_s", "tok/s", "workload.demand: the tokens/s the deployment is sized to carry within the SLO "
+                                  "(of the kind demand_unit says)"),
+        ("demand_unit", "", "out tok/s (output tokens) or tok/s (every token: output, fresh and cached input)"),
         ("ttft_p99_s", "s", "time to first token, 99th percentile (simulated)"),
         ("ttft_analytic_s", "s", "time to first token on an idle replica, closed form"),
         ("cost_usd_per_mtok_out", "$/M tokens", "$ per million output tokens: usd_per_h split among token kinds "
@@ -79,10 +82,21 @@ SECTIONS = [
         ("capacity_req_s", "req/s", "requests/s the deployment carries within the SLO"),
         ("capacity_users_per_replica", "users", "closed-loop users one replica carries within the SLO"),
         ("capacity_req_s_per_replica", "req/s", "requests/s one replica carries within the SLO"),
-        ("capacity_target", "users or req/s", "the target load the replicas are sized for"),
+        ("capacity_target", "see unit", "the target load the replicas are sized for (capacity_target_unit)"),
+        ("capacity_target_unit", "", "users (closed loop), req/s (open arrivals), or the demand's out tok/s or "
+                                     "tok/s (workload.demand)"),
         ("capacity_limit", "", "what bounded the search: the SLO target(s), target, kv_capacity, saturation, "
                                "search_ceiling or floor"),
         ("capacity_probes", "simulations", "simulations the capacity search ran"),
+    ]),
+    ("load per replica", [
+        ("throughput_req_s_per_replica", "req/s", "requests/s each replica carried (throughput_req_s / replicas)"),
+        ("throughput_out_tok_s_per_replica", "tok/s", "output tok/s each replica carried"),
+        ("throughput_in_tok_s_per_replica", "tok/s", "fresh (prefilled) input tok/s each replica carried"),
+        ("throughput_cached_in_tok_s_per_replica", "tok/s", "cached input tok/s each replica carried"),
+        ("users_per_replica", "users", "users each replica served: closed loops, its users (thinking ones "
+                                       "included); open arrivals, the requests in it (Little's law: rate x time "
+                                       "in the system); analytic rows, the operating batch"),
     ]),
     ("simulated", [
         ("throughput_in_tok_s", "tok/s", "fresh (prefilled) input tokens per second of the deployment"),

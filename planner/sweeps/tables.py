@@ -59,10 +59,11 @@ def row(r: PointResult) -> dict:
         c = r.capacity
         out.update(capacity_probes=c.probes, capacity_limit=c.limit, capacity_users_per_replica=c.users_per_replica,
                    capacity_req_s_per_replica=c.req_s_per_replica, capacity_users=c.users, capacity_req_s=c.req_s,
-                   capacity_target=c.target, replicas=c.replicas, devices=c.devices,
+                   capacity_target=c.target, capacity_target_unit=c.target_unit, replicas=c.replicas,
+                   devices=c.devices,
                    batch_per_replica=c.batch_per_replica, goodput_req_s=c.goodput_req_s,
                    goodput_out_tok_s=c.goodput_out_tok_s)
-        if not c.closed:
+        if c.target_unit != "users":  # the users the search found (the target was a rate or a demand)
             out["concurrent_users"] = c.users
     if r.throughput_source is not None:
         out["throughput_source"] = r.throughput_source
@@ -78,6 +79,13 @@ def row(r: PointResult) -> dict:
     out.update(config_hash=pt.config_hash, seed=pt.scenario.seed)
     if r.throughput_out_tok_s is not None and out.get("devices"):
         out["throughput_out_tok_s_per_device"] = r.throughput_out_tok_s / out["devices"]
+    if r.load is not None:  # what each replica carried
+        out.update(throughput_req_s_per_replica=r.load.req_s, throughput_out_tok_s_per_replica=r.load.out_tok_s,
+                   throughput_in_tok_s_per_replica=r.load.in_tok_s,
+                   throughput_cached_in_tok_s_per_replica=r.load.cached_in_tok_s, users_per_replica=r.load.users)
+    demand = pt.scenario.workload.demand
+    if demand is not None:
+        out.update(demand_tok_s=demand.value, demand_unit=demand.unit)
     out.update({k: v for k, v in _identity(pt).items() if out.get(k) is None})
     return out
 

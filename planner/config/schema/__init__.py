@@ -64,4 +64,5 @@ from planner.config.schema.workload import (  # noqa: F401 - the schema's public
     Agentic,
     Arrival,
     Prefix,
+    Demand,
     Workload)

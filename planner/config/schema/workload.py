@@ -1,5 +1,5 @@
 """The workload section's shapes: token-length and time distributions, arrivals, prefix caching,
-agent tasks, and the workload section that ties them together."""
+demand, agent tasks, and the workload section that ties them together."""
 from __future__ import annotations
 
 from typing import Annotated, Literal
@@ -100,9 +100,8 @@ class Arrival(Strict):
 
     @model_validator(mode="after")
     def _needs(self):
-        if self.process in ("poisson", "gamma", "constant"):
-            if (self.rate_per_s is None) == (self.load is None):
-                raise ValueError(f"{self.process} arrivals need exactly one of rate_per_s or load")
+        if self.process in ("poisson", "gamma", "constant") and self.rate_per_s is not None and self.load is not None:
+            raise ValueError(f"{self.process} arrivals take one of rate_per_s or load, not both")
         if self.process == "trace" and not self.trace:
             raise ValueError("trace arrivals need trace: FILE.csv")
         return self
@@ -136,6 +135,37 @@ class Prefix(Strict):
         return max(0, min(c, prompt - 1))
 
 
+class Demand(Strict):
+    """The work the deployment must carry within the SLO, in tokens per second (rather than
+    heads): replicas = ceil(demand / tokens/s one replica carries at the SLO). Open arrivals
+    take their rate from it (demand / tokens per request)."""
+
+    out_tok_s: Annotated[float, Field(gt=0, le=1e15)] | None = None  # output tokens/s of the deployment ...
+    tok_s: Annotated[float, Field(gt=0, le=1e15)] | None = None  # ... or every token: output + input + cached input
+
+    @model_validator(mode="after")
+    def _one(self):
+        if (self.out_tok_s is None) == (self.tok_s is None):
+            raise ValueError("give exactly one of out_tok_s or tok_s")
+        return self
+
+    @property
+    def value(self) -> float:
+        return self.out_tok_s if self.out_tok_s is not None else self.tok_s
+
+    @property
+    def unit(self) -> str:
+        return "out tok/s" if self.out_tok_s is not None else "tok/s"
+
+    def of(self, out_tok_s: float, in_tok_s: float, cached_in_tok_s: float) -> float:
+        """The demand's kind of tokens/s among rates of output, fresh input and cached input."""
+        return out_tok_s if self.out_tok_s is not None else out_tok_s + in_tok_s + cached_in_tok_s
+
+    def per_request(self, prompt: float, output: float) -> float:
+        """Tokens of the demand's kind in a request of ``prompt`` (cached included) and ``output`` tokens."""
+        return output if self.out_tok_s is not None else prompt + output
+
+
 class Workload(Strict):
     context_tokens: Annotated[int, Field(ge=1, le=MAX_TOKENS)] | None = None  # KV sized for this (default prompt+output)
     prompt_tokens: Annotated[int, Field(ge=1, le=MAX_TOKENS)] | None = None  # default context - output
@@ -150,6 +180,7 @@ class Workload(Strict):
     warmup_fraction: Annotated[float, Field(ge=0, lt=0.9)] = 0.1  # first share excluded from latency stats
     allow_beyond_window: bool = False  # accept a context longer than the model's context window
     prefix: Prefix | None = None  # prefix caching: tokens of each prompt not prefilled
+    demand: Demand | None = None  # size for tokens/s (replaces concurrent_users as the target)
 
     @model_validator(mode="after")
     def _lengths(self):
@@ -165,13 +196,24 @@ class Workload(Strict):
         return self._targets()
 
     def _targets(self):
-        p = self.prefix
+        p, arr = self.prefix, self.arrival
         if p is not None and p.cached_tokens is not None and p.cached_tokens >= self.prompt:
             raise ValueError(f"prefix.cached_tokens ({p.cached_tokens}) must be < the prompt ({self.prompt} tokens): "
                              "its last token is prefilled to give the first output token")
         if p is not None and self.agentic is not None:
             raise ValueError("agent tasks cache their own earlier turns (agentic.kv_between_turns); "
                              "prefix applies to independent requests")
+        open_ = arr is not None and arr.process in ("poisson", "gamma", "constant")
+        if self.demand is not None:
+            if self.concurrent_users is not None:
+                raise ValueError("give concurrent_users (heads) or demand (tokens/s), not both")
+            if open_ and (arr.rate_per_s is not None or arr.load is not None):
+                raise ValueError("demand sets the open arrival rate (demand / tokens per request): "
+                                 "leave arrival.rate_per_s and arrival.load unset")
+            if self.agentic is not None or (arr is not None and arr.process == "trace"):
+                raise ValueError("demand sizes request streams (open or closed loops), not agent tasks or traces")
+        elif open_ and arr.rate_per_s is None and arr.load is None:
+            raise ValueError(f"{arr.process} arrivals need one of arrival.rate_per_s, arrival.load or workload.demand")
         return self
 
     @property
