@@ -99,7 +99,7 @@ class Reserve:
     def held(self) -> float:
         return self.reserved + self.shared + self.agents.held()
 
-    def need(self, rid: int, tokens: float) -> float:
+    def need(self, rid: int) -> float:
         """Bytes admitting ``rid`` adds (a task's kept KV is already held: only the rest is new)."""
         return self.rec.kv_full[rid] - self.agents.kept(rid)
 
@@ -170,8 +170,11 @@ class Preempt:
     def held(self) -> float:
         return self.at(self.rep.R) + self.rep.pending_kv() + self.moving
 
-    def need(self, rid: int, tokens: float) -> float:
-        return float(self.blocks(tokens))
+    def need(self, rid: int) -> float:
+        """Blocks for the next token of ``rid``'s whole context (a cached prefix and a recompute's
+        generated tokens included)."""
+        rec = self.rec
+        return float(self.blocks(int(rec.cached[rid] + rec.prompt[rid] + rec.generated[rid]) + 1))
 
     def headroom(self, active: int) -> float:
         """A watermark: room for every admitted sequence to grow one more block, so an evicted
@@ -179,7 +182,7 @@ class Preempt:
         return (active + 1) * float(self.m.kv_bytes(self.block))
 
     def admit(self, rid: int, total: int) -> float:
-        return self.need(rid, total + 1)
+        return float(self.blocks(total + 1))
 
     def release(self, rid: int, reserved: float) -> None:
         pass

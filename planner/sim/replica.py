@@ -82,8 +82,8 @@ class Replica:
             rid, ctx, _ = self.swapped[0]
             need = float(self.kv.blocks(ctx))
         elif self.queue:
-            rid = self.queue[0]  # its whole context, a cached prefix included
-            need = self.kv.need(rid, self.rec.cached[rid] + self.rec.prompt[rid] + self.rec.generated[rid] + 1)
+            rid = self.queue[0]
+            need = self.kv.need(rid)
         else:
             return False
         return self.kv_now() + need + headroom <= self.capacity
