@@ -11,18 +11,10 @@ from planner.plan.point import run_point
 from planner.plan.scenario import expand, load
 from planner.sweeps.tables import row as result_row
 
-BASE = """
-name: d
-model: llama-3.1-70b
-deployment: {hardware: cs3, count: 4, precision: {weights: bf16, kv: bf16}}
-workload:
-  context_tokens: 1280
-  prompt_tokens: 1024
-  output_tokens: 256
-  requests: 1500
-WORKLOAD
-slo: {ttft_p99_s: 0.5, decode_tok_s_per_user_p50: 100}
-"""
+from tests.test_capacity import SCENARIO
+
+# the capacity tests' Llama-70B on 4 x CS-3, its arrival line replaced by the workload under test
+BASE = SCENARIO.replace("  arrival: ARRIVAL\n", "WORKLOAD\n").replace("capacity: {search: true, tolerance: 0.05}\n", "")
 
 
 def evaluate(write, extra: str, tail: str = ""):
