@@ -45,7 +45,13 @@ def test_economics_hand_calc(write):
     p = write("s.yaml", BASE.replace("USERS", "4"))
     loaded = load(p)
     row = result_row(sweep.evaluate(loaded, expand(loaded)[0]))
-    usd_h = 4 * 1e6 / (4 * 8760) + 4 * 23 * 1.5 * 0.1
+    # power follows load: 4 CS-3 systems idle at 0.3 x 23 kW and add (23 - 6.9) kW x activity
+    # (hardware_specs/cs3.yaml), paid at PUE 1.5 and $0.1/kWh
+    u = row["activity"]
+    assert 0 < u <= 1
+    kw = 4 * (6.9 + (23 - 6.9) * u)
+    usd_h = 4 * 1e6 / (4 * 8760) + kw * 1.5 * 0.1
+    assert row["power_kw"] == pytest.approx(kw) and row["facility_power_kw"] == pytest.approx(1.5 * kw)
     assert row["usd_per_h"] == pytest.approx(usd_h)
     # the default price ratio (output 4 : fresh input 1): one fresh-input-token equivalent costs
     # $/h over (4 x output + input) tokens an hour
@@ -56,7 +62,7 @@ def test_economics_hand_calc(write):
     assert row["cost_usd_per_mtok_blended"] == pytest.approx(usd_h / (out_h + in_h) * 1e6)
     assert row["cost_usd_per_request"] == pytest.approx(usd_h / (row["throughput_req_s"] * 3600))
     assert row["throughput_out_tok_s_per_device"] == pytest.approx(row["throughput_out_tok_s"] / 4)
-    assert row["power_kw"] == 92 and row["capex_usd"] == 4e6
+    assert row["power_kw_nameplate"] == 92 and row["capex_usd"] == 4e6
 
 
 def conserved(row: dict) -> float:

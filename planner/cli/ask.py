@@ -97,10 +97,11 @@ def estimate(model_name, hw_name, count, precision, kv_precision, mode, context,
     row = est.as_dict()
     if est.fits:  # one replica at this batch, the default economics (README "Economics")
         c = costs(built.device, est.devices, Economics(), est.aggregate_tok_s, est.input_tok_s,
-                  est.aggregate_tok_s / max(cfg.output, 1))
+                  est.aggregate_tok_s / max(cfg.output, 1), activity=est.activity)
         row.update(usd_per_h=c.usd_per_h, cost_usd_per_mtok_out=c.cost_usd_per_mtok_out,
                    cost_usd_per_mtok_in=c.cost_usd_per_mtok_in, cost_usd_per_mtok_blended=c.cost_usd_per_mtok_blended,
-                   capex_usd=c.capex_usd, power_kw=c.power_kw, facility_power_kw=c.facility_power_kw)
+                   capex_usd=c.capex_usd, power_kw=c.power_kw, power_kw_nameplate=c.power_kw_nameplate,
+                   facility_power_kw=c.facility_power_kw, power_source=c.power_source)
     if as_json:
         click.echo(json.dumps({k: (None if isinstance(v, float) and not math.isfinite(v) else v)
                                for k, v in row.items()}, indent=2))
@@ -138,7 +139,9 @@ def _print_estimate(r: dict) -> None:
     click.echo(f"  cost               ${r['usd_per_h']:,.2f}/h, ${r['cost_usd_per_mtok_out']:,.3f} per M output tokens "
                f"(capex ${r['capex_usd']:,.0f} over {e.amortisation_years:g} years, ${e.usd_per_kwh:g}/kWh, "
                f"PUE {e.pue:g})")
-    click.echo(f"  power              {r['power_kw']:,.1f} kW at the wall, {r['facility_power_kw']:,.1f} kW with PUE")
+    click.echo(f"  power              {r['power_kw']:,.1f} kW at the wall at this load (activity "
+               f"{r['activity']:.2f}; nameplate {r['power_kw_nameplate']:,.1f} kW), {r['facility_power_kw']:,.1f} kW "
+               f"with PUE ({r['power_source']})")
 
 
 

@@ -47,7 +47,11 @@ class Device:
     ep_imbalance: float  # GPU: busiest GPU's routed-expert load over the mean
     step_overhead_s: float
     devices_per_system: int
-    system_power_w: float
+    system_power_w: float  # nameplate (what a facility provisions)
+    system_idle_w: float  # weights loaded, no work
+    system_load_w: float  # compute units busy the whole time
+    memory_power_share: float  # of (load - idle): drawn while streaming memory with compute idle
+    power_source: str  # how sure the idle and load figures are (confidence labels)
     system_capex_usd: float
     system_capex_low_usd: float
     system_capex_high_usd: float
@@ -84,6 +88,16 @@ class Device:
         return min(w_peak, kv_peak)
 
 
+def power_source(p) -> str:
+    """How sure a spec's idle and load power are, for the results' ``power_source`` column (an
+    assumed figure says so; bonded SRAM layers take the wafer's shares, README "Power")."""
+    if p.idle is None and p.load is None:
+        return "nameplate: no idle or load figures (flat)"
+    idle = f"idle {p.idle.confidence or 'unrated'}" if p.idle else "idle: none (as load)"
+    load = f"load {p.load.confidence or 'unrated'}" if p.load else "load: nameplate"
+    return f"{idle}; {load}"
+
+
 def resolve(spec: HardwareSpec, bonded: BondedSramSpec | None = None, layers: int = 0,
             software: str | None = None) -> Device:
     """Apply a software profile and ``layers`` bonded SRAM layers to ``spec``."""
@@ -100,6 +114,7 @@ def resolve(spec: HardwareSpec, bonded: BondedSramSpec | None = None, layers: in
     capex = {"spec": spec.cost.capex_usd, "low": spec.cost.capex_low_usd or spec.cost.capex_usd,
              "high": spec.cost.capex_high_usd or spec.cost.capex_usd}
     power = spec.power.watts
+    idle, load = spec.power.idle, spec.power.load
     if layers:
         if spec.kind != "wafer":
             raise Infeasible(f"bonded SRAM applies to wafer hardware, not {spec.kind} '{spec.name}'")
@@ -134,6 +149,9 @@ def resolve(spec: HardwareSpec, bonded: BondedSramSpec | None = None, layers: in
         allreduce_s=lat["allreduce"], layer_dense_s=lat["layer_dense"], layer_moe_s=lat["layer_moe"],
         ep_imbalance=su.ep_imbalance if su else 1.0, step_overhead_s=lat["step_overhead"],
         devices_per_system=spec.devices_per_system, system_power_w=power,
+        system_load_w=power * (load.share if load else 1.0),
+        system_idle_w=power * (idle.share if idle else load.share if load else 1.0),
+        memory_power_share=load.memory_share if load else 1.0, power_source=power_source(spec.power),
         system_capex_usd=capex["spec"], system_capex_low_usd=capex["low"], system_capex_high_usd=capex["high"],
         system_rental_usd_per_h=spec.cost.rental_usd_per_h, bonded_layers=layers,
         clock_range=spec.compute.clock_range,

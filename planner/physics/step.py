@@ -31,6 +31,9 @@ extra hidden vector when the cut falls inside a layer; per round ``step_overhead
 speculative decoding: k drafted tokens (each ``draft_layers`` layers of the main model's
 mean per-layer latency at one token per sequence, fixed costs included), k+1 tokens verified per sequence per step,
 (1 - a^(k+1)) / (1 - a) accepted per step.
+Power: each piece of work's stage times also give its active seconds, ``min(roofline, compute +
+memory_power_share x memory)``: the compute units' busy time plus a share of the time memory
+streams beyond it (README "Power"); rounds sum them per stage next to busy time.
 Every function returns arrays over stages (per-stage work = stage-fraction matrix @
 per-layer vector), so a 300-wafer pipeline costs one matrix product, not 300 Python calls.
 The discrete-event simulator uses the same functions.
@@ -60,6 +63,7 @@ class StageTimes:
     fixed_s: np.ndarray  # fixed latencies inside the stage
     occupancy_s: np.ndarray  # time the stage can do nothing else
     latency_s: np.ndarray  # time from entering the stage to leaving it
+    active_s: np.ndarray  # power-weighted busy time: compute + memory_power_share x memory, <= the roofline
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,7 @@ class Round:
     parts: dict  # seconds per component of the critical path, for attribution
     stage_busy_s: np.ndarray  # per stage: busy seconds in this round (utilisation)
     link_busy_s: np.ndarray  # per hop: seconds the link carries data in this round
+    stage_active_s: np.ndarray  # per stage: power-weighted busy seconds (StageTimes.active_s)
 
 
 def accepted_per_step(sd: SpecDecode | None) -> float:
@@ -138,6 +143,7 @@ class StepModel:
             if not self.wafer else np.ones(self.S)
         # serial hops: a layer spread over chips exchanges once per layer, not once per chip
         self.hop_share = min(1.0, L / (self.S - 1)) if self.S > 1 else 1.0
+        self._passes: dict = {}  # (prompt, cached, chunk) -> prefill_pass
 
     # ------------------------------------------------------------ per-stage work
     def _compute_s(self, tokens: float, attn_flops: np.ndarray, seqs: float, eff: float) -> np.ndarray:
@@ -171,7 +177,7 @@ class StepModel:
                 latency = np.where(n >= 1, t_layer + (n - 1) * piece, n * t_layer)
             else:
                 latency = n * t_layer
-            return StageTimes(compute, memory, zero, fixed, t_layer, latency + fixed)
+            return StageTimes(compute, memory, zero, fixed, t_layer, latency + fixed, self._active(compute, memory))
         frac = experts_touched(shape.experts, shape.active_experts, weight_tokens) / shape.experts \
             if shape.experts else 1.0
         frac = np.minimum(1.0, frac * self.imbalance)  # the busiest GPU's experts
@@ -185,7 +191,20 @@ class StepModel:
         link = np.where(tp > 1, (self.allreduces * ring + self.alltoalls * a2a) / dev.scale_up_bw_bytes_per_s, 0.0)
         fixed = np.where(tp > 1, (self.allreduces + 2 * self.alltoalls) * dev.allreduce_s, 0.0) + self.layer_fixed
         busy = roof + link + fixed
-        return StageTimes(compute, memory, link, fixed, busy, busy)
+        return StageTimes(compute, memory, link, fixed, busy, busy, self._active(compute, memory))
+
+    def activity(self, stage_active_share) -> float:
+        """The replica's devices' activity u (power = idle + (load - idle) x u, README "Power"):
+        each stage's active share of the time (active seconds / wall seconds), weighted by the
+        devices it spans."""
+        return float(self.k @ np.asarray(stage_active_share, dtype=float)) / float(self.k.sum())
+
+    def _active(self, compute: np.ndarray, memory: np.ndarray) -> np.ndarray:
+        """Seconds of full-load power equivalent in a piece of work: the compute units' busy time
+        plus ``memory_power_share`` of the time memory streams beyond it, at most the roofline
+        (a compute-bound step draws the load power throughout; a memory-bound one its compute
+        time plus a share of the rest; fixed latencies and link time draw idle power)."""
+        return np.minimum(np.maximum(compute, memory), compute + self.dev.memory_power_share * memory)
 
     def decode(self, batch: float, context: float, prefill_tokens: float = 0.0, prompt: float = 1.0,
                prefill_start: float = 0.0, tokens_per_seq: int | None = None) -> StageTimes:
@@ -225,9 +244,10 @@ class StepModel:
         b = math.ceil(batch / M)
         fused = prefill_tokens / M if not self.wafer else 0.0
         t = self.decode(b, context, fused, prompt, prefill_start)
-        bubble_s = np.zeros(self.S)
+        bubble_s = bubble_active = np.zeros(self.S)
         if self.wafer and prefill_tokens > 0:
-            bubble_s = self.prefill(prompt, prefill_start, prefill_tokens / prompt).occupancy_s
+            p = self.prefill(prompt, prefill_start, prefill_tokens / prompt)
+            bubble_s, bubble_active = p.occupancy_s, p.active_s
         bubble = float(bubble_s.max())
         hop_lat, hop_bw = self.hops(b * self.tokens_per_step)
         overhead = self.dev.step_overhead_s
@@ -259,7 +279,7 @@ class StepModel:
         else:
             neck = max(parts, key=parts.get)
         return Round(batch, M, latency, cycle, max(latency, cycle), self.accepted, neck, parts,
-                     M * t.occupancy_s + bubble_s, M * hop_bw)
+                     M * t.occupancy_s + bubble_s, M * hop_bw, M * t.active_s + bubble_active)
 
     def prefill_round(self, tokens: float, start: float = 0.0, seqs: float = 1.0) -> tuple[float, float]:
         """(cycle, pass) for one prefill chunk (of ``seqs`` prompts together) on an otherwise idle
@@ -299,18 +319,31 @@ class StepModel:
             return r, r
         if self.wafer:
             return r, self.decode_round(batch, context, tokens, fresh, cached)
-        per_prompt = sum(float(t.occupancy_s.sum() + hop.sum())
-                         for t, hop in self._chunks(fresh, cached, max(1, min(chunk, fresh))))
+        pieces = list(self._chunks(fresh, cached, max(1, min(chunk, fresh))))
+        per_prompt = sum(float(t.occupancy_s.sum() + hop.sum()) for t, hop in pieces)
         extra = tokens / fresh * per_prompt
+        busy = tokens / fresh * sum(t.occupancy_s for t, _ in pieces)  # each stage's share of the passes
+        active = tokens / fresh * sum(t.active_s for t, _ in pieces)
         mixed = replace(r, round_s=r.round_s + extra, cycle_s=r.cycle_s + extra,
-                        parts={**r.parts, "prefill": extra},
+                        parts={**r.parts, "prefill": extra}, stage_busy_s=r.stage_busy_s + busy,
+                        stage_active_s=r.stage_active_s + active,
                         bottleneck=r.bottleneck if extra < r.round_s else "prefill")
         return r, mixed
 
     def ttft_s(self, prompt: int, cached: int = 0, chunk: int = PREFILL_CHUNK) -> float:
         """Time to first token on an idle replica: chunked prefill flowing through the stages
         (a flow shop: a chunk enters a stage when the stage is free and the chunk has arrived)."""
+        return self.prefill_pass(prompt, cached, chunk)[0]
+
+    def prefill_pass(self, prompt: int, cached: int = 0, chunk: int = PREFILL_CHUNK) -> tuple[float, np.ndarray]:
+        """(TTFT on an idle replica, each stage's active seconds in it) for one prompt; memoised
+        (the batch does not enter it)."""
+        key = (prompt, cached, chunk)
+        hit = self._passes.get(key)
+        if hit is not None:
+            return hit
         free = np.zeros(self.S)
+        active = np.zeros(self.S)
         done = 0.0
         for t, hop_lat in self._chunks(prompt, cached, chunk):
             # start_i = max(free_i, start_{i-1} + d_{i-1}) with d = latency + hop; with c_i the sum
@@ -320,4 +353,6 @@ class StepModel:
             start = c + np.maximum.accumulate(free - c)
             free = start + t.occupancy_s
             done = float(start[-1] + t.latency_s[-1])
-        return done + self.dev.step_overhead_s
+            active = active + t.active_s
+        hit = self._passes[key] = (done + self.dev.step_overhead_s, active)
+        return hit

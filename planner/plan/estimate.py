@@ -68,6 +68,7 @@ class Estimate:
     token_latency_s: float | None = None
     cycle_s: float | None = None
     prefill_share: float | None = None
+    activity: float | None = None  # devices' power activity u in the steady round (README "Power")
     times: tuple = ()  # (part, seconds of the round) pairs: the round's time by mechanism
 
     def as_dict(self) -> dict:
@@ -127,6 +128,11 @@ def estimate(cfg: Config, built: Built | None = None) -> Estimate:
     single = sm.decode_round(1, mean_ctx)
     per_user = r.accepted_tokens / t_round
     lo, hi = speed_band(dev, mixed)
+    ttft, own = sm.prefill_pass(prompt - cached, cached, cfg.prefill_chunk)  # the fresh tokens after the cached
+    # power activity: the round's work plus the prefill the round time leaves out (each round
+    # finishes accepted/output sequences whose own prefill sits in their TTFT), over both times
+    q = r.accepted_tokens / cfg.output
+    activity = sm.activity((mixed.stage_active_s + q * own) / (t_round + q * ttft))
     return dataclasses.replace(
         est, speed_band_low=lo, speed_band_high=hi, speed_band_source=dev.speed_band_source,
         fits=True, batch=batch, microbatches=r.microbatches,
@@ -134,6 +140,7 @@ def estimate(cfg: Config, built: Built | None = None) -> Estimate:
         single_stream_tok_s=single.accepted_tokens / single.round_s,
         aggregate_tok_s=batch * per_user, input_tok_s=batch * per_user * (prompt - cached) / cfg.output,
         cached_input_tok_s=batch * per_user * cached / cfg.output,
-        ttft_s=sm.ttft_s(prompt - cached, cached, cfg.prefill_chunk), round_s=t_round, decode_round_s=r.round_s,
+        ttft_s=ttft, round_s=t_round, decode_round_s=r.round_s,
         token_latency_s=r.token_latency_s, cycle_s=r.cycle_s, prefill_share=1.0 - r.round_s / t_round,
+        activity=activity,
         bottleneck=mixed.bottleneck, times=tuple((k.removeprefix("cycle_"), v) for k, v in mixed.parts.items()))

@@ -15,7 +15,7 @@ from planner.physics.hardware import Device, Infeasible
 from planner.physics.point import Built, Config, build_point, memory_limit
 from planner.plan.agents import service_figures
 from planner.plan.capacity import Capacity, analytic_values, capacity_search, slo_misses
-from planner.plan.economics import Costs, costs
+from planner.plan.economics import Costs, PowerCap, costs, power_cap
 from planner.plan.estimate import Estimate, estimate
 from planner.plan.frontier import FrontierPoint, frontier
 from planner.plan.scenario import Loaded, Point
@@ -101,6 +101,7 @@ class PointResult:
     cost_usd_per_task: float | None = None
     service: Service | None = None
     frontier: tuple[FrontierPoint, ...] = ()  # the configuration's cost-vs-speed curve (analytic)
+    cap: PowerCap | None = None  # the replicas a facility power cap holds (economics.facility_power_cap)
     load: Load | None = None  # per replica
     error: str | None = None  # "Type: message" when evaluating the point raised
 
@@ -227,20 +228,25 @@ def run_point(loaded: Loaded, pt: Point, simulate: bool | None = None) -> tuple[
             return verdict(dataclasses.replace(result, feasible=False, reason=str(e),
                                                bottleneck=memory_limit(cfg.hardware) if e.kv else "unsupported"),
                            sc), None
-    devices = result.capacity.devices if result.capacity else sizing.devices
+    found = result.capacity
+    devices, replicas = (found.devices, found.replicas) if found else (sizing.devices, sizing.replicas)
+    # power activity: integrated by the engine over the run where it ran, else the steady round's
+    u = built.steps.activity(result.sim.stage_activity) if result.sim else est.activity
     rates = (result.throughput_out_tok_s, result.throughput_in_tok_s, result.throughput_req_s,
              result.throughput_cached_in_tok_s)
     try:
-        c = costs(built.device, devices, sc.economics, *rates)
+        c = costs(built.device, devices, sc.economics, *rates, activity=u)
     except Infeasible as e:
         return verdict(dataclasses.replace(result, feasible=False, reason=str(e), bottleneck="unsupported"), sc), res
     speed = result.sim.decode_tok_s_per_user_p50 if result.sim else est.decode_tok_s_per_user
-    b = bands(built.device, devices, sc.economics, est, speed, *rates)
+    b = bands(built.device, devices, sc.economics, est, speed, *rates, activity=u)
     tasks = result.sim.tasks if result.sim else None
     per_task = c.usd_per_h / tasks.tasks_per_hour if tasks and tasks.tasks_per_hour else None
     curve = frontier(cfg, built, sc.economics, est.max_concurrent_sequences)
+    held = power_cap(built.device, sizing.devices_per_replica, sc.economics,
+                     result.throughput_out_tok_s / replicas, u, lower_bound=bool(found and found.limit == "target"))
     return verdict(dataclasses.replace(result, costs=c, bands=b, cost_usd_per_task=per_task, frontier=curve,
-                                       load=carried(result, sc)), sc), res
+                                       cap=held, load=carried(result, sc)), sc), res
 
 
 def carried(result: PointResult, sc: Scenario) -> Load:
@@ -279,7 +285,7 @@ def verdict(result: PointResult, sc: Scenario) -> PointResult:
 
 
 def bands(dev: Device, devices: int, econ: Economics, est: Estimate, speed: float, thr: float, inp: float,
-          req: float, cached: float = 0.0) -> Bands:
+          req: float, cached: float = 0.0, *, activity: float) -> Bands:
     """Low/high per-user speed, throughput and $/M output tokens: the speed band of the
     hardware's calibration (held-out spread x clock range) and, for cost, the capex range
     (cheap capex with the fast end, dear capex with the slow end)."""
@@ -288,10 +294,10 @@ def bands(dev: Device, devices: int, econ: Economics, est: Estimate, speed: floa
     dear = econ if econ.capex == "rental" else econ.model_copy(update={"capex": "high"})
     return Bands(decode_tok_s_per_user_low=speed * lo, decode_tok_s_per_user_high=speed * hi,
                  throughput_out_tok_s_low=thr * lo, throughput_out_tok_s_high=thr * hi,
-                 cost_usd_per_mtok_out_low=costs(dev, devices, cheap, thr * hi, inp * hi, req * hi,
-                                                 cached * hi).cost_usd_per_mtok_out,
-                 cost_usd_per_mtok_out_high=costs(dev, devices, dear, thr * lo, inp * lo, req * lo,
-                                                  cached * lo).cost_usd_per_mtok_out)
+                 cost_usd_per_mtok_out_low=costs(dev, devices, cheap, thr * hi, inp * hi, req * hi, cached * hi,
+                                                 activity=activity).cost_usd_per_mtok_out,
+                 cost_usd_per_mtok_out_high=costs(dev, devices, dear, thr * lo, inp * lo, req * lo, cached * lo,
+                                                  activity=activity).cost_usd_per_mtok_out)
 
 
 def service_point(loaded: Loaded, pt: Point) -> PointResult:

@@ -33,6 +33,12 @@ class Prefill:
     pos: int  # tokens already prefilled
     total: int  # tokens to prefill (prompt, or prompt + generated for a recompute)
     reserved: float
+    cached: int = 0  # tokens whose KV was here already (pos at admission)
+    entered: float = -1.0  # when its first piece went in (-1: not yet)
+
+    def enter(self, now: float) -> None:
+        if self.entered < 0:
+            self.entered = now
 
 
 def span_time(k: int, n: int, t0: float, t1: float) -> float:

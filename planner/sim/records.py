@@ -181,6 +181,7 @@ class Summary:
     wall_s: float = _internal()
     sim_requests_per_wall_s: float = _internal()
     stage_utilisation: tuple = _internal()
+    stage_activity: tuple = _internal()  # per stage: power-weighted active share of simulated time
     stage_kv_occupancy_peak: tuple = _internal()
     stage_kv_occupancy_avg: tuple = _internal()
     tasks: TaskStats | None = None  # agent tasks: task times and their breakdown
@@ -236,7 +237,7 @@ def summarise(rec: Recorder, reps: list, spec, wall: float) -> Summary:
     for name, target, sense, _ in spec.slo.targets():
         value, exempt = each[name]
         ok &= exempt | (sense * value <= sense * target)
-    busy = np.mean([r.busy for r in reps], axis=0) / makespan
+    busy, active = np.mean([r.busy for r in reps], axis=0) / makespan
     kv_avg = np.mean([r.kv_area / makespan / r.m.kv_budget for r in reps])
     kv_peak = max(r.kv_peak / r.m.kv_budget for r in reps)
     out = {
@@ -268,6 +269,7 @@ def summarise(rec: Recorder, reps: list, spec, wall: float) -> Summary:
         "mean_in_system": rec.area / makespan,
     }
     out["stage_utilisation"] = tuple(float(x) for x in busy)
+    out["stage_activity"] = tuple(float(x) for x in active)
     # a stage holds its fixed share of every sequence's KV, so per-stage occupancy follows the replica's
     peak_bytes = max(r.kv_peak for r in reps)
     avg_bytes = float(np.mean([r.kv_area for r in reps])) / makespan

@@ -54,7 +54,7 @@ class Replica:
         self.wake = env.event()
         self.seq_rounds = 0  # sequence-rounds this replica ran (conservation check vs the requests)
         self.prefilled = 0  # prompt tokens this replica prefilled (conservation check: fresh + recomputed)
-        self._busy = np.zeros(rounds.stages)
+        self._busy = np.zeros((2, rounds.stages))  # per stage: busy seconds over active seconds
         self._busy_n: dict[int, list] = {}  # id(memoised stage-busy vector) -> [vector, rounds] (rounds.count)
         self.link_busy, self.xfer_busy = 0.0, 0.0  # busiest link's seconds; swap / offload seconds on the link
         self.kv_area = self.kv_peak = self.last_kv = 0.0  # integral of KV bytes over time, peak, last sampled
@@ -171,7 +171,7 @@ class Replica:
             res = self.kv.admit(rid, total)
             if rec.admit[rid] < 0:
                 rec.admit[rid] = now
-            self.prefilling.append(Prefill(rid, prefix, total, res))
+            self.prefilling.append(Prefill(rid, prefix, total, res, prefix))
 
     def _mixed_round(self):
         """Rounds that prefill while the running batch decodes, as one event (a prefill span):
@@ -190,7 +190,8 @@ class Replica:
             limit = max(1, self._rounds_until_overflow(limit))
         off = self.kv.round_extra_s()
         m, chunk, ab, R0 = self.m, self.chunk, self.a * b, self.R
-        head = self.prefilling[0]
+        head, now = self.prefilling[0], self.env.now
+        head.enter(now)
         k, hp, total, link = head_rounds(m, b, self.sum_c0, ab, R0, head.pos, head.total, limit, chunk, off,
                                          self._busy_n, self.exact_prefill)
         self.prefilled += hp - head.pos
@@ -212,16 +213,17 @@ class Replica:
                 dur += off
                 self.prefilled += tokens
                 for p, take in pieces:
+                    p.enter(now + total)
                     p.pos += take
                     if p.pos >= p.total:
-                        # its chunks this round follow each other through the stages (a flow shop)
-                        landed.append((total + max(passing + (math.ceil(take / chunk) - 1) * cycle, dur), p))
+                        # its chunks follow each other through the stages; never sooner than alone
+                        at = total + max(passing + (math.ceil(take / chunk) - 1) * cycle, dur)
+                        landed.append((max(at, p.entered - now + m.idle_ttft(p.total, p.cached, chunk)), p))
                 total += dur
                 count(self._busy_n, bz, 1)
                 link += ln
                 k += 1
         self._account(b)
-        start = self.env.now
         yield self.env.timeout(total)
         self.rec.events += 1
         self.link_busy += link
@@ -231,7 +233,7 @@ class Replica:
         self._advance_account(total)
         for at, p in landed:
             self.prefilling.remove(p)
-            heapq.heappush(self.landing, (start + at, p.rid, p))
+            heapq.heappush(self.landing, (now + at, p.rid, p))
         self._finish_due()
         self._land()
 
@@ -372,7 +374,7 @@ class Replica:
     # ------------------------------------------------------------------ time-weighted metrics
     @property
     def busy(self) -> np.ndarray:
-        """Seconds each stage was busy."""
+        """Seconds each stage was busy (row 0) and active (row 1, power-weighted: rounds.stage_time)."""
         for vec, n in self._busy_n.values():
             self._busy = self._busy + n * vec
         self._busy_n.clear()

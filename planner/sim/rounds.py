@@ -5,7 +5,7 @@
 exact up to 64, then 64 points per doubling; context in buckets of 1/64 of the sizing
 context) and interpolated bilinearly, so a run touches the roofline a few hundred times,
 not once per round. Rounds with prefill are memoised on (batch grid point, context bucket,
-chunk tokens rounded up to 64, chunk start rounded down to a bucket); ``mixed_run`` sums a run
+chunk tokens rounded up to a GRANULE, chunk start rounded down to a bucket); ``mixed_run`` sums a run
 of such rounds with one lookup per start bucket. ``ConstantRounds`` is a replica whose
 round time ignores batch and context: with it, a replica is an exact c-server queue,
 which is what the queueing-theory tests need.
@@ -26,7 +26,7 @@ class RoundModel(Protocol):
     for queueing-theory tests). Times in seconds, KV in bytes, per replica."""
 
     accepted: float  # tokens a sequence gains per decode round (speculative decoding: > 1)
-    stages: int  # pipeline stages (busy time is reported per stage)
+    stages: int  # pipeline stages (busy and active time are reported per stage)
     kv_budget: float  # KV bytes the replica holds on-chip (its tightest stage sets it), a shared prefix included
     shared_tokens: int  # a prefix every request shares (prefix caching), its KV held once per replica ...
     shared_bytes: float  # ... taking this many bytes of kv_budget
@@ -40,6 +40,7 @@ class RoundModel(Protocol):
     def kv_bytes(self, ctx): ...  # KV of one sequence at ``ctx`` tokens (scalar or array)
 
     def decode(self, b: int, ctx: float) -> tuple[float, np.ndarray, float]: ...  # round, stage busy, link busy
+    # (stage busy: a 2 x stages array, busy seconds over active seconds, see ``stage_time``)
 
     def prefill_budget(self, b: int, ctx: float, chunk: int) -> int: ...  # prefill tokens the next round takes
 
@@ -48,8 +49,21 @@ class RoundModel(Protocol):
     def mixed_run(self, b: int, ctx: float, tokens: int, start: int, k: int, chunk: int,
                   busy: dict) -> tuple: ...  # k of them
 
+    def idle_ttft(self, total: int, cached: int, chunk: int) -> float: ...  # prefill alone on the replica
 
+
+# Prefill tokens per round are costed in whole granules (memo keys). 16, not 64 (before
+# 2026-11-30): a bubble that holds 119 tokens was floored to 64, so a saturated 4 x CS-3
+# Llama-70B replica (1,024/256) prefilled at half the rate its bubbles allow and carried
+# 108.8 req/s against 211 analytic, stages idle half the time while prompts queued.
+GRANULE = 16
 ROUND_BY_ROUND = 16  # runs up to this many rounds are summed round by round (cheaper than the closed form)
+
+
+def stage_time(r) -> np.ndarray:
+    """A round's per-stage time as the replicas sum it: busy seconds (row 0, utilisation) over
+    power-weighted active seconds (row 1, README "Power")."""
+    return np.stack([r.stage_busy_s, r.stage_active_s])
 
 
 def count(busy: dict, vec: np.ndarray, rounds: float) -> None:
@@ -120,6 +134,7 @@ class StepRounds:
         self._budget: dict = {}
         self._rows: dict = {}  # (batch grid point, context bucket, tokens) -> {position bucket: mixed round}
         self._chunk: dict = {}  # (chunk tokens, start) -> one chunk's (cycle, pass) on an idle pipeline
+        self._idle: dict = {}  # (tokens, cached, chunk) -> a prompt's TTFT on an idle replica
         # KV bytes one sequence holds (ModelShape.held_tokens, summed over layers) in closed form
         # for arrays of contexts: global layers grow with context, windowed ones stop at w
         kv_tok = self.sm.kv_tok * pl.kv_replication
@@ -155,7 +170,7 @@ class StepRounds:
         hit = self._dec.get(key)
         if hit is None:
             r = self.sm.decode_round(b, max(k * self.q, 1.0))
-            hit = self._dec[key] = (r.round_s, r.stage_busy_s, _peak(r.link_busy_s))
+            hit = self._dec[key] = (r.round_s, stage_time(r), _peak(r.link_busy_s))
         return hit
 
     @staticmethod
@@ -184,8 +199,8 @@ class StepRounds:
     def prefill_budget(self, b: int, ctx: float, chunk: int) -> int:
         """Prefill tokens the next round takes. GPU steps are synchronous: one chunk. A wafer
         pipeline fills its bubbles: as many tokens as the slack between the token latency and
-        the busiest stage's cycle absorbs without stretching the round (at least 64 tokens, at
-        most one chunk per stage)."""
+        the busiest stage's cycle absorbs without stretching the round (whole GRANULEs, at
+        least one, at most one chunk per stage)."""
         if self.sm.dev.kind != "wafer":
             return chunk
         if b == 0:
@@ -196,8 +211,9 @@ class StepRounds:
             r = self.sm.decode_round(key[0], max(key[1] * self.q, 1.0))
             per_token = float(self.sm.prefill(chunk, key[1] * self.q / 2).occupancy_s.max()) / chunk
             slack = max(r.token_latency_s - r.cycle_s, 0.0)
-            cap = chunk * self.stages  # (rounding down to 64 must not reach 0: a livelock)
-            hit = self._budget[key] = max(int(min(max(slack / per_token, 64), cap)) // 64 * 64, min(cap, 64))
+            cap = chunk * self.stages  # (rounding down must not reach 0: a livelock)
+            g = GRANULE
+            hit = self._budget[key] = max(int(min(max(slack / per_token, g), cap)) // g * g, min(cap, g))
         return hit
 
     def mixed(self, b: int, ctx: float, tokens: int, start: int, chunk: int):
@@ -205,7 +221,7 @@ class StepRounds:
         (round seconds, stage busy, link busy, pass, cycle) where pass/cycle are one chunk's
         trip through the pipeline and the gap before the next chunk can follow it."""
         b = self._grid(b)[0]
-        tokens = -(-tokens // 64) * 64
+        tokens = -(-tokens // GRANULE) * GRANULE
         start = int(start // self.q * self.q)
         key = (b, int(ctx / self.q), tokens, start)
         hit = self._mix.get(key)
@@ -218,13 +234,22 @@ class StepRounds:
             if b == 0:
                 t = self.sm.prefill(one, start, tokens / one)
                 dur = float(t.occupancy_s.max()) if self.sm.dev.kind == "wafer" else float(t.latency_s.sum())
-                hit = (dur, t.occupancy_s, 0.0, passing, cycle)
+                hit = (dur, np.stack([t.occupancy_s, t.active_s]), 0.0, passing, cycle)
             else:
                 r = self.sm.decode_round(b, max(key[1] * self.q, 1.0), tokens, one, start)
-                hit = (r.round_s, r.stage_busy_s, _peak(r.link_busy_s), passing, cycle)
+                hit = (r.round_s, stage_time(r), _peak(r.link_busy_s), passing, cycle)
             self._mix[key] = hit
         return hit
 
+
+    def idle_ttft(self, total: int, cached: int, chunk: int) -> float:
+        """The prompt's prefill alone on the replica (StepModel.ttft_s): no piece of it can land
+        sooner after its first piece went in, whatever the load (pieces only share the stages)."""
+        key = (total, cached, chunk)
+        hit = self._idle.get(key)
+        if hit is None:
+            hit = self._idle[key] = self.sm.ttft_s(total - cached, cached, chunk)
+        return hit
 
     def mixed_run(self, b: int, ctx: float, tokens: int, start: int, k: int, chunk: int, busy: dict):
         """Sums over ``k`` rounds that each prefill ``tokens`` more of one prompt from ``start``,
@@ -235,7 +260,7 @@ class StepRounds:
         sum over rounds is closed form, sum_j i_j being a floor sum; elsewhere (a kink: a stage
         turning compute-bound, say) the run is halved. The same sum as round by round up to
         the order of additions, from a few lookups whatever ``k``."""
-        key = (self._grid(b)[0], int(ctx / self.q), -(-tokens // 64) * 64)
+        key = (self._grid(b)[0], int(ctx / self.q), -(-tokens // GRANULE) * GRANULE)
         row = self._rows.get(key)
         if row is None:
             row = self._rows[key] = {}
@@ -247,7 +272,7 @@ class StepRounds:
             hit = row.get(i)
             if hit is None:
                 r = self.mixed(b, ctx, tokens, hp, chunk)
-                hit = row[i] = (r[0], r[1], r[2], float(r[1].sum()))
+                hit = row[i] = (r[0], r[1], r[2], float(r[1][0].sum()), float(r[1][1].sum()))
             return i, hit
 
         t = link = 0.0
@@ -285,7 +310,8 @@ class StepRounds:
             # entries are convex in the position, so then they are linear all along)
             if i1 - i0 == 1 or (0 < f < 1 and abs(em[0] - e0[0] - (e1[0] - e0[0]) * f) <= 1e-9 * em[0]
                                 and abs(em[2] - e0[2] - (e1[2] - e0[2]) * f) <= 1e-9 * em[2]
-                                and abs(em[3] - e0[3] - (e1[3] - e0[3]) * f) <= 1e-9 * em[3]):
+                                and abs(em[3] - e0[3] - (e1[3] - e0[3]) * f) <= 1e-9 * em[3]
+                                and abs(em[4] - e0[4] - (e1[4] - e0[4]) * f) <= 1e-9 * em[4]):
                 w = (floor_sum(n, int(q), tokens, start + j0 * tokens) - n * int(i0)) / (i1 - i0)
                 t += n * e0[0] + (e1[0] - e0[0]) * w
                 link += n * e0[2] + (e1[2] - e0[2]) * w
@@ -313,7 +339,7 @@ class ConstantRounds:
         self.share = np.ones(1)
         self.stage_budget = np.array([kv_budget])
         self.swap_s_per_byte = self.offload_s_per_byte = 1.0 / link_bw
-        self._busy = np.array([tau])
+        self._busy = np.array([[tau], [tau]])  # busy the whole round, at full load
         self._link = 0.0
 
     def kv_bytes(self, ctx):
@@ -331,3 +357,6 @@ class ConstantRounds:
     def mixed_run(self, b: int, ctx: float, tokens: int, start: int, k: int, chunk: int, busy: dict):
         count(busy, self._busy, k)
         return k * self.tau, k * self._link
+
+    def idle_ttft(self, total: int, cached: int, chunk: int) -> float:
+        return math.ceil((total - cached) / chunk) * self.tau  # one round per chunk

@@ -30,7 +30,7 @@ def answer(df: pd.DataFrame, per_hardware: bool = False, slo: dict | None = None
     if df.empty:
         return pd.DataFrame(columns=ANSWER_COLUMNS)
     d = df.assign(
-        precision=df["weights_precision"].astype(str) + "/" + df["kv_precision"].astype(str) + _sram(df),
+        precision=df["weights_precision"].astype(str) + "/" + df["kv_precision"].astype(str) + sram_suffix(df),
         tok_s_per_user=_pick(df, "decode_tok_s_per_user_p50", "decode_tok_s_per_user_analytic"),
         ttft_p99_s=_pick(df, "ttft_p99_s", "ttft_analytic_s"),
         slo_pass=df["slo_pass"].fillna(False).astype(bool))
@@ -73,7 +73,8 @@ def _missed(r, slo: dict) -> str:
     return "misses the SLO" + (": " + "; ".join(parts) if parts else "")
 
 
-def _sram(df: pd.DataFrame) -> pd.Series:
+def sram_suffix(df: pd.DataFrame) -> pd.Series:
+    """" +N SRAM" for a row with N bonded SRAM layers, else ""."""
     if "hardware.bonded_sram.layers" not in df:
         return pd.Series("", index=df.index)
     b = pd.to_numeric(df["hardware.bonded_sram.layers"], errors="coerce").fillna(0).astype(int)

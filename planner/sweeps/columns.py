@@ -35,7 +35,9 @@ SECTIONS = [
         ("cost_usd_per_mtok_out", "$/M tokens", "$ per million output tokens: usd_per_h split among token kinds "
                                                 "by economics.price_ratio (default output 4 : input 1 : cached 0.1)"),
         ("usd_per_h", "$/h", "the deployment's cost per hour: amortised capex + energy + hosting (or rental)"),
-        ("power_kw", "kW", "IT power of the deployment at the wall, before PUE"),
+        ("power_kw", "kW", "IT power of the deployment at the wall at the operating point, before PUE: it "
+                           "follows load (idle + (load - idle) x activity, README \"Power\"); the energy in "
+                           "usd_per_h is this"),
         ("bottleneck", "", "what limits speed or fit: pipeline_latency, compute, memory_bw, io_link, prefill, "
                            "sram_capacity, hbm_capacity, unsupported, service, error"),
         ("slo_pass", "", "True when every set SLO target holds (simulated percentiles, else analytic)"),
@@ -195,14 +197,32 @@ SECTIONS = [
         ("capex_usd_low", "$", "capital cost, low end of the spec's range"),
         ("capex_usd_high", "$", "capital cost, high end of the spec's range"),
         ("capex_usd_per_h", "$/h", "capex amortised per hour (or the rental rate)"),
-        ("facility_power_kw", "kW", "power_kw x PUE"),
+        ("facility_power_kw", "kW", "power_kw x PUE (at the operating point)"),
+        ("power_kw_nameplate", "kW", "IT power the deployment's systems are rated for (nameplate, before PUE): "
+                                     "what a facility provisions; hosting is billed on it"),
+        ("activity", "share", "u in power = idle + (load - idle) x u: the devices' compute-busy time plus "
+                              "memory_share x memory-only time over wall time, integrated over the simulated run "
+                              "(else activity_analytic), device-weighted across stages (0-1)"),
+        ("activity_analytic", "share", "the same activity in the closed-form steady round at the operating batch"),
+        ("power_source", "", "how sure the spec's idle and load power are (its confidence labels; 'assumption' "
+                             "where no figure is published); 'nameplate' when the spec gives none (flat power)"),
         ("cost_usd_per_mtok_in", "$/M tokens", "$ per million fresh (prefilled) input tokens, by the price ratio"),
         ("cost_usd_per_mtok_cached_in", "$/M tokens", "$ per million input tokens served from a cached prefix, "
                                                       "by the price ratio"),
         ("cost_usd_per_mtok_blended", "$/M tokens", "usd_per_h over every token served (output, input, cached), "
                                                     "at the workload's own mix: no price ratio"),
         ("cost_usd_per_request", "$", "usd_per_h over the requests served in an hour"),
-        ("tok_s_per_mw", "tok/s per MW", "output tok/s per MW of facility power"),
+        ("tok_s_per_mw", "tok/s per MW", "output tok/s per MW of facility power at the operating point"),
+    ]),
+    ("power cap", [
+        ("cap_replicas", "replicas", "replicas whose nameplate power x PUE fits in economics.facility_power_cap "
+                                     "(whole systems)"),
+        ("cap_devices", "devices", "devices of those replicas"),
+        ("cap_out_tok_s", "tok/s", "output tok/s those replicas serve, each at this point's operating load per "
+                                   "replica: the tokens a facility of that power gets from this configuration"),
+        ("cap_facility_mw", "MW", "what those replicas draw at the operating point, PUE included (at most the cap)"),
+        ("cap_lower_bound", "", "True when the capacity search stopped at the target load (capacity_limit "
+                                "'target'): a replica may carry more, so cap_out_tok_s is a lower bound"),
     ]),
     ("provenance", [
         ("config_hash", "", "hash of the point's resolved configuration (same hash, same row)"),

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from planner.sweeps import frontier, plots
+from planner.sweeps.answer import sram_suffix
 from planner.sweeps.export import atomic_write_text
 
 
@@ -70,6 +71,7 @@ def summary_md(df: pd.DataFrame, best: pd.DataFrame, run: dict, images: list[Pat
                   f"${_fmt(top['cost_usd_per_mtok_out'])} per million output tokens.", ""]
     else:
         lines += ["No configuration meets the SLO.", ""]
+    lines += cap_md(df, sc.get("economics", {}).get("facility_power_cap"))
     if speed is not None and len(speed):
         ref = int(speed["reference_point"].iloc[0])
         lines += [f"## Agent tasks: decode speed-up vs task speed-up (reference: point {ref})", "",
@@ -90,6 +92,41 @@ def summary_md(df: pd.DataFrame, best: pd.DataFrame, run: dict, images: list[Pat
     if images:
         lines += ["## Plots", ""] + [f"![{p.stem}]({p.name})" for p in images] + [""]
     return "\n".join(lines)
+
+
+def cap_md(df: pd.DataFrame, cap_w) -> list[str]:
+    """"What serves the most tokens in this much facility power": per context, the configuration
+    of each hardware (real and hypothetical apart) meeting the SLO whose replicas, as many as fit
+    in ``economics.facility_power_cap`` at nameplate x PUE, serve the most output tokens/s."""
+    if not cap_w or "cap_out_tok_s" not in df:
+        return []
+    ok = df[df["slo_pass"] & pd.to_numeric(df["cap_out_tok_s"], errors="coerce").gt(0)].copy()
+    mw = f"{cap_w / 1e6:,.4g} MW"
+    head = [f"## Most output tokens within {mw} of facility power", "",
+            f"Replicas as many as fit in {mw} at nameplate power x PUE (a facility provisions for the most "
+            "its systems can draw), each at its operating load meeting the SLO; per context and hardware the "
+            "configuration serving the most. MW drawn: at that load (power follows load). "
+            "'>=': the capacity search stopped at the target users, a replica may carry more.", ""]
+    if ok.empty:
+        return head + ["No configuration meeting the SLO fits in the cap.", ""]
+    ok["sram"] = sram_suffix(ok)
+    lines = head + ["| context | hardware | weights/KV | devices/replica | replicas | output tok/s | tok/s per user "
+                    "| MW drawn | $/M out | power |", "|---|---|---|---|---|---|---|---|---|---|"]
+    speed = ok["decode_tok_s_per_user_p50"] if "decode_tok_s_per_user_p50" in ok else \
+        pd.Series(np.nan, index=ok.index)
+    ok["speed"] = speed.fillna(ok.get("decode_tok_s_per_user_analytic", np.nan))
+    for ctx, g in ok.groupby("context_tokens", sort=True):
+        top = g.sort_values(["cap_out_tok_s", "point"], ascending=[False, True], kind="stable")
+        top = top.groupby(["hypothetical", "hardware", "sram"], sort=False).head(1)
+        top = top.sort_values(["hypothetical", "cap_out_tok_s"], ascending=[True, False], kind="stable")
+        for _, r in top.iterrows():
+            ge = ">= " if str(r.get("cap_lower_bound")) == "True" else ""
+            flag = " (hypothetical)" if str(r["hypothetical"]) == "True" else ""
+            lines.append(f"| {_fmt(ctx)} | {r['hardware']}{r['sram']}{flag} | {r['weights_precision']}/"
+                         f"{r['kv_precision']} | {_fmt(r['devices_per_replica'])} | {_fmt(r['cap_replicas'])} "
+                         f"| {ge}{_fmt(r['cap_out_tok_s'])} | {_fmt(r['speed'])} | {_fmt(r['cap_facility_mw'])} "
+                         f"| {_fmt(r['cost_usd_per_mtok_out'])} | {r.get('power_source', '')} |")
+    return lines + [""]
 
 
 REQUIRED = ("point", "group", "feasible", "slo_pass", "pareto", "model", "hardware", "bottleneck", "devices",

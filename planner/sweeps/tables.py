@@ -29,7 +29,7 @@ RESULT_NAMES = set(RESULT_ORDER + TASK_ORDER + TAIL)
 # take the plain names); its aggregate and input rates give way to the deployment's (Sizing)
 ANALYTIC_NAMES = {"decode_tok_s_per_user": "decode_tok_s_per_user_analytic", "tpot_s": "tpot_analytic_s",
                   "ttft_s": "ttft_analytic_s", "aggregate_tok_s": None, "input_tok_s": None,
-                  "cached_input_tok_s": None, "fits": None}
+                  "cached_input_tok_s": None, "fits": None, "activity": "activity_analytic"}
 
 
 def row(r: PointResult) -> dict:
@@ -70,7 +70,7 @@ def row(r: PointResult) -> dict:
     if r.throughput_out_tok_s is not None:  # the deployment's, whichever model gave them
         out.update(throughput_out_tok_s=r.throughput_out_tok_s, throughput_in_tok_s=r.throughput_in_tok_s,
                    throughput_cached_in_tok_s=r.throughput_cached_in_tok_s, throughput_req_s=r.throughput_req_s)
-    for part in (r.costs, r.bands):
+    for part in (r.costs, r.bands, r.cap):
         if part is not None:
             out.update(dataclasses.asdict(part))
     if r.cost_usd_per_task is not None:

@@ -31,6 +31,8 @@ from planner.config.schema.hardware import (  # noqa: F401 - the schema's public
     LatencySpec,
     LatencyOverride,
     PowerSpec,
+    IdlePower,
+    LoadPower,
     CostSpec,
     ExternalMemorySpec,
     Uncertainty,

@@ -135,8 +135,36 @@ class LatencyOverride(Strict):
     source: str | None = None
 
 
+class IdlePower(Sourced):
+    """What a system draws with the model's weights loaded and no work to do."""
+
+    share: Fraction  # of the nameplate ``watts``
+
+
+class LoadPower(Sourced):
+    """What a system draws while working: ``share`` of the nameplate when its compute units are
+    busy the whole time (prefill, large batches); a step that only streams memory at full
+    bandwidth with compute idle (memory-bound decode) draws ``memory_share`` of the way from
+    idle to that (README "Power")."""
+
+    share: Fraction  # of the nameplate ``watts``
+    memory_share: Annotated[float, Field(ge=0, le=1)]
+
+
 class PowerSpec(Sourced):
-    watts: Watts  # per system, at the wall (before PUE)
+    """Nameplate power (what a facility provisions) and, optionally, the idle and load figures
+    power follows between (without them power is flat at the nameplate)."""
+
+    watts: Watts  # nameplate per system, at the wall (before PUE)
+    idle: IdlePower | None = None  # None: no published figure, the system never draws less than at load
+    load: LoadPower | None = None  # None: draws the nameplate whenever it works (memory-bound or not)
+
+    @model_validator(mode="after")
+    def _idle_below_load(self):
+        load = self.load.share if self.load else 1.0
+        if self.idle is not None and self.idle.share > load:
+            raise ValueError(f"idle.share ({self.idle.share:g}) above load.share ({load:g})")
+        return self
 
 
 class CostSpec(Sourced):

@@ -115,6 +115,9 @@ class Economics(Strict):
     utilisation: Fraction = 1.0  # share of hours the deployment serves at the modelled rate
     capex: Literal["spec", "low", "high", "rental"] = "spec"
     price_ratio: PriceRatio = PriceRatio()  # splits $/h among output, fresh input, cached input tokens
+    # a facility power budget (PUE included, e.g. "100 MW"): each point also reports how many of
+    # its replicas fit in it at nameplate power and the tokens/s they serve (README "Power")
+    facility_power_cap: Annotated[float, _q("watts"), Field(ge=1e3, le=1e11)] | None = None
 
 
 def skip_matches(want, value) -> bool:
