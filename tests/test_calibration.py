@@ -3,6 +3,7 @@ validation on the shipped data, and write-back."""
 import csv
 import shutil
 
+import numpy as np
 import pytest
 
 from planner import calibration as calibrate
@@ -89,7 +90,12 @@ def test_held_out_errors_on_the_shipped_data(shipped_fits):
     gpu, wafer, chip = s["gpu"], s["wafer"], s["sram-chip"]
     # met: enough held-out points and models
     assert gpu["held_out_points"] >= 40 and wafer["held_out_points"] >= 8 and wafer["models"] >= 4
-    assert gpu["held_out_median"] <= 0.15 and gpu["in_sample_median"] <= 0.125
+    # in sample 12.8% since decode efficiency grows with a step's rows (2026-11-30: held out
+    # 14.4% -> 14.1%, validate rows 23% -> 17.5%; the fit trades a little in-sample fit for it)
+    assert gpu["held_out_median"] <= 0.145 and gpu["in_sample_median"] <= 0.13
+    gpu_validate = [abs(x.error) for f in shipped_fits if f.family.group == "gpu" for x in f.predictions
+                    if x.point.role == "validate"]
+    assert len(gpu_validate) >= 30 and np.median(gpu_validate) <= 0.18  # 23% with a constant decode efficiency
     # not yet met (README "Calibration" says why): wafer 26.3% (target 20%), worst held-out
     # points beyond 40% in every group; today's figures bound a regression
     assert wafer["held_out_median"] <= 0.27 and wafer["in_sample_median"] <= 0.11

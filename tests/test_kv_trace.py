@@ -144,27 +144,46 @@ def test_swap_out_sample_counts_the_kv_still_leaving():
     assert len(row) == 1 and float(row["kv_bytes"].iloc[0]) == pytest.approx(12.0, **EXACT)
 
 
-def test_offload_admits_against_sram_plus_external_and_pays_the_link_every_round():
-    """offload: SRAM (kv_budget) 8 B + external 8 B, link 4 B/s (0.25 s per byte). A (t=0, 3+3:
-    reserves 6), B (t=0.5, 4+4: 8). Each round adds max(reserved - 8, 0) * 0.25 s, set by the
-    reservation at the start of the span.
+def test_offload_admits_against_sram_plus_external_and_a_separate_sequence_reads_at_link_pace():
+    """offload, separate (default): SRAM (kv_budget) 8 B + external 8 B, link 4 B/s. A (t=0,
+    3+3: reserves 6, all in SRAM), B (t=0.5, 4+4: 8 B; SRAM has 2 B free: 6 B off-chip).
 
-      t    event                                            batch  queued  KV reserved  round
-      0    A admitted (6 <= 8 in SRAM), prefill              0      1      6            1
-      1    A lands (fin R=1+2=3); B admitted: 6+8 = 14 <= 16;
-           mixed round: 1 + (14-8)*0.25 = 2.5 s              1      1      14           2.5
-      3.5  B lands at R=2 (fin 2+3 = 5): its first token is
-           at the end of the slowed round; 1 round to A's fin 2      0      14           2.5
-      6    A done: 8 B fit SRAM, no link time                1      0      8            1
-      8    B done (R=5); idle                                0      0      0
-    Fails if offload admits against SRAM only (B would wait for A, as under wait), charges the
-    link on the whole reservation or on nothing, keeps charging after A leaves (B would end at 11),
-    or does not slow prefill rounds."""
+      t    event                                            batch  queued  KV reserved
+      0    A admitted, prefill                               0      1      6
+      1    A lands (fin R=3); B admitted: 6+8 = 14 <= 16;
+           mixed round (1 s: nothing waits on the link)      1      1      14
+      2    B lands, 3 tokens left: it decodes apart, one
+           read of its 6 off-chip bytes per round: 3 x 6 =
+           18 B, capped at 6 B per 1 s round, at the link's
+           4 B/s: 4.5 s; A decodes its last round alone      1      0      14
+      3    A done (not held back by B's reads); idle         0      0      8
+      6.5  B done (its last read is in; nothing samples)
+    Fails if offload admits against SRAM only (B would wait for A, as under wait), holds A back,
+    reads the whole reservation or nothing, or times B's reads other than bytes / link."""
     rounds = ConstantRounds(1.0, kv_budget=8, kv_per_token=1, external_bytes=8, link_bw=4.0)
     res = run("offload", [0.0, 0.5], [3, 4], [3, 4], rounds)
     check(res,
-          times=[(0, 0, 1, 6), (0.5, 1, 3.5, 8)],
-          rows=[(0, 0, 0, 0), (0, 0, 1, 6), (1, 1, 1, 14), (3.5, 2, 0, 14), (6, 1, 0, 8), (8, 0, 0, 0)],
+          times=[(0, 0, 1, 3), (0.5, 1, 2, 6.5)],
+          rows=[(0, 0, 0, 0), (0, 0, 1, 6), (1, 1, 1, 14), (2, 1, 0, 14), (3, 0, 0, 8)],
           preemptions=[0, 0], swaps=[0, 0])
-    # link seconds: 2 rounds x 1.5 s over an 8 s run
-    assert res.summary.offchip_transfer_util == pytest.approx(3.0 / 8.0, **EXACT)
+    # link seconds: 18 B / 4 B/s over a 6.5 s run
+    assert res.summary.offchip_transfer_util == pytest.approx(4.5 / 6.5, **EXACT)
+
+
+def test_offload_together_holds_the_whole_batch_to_its_reads():
+    """The same case with ``offload_batching: together``: B joins the running batch and every
+    round waits for its 6 B read at 4 B/s (1.5 s; reads overlap the 1 s of compute).
+
+      t    event                                            batch  queued  KV reserved
+      2    B lands (fin R=5) beside A (fin R=3): 1 round     2      0      14
+      3.5  A done, held back 0.5 s; B's 2 rounds: 3 s        1      0      8
+      6.5  B done; idle                                      0      0      0
+    Before links were resources the excess above SRAM was added to every round in series:
+    A finished at 6 and B at 8 (the old version of this test)."""
+    rounds = ConstantRounds(1.0, kv_budget=8, kv_per_token=1, external_bytes=8, link_bw=4.0)
+    res = run("offload", [0.0, 0.5], [3, 4], [3, 4], rounds, offload_batching="together")
+    check(res,
+          times=[(0, 0, 1, 3.5), (0.5, 1, 2, 6.5)],
+          rows=[(0, 0, 0, 0), (0, 0, 1, 6), (1, 1, 1, 14), (2, 2, 0, 14), (3.5, 1, 0, 8), (6.5, 0, 0, 0)],
+          preemptions=[0, 0], swaps=[0, 0])
+    assert res.summary.offchip_transfer_util == pytest.approx(4.5 / 6.5, **EXACT)

@@ -215,3 +215,24 @@ def test_infeasible_rows_name_what_limited_them():
     assert not native.fits and native.bottleneck == "unsupported" and "no native fp8" in native.reason
     gpu = estimate(Config(hardware=conftest.catalog.load_hardware("h100"), count=8, **base))
     assert not gpu.fits and gpu.bottleneck == "hbm_capacity"
+
+
+def test_gpu_decode_matmuls_reach_more_of_the_peak_with_more_rows():
+    """Decode efficiency = efficiency x m / (m + decode_half_rows): half of the prefill figure
+    at m = decode_half_rows rows, approaching it at offline batches. By hand on B200 at 1, the
+    half point and 2,048 rows, and in the step: the compute part of a decode step with 2,048
+    sequences is its matmul FLOPs over the peak at that efficiency, plus attention's at the
+    efficiency of its own rows (query heads per KV head x sequences)."""
+    d = device("b200")
+    h, e = d.decode_half_rows, d.compute_efficiency
+    assert h is not None and 1 <= h <= 8192
+    assert d.decode_eff(h) == pytest.approx(e / 2)
+    assert d.decode_eff(1) == pytest.approx(e / (1 + h))
+    assert d.decode_eff(2048) == pytest.approx(e * 2048 / (2048 + h))
+    sm, s, _, _ = model_for("llama-3.1-70b", "b200", 8)
+    t = sm.decode(2048, 1024)
+    mat = 2048 * (sm.active2 + sm.head) / sm.peak_flops / d.decode_eff(2048)
+    # attention's rows: the 8 query heads of each KV head (64 / 8) per sequence
+    attn = 2048 * (sm.F @ s.decode_attn_flops(1024)) / sm.attn_flops / d.decode_eff(2048 * 8)
+    assert t.compute_s[0] == pytest.approx(float((mat + attn)[0] / 8), rel=1e-9)
+    assert device("cs3").decode_eff(2048) == device("cs3").decode_efficiency  # wafers: unchanged

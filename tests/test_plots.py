@@ -64,3 +64,31 @@ def test_nothing_feasible_gives_words_not_empty_axes_and_no_warning(tmp_path):
     texts = " ".join(t.get_text() for a in plt.gcf().axes for t in a.texts)
     assert texts.count("no feasible configuration") == 2 and "weights do not fit" in texts
     plt.close("all")
+
+
+def test_fixed_load_curves_a_line_per_configuration_against_users_over_the_sram_limit(tmp_path):
+    """A group varying concurrent_users without a capacity search: one line per policy (the
+    offload batching named only for offload), x = users per replica / SRAM limit; the speed
+    drawn is the time average where present (offload), else the median request's."""
+    rows = []
+    for policy, batching in (("wait", "separate"), ("offload", "separate"), ("offload", "together")):
+        for users in (5, 10, 20, 40):
+            rows.append({"point": len(rows), "group": "fixed", "model": "m", "hardware": "cs3", "feasible": True,
+                         "slo_pass": True, "pareto": False, "bottleneck": "compute", "devices": 8,
+                         "throughput_source": "sim", "replicas": 2, "max_concurrent_sequences": 10,
+                         "concurrent_users": users, "workload.concurrent_users": users,
+                         "deployment.kv_policy": policy, "deployment.offload_batching": batching,
+                         "decode_tok_s_per_user_p50": 1000.0, "ttft_p99_s": 1.0 + users,
+                         "decode_tok_s_per_user_time_avg": float("nan") if policy == "wait" else 2000.0 / users,
+                         "throughput_out_tok_s": 900.0, "cost_usd_per_mtok_out": 1.0, "capacity_users": float("nan")})
+    plt = _plt()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert plots.speed_vs_users(pd.DataFrame(rows), tmp_path / "s.png", plt) == tmp_path / "s.png"
+    ax = plt.gcf().axes[0]
+    solid = [ln for ln in ax.lines if ln.get_linestyle() == "-"]
+    assert [ln.get_label() for ln in solid] == ["wait", "offload separate", "offload together"]
+    assert list(solid[0].get_xdata()) == [0.25, 0.5, 1.0, 2.0]  # 5 users over 2 replicas of 10
+    assert list(solid[0].get_ydata()) == [1000.0] * 4 and list(solid[1].get_ydata()) == [400.0, 200.0, 100.0, 50.0]
+    plt.close("all")
+    assert plots.speed_vs_users(pd.DataFrame(rows[:2]), tmp_path / "n.png", plt) is None  # fewer than 3 loads

@@ -65,7 +65,7 @@ def test_head_rounds_in_closed_form_equal_the_round_by_round_sum(point, ctx, pos
         b = rng.randint(0, 200)
         s0 = rng.uniform(1000, ctx) * b - m.accepted * b * 50
         hp = rng.randint(0, pos)
-        args = (m, b, s0, m.accepted * b, 50, hp, hp + rng.randint(1, 8 * pos), rng.randint(1, 64), 8192, 1e-5)
+        args = (m, b, s0, m.accepted * b, 50, hp, hp + rng.randint(1, 8 * pos), rng.randint(1, 64), 8192)
         fast_busy, exact_busy = {}, {}
         fast, exact = head_rounds(*args, fast_busy), head_rounds(*args, exact_busy, exact=True)
         assert fast[:2] == exact[:2]

@@ -30,6 +30,7 @@ PARAMS = {
     "memory.efficiency": (("memory", "efficiency"), (0.2, 1.0)),
     "compute.efficiency": (("compute", "efficiency"), (0.05, 1.0)),
     "compute.decode_efficiency": (("compute", "decode_efficiency"), (0.05, 1.0)),
+    "compute.decode_half_rows": (("compute", "decode_half_rows"), (1.0, 8192.0)),
     "ep_imbalance": (("scale_up", "ep_imbalance"), (1.0, 2.0)),
     "memory.expert_efficiency": (("memory", "expert_efficiency"), (0.1, 1.0)),
     "compute.expert_efficiency": (("compute", "expert_efficiency"), (0.05, 1.0)),
@@ -50,11 +51,11 @@ class Family:
 
 FAMILIES = (
     Family("h100", ("h100", "h200"), ("layer_dense", "layer_moe", "allreduce", "memory.efficiency",
-                                      "memory.expert_efficiency", "compute.decode_efficiency", "compute.efficiency",
+                                      "memory.expert_efficiency", "compute.decode_half_rows", "compute.efficiency",
                                       "compute.expert_efficiency", "compute.fp8_achievable", "ep_imbalance"),
            "gpu"),
     Family("b200", ("b200", "gb200-nvl72"), ("layer_dense", "layer_moe", "allreduce", "memory.efficiency",
-                                             "memory.expert_efficiency", "compute.decode_efficiency",
+                                             "memory.expert_efficiency", "compute.decode_half_rows",
                                              "compute.efficiency", "compute.expert_efficiency",
                                              "compute.fp8_achievable", "compute.fp4_achievable", "ep_imbalance"),
            "gpu"),
@@ -219,6 +220,8 @@ def with_params(spec: HardwareSpec, values: dict[str, float]) -> HardwareSpec:
 
 def current_value(spec: HardwareSpec, name: str) -> float:
     v = _get(spec, param_path(name))
+    if v is None and name == "compute.decode_half_rows":
+        v = 64.0  # start: thin decode GEMMs at half efficiency by 64 rows
     if v is None and name == "compute.decode_efficiency":
         v = spec.compute.efficiency
     if v is None and name == "memory.expert_efficiency":

@@ -51,7 +51,8 @@ def run_cmd(scenario, sets, out, quiet):
         if row["feasible"] and "tasks" in row:
             click.echo(f"  tasks: p50 {row['task_p50_s']:,.1f} s, p99 {row['task_p99_s']:,.1f} s, "
                        f"{row['tasks_per_hour']:,.1f}/hour, {row['compactions_per_task']:.2f} compactions each; "
-                       f"time: tool {row['share_tool']:.0%}, queue {row['share_queue']:.0%}, prefill "
+                       f"time: tool {row['share_tool']:.0%}, CPU wait {row['share_tool_wait']:.0%}, overhead "
+                       f"{row['share_overhead']:.0%}, queue {row['share_queue']:.0%}, prefill "
                        f"{row['share_prefill']:.0%}, decode {row['share_decode']:.0%}, compaction "
                        f"{row['share_compaction']:.0%}, KV transfer {row['share_kv_transfer']:.0%}; "
                        f"${row['cost_usd_per_task']:,.3f}/task", err=True)

@@ -34,6 +34,7 @@ class Device:
     achievable: dict  # compute class -> share of its peak the kernels reach, relative to 16-bit
     compute_efficiency: float  # prefill-sized matmuls
     decode_efficiency: float  # decode-sized matmuls
+    decode_half_rows: float | None  # set: decode efficiency grows with the step's rows (decode_eff)
     expert_compute_efficiency: float  # routed-expert GEMMs relative to dense ones
     io_bw_bytes_per_s: float
     io_latency_s: float
@@ -60,6 +61,13 @@ class Device:
     clock_range: tuple = (1.0, 1.0)  # compute scale at the clock's low/high end (wafers)
     speed_band: tuple = (1.0, 1.0)  # held-out measured/predicted spread (10th, 90th pct)
     speed_band_source: str = ""
+
+    def decode_eff(self, rows: float) -> float:
+        """Share of the dense peak a decode step's matmuls reach with ``rows`` tokens in the
+        step: ``decode_efficiency``, or with ``decode_half_rows`` set, efficiency x m / (m + half)."""
+        if self.decode_half_rows is None:
+            return self.decode_efficiency
+        return self.compute_efficiency * rows / (rows + self.decode_half_rows)
 
     def layer_latency_s(self, hidden: int) -> float:
         """Fixed fabric latency of one layer on a wafer (0 on GPUs: their sync is the all-reduce)."""
@@ -141,6 +149,7 @@ def resolve(spec: HardwareSpec, bonded: BondedSramSpec | None = None, layers: in
         peak_flops=spec.compute.peaks(), compute_efficiency=spec.compute.efficiency,
         achievable={"fp8": spec.compute.fp8_achievable, "fp4": spec.compute.fp4_achievable},
         decode_efficiency=spec.compute.decode_efficiency or spec.compute.efficiency,
+        decode_half_rows=spec.compute.decode_half_rows,
         expert_compute_efficiency=spec.compute.expert_efficiency,
         io_bw_bytes_per_s=spec.io.bandwidth,
         io_latency_s=spec.io.latency, scale_up_domain=su.domain_size if su else 1,

@@ -127,6 +127,8 @@ class StepModel:
         # layers an all-to-all dispatch + combine of each GPU's own tokens to top-k experts, dense
         # MLP layers one all-reduce.
         att = shape.spec.attention
+        self.q_per_kv = 1.0 if att is None else float(att.heads if att.type == "mla" else
+                                                      att.heads / (att.kv_heads or att.heads))
         self.dp_attention = placement.kind == "gpu" and att is not None and att.type == "mla" \
             and placement.mla_attention == "dp"
         if self.dp_attention:
@@ -146,22 +148,28 @@ class StepModel:
         self._passes: dict = {}  # (prompt, cached, chunk) -> prefill_pass
 
     # ------------------------------------------------------------ per-stage work
-    def _compute_s(self, tokens: float, attn_flops: np.ndarray, seqs: float, eff: float) -> np.ndarray:
+    def _compute_s(self, tokens: float, attn_flops: np.ndarray, seqs: float, eff: float,
+                   attn_eff: float | None = None) -> np.ndarray:
         """Seconds of compute per stage: ``tokens`` through the matmuls (the busiest GPU's routed
-        experts weighted by the imbalance), ``seqs`` lm-head rows, attention at its own rate."""
+        experts weighted by the imbalance), ``seqs`` lm-head rows, attention at its own rate
+        and efficiency (default ``eff``)."""
+        attn = attn_flops / self.attn_flops / (eff if attn_eff is None else attn_eff)
         if self.wafer:
             mat = tokens * self.active2 + seqs * self.head
             if tokens > 0:
                 mat = np.maximum(mat, self.pass2)
-            return (mat / self.peak_flops + attn_flops / self.attn_flops) / (eff * self.k)
+            return (mat / self.peak_flops / eff + attn) / self.k
         dense = tokens * (self.active2 - self.expert2) + seqs * self.head
         experts = tokens * self.imbalance * self.expert2 / self.dev.expert_compute_efficiency
-        return ((dense + experts) / self.peak_flops + attn_flops / self.attn_flops) / (eff * self.k)
+        return ((dense + experts) / self.peak_flops / eff + attn) / self.k
 
     def _times(self, compute: np.ndarray, weight_tokens: float, kv_bytes: np.ndarray,
-               split: bool = False) -> StageTimes:
+               split: bool = False, alu: np.ndarray | None = None) -> StageTimes:
         """``split``: a prefill chunk, which a wafer cuts into one piece per layer region so the
-        regions work on it together (latency: one full layer time + a piece per further layer)."""
+        regions work on it together (latency: one full layer time + a piece per further layer).
+        ``alu``: the compute units' busy seconds for power (default ``compute``; a thin decode
+        GEMM's extra time waits on data, not on arithmetic)."""
+        alu = compute if alu is None else alu
         dev, shape = self.dev, self.shape
         kv = kv_bytes * self.pl.kv_replication
         bw = dev.mem_bw_bytes_per_s * dev.mem_efficiency * self.k
@@ -177,7 +185,7 @@ class StepModel:
                 latency = np.where(n >= 1, t_layer + (n - 1) * piece, n * t_layer)
             else:
                 latency = n * t_layer
-            return StageTimes(compute, memory, zero, fixed, t_layer, latency + fixed, self._active(compute, memory))
+            return StageTimes(compute, memory, zero, fixed, t_layer, latency + fixed, self._active(alu, memory))
         frac = experts_touched(shape.experts, shape.active_experts, weight_tokens) / shape.experts \
             if shape.experts else 1.0
         frac = np.minimum(1.0, frac * self.imbalance)  # the busiest GPU's experts
@@ -191,7 +199,7 @@ class StepModel:
         link = np.where(tp > 1, (self.allreduces * ring + self.alltoalls * a2a) / dev.scale_up_bw_bytes_per_s, 0.0)
         fixed = np.where(tp > 1, (self.allreduces + 2 * self.alltoalls) * dev.allreduce_s, 0.0) + self.layer_fixed
         busy = roof + link + fixed
-        return StageTimes(compute, memory, link, fixed, busy, busy, self._active(compute, memory))
+        return StageTimes(compute, memory, link, fixed, busy, busy, self._active(alu, memory))
 
     def activity(self, stage_active_share) -> float:
         """The replica's devices' activity u (power = idle + (load - idle) x u, README "Power"):
@@ -213,14 +221,19 @@ class StepModel:
         weights are read once for both). ``tokens_per_seq``: default the verified tokens."""
         tokens = batch * (tokens_per_seq or self.tokens_per_step)
         attn = tokens * (self.F @ self.shape.decode_attn_flops(context))
-        compute = self._compute_s(tokens, attn, tokens, self.dev.decode_efficiency)
+        # decode attention's GEMM rows: every query head sharing a KV head (MLA: all of them)
+        compute = self._compute_s(tokens, attn, tokens, self.dev.decode_eff(tokens),
+                                  self.dev.decode_eff(tokens * self.q_per_kv))
+        alu = compute if self.dev.decode_half_rows is None else \
+            self._compute_s(tokens, attn, tokens, self.dev.compute_efficiency)
         kv = batch * (self.F @ (self.kv_tok * self.shape.held_tokens(context)))
         if prefill_tokens > 0:
             seqs = prefill_tokens / prompt
             pattn = seqs * (self.F @ self.shape.prefill_attn_flops(prefill_start, prompt))
-            compute = compute + self._compute_s(prefill_tokens, pattn, seqs, self.dev.compute_efficiency)
+            pre = self._compute_s(prefill_tokens, pattn, seqs, self.dev.compute_efficiency)
+            compute, alu = compute + pre, alu + pre
             tokens += prefill_tokens
-        return self._times(compute, tokens, kv)
+        return self._times(compute, tokens, kv, alu=alu)
 
     def prefill(self, tokens: float, start: float = 0.0, seqs: float = 1.0) -> StageTimes:
         """Every stage prefilling ``seqs`` sequences of ``tokens`` new tokens after ``start`` cached."""

@@ -12,21 +12,26 @@ from planner.plan.inputs import sampler
 from planner.sim.errors import TooLarge
 from planner.sim.sessions import (COMPACTION, TURN, CallPlan, TaskStats, TaskTimes, check_tasks,
                                   task_summary)
+from planner.sim.tasks import service_tasks
 
 
 def service_figures(sc: Scenario, base_dir: Path) -> tuple[TaskStats, dict]:
     """(task statistics, {cost_usd_per_task, decode_tok_s_per_user_p50, ttft_p50_s})."""
     svc, ag = sc.service, sc.workload.agentic
-    plan = plan_calls(ag, ag.context_window or svc.context_window, sc.seed, base_dir)
+    plan = plan_calls(ag, ag.context_window or svc.context_window, sc.seed, base_dir, ag.plan_factor * svc.plan_factor)
     times, extra = service_times(plan, svc, ag, sc.seed)
     check_tasks(times)
     return task_summary(times, plan), extra
 
 
-def plan_calls(ag: Agentic, window: int, seed: int, base_dir: Path | None = None) -> CallPlan:
-    """Draw every task's turns and lay out its calls, compactions included."""
+def plan_calls(ag: Agentic, window: int, seed: int, base_dir: Path | None = None, plan_factor: float = 1.0) -> CallPlan:
+    """Draw every task's turns and lay out its calls, compactions included. ``plan_factor``
+    scales each task's turns (rounded, at least one): a model that needs more turns or retries
+    for the same task makes more calls, each like the others (tool output, reply, tool call)."""
     streams = [np.random.default_rng(s) for s in np.random.SeedSequence([seed, 7]).spawn(5)]
     turns = sampler(ag.turns, base_dir).draw(streams[0], ag.tasks)
+    if plan_factor != 1.0:
+        turns = np.maximum(1, np.rint(turns * plan_factor)).astype(turns.dtype)
     first = sampler(ag.first_prompt_tokens, base_dir).draw(streams[1], ag.tasks)
     total = int(turns.sum())
     if total > MAX_REQUESTS:
@@ -68,28 +73,35 @@ def plan_calls(ag: Agentic, window: int, seed: int, base_dir: Path | None = None
 
 
 def service_times(plan: CallPlan, svc: Service, ag: Agentic, seed: int) -> tuple[TaskTimes, dict]:
-    """A service profile: no queueing (the provider's capacity is not ours to model); a call
-    takes ttft + uncached input / prefill speed + reply / decode speed. The provider caches the
-    conversation's prefix between calls (what a compaction discards is prefilled again)."""
+    """A service profile: no queueing for the model (the provider's capacity is not ours to
+    model); a call takes the per-call overhead + ttft + uncached input / prefill speed + reply /
+    decode speed. The provider caches the conversation's prefix between calls (what a
+    compaction discards is prefilled again). Tool calls take ``tool_s / cpu_speed``; with
+    ``cpus`` they queue for the client's CPUs (sim/tasks.py), else the times are closed form."""
     cached, uncached = plan.ctx_before, plan.new
     prefill = np.broadcast_to(svc.ttft_s + (uncached / svc.prefill_tok_s if svc.prefill_tok_s else 0.0),
                               uncached.shape)
     decode = plan.output / svc.decode_tok_s
     comp = plan.kind == COMPACTION
     times = TaskTimes.empty(plan.tasks)
-    call_s = prefill + decode
+    call_s = svc.call_overhead_s + prefill + decode
     n = plan.tasks
+    if svc.call_overhead_s:
+        times.parts["overhead"] = np.bincount(plan.session[~comp], np.full(int((~comp).sum()), svc.call_overhead_s), n)
     times.parts["prefill"] = np.bincount(plan.session[~comp], prefill[~comp], n)
     times.parts["decode"] = np.bincount(plan.session[~comp], decode[~comp], n)
     times.parts["compaction"] = np.bincount(plan.session[comp], call_s[comp], n)
-    times.parts["tool"] = np.bincount(plan.session, plan.tool_after, n)
-    dur = sum(times.parts.values())
+    times.parts["tool"] = np.bincount(plan.session, plan.tool_after / ag.cpu_speed, n)
+    gaps = None
     if ag.rate_per_s is not None:  # independent tasks: arrivals do not queue behind each other
         gaps = np.random.default_rng(np.random.SeedSequence([seed, 11])).exponential(1 / ag.rate_per_s, n)
-        times.start = np.cumsum(gaps)
-    else:  # each agent runs its tasks back to back, taking the next task when it is free
-        times.start = _agents_start(dur, ag.agents or 1)
-    times.end = times.start + dur
+    if ag.cpus is not None:  # tool calls wait for the client's CPUs: simulated
+        service_tasks(plan, times, call_s, ag.cpus, ag.cpu_speed, ag.agents, ag.rate_per_s, gaps)
+    else:
+        dur = sum(times.parts.values())
+        # each agent runs its tasks back to back, taking the next task when it is free
+        times.start = np.cumsum(gaps) if gaps is not None else _agents_start(dur, ag.agents or 1)
+        times.end = times.start + dur
     cached_in = np.bincount(plan.session, cached, n)
     price_cached = svc.usd_per_mtok_cached_in if svc.usd_per_mtok_cached_in is not None else svc.usd_per_mtok_in
     usd = (np.bincount(plan.session, uncached, n) * svc.usd_per_mtok_in + cached_in * price_cached

@@ -140,12 +140,16 @@ def demand_batch(cfg: Config, built: Built, demand: Demand, est: Estimate, fixed
     return replicas, lo, ""
 
 
-def size(cfg: Config, built: Built | None, sc: Scenario) -> tuple[Config, Estimate, Sizing | None, str]:
+def size(cfg: Config, built: Built | None, sc: Scenario, simulated: bool = False) -> tuple[Config, Estimate,
+                                                                                         Sizing | None, str]:
     """(Config at the operating batch, its Estimate, Sizing, reason it cannot hold the users or "").
 
     With ``count`` unset the pipeline was sized to hold all users (weights stored once);
-    otherwise as many replicas as the users need (or the configured number). A demand in
-    tokens/s (``workload.demand``) is sized by demand_batch."""
+    otherwise as many replicas as the users need (or the configured number). With a configured
+    number and the simulator to run, users past what SRAM holds are a fixed load for it (they
+    queue for room, or go beyond it with offload, swap or preempt), not a reason; the analytic
+    figures stay at the batch SRAM holds. A demand in tokens/s (``workload.demand``) is sized by
+    demand_batch."""
     est = estimate(cfg, built)
     if not est.fits:
         return cfg, est, None, ""
@@ -157,9 +161,11 @@ def size(cfg: Config, built: Built | None, sc: Scenario) -> tuple[Config, Estima
         replicas, batch = fixed or 1, per
     else:
         replicas = fixed or math.ceil(users / per)
-        if users > replicas * per:
-            why = f"{users} users need {math.ceil(users / per)} replicas of {per} sequences; {replicas} configured"
         batch = math.ceil(users / replicas)
+        if users > replicas * per and fixed is not None and simulated:
+            batch = per
+        elif users > replicas * per:
+            why = f"{users} users need {math.ceil(users / per)} replicas of {per} sequences; {replicas} configured"
     cfg = dataclasses.replace(cfg, batch=batch)
     if not why and batch != est.batch:
         est = estimate(cfg, built)
@@ -189,7 +195,8 @@ def run_point(loaded: Loaded, pt: Point, simulate: bool | None = None) -> tuple[
         built = build_point(cfg)
     except Infeasible:
         built = None  # estimate says why
-    cfg, est, sizing, why = size(cfg, built, sc)
+    run = sc.workload.simulate if simulate is None else simulate
+    cfg, est, sizing, why = size(cfg, built, sc, run)
     short = why and sc.workload.demand is None  # users beyond the KV (a demand short: what limits speed)
     result = PointResult(pt, feasible=est.fits and not why, reason=why or est.reason,
                          bottleneck=memory_limit(cfg.hardware) if short else est.bottleneck, estimate=est,
@@ -201,7 +208,6 @@ def run_point(loaded: Loaded, pt: Point, simulate: bool | None = None) -> tuple[
                                  throughput_in_tok_s=sizing.input_tok_s_analytic,
                                  throughput_cached_in_tok_s=sizing.cached_input_tok_s_analytic,
                                  throughput_req_s=sizing.aggregate_tok_s_analytic / max(cfg.output, 1))
-    run = sc.workload.simulate if simulate is None else simulate
     res = None
     if run:
         try:

@@ -59,14 +59,27 @@ def _set(data: dict, path: tuple, value) -> None:
     data[path[-1]] = value
 
 
+# fields added after points were first hashed: left out of the hash while at their default, so
+# a point that does not use them keeps its hash (and a stored result stays valid)
+LATER_FIELDS = {("deployment", "offload_batching"): "separate", ("deployment", "call_overhead_s"): 0.0,
+                ("workload", "agentic", "cpus"): None, ("workload", "agentic", "cpu_scope"): "cluster",
+                ("workload", "agentic", "cpu_speed"): 1.0, ("workload", "agentic", "plan_factor"): 1.0,
+                ("service", "call_overhead_s"): 0.0, ("service", "plan_factor"): 1.0,
+                ("workload", "prefix"): None, ("workload", "demand"): None}
+
+
 def config_hash(s: Scenario) -> str:
     """Stable id of a fully resolved point (sweep definition excluded, and allow_beyond_window:
-    it only decides whether a point is refused, never what a row says). Workload sections added
-    later (prefix, demand) enter it only when set, so the points that leave them out keep their id."""
-    later = {k for k in ("prefix", "demand") if getattr(s.workload, k) is None}
-    blob = json.dumps(s.model_dump(mode="json", exclude={"sweep": True,
-                                                         "workload": {"allow_beyond_window", *later}}),
-                      sort_keys=True, default=str)
+    it only decides whether a point is refused, never what a row says)."""
+    data = s.model_dump(mode="json", exclude={"sweep": True, "workload": {"allow_beyond_window"}})
+    for path, default in LATER_FIELDS.items():
+        *parent, key = path
+        node = data
+        for p in parent:
+            node = node.get(p) if isinstance(node, dict) else None
+        if isinstance(node, dict) and node.get(key, default) == default:
+            node.pop(key, None)
+    blob = json.dumps(data, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 

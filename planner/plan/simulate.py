@@ -70,17 +70,18 @@ def sim_spec(sc: Scenario, base_dir: Path, replicas: int, capacity_req_s: float,
     warmup = max(w.warmup_fraction, users / n) if closed else w.warmup_fraction
     plan, ag = None, w.agentic
     if ag is not None:  # agent tasks: their calls replace the request stream (statistics over all)
-        plan = plan_calls(ag, ag.context_window or window, sc.seed, base_dir)
+        plan = plan_calls(ag, ag.context_window or window, sc.seed, base_dir, ag.plan_factor)
         n, warmup = len(plan.session), 0.0
     trace = read_trace(arr.trace, base_dir) if arr.process == "trace" else None
     pre = w.prefix  # a shared one is also the round model's (the placement sized memory for it)
     return SimSpec(requests=n, process=arr.process, rate_per_s=rate, cv=arr.cv, users=users, think_s=arr.think_s,
                    prompt=prompt, output=output, trace=trace, replicas=replicas, router=d.router,
-                   policy=d.kv_policy, max_batch=d.max_batch, chunk=d.prefill_chunk_tokens,
+                   policy=d.kv_policy, offload_batching=d.offload_batching, max_batch=d.max_batch, chunk=d.prefill_chunk_tokens,
                    block_tokens=d.kv_block_tokens, warmup_fraction=warmup, seed=sc.seed, slo=sc.slo,
                    plan=plan, agents=ag.agents if ag else None, task_rate_per_s=ag.rate_per_s if ag else None,
-                   kv_between_turns=ag.kv_between_turns if ag else "keep",
-                   cached_tokens=(pre.cached_tokens or 0) if pre else 0,
+                   kv_between_turns=ag.kv_between_turns if ag else "keep", cpus=ag.cpus if ag else None,
+                   cpu_scope=ag.cpu_scope if ag else "cluster", cpu_speed=ag.cpu_speed if ag else 1.0,
+                   call_overhead_s=d.call_overhead_s, cached_tokens=(pre.cached_tokens or 0) if pre else 0,
                    cached_share=(pre.cached_share or 0.0) if pre else 0.0)
 
 
@@ -94,7 +95,9 @@ def rounds_for(built: Built, cfg: Config, sc: Scenario) -> StepRounds:
         if needs and not ext:
             raise Infeasible(f"{what} needs an external_memory section in the '{cfg.hardware.name}' hardware "
                              "spec (it has none)", limit="unsupported")
-    return StepRounds(built, ext.capacity if ext else 0.0, ext.bandwidth if ext else 0.0)
+    if not ext:
+        return StepRounds(built)
+    return StepRounds(built, ext.capacity, ext.bandwidth, ext.shared_by, ext.port_bandwidth)
 
 
 def run_sim(cfg: Config, sc: Scenario, base_dir: Path, replicas: int, capacity_req_s: float,

@@ -61,7 +61,7 @@ def next_bucket(s0: float, ab: float, b: int, r: int, q: float) -> int:
 
 
 def head_rounds(m, b: int, s0: float, ab: float, r0: int, hp: int, htotal: int, limit: int, chunk: int,
-                off: float, busy: dict, exact: bool = False):
+                busy: dict, exact: bool = False):
     """Rounds (at most ``limit``) of a prefill span in which the head prompt takes the whole
     budget and does not finish: (rounds, head position after, seconds, link busy); their
     stage-busy vectors are counted in ``busy`` (rounds.count).
@@ -84,12 +84,12 @@ def head_rounds(m, b: int, s0: float, ab: float, r0: int, hp: int, htotal: int, 
         if exact:
             for i in range(k):
                 t, bz, ln, _, _ = m.mixed(b, ctx, budget, hp + i * budget, chunk)
-                total += t + off
+                total += t
                 count(busy, bz, 1)
                 link += ln
         else:
             t, ln = m.mixed_run(b, ctx, budget, hp, k, chunk, busy)
-            total += t + k * off
+            total += t
             link += ln
         hp += k * budget
         j += k

@@ -25,10 +25,12 @@ import simpy
 
 from planner.config.schema import MAX_REQUESTS, PREFILL_CHUNK, SLO
 from planner.sim.errors import InvariantError, TooLarge
+from planner.sim.links import Link, Network
 from planner.sim.records import Recorder, Summary, requests_frame, summarise, timeseries_frame
 from planner.sim.replica import Replica
 from planner.sim.router import Pool
-from planner.sim.sessions import CallPlan, TaskTimes, check_tasks, parts_from_calls, task_summary
+from planner.sim.sessions import COMPACTION, CallPlan, TaskTimes, check_tasks, parts_from_calls, task_summary
+from planner.sim.tasks import Tools, drive
 from planner.sim.workload import Sampler, Trace, cached_prefix, interarrivals
 
 
@@ -58,6 +60,11 @@ class SimSpec:
     agents: int | None = None
     task_rate_per_s: float | None = None
     kv_between_turns: str = "keep"
+    cpus: int | None = None  # agent tasks' tool calls on a pool of CPUs (sim/tasks.py); None: unlimited
+    cpu_scope: str = "cluster"  # cluster | replica
+    cpu_speed: float = 1.0
+    call_overhead_s: float = 0.0  # per agent call: client + API path before it reaches a replica
+    offload_batching: str = "separate"  # kv_policy offload: KV-off-chip sequences decode apart, or the batch waits
     # prefix caching (independent requests): tokens of each prompt found cached, or a share of it
     cached_tokens: int = 0
     cached_share: float = 0.0
@@ -109,9 +116,10 @@ def simulate(spec: SimSpec, rounds) -> SimResult:
         rec.session[:], rec.ctx_before[:], rec.new[:] = plan.session, plan.ctx_before, plan.new
         rec.cache_after[:] = plan.cache_after
         rec.kv_mode = spec.kv_between_turns
-    reps = [Replica(env, i, rounds, rec, spec.policy, spec.max_batch, spec.chunk, spec.block_tokens)
-            for i in range(spec.replicas)]
+    reps = [Replica(env, i, rounds, rec, spec.policy, spec.max_batch, spec.chunk, spec.block_tokens,
+                    spec.offload_batching) for i in range(spec.replicas)]
     rec.replicas = reps
+    wire(Network(env), reps, rounds)
     cap = reps[0].capacity
     worst = int(np.argmax(rec.kv_full))
     need = rec.kv_full[worst] + rounds.shared_bytes
@@ -177,16 +185,36 @@ def simulate(spec: SimSpec, rounds) -> SimResult:
     return SimResult(summary, requests_frame(rec), timeseries_frame(rec), times)
 
 
+def wire(net: Network, reps: list[Replica], m) -> None:
+    """Each replica's off-chip KV path (``m.link_bytes_per_s`` each direction), through the
+    external tier's port it shares with ``m.replicas_per_tier`` replicas (when the port has a
+    limit of its own): ``to_tier`` for KV leaving, ``from_tier`` for KV coming in."""
+    ports: dict[int, tuple[Link, Link]] = {}
+    for r in reps:
+        up, down = Link(m.link_bytes_per_s, f"replica {r.index} out"), Link(m.link_bytes_per_s, f"replica {r.index} in")
+        g = r.index // m.replicas_per_tier
+        if math.isfinite(m.tier_bytes_per_s) and g not in ports:
+            ports[g] = (Link(m.tier_bytes_per_s, f"tier port {g} in"), Link(m.tier_bytes_per_s, f"tier port {g} out"))
+        port = ports.get(g)
+        r.net, r.to_tier, r.from_tier = net, (up, port[0]) if port else (up,), (port[1], down) if port else (down,)
+
+
 def _start_tasks(env, spec: SimSpec, plan: CallPlan, rec: Recorder, home: dict, dispatch, times: TaskTimes,
                  rng) -> None:
     """Agents run tasks back to back (or tasks arrive as a Poisson process); a task makes its
-    calls in order, each after the previous call's reply and tool call."""
+    calls in order, each after the previous call's reply and tool call. A call first pays the
+    per-call overhead (outside the model); a tool call runs on the CPU pool (sim/tasks.py)."""
     offload = spec.kv_between_turns == "offload"
+    tools = Tools(env, times, spec.cpus, spec.cpu_scope, spec.cpu_speed)
+    over = spec.call_overhead_s
 
     def task(s: int):
         times.start[s] = env.now
         i0, k = int(plan.first[s]), int(plan.count[s])
         for rid in range(i0, i0 + k):
+            if over > 0:
+                yield env.timeout(over)
+                times.parts["compaction" if plan.kind[rid] == COMPACTION else "overhead"][s] += over
             ev = env.event()
             rec.waiters[rid] = ev
             dispatch(rid)
@@ -194,34 +222,26 @@ def _start_tasks(env, spec: SimSpec, plan: CallPlan, rec: Recorder, home: dict, 
             tool = float(plan.tool_after[rid])
             if tool <= 0:
                 continue
-            times.parts["tool"][s] += tool
             if offload and plan.cache_after[rid] and rid + 1 < i0 + k:
-                r = home[s]
-                t = r.kv.agents.trip_s(rid)  # each way; out during the tool call, back after it
-                r.xfer_busy += 2 * t
-                yield env.timeout(max(tool, t) + t)
-                times.parts["kv_transfer"][s] += max(t - tool, 0.0) + t
+                # the KV left over the link when the call finished (AgentKV.park), sharing it with
+                # every other transfer; it comes back once the tool is done and it has left
+                r, t0 = home[s], env.now
+                out = r.kv.agents.outbound.pop(s)
+                before = times.parts["tool"][s] + times.parts["tool_wait"][s]
+                yield from tools.call(s, tool, r.index)
+                if not out.done.processed:
+                    yield out.done
+                r.xfer_bytes += 2 * out.size
+                yield r.net.start(out.size, r.from_tier).done
+                spent = times.parts["tool"][s] + times.parts["tool_wait"][s] - before
+                times.parts["kv_transfer"][s] += env.now - t0 - spent
                 rec.restored[rid + 1] = True
             else:
-                yield env.timeout(tool)
+                yield from tools.call(s, tool, home[s].index)
         times.end[s] = env.now
 
-    if spec.task_rate_per_s is not None:
-        gaps = rng.exponential(1.0 / spec.task_rate_per_s, plan.tasks)
-
-        def source():
-            for s in range(plan.tasks):
-                yield env.timeout(float(gaps[s]))
-                env.process(task(s))
-        env.process(source())
-    else:
-        counter = iter(range(plan.tasks))
-
-        def agent():
-            for s in counter:
-                yield from task(s)
-        for _ in range(min(spec.agents or 1, plan.tasks)):
-            env.process(agent())
+    gaps = rng.exponential(1.0 / spec.task_rate_per_s, plan.tasks) if spec.task_rate_per_s is not None else None
+    drive(env, plan.tasks, spec.agents, spec.task_rate_per_s, gaps, task)
 
 
 def check_invariants(rec: Recorder, reps: list[Replica]) -> None:

@@ -1,13 +1,17 @@
 """KV ledgers: how much KV a replica holds and may admit, one class per ``kv_policy``.
 
   wait     admission reserves KV for prompt + output: running sequences never run out;
-  offload  as wait, against SRAM + the external tier; the part above SRAM is read across the
-           link every round (offloaded bytes x s/byte added to each round);
+  offload  as wait, against SRAM + the external tier: a reservation takes what SRAM has free
+           and puts the rest off-chip for the sequence's life; every decode round reads a
+           sequence's off-chip bytes over the replica's link (``offload_batching``: such a
+           sequence decodes on its own at the pace its reads get, or the whole batch waits
+           for them; see :class:`Offload`);
   preempt  admission reserves the prompt; KV grows in ``kv_block_tokens`` blocks; on overflow
            the youngest sequence is evicted and recomputed later (prompt + generated tokens
            are prefilled again);
   swap     as preempt, but the evicted KV crosses the off-chip link to the external tier and
-           back (bytes x s/byte each way; the replica stalls meanwhile).
+           back (a transfer each way on the replica's links, sim/links.py; the replica stalls
+           meanwhile).
 
 A ledger reads the scheduler's batch (running sequences, prompts in prefill) from the replica
 it serves; the scheduler asks it what admission needs, what is held, and what an eviction
@@ -20,6 +24,7 @@ sequence's own KV is that of its context past the prefix, ``kv_bytes(context - s
 """
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 
 import numpy as np
@@ -33,6 +38,7 @@ class AgentKV:
         self.rep, self.rec = replica, replica.rec
         self.pinned: OrderedDict[int, float] = OrderedDict()
         self.leaving = 0.0
+        self.outbound: dict[int, object] = {}  # task -> its KV's trip out (a links.Flow), for the way back
 
     def held(self) -> float:
         return sum(self.pinned.values()) + self.leaving if self.pinned or self.leaving else 0.0
@@ -70,21 +76,33 @@ class AgentKV:
             self.pinned.pop(s, None)
             self.pinned[s] = held  # most recently used last
             return
-        self.leaving += held
+        self.leaving += held  # held until its last byte has left: the whole context's KV
+        flow = self.outbound[s] = rep.net.start(rec.kv_full[rid], rep.to_tier)
 
-        def gone():
-            yield rep.env.timeout(self.trip_s(rid))
+        def gone(_event):
             self.leaving -= held
             if not rep.wake.triggered and rep.admissible():
                 rep.wake.succeed()
-        rep.env.process(gone())
-
-    def trip_s(self, rid: int) -> float:
-        """Seconds for a call's whole-context KV to cross the off-chip link one way."""
-        return self.rec.kv_full[rid] * self.rep.m.swap_s_per_byte
+        flow.done.callbacks.append(gone)
 
 
-class Reserve:
+class Ledger:
+    """What every policy answers the scheduler about the off-chip link (nothing, but offload)."""
+
+    def detach(self, rid: int, ctx: float, remaining: int, reserved: float) -> bool:
+        """True when a sequence joining the batch decodes elsewhere (offload, separate)."""
+        return False
+
+    def pace(self, t: float) -> float:
+        """Seconds the link needs per round of the running batch (0: it does not wait on it),
+        for rounds that take ``t`` seconds on chip."""
+        return 0.0
+
+    def paced(self, rounds: int) -> None:
+        """``rounds`` rounds ran at the last pace (what crossed the link)."""
+
+
+class Reserve(Ledger):
     """``wait``: admission reserves prompt + output; nothing grows, nothing is evicted."""
 
     growth = False
@@ -118,26 +136,103 @@ class Reserve:
         self.reserved -= reserved
         self.agents.park(rid, reserved)
 
-    def round_extra_s(self) -> float:
-        return 0.0
-
-    def transfer_s(self, ctx: float) -> float | None:
-        return None
 
 
 class Offload(Reserve):
-    """``offload``: reservations against SRAM + external tier; what lies above SRAM is read
-    across the link every round."""
+    """``offload``: reservations against SRAM + the external tier. A reservation takes what
+    SRAM has free (after the reservations and agents' kept KV there) and puts the rest
+    off-chip, where it stays for the sequence's life. Every decode round reads a sequence's
+    off-chip bytes over the replica's link (its stages' links in parallel, shared with every
+    other transfer); the KV of past tokens is known before the token arrives, so reads are
+    prefetched while the previous round computes, and a round takes the longer of the two.
+    ``offload_batching``:
+
+      separate  (default) a sequence with KV off-chip decodes apart from the batch, at the
+                pace its reads get: one transfer of rounds x off-chip bytes, no faster than
+                one round's read per on-chip round (its cap), so a lone one reads at link
+                speed, n of them at 1/n each; the resident sequences are not held back. A
+                scheduler that knows where each sequence's KV is has no reason to make the
+                others wait, and a wafer pipeline's micro-batches let a sequence skip rounds
+                whose KV has not arrived.
+      together  it stays in the running batch, whose every round waits for all its members'
+                reads (a stream on the link at the batch's demand, rate set at each span's
+                start): what a synchronous step does (every sequence or none), and what the
+                planner assumed before links were resources.
+
+    Left out: a sequence's KV is not moved back on chip when SRAM frees up, prefill writes its
+    off-chip part out unseen (out direction, overlapping the prefill), and a separate
+    sequence's tokens add nothing to the batch's round time."""
 
     def __init__(self, replica):
         super().__init__(replica)
         self.capacity = self.m.kv_budget + self.m.external_bytes
+        self.together = replica.offload_batching == "together"
+        self.on_chip = 0.0  # reservations' bytes in SRAM
+        self.placed: dict[int, tuple[float, float]] = {}  # rid -> (bytes in SRAM, bytes off-chip)
+        self.streaming: set[int] = set()  # together: running sequences with KV off-chip
+        self.stream, self.round_bytes = None, 0.0  # their reads' flow; bytes per round at the last pace
 
-    def round_extra_s(self) -> float:
-        return max(self.reserved + self.shared - self.m.kv_budget, 0.0) * self.m.offload_s_per_byte
+    def admit(self, rid: int, total: int) -> float:
+        res = super().admit(rid, total)
+        here = min(res, max(self.m.kv_budget - self.shared - self.on_chip - self.agents.held(), 0.0))
+        self.on_chip += here
+        self.placed[rid] = (here, res - here)
+        return res
+
+    def release(self, rid: int, reserved: float) -> None:
+        here, _ = self.placed.pop(rid)
+        self.on_chip -= here
+        self.streaming.discard(rid)
+        if not self.streaming and self.stream is not None:
+            self.rep.net.stop(self.stream)
+            self.stream = None
+        super().release(rid, reserved)
+
+    def detach(self, rid: int, ctx: float, remaining: int, reserved: float) -> bool:
+        off = self.placed[rid][1]
+        if off <= 0:
+            return False
+        if self.together:
+            self.streaming.add(rid)
+            return False
+        rep = self.rep
+        rounds = math.ceil(remaining / rep.a - 1e-9)
+        t = self.m.decode(len(rep.running) + 1, ctx)[0]  # the on-chip round it rides in
+        flow = rep.net.start(rounds * off, rep.from_tier, cap=off / t)
+        rep.remote[rid] = rounds
+        flow.done.callbacks.append(lambda _e: self._decoded(rid, rounds, reserved, flow.size))
+        return True
+
+    def _decoded(self, rid: int, rounds: int, reserved: float, nbytes: float) -> None:
+        """A separate sequence's last round has read its KV: it finishes."""
+        rep, rec = self.rep, self.rec
+        del rep.remote[rid]
+        rec.generated[rid] += math.ceil(rounds * rep.a - 1e-9)
+        rec.decode_rounds[rid] += rounds
+        rep.seq_rounds += rounds
+        rep.xfer_bytes += nbytes
+        self.release(rid, reserved)
+        rep._finished(rid)
+        if not rep.wake.triggered and rep.admissible():
+            rep.wake.succeed()
+
+    def pace(self, t: float) -> float:
+        if not self.streaming:
+            self.round_bytes = 0.0
+            return 0.0
+        self.round_bytes = sum(self.placed[r][1] for r in self.streaming)
+        net = self.rep.net
+        if self.stream is None:
+            self.stream = net.start(math.inf, self.rep.from_tier, cap=self.round_bytes / t)
+        else:
+            net.set_cap(self.stream, self.round_bytes / t)
+        return self.round_bytes / self.stream.rate
+
+    def paced(self, rounds: int) -> None:
+        self.rep.xfer_bytes += rounds * self.round_bytes
 
 
-class Preempt:
+class Preempt(Ledger):
     """``preempt``: KV held in whole blocks that grow as sequences decode; on overflow the
     youngest running sequence is evicted and recomputed later."""
 
@@ -187,19 +282,16 @@ class Preempt:
     def release(self, rid: int, reserved: float) -> None:
         pass
 
-    def round_extra_s(self) -> float:
-        return 0.0
-
-    def transfer_s(self, ctx: float) -> float | None:
-        """Seconds an evicted sequence's KV takes over the link each way (None: recomputed instead)."""
+    def transfer_bytes(self, ctx: float) -> float | None:
+        """Bytes an evicted sequence's KV moves over the link each way (None: recomputed instead)."""
         return None
 
 
 class Swap(Preempt):
     """``swap``: as preempt, but the evicted KV (past the shared prefix) goes over the link and comes back."""
 
-    def transfer_s(self, ctx: float) -> float | None:
-        return self.m.kv_bytes(max(ctx - self.skip, 0.0)) * self.m.swap_s_per_byte
+    def transfer_bytes(self, ctx: float) -> float | None:
+        return float(self.m.kv_bytes(max(ctx - self.skip, 0.0)))  # past the shared prefix
 
 
 LEDGERS = {"wait": Reserve, "offload": Offload, "preempt": Preempt, "swap": Swap}

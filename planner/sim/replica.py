@@ -23,22 +23,23 @@ from collections import deque
 
 import numpy as np
 
+from planner.sim.accounts import Accounts
 from planner.sim.batch import Prefill, Seq, head_rounds, largest, span_time
-from planner.sim.errors import InvariantError
 from planner.sim.kv import LEDGERS
 from planner.sim.rounds import RoundModel, count
 from planner.sim.watch import WATCH
 
 
-class Replica:
+class Replica(Accounts):
     """One replica's scheduler (see the module docstring); ``rounds`` is its hardware."""
 
     exact_prefill = False  # True: prefill spans summed round by round (the reference for head_rounds)
 
     def __init__(self, env, index: int, rounds: RoundModel, recorder, policy: str, max_batch: int | None,
-                 chunk: int, block_tokens: int):
+                 chunk: int, block_tokens: int, offload_batching: str = "separate"):
         self.env, self.index, self.m, self.rec = env, index, rounds, recorder
         self.policy, self.max_batch, self.chunk, self.block = policy, max_batch or 10 ** 9, chunk, block_tokens
+        self.offload_batching = offload_batching
         self.a = rounds.accepted
         self.queue: deque[int] = deque()
         self.prefilling: deque[Prefill] = deque()
@@ -47,6 +48,7 @@ class Replica:
         self.heap: list[tuple[int, int]] = []
         self.swapped: deque[tuple[int, float, int]] = deque()  # (rid, context, generated)
         self.in_transit: set[int] = set()  # KV crossing the link (swap out or in) right now
+        self.remote: dict[int, int] = {}  # sequences decoding apart at their reads' pace (offload): rid -> rounds
         self.R = 0
         self.sum_c0 = 0.0  # sum over running of (c0 - a r0): sum of contexts = sum_c0 + a B R
         self.kv = LEDGERS[policy](self)
@@ -56,7 +58,9 @@ class Replica:
         self.prefilled = 0  # prompt tokens this replica prefilled (conservation check: fresh + recomputed)
         self._busy = np.zeros((2, rounds.stages))  # per stage: busy seconds over active seconds
         self._busy_n: dict[int, list] = {}  # id(memoised stage-busy vector) -> [vector, rounds] (rounds.count)
-        self.link_busy, self.xfer_busy = 0.0, 0.0  # busiest link's seconds; swap / offload seconds on the link
+        self.link_busy = 0.0  # busiest inter-stage link's seconds
+        self.xfer_bytes = 0.0  # KV bytes moved over the off-chip link (swap, offload, agents' trips)
+        self.net, self.to_tier, self.from_tier = None, (), ()  # its off-chip links (engine.wire)
         self.kv_area = self.kv_peak = self.last_kv = 0.0  # integral of KV bytes over time, peak, last sampled
         self.n_out, self.pool = 0, None  # requests outstanding (= outstanding()), the router's Pool
         self.watch = WATCH.get()
@@ -74,7 +78,7 @@ class Replica:
         return sum(p.reserved for p in self.prefilling) + sum(x[2].reserved for x in self.landing)
 
     def can_admit(self) -> bool:
-        active = len(self.running) + len(self.prefilling) + len(self.landing)
+        active = len(self.running) + len(self.prefilling) + len(self.landing) + len(self.remote)
         if active >= self.max_batch:
             return False
         headroom = self.kv.headroom(active)
@@ -90,7 +94,7 @@ class Replica:
 
     def outstanding(self) -> int:
         return (len(self.queue) + len(self.prefilling) + len(self.landing) + len(self.running) + len(self.swapped)
-                + len(self.in_transit))
+                + len(self.in_transit) + len(self.remote))
 
     def free_kv(self) -> float:
         return self.capacity - self.kv_now()
@@ -152,17 +156,8 @@ class Replica:
                 continue
             if self.swapped:
                 rid, ctx, gen = self.swapped.popleft()
-                t = self.kv.transfer_s(ctx)
                 self.rec.swaps[rid] += 1
-                self.xfer_busy += t
-                self.in_transit.add(rid)
-                self.kv.moving += float(self.kv.blocks(ctx))  # its blocks are taken as it comes in
-                self._account(len(self.running))
-                yield self.env.timeout(t)  # swap-in: the replica waits for the KV to come back
-                self.in_transit.discard(rid)
-                self.rec.events += 1
-                self._advance_account(t)
-                self.kv.moving -= float(self.kv.blocks(ctx))
+                yield from self._swap(rid, ctx, self.from_tier)  # swap-in: the replica waits for the KV
                 self._join(rid, ctx, gen)
                 continue
             rid = self.queue.popleft()
@@ -188,12 +183,13 @@ class Replica:
         limit = min(64, (self.heap[0][0] - self.R) if self.heap else 64)
         if growth:  # prompts hold their blocks already; only the running batch grows
             limit = max(1, self._rounds_until_overflow(limit))
-        off = self.kv.round_extra_s()
         m, chunk, ab, R0 = self.m, self.chunk, self.a * b, self.R
+        floor = self.kv.pace(m.decode(b, self._mean_ctx(R0))[0]) if b else 0.0  # the link's time per round
         head, now = self.prefilling[0], self.env.now
         head.enter(now)
-        k, hp, total, link = head_rounds(m, b, self.sum_c0, ab, R0, head.pos, head.total, limit, chunk, off,
+        k, hp, total, link = head_rounds(m, b, self.sum_c0, ab, R0, head.pos, head.total, limit, chunk,
                                          self._busy_n, self.exact_prefill)
+        total = max(total, k * floor)
         self.prefilled += hp - head.pos
         head.pos = hp  # no await before the span's state is applied below: safe to move it now
         landed = []
@@ -210,7 +206,7 @@ class Replica:
                     tokens += take
             if pieces:
                 dur, bz, ln, passing, cycle = m.mixed(b, ctx, tokens, pieces[0][0].pos, chunk)
-                dur += off
+                dur = max(dur, floor)
                 self.prefilled += tokens
                 for p, take in pieces:
                     p.enter(now + total)
@@ -228,7 +224,7 @@ class Replica:
         self.rec.events += 1
         self.link_busy += link
         self.seq_rounds += b * k
-        self.xfer_busy += off * k
+        self.kv.paced(k)
         self.R += k
         self._advance_account(total)
         for at, p in landed:
@@ -268,6 +264,8 @@ class Replica:
             self.kv.release(rid, reserved)
             self._finished(rid)
             return
+        if self.kv.detach(rid, ctx, remaining, reserved):  # decodes apart, at its reads' pace (offload)
+            return
         fin = self.R + math.ceil(remaining / self.a - 1e-9)
         s = Seq(rid, float(ctx), self.R, fin, reserved)
         self.running[rid] = s
@@ -280,9 +278,9 @@ class Replica:
 
     def _decode_span(self):
         env, b = self.env, len(self.running)
-        off = self.kv.round_extra_s()
         t0, busy, link = self.m.decode(b, self._mean_ctx(self.R))
-        t0 += off
+        floor = self.kv.pace(t0)  # offload, together: the batch's reads per round over the link
+        t0 = max(t0, floor)
         n = self.heap[0][0] - self.R
         if self.landing:  # stop at the round boundary after the next prompt lands
             n = max(1, min(n, math.ceil((self.landing[0][0] - env.now) / t0 - 1e-9)))
@@ -291,7 +289,7 @@ class Replica:
             if n == 0:
                 yield from self._evict()
                 return
-        t1 = self.m.decode(b, self._mean_ctx(self.R + n - 1))[0] + off if n > 1 else t0
+        t1 = max(self.m.decode(b, self._mean_ctx(self.R + n - 1))[0], floor) if n > 1 else t0
         total = n * (t0 + t1) / 2.0
         self._account(b)
         start = env.now
@@ -312,7 +310,7 @@ class Replica:
         count(self._busy_n, busy, done)
         self.link_busy += link * done
         self.seq_rounds += b * done
-        self.xfer_busy += off * done
+        self.kv.paced(done)
         self.R += done
         self._advance_account(total)
         self._finish_due()
@@ -335,22 +333,31 @@ class Replica:
         self.rec.decode_rounds[rid] += self.R - s.r0
         gen = int(self.rec.generated[rid] + math.floor((self.R - s.r0) * self.a + 1e-9))
         self.rec.generated[rid] = gen
-        t = self.kv.transfer_s(ctx)
-        if t is not None:  # swap: out over the link, back in when there is room
-            self.xfer_busy += t
-            self.in_transit.add(rid)
-            self.kv.moving += float(self.kv.blocks(ctx))  # held until it has left
-            self._account(len(self.running))
-            yield self.env.timeout(t)  # swap-out: the KV leaves through the link before it is free
-            self.in_transit.discard(rid)
-            self.rec.events += 1
-            self.kv.moving -= float(self.kv.blocks(ctx))
-            self._advance_account(t)
+        if self.kv.transfer_bytes(ctx) is not None:  # swap: out over the link, back in when there is room
+            yield from self._swap(rid, ctx, self.to_tier)  # the KV leaves through the link before it is free
             self.swapped.append((rid, ctx, gen))
         else:
             self.rec.preemptions[rid] += 1
             self.rec.reprefill += int(self.rec.prompt[rid]) + gen  # what its re-admission prefills
             self.queue.appendleft(rid)
+
+    def _swap(self, rid: int, ctx: float, path: tuple):
+        """A swapped sequence's KV crosses the link (out, or back in); the replica waits for it.
+        Its blocks are held meanwhile: until they have left, or from when they start coming in."""
+        nbytes, blocks, inbound = self.kv.transfer_bytes(ctx), float(self.kv.blocks(ctx)), path is self.from_tier
+        self.xfer_bytes += nbytes
+        self.in_transit.add(rid)
+        self.kv.moving += blocks
+        self._account(len(self.running))
+        start = self.env.now
+        yield self.net.start(nbytes, path).done
+        self.in_transit.discard(rid)
+        self.rec.events += 1
+        if not inbound:
+            self.kv.moving -= blocks
+        self._advance_account(self.env.now - start)
+        if inbound:  # they join the batch as its blocks
+            self.kv.moving -= blocks
 
     def _finish_due(self) -> None:
         while self.heap and self.heap[0][0] <= self.R:
@@ -370,29 +377,3 @@ class Replica:
         self.rec.done(rid)
         if self.watch is not None:
             self.watch.finished(rid)
-
-    # ------------------------------------------------------------------ time-weighted metrics
-    @property
-    def busy(self) -> np.ndarray:
-        """Seconds each stage was busy (row 0) and active (row 1, power-weighted: rounds.stage_time)."""
-        for vec, n in self._busy_n.values():
-            self._busy = self._busy + n * vec
-        self._busy_n.clear()
-        return self._busy
-
-    def _account(self, b: int) -> None:
-        """Sample the state at the start of a span (time series + KV peak)."""
-        if self.watch is not None:
-            self.watch.tick(self.env.now)
-        kv = self.kv_now()
-        self.kv_peak = max(self.kv_peak, kv)
-        if kv > self.capacity * (1 + 1e-9):
-            raise InvariantError(f"replica {self.index}: KV {kv:.4g} B above capacity {self.capacity:.4g} B")
-        self.rec.sample(self.env.now, self.index, b, len(self.queue) + len(self.prefilling) + len(self.swapped), kv)
-        self.last_kv = kv
-
-    def _advance_account(self, dt: float) -> None:
-        kv_end = self.kv_now()
-        self.kv_area += (self.last_kv + kv_end) / 2.0 * dt  # KV grows linearly within a span
-        self.kv_peak = max(self.kv_peak, kv_end)
-        self.last_kv = kv_end

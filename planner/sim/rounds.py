@@ -33,8 +33,9 @@ class RoundModel(Protocol):
     external_bytes: float  # KV bytes of the external tier (offload)
     share: np.ndarray  # each stage's share of a sequence's KV
     stage_budget: np.ndarray  # each stage's KV bytes
-    swap_s_per_byte: float  # seconds per byte moved over the off-chip links in parallel (swap)
-    offload_s_per_byte: float  # seconds per byte read across them in series, per round (offload)
+    link_bytes_per_s: float  # the replica's off-chip KV path, each direction (its stages' links in parallel)
+    tier_bytes_per_s: float  # the external tier's port serving it, each direction (math.inf: no limit)
+    replicas_per_tier: int  # replicas whose transfers share one tier port
     q: float  # context bucket width (tokens): prefill_budget and mixed see the context only through it
 
     def kv_bytes(self, ctx): ...  # KV of one sequence at ``ctx`` tokens (scalar or array)
@@ -124,7 +125,8 @@ def _memoised(sm):
 
 
 class StepRounds:
-    def __init__(self, built: Built, external_bytes_per_device: float = 0.0, external_bw: float = 0.0):
+    def __init__(self, built: Built, external_bytes_per_device: float = 0.0, external_bw: float = 0.0,
+                 tier_shared_by: int = 1, tier_port_bw: float | None = None):
         self.sm, pl, dev, shape = _memoised(built.steps), built.placement, built.device, built.shape
         self.accepted = self.sm.accepted
         self.stages = len(pl.stages)
@@ -156,10 +158,15 @@ class StepRounds:
         devs = np.array([s.devices for s in pl.stages], dtype=float)
         self.external_bytes = external_bytes_per_device * pl.devices
         link = external_bw or dev.io_bw_bytes_per_s
-        # swap moves every stage's share in parallel over its own links; offload reads sit on
-        # the token's path through the stages one after another
-        self.swap_s_per_byte = float(np.max(self.share / devs)) / link
-        self.offload_s_per_byte = float(np.sum(self.share / devs)) / link
+        # a sequence's KV is spread over the stages by ``share``, each stage's part on its own
+        # devices' links at once: every KV transfer loads the stages' links in the same
+        # proportion, so together they act as one link as fast as the busiest stage allows
+        self.link_bytes_per_s = link / float(np.max(self.share / devs))
+        # a tier unit serving ``tier_shared_by`` devices: a port per group of whole replicas (its
+        # capacity pro rata when the unit's devices are not whole replicas)
+        self.replicas_per_tier = max(1, tier_shared_by // pl.devices)
+        self.tier_bytes_per_s = (tier_port_bw * self.replicas_per_tier * pl.devices / tier_shared_by
+                                 if tier_port_bw else math.inf)
 
     def kv_bytes(self, ctx):
         """KV bytes of one sequence at ``ctx`` tokens (scalar or array)."""
@@ -330,7 +337,8 @@ class ConstantRounds:
     """Every round takes ``tau`` seconds whatever the batch; KV costs ``kv_per_token`` bytes."""
 
     def __init__(self, tau: float, kv_budget: float = math.inf, kv_per_token: float = 0.0,
-                 external_bytes: float = 0.0, link_bw: float = 1e9, shared_tokens: int = 0):
+                 external_bytes: float = 0.0, link_bw: float = 1e9, tier_bw: float = math.inf,
+                 replicas_per_tier: int = 1, shared_tokens: int = 0):
         self.tau, self.accepted, self.stages = tau, 1.0, 1
         self.shared_tokens, self.shared_bytes = shared_tokens, kv_per_token * shared_tokens
         self.q = math.inf  # round times do not depend on the context
@@ -338,7 +346,8 @@ class ConstantRounds:
         self.kv_budget, self.external_bytes = kv_budget, external_bytes
         self.share = np.ones(1)
         self.stage_budget = np.array([kv_budget])
-        self.swap_s_per_byte = self.offload_s_per_byte = 1.0 / link_bw
+        self.link_bytes_per_s = link_bw
+        self.tier_bytes_per_s, self.replicas_per_tier = tier_bw, replicas_per_tier
         self._busy = np.array([[tau], [tau]])  # busy the whole round, at full load
         self._link = 0.0
 

@@ -3,7 +3,9 @@ the task-level metrics with their time breakdown.
 
 A task is a sequence of turns. Turn t appends tokens to the context (the task's prompt on
 the first turn, a tool's output after), prefills them, decodes a reply, and (but for the
-last turn) waits for a tool call that runs on a CPU. When the context would pass
+last turn) runs a tool call on a CPU (a pool of ``cpus``, or as many as needed). Every call
+first pays a fixed client/orchestration overhead (building the request, the API service's
+path), outside the model. When the context would pass
 ``compact_at`` x the window, a compaction call comes first: it reads the whole context plus a
 "summarise" instruction and writes ``summary_tokens``; the context then restarts as the
 summary plus ``reread_tokens`` of recent material, prefilled by the next turn.
@@ -14,9 +16,11 @@ through replicas (engine.py: ``simulate``); a service profile times them in clos
 (plan/agents.py: ``service_times``).
 
 Breakdown of a task's time (shares add up to the task time, checked on every run):
-tool (CPU), queueing (waiting for admission), prefill (admission to first token), decode
-(first token to last), compaction (whole compaction calls), KV transfer (offloaded KV
-coming back over the link, and any part of its trip out that outlasts the tool call).
+tool (a CPU running it), tool wait (waiting for a free CPU), overhead (the per-call client and
+API overhead of turns), queueing (waiting for admission), prefill (admission to first token),
+decode (first token to last), compaction (whole compaction calls, their overhead included), KV
+transfer (offloaded KV coming back over the link, and any part of its trip out that outlasts
+the tool call).
 """
 from __future__ import annotations
 
@@ -29,7 +33,7 @@ from planner.sim.errors import InvariantError
 
 
 TURN, COMPACTION = 0, 1
-PARTS = ("tool", "queue", "prefill", "decode", "compaction", "kv_transfer")
+PARTS = ("tool", "tool_wait", "overhead", "queue", "prefill", "decode", "compaction", "kv_transfer")
 
 
 @dataclass(frozen=True)
@@ -98,6 +102,8 @@ class TaskStats:
     turns_per_task: float
     compactions_per_task: float
     share_tool: float
+    share_tool_wait: float
+    share_overhead: float
     share_queue: float
     share_prefill: float
     share_decode: float

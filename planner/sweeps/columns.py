@@ -112,6 +112,10 @@ SECTIONS = [
                        "best or on the Pareto front)"),
         ("decode_tok_s_per_user_p10", "tok/s", "per-user decode speed, 10th percentile"),
         ("decode_tok_s_per_user_mean", "tok/s", "per-user decode speed, mean"),
+        ("decode_tok_s_per_user_time_avg", "tok/s", "per-user decode speed averaged over decoding time: tokens "
+                                                    "after the first / seconds from first to last token, summed "
+                                                    "over requests (a stalled request counts for as long as it "
+                                                    "lasts); kv_policy offload, swap, preempt only"),
         ("ttft_p50_s", "s", "time to first token, median"),
         ("ttft_p90_s", "s", "time to first token, 90th percentile"),
         ("ttft_max_s", "s", "time to first token, worst"),
@@ -151,7 +155,9 @@ SECTIONS = [
         ("tasks_per_hour", "tasks/h", "tasks finished per hour"),
         ("turns_per_task", "turns", "model calls per task (compactions not counted)"),
         ("compactions_per_task", "calls", "compaction calls per task"),
-        ("share_tool", "share", "share of all task time in tool calls"),
+        ("share_tool", "share", "share of all task time in tool calls (a CPU running them)"),
+        ("share_tool_wait", "share", "share of all task time waiting for a free CPU (workload.agentic.cpus)"),
+        ("share_overhead", "share", "share of all task time in per-call client/API overhead (call_overhead_s)"),
         ("share_queue", "share", "share of all task time waiting for a replica"),
         ("share_prefill", "share", "share of all task time in prefill"),
         ("share_decode", "share", "share of all task time in decode"),

@@ -254,7 +254,7 @@ def time_breakdown(df: pd.DataFrame, path: Path, plt) -> Path | None:
     labels = [f"{int(r['point'])}: {r['model']} ({r['group']})" for _, r in ok.iterrows()]
     fig, ax = plt.subplots(figsize=(10, max(3.0, 0.35 * len(ok) + 1.5)))
     left = np.zeros(len(ok))
-    colours = ["tab:gray", "tab:red", "tab:orange", "tab:blue", "tab:purple", "tab:green"]
+    colours = ["tab:gray", "tab:brown", "tab:pink", "tab:red", "tab:orange", "tab:blue", "tab:purple", "tab:green"]
     for p, c in zip(PARTS, colours):
         secs = (ok[f"share_{p}"].fillna(0) * ok["task_p50_s"]).to_numpy(float)
         ax.barh(labels, secs, left=left, color=c, label=p.replace("_", " "))
@@ -263,4 +263,64 @@ def time_breakdown(df: pd.DataFrame, path: Path, plt) -> Path | None:
     ax.set(xlabel="seconds of a median task (shares of all task time)", title="Where an agent task's time goes")
     ax.grid(True, axis="x", alpha=0.3)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+    return _save(fig, path)
+
+
+def _curve_label(row: pd.Series, keys: list[str]) -> str:
+    """A fixed-load curve's name: its swept values (the offload batching only where it applies)."""
+    parts = []
+    for k in keys:
+        if k == "deployment.offload_batching" and row.get("deployment.kv_policy", "offload") != "offload":
+            continue
+        parts.append(str(row[k]))
+    return " ".join(parts) or str(row["group"])
+
+
+def speed_vs_users(df: pd.DataFrame, path: Path, plt) -> Path | None:
+    """Fixed-load curves (a sweep group varying ``workload.concurrent_users`` without a capacity
+    search, past what SRAM holds at some point): per-user decode speed, p99 TTFT and output
+    tokens/s per replica against users per replica over what its SRAM holds, a line per
+    configuration. Speed is averaged over decoding time where the run has it
+    (offload, swap, preempt: a stalled request counts for as long as it lasts), else the median
+    request's; dotted: the median request's, which a fast majority can hide a slow minority from."""
+    need = {"concurrent_users", "max_concurrent_sequences", "replicas", "decode_tok_s_per_user_p50", "ttft_p99_s",
+            "throughput_source", "throughput_out_tok_s"}
+    if not need <= set(df):
+        return None
+    d = df[df["feasible"] & (df["throughput_source"] == "sim")]
+    if "capacity_users" in d:
+        d = d[d["capacity_users"].isna()]
+    curves = []
+    for _, rows in d.groupby("group", sort=False):
+        past = rows["concurrent_users"] / rows["replicas"] > rows["max_concurrent_sequences"]
+        if rows["concurrent_users"].nunique() < 3 or not past.any():
+            continue
+        keys = [c for c in rows.columns if "." in c and c != "workload.concurrent_users"
+                and rows[c].nunique(dropna=True) > 1]
+        for _, line in (rows.groupby(keys, sort=False, dropna=False) if keys else [(None, rows)]):
+            curves.append((_curve_label(line.iloc[0], keys), line.sort_values("concurrent_users")))
+    if not curves:
+        return None
+    fig, (ax, bx, cx) = _panels(plt, 3, sharey=False)
+    for i, (label, c) in enumerate(curves):
+        x = c["concurrent_users"] / c["replicas"] / c["max_concurrent_sequences"]
+        timed = c.get("decode_tok_s_per_user_time_avg", pd.Series(np.nan, index=c.index))
+        colour = COLOURS[i % len(COLOURS)]
+        ax.plot(x, timed.fillna(c["decode_tok_s_per_user_p50"]), color=colour, marker=MARKERS[i % len(MARKERS)],
+                label=label)
+        ax.plot(x, c["decode_tok_s_per_user_p50"], color=colour, ls=":", lw=1)
+        bx.plot(x, c["ttft_p99_s"], color=colour, marker=MARKERS[i % len(MARKERS)], label=label)
+        cx.plot(x, c["throughput_out_tok_s"] / c["replicas"], color=colour, marker=MARKERS[i % len(MARKERS)],
+                label=label)
+    for a in (ax, bx, cx):
+        a.axvline(1.0, color="k", ls="--", lw=0.8)
+        a.set_yscale("log")
+        a.grid(True, alpha=0.35)
+        a.set_xlabel("users per replica / SRAM limit (sequences)")
+    ax.set(ylabel="per-user decode speed (tok/s; averaged over decoding time)",
+           title="speed per user (dotted: the median request's)")
+    bx.set(ylabel="time to first token, p99 (s)", title="waiting for a first token")
+    cx.set(ylabel="output tokens/s per replica", title="what a replica serves")
+    cx.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0, frameon=False)
+    fig.suptitle("Fixed load: per-user speed as users pass what SRAM holds")
     return _save(fig, path)

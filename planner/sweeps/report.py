@@ -75,12 +75,15 @@ def summary_md(df: pd.DataFrame, best: pd.DataFrame, run: dict, images: list[Pat
     if speed is not None and len(speed):
         ref = int(speed["reference_point"].iloc[0])
         lines += [f"## Agent tasks: decode speed-up vs task speed-up (reference: point {ref})", "",
-                  "| point | model | group | decode tok/s | median task (s) | decode x | task x | tool | "
-                  "compaction | compactions/task | $/task |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+                  "| point | model | group | decode tok/s | median task (s) | decode x | task x | tool | CPU wait "
+                  "| overhead | compaction | compactions/task | $/task |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        share = lambda r, c: f"{r[c]:.0%}" if c in r and pd.notna(r[c]) else "-"  # noqa: E731
         for _, r in speed.iterrows():
             lines.append(f"| {int(r['point'])} | {r['model']} | {r['group']} | {_fmt(r['decode_tok_s_per_user_p50'])} "
                          f"| {_fmt(r['task_p50_s'])} | {_fmt(r['decode_speedup'])} | {_fmt(r['task_speedup'])} "
-                         f"| {r['share_tool']:.0%} | {r['share_compaction']:.0%} | {_fmt(r['compactions_per_task'])} "
+                         f"| {share(r, 'share_tool')} | {share(r, 'share_tool_wait')} | {share(r, 'share_overhead')} "
+                         f"| {share(r, 'share_compaction')} | {_fmt(r['compactions_per_task'])} "
                          f"| {_fmt(r['cost_usd_per_task'])} |")
         lines.append("")
     bad = df[~df["feasible"].astype(bool)]
@@ -194,7 +197,8 @@ def write_report(folder: Path) -> list[Path]:
         images = [plots.cost_vs_speed(d, slo, folder / "cost_vs_speed.png", plt),
                   plots.throughput_vs_latency(d, slo, folder / "throughput_vs_latency.png", plt),
                   plots.devices_vs_context(d, folder / "devices_vs_context.png", plt),
-                  plots.time_breakdown(df, folder / "time_breakdown.png", plt)]
+                  plots.time_breakdown(df, folder / "time_breakdown.png", plt),
+                  plots.speed_vs_users(df, folder / "speed_vs_users.png", plt)]
         if not fr.empty:
             images.append(frontier.plot(fr, folder / "frontier.png", plt, slo.get("decode_tok_s_per_user_p50")))
         images = [p for p in images if p is not None]

@@ -183,7 +183,7 @@ def best(df: pd.DataFrame) -> pd.DataFrame:
 
 
 SPEEDUP_COLUMNS = ["decode_tok_s_per_user_p50", "task_p50_s", "decode_speedup", "task_speedup", "share_tool",
-                   "share_queue", "share_prefill", "share_decode", "share_compaction", "share_kv_transfer",
+                   "share_tool_wait", "share_overhead", "share_queue", "share_prefill", "share_decode", "share_compaction", "share_kv_transfer",
                    "compactions_per_task", "cost_usd_per_task"]
 
 

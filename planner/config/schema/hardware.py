@@ -58,6 +58,10 @@ class ComputeSpec(Sourced):
     fp4_per_fp16: Annotated[float, Field(ge=0.01, le=100)] | None = None
     efficiency: Fraction = 0.5  # achievable fraction of peak in large matmuls (prefill)
     decode_efficiency: Fraction | None = None  # in decode-sized matmuls; None: as ``efficiency``
+    # GPUs: rows (tokens in a decode step) at which a decode matmul reaches half of ``efficiency``:
+    # efficiency x m / (m + decode_half_rows) (thin GEMMs fill few tensor-core tiles); set, it
+    # replaces decode_efficiency
+    decode_half_rows: Annotated[float, Field(gt=0, le=1e6)] | None = None
     # routed-expert (grouped) GEMMs relative to dense ones of the same phase: 1 = as dense
     expert_efficiency: Fraction = 1.0
     # achievable share of each low-precision peak relative to the 16-bit one (scaling overheads,
@@ -175,10 +179,19 @@ class CostSpec(Sourced):
 
 
 class ExternalMemorySpec(Sourced):
-    """Memory outside the device reached through its off-device link (swap and KV offload)."""
+    """A memory tier outside the device (MemoryX-like DRAM for a wafer, host DRAM for a GPU),
+    reached through the device's off-chip link: swap, KV offload and agents' KV between turns.
 
-    capacity: Bytes  # per device
-    bandwidth: BytesPerS  # device <-> tier transfer rate per device (a wafer: its off-wafer I/O)
+    Each device reaches the tier at ``bandwidth`` each direction (a wafer: its off-wafer I/O).
+    A tier unit may serve several devices through a switch (``shared_by``); its own port then
+    carries all their transfers at ``port_bandwidth`` each direction (None: no limit beyond the
+    devices' links). The simulator makes links of both (sim/links.py) that concurrent
+    transfers share fairly."""
+
+    capacity: Bytes  # per device served
+    bandwidth: BytesPerS  # device <-> tier transfer rate per device, each direction
+    shared_by: Annotated[int, Field(ge=1, le=100_000)] = 1  # devices whose transfers share one tier unit's port
+    port_bandwidth: BytesPerS | None = None  # that unit's port, each direction (None: unlimited)
 
 
 class Uncertainty(Strict):

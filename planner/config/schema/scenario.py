@@ -38,7 +38,11 @@ class Deployment(Strict):
     software: str | None = None  # a software profile of the hardware spec (calibrated era)
     router: Literal["round_robin", "least_outstanding", "most_free_kv"] = "least_outstanding"
     kv_policy: Literal["wait", "preempt", "swap", "offload"] = "wait"
+    # offload: a sequence whose KV is partly off-chip decodes apart at its reads' pace (separate),
+    # or stays in the batch, whose every round then waits for the reads (together)
+    offload_batching: Literal["separate", "together"] = "separate"
     max_batch: Annotated[int, Field(ge=1, le=10_000_000)] | None = None  # cap on running sequences per replica
+    call_overhead_s: Seconds = 0.0  # agent tasks: per call, client + API service path outside the model
     kv_block_tokens: Annotated[int, Field(ge=1, le=MAX_TOKENS)] = 256  # KV allocation granularity
 
 
@@ -64,6 +68,8 @@ class Service(Strict):
     usd_per_mtok_in: Annotated[float, Field(ge=0, le=1e9)] = 0.0
     usd_per_mtok_cached_in: Annotated[float, Field(ge=0, le=1e9)] | None = None  # default: usd_per_mtok_in
     usd_per_mtok_out: Annotated[float, Field(ge=0, le=1e9)] = 0.0
+    call_overhead_s: Seconds = 0.0  # per call: client + API service path, outside the model (and its TTFT)
+    plan_factor: Annotated[float, Field(ge=0.01, le=100)] = 1.0  # this model's turns x this (x agentic.plan_factor)
     source: str = ""
 
 

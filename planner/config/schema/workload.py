@@ -77,6 +77,12 @@ class Agentic(Strict):
     reread_tokens: Annotated[int, Field(ge=0, le=MAX_TOKENS)] = 8000  # recent material read again after compaction
     compaction_prompt_tokens: Annotated[int, Field(ge=1, le=MAX_TOKENS)] = 256  # the "summarise" instruction
     kv_between_turns: Literal["keep", "drop", "offload"] = "keep"  # the session's KV during a tool call
+    # tool calls run on a pool of CPUs (M/M/c-like: a call waits for a free one); None: unlimited
+    cpus: Annotated[int, Field(ge=1, le=1_000_000)] | None = None
+    cpu_scope: Literal["cluster", "replica"] = "cluster"  # one pool for every task, or one per replica
+    cpu_speed: Annotated[float, Field(gt=0, le=1000)] = 1.0  # tool seconds are for speed 1: they take tool_s / this
+    # turns x this (rounded, at least 1): a weaker model's extra turns and retries (a service's own on top)
+    plan_factor: Annotated[float, Field(ge=0.01, le=100)] = 1.0
 
     @model_validator(mode="after")
     def _arrivals(self):
