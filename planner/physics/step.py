@@ -313,27 +313,30 @@ class StepModel:
             pos += n
 
     def steady_round(self, batch: int, context: float, prompt: int, output: int,
-                     chunk: int = PREFILL_CHUNK) -> tuple[Round, Round]:
+                     chunk: int = PREFILL_CHUNK, cached: int = 0) -> tuple[Round, Round]:
         """(pure decode round, round with the other sequences' prefills interleaved).
 
         In steady state each round finishes batch*accepted/output sequences whose
         replacements need prefilling; a sequence's own prefill is in its TTFT, so the
-        others' share is (batch-1)*accepted*prompt/output prompt tokens per round.
+        others' share is (batch-1)*accepted*fresh/output prompt tokens per round, where
+        fresh = prompt - cached: a cached prefix (prefix caching) is not prefilled, but the
+        fresh tokens attend to it (their prefill starts at position ``cached``).
         Wafers fill their pipeline bubbles with it. GPUs pay it as whole ``chunk``-token
         prefill passes amortised over the rounds between them (each pass reads the weights,
         touches the experts and pays the per-layer fixed time once), not as thin slices fused
         into every round, which would make every round touch the experts of the prompt."""
         r = self.decode_round(batch, context)
-        tokens = (batch - 1) * r.accepted_tokens * prompt / output
+        fresh = prompt - cached
+        tokens = (batch - 1) * r.accepted_tokens * fresh / output
         if tokens <= 0:
             return r, r
         if self.wafer:
-            return r, self.decode_round(batch, context, tokens, prompt)
-        pieces = list(self._chunks(prompt, 0.0, max(1, min(chunk, prompt))))
+            return r, self.decode_round(batch, context, tokens, fresh, cached)
+        pieces = list(self._chunks(fresh, cached, max(1, min(chunk, fresh))))
         per_prompt = sum(float(t.occupancy_s.sum() + hop.sum()) for t, hop in pieces)
-        extra = tokens / prompt * per_prompt
-        busy = tokens / prompt * sum(t.occupancy_s for t, _ in pieces)  # each stage's share of the passes
-        active = tokens / prompt * sum(t.active_s for t, _ in pieces)
+        extra = tokens / fresh * per_prompt
+        busy = tokens / fresh * sum(t.occupancy_s for t, _ in pieces)  # each stage's share of the passes
+        active = tokens / fresh * sum(t.active_s for t, _ in pieces)
         mixed = replace(r, round_s=r.round_s + extra, cycle_s=r.cycle_s + extra,
                         parts={**r.parts, "prefill": extra}, stage_busy_s=r.stage_busy_s + busy,
                         stage_active_s=r.stage_active_s + active,

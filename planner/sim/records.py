@@ -21,11 +21,15 @@ STABLE = 0.95
 class Recorder:
     """Per-request arrays (indexed by request id, ids in arrival order) and run counters."""
 
-    def __init__(self, env, prompts: np.ndarray, outputs: np.ndarray, kv_full: np.ndarray, chunk: int):
+    def __init__(self, env, prompts: np.ndarray, outputs: np.ndarray, kv_full: np.ndarray, chunk: int,
+                 cached: np.ndarray | None = None):
         n = len(prompts)
         self.env, self.n = env, n
+        # prompt: tokens to prefill; cached: tokens before them whose KV is already there (prefix caching)
         self.prompt, self.output = prompts.astype(np.int64), outputs.astype(np.int64)
-        self.kv_full = [float(x) for x in kv_full]  # KV bytes at prompt + output, per request
+        self.cached = np.zeros(n, np.int64) if cached is None else cached.astype(np.int64)
+        self.reprefill = 0  # tokens prefilled again after a preemption (prompt + generated)
+        self.kv_full = [float(x) for x in kv_full]  # a request's own KV bytes at its whole context
         self.arrival, self.admit, self.first, self.finish = (np.full(n, -1.0) for _ in range(4))
         self.generated, self.decode_rounds = np.zeros(n, np.int64), np.zeros(n, np.int64)
         self.preemptions, self.swaps, self.replica = (np.zeros(n, np.int64) for _ in range(3))
@@ -132,7 +136,8 @@ class Summary:
     sim_requests: int
     sim_time_s: float
     throughput_out_tok_s: float
-    throughput_in_tok_s: float
+    throughput_in_tok_s: float  # fresh (prefilled) input
+    throughput_cached_in_tok_s: float  # input served from a cached prefix (not prefilled)
     throughput_req_s: float
     served_to_offered: float  # requests/s served over requests/s offered (below 1: overloaded)
     stable: bool  # False: an open queue clearing requests under STABLE x their arrival rate
@@ -172,6 +177,7 @@ class Summary:
     mean_sojourn_s: float = _internal()
     mean_in_system: float = _internal()
     events: int = _internal()
+    prefill_tokens: int = _internal()  # prompt tokens the replicas prefilled (recomputes included)
     wall_s: float = _internal()
     sim_requests_per_wall_s: float = _internal()
     stage_utilisation: tuple = _internal()
@@ -251,6 +257,7 @@ def summarise(rec: Recorder, reps: list, spec, wall: float) -> Summary:
         "sim_requests": n, "sim_measured_requests": int(m.sum()), "sim_time_s": makespan,
         "throughput_out_tok_s": float(rec.output[counted].sum()) / span,
         "throughput_in_tok_s": float(rec.prompt[counted].sum()) / span,
+        "throughput_cached_in_tok_s": float(rec.cached[counted].sum()) / span,
         "throughput_req_s": float(counted.sum()) / span,
         # below 1: requests cleared slower than they arrived (an overloaded open queue, unstable)
         "served_to_offered": float(counted.sum()) / span / offered if offered > 0 else 1.0,
@@ -273,6 +280,7 @@ def summarise(rec: Recorder, reps: list, spec, wall: float) -> Summary:
         "offchip_transfer_util": float(np.mean([r.xfer_bytes / r.m.link_bytes_per_s for r in reps]) / makespan),
         "preemptions": int(rec.preemptions.sum()), "swaps": int(rec.swaps.sum()),
         "events": rec.events, "events_per_request": rec.events / n,
+        "prefill_tokens": int(sum(r.prefilled for r in reps)),
         "wall_s": wall, "sim_requests_per_wall_s": n / max(wall, 1e-12),
         "mean_in_system": rec.area / makespan,
     }
@@ -325,7 +333,7 @@ def requests_frame(rec: Recorder) -> pd.DataFrame:
     tpot = tpot_of(rec, np.nan)
     return pd.DataFrame({
         "request": np.arange(rec.n), "replica": rec.replica, "arrival_s": rec.arrival, "admit_s": rec.admit,
-        "first_token_s": rec.first, "finish_s": rec.finish, "prompt_tokens": rec.prompt,
+        "first_token_s": rec.first, "finish_s": rec.finish, "prompt_tokens": rec.prompt, "cached_tokens": rec.cached,
         "output_tokens": rec.output, "queue_s": rec.admit - rec.arrival, "ttft_s": first_tok, "tpot_s": tpot,
         "e2e_s": rec.finish - rec.arrival, "preemptions": rec.preemptions, "swaps": rec.swaps})
 

@@ -55,6 +55,7 @@ class Replica(Accounts):
         self.capacity = self.kv.capacity
         self.wake = env.event()
         self.seq_rounds = 0  # sequence-rounds this replica ran (conservation check vs the requests)
+        self.prefilled = 0  # prompt tokens this replica prefilled (conservation check: fresh + recomputed)
         self._busy = np.zeros((2, rounds.stages))  # per stage: busy seconds over active seconds
         self._busy_n: dict[int, list] = {}  # id(memoised stage-busy vector) -> [vector, rounds] (rounds.count)
         self.link_busy = 0.0  # busiest inter-stage link's seconds
@@ -76,14 +77,6 @@ class Replica(Accounts):
         """KV reserved by prompts being prefilled or about to land."""
         return sum(p.reserved for p in self.prefilling) + sum(x[2].reserved for x in self.landing)
 
-    def kv_at(self, R: int) -> float:
-        """Allocated KV (whole blocks) of the running sequences at round ``R`` (growth ledgers)."""
-        if not self.running:
-            return 0.0
-        c0 = np.fromiter((s.c0 for s in self.running.values()), float, len(self.running))
-        r0 = np.fromiter((s.r0 for s in self.running.values()), float, len(self.running))
-        return float(self.kv.blocks(c0 + self.a * (R - r0)).sum())
-
     def can_admit(self) -> bool:
         active = len(self.running) + len(self.prefilling) + len(self.landing) + len(self.remote)
         if active >= self.max_batch:
@@ -94,7 +87,7 @@ class Replica(Accounts):
             need = float(self.kv.blocks(ctx))
         elif self.queue:
             rid = self.queue[0]
-            need = self.kv.need(rid, self.rec.prompt[rid] + self.rec.generated[rid] + 1)
+            need = self.kv.need(rid)
         else:
             return False
         return self.kv_now() + need + headroom <= self.capacity
@@ -184,7 +177,7 @@ class Replica(Accounts):
         growth = self.kv.growth
         if growth:
             cap = self.capacity - self.pending_kv()
-            while self.running and self.kv_at(self.R + 1) > cap:
+            while self.running and self.kv.at(self.R + 1) > cap:
                 yield from self._evict()
         b = len(self.running)
         limit = min(64, (self.heap[0][0] - self.R) if self.heap else 64)
@@ -197,6 +190,7 @@ class Replica(Accounts):
         k, hp, total, link = head_rounds(m, b, self.sum_c0, ab, R0, head.pos, head.total, limit, chunk,
                                          self._busy_n, self.exact_prefill)
         total = max(total, k * floor)
+        self.prefilled += hp - head.pos
         head.pos = hp  # no await before the span's state is applied below: safe to move it now
         landed = []
         if k < limit:  # the head's last chunk goes in (the next prompts' first ones fill the budget)
@@ -213,6 +207,7 @@ class Replica(Accounts):
             if pieces:
                 dur, bz, ln, passing, cycle = m.mixed(b, ctx, tokens, pieces[0][0].pos, chunk)
                 dur = max(dur, floor)
+                self.prefilled += tokens
                 for p, take in pieces:
                     p.enter(now + total)
                     p.pos += take
@@ -239,15 +234,17 @@ class Replica(Accounts):
         self._land()
 
     def _cached_prefix(self, rid: int) -> int:
-        """Tokens of a task's context whose KV is here (kept, or brought back): not prefilled
-        again. The call's prompt becomes what is left of its context."""
+        """Tokens of the prompt whose KV is here, not prefilled (``rec.cached``; ``rec.prompt`` is
+        the rest): a request's cached prefix (prefix caching), or a task's context when its KV
+        was kept or brought back (the call's prompt becomes what is left of its context)."""
         rec = self.rec
         s = int(rec.session[rid])
         if s < 0:
-            return 0
+            return int(rec.cached[rid])
         cached = self.kv.agents.cached(rid) or rec.restored[rid]
         prefix = int(rec.ctx_before[rid]) if cached else 0
         rec.prompt[rid] = int(rec.ctx_before[rid] + rec.new[rid]) - prefix
+        rec.cached[rid] = prefix
         return prefix
 
     def _prefill_done(self, p: Prefill, t: float) -> None:
@@ -321,9 +318,9 @@ class Replica(Accounts):
     def _rounds_until_overflow(self, n: int) -> int:
         """Rounds (at most ``n``) the running batch can advance before its KV outgrows capacity."""
         cap = self.capacity - self.pending_kv()
-        if self.kv_at(self.R + n) <= cap:
+        if self.kv.at(self.R + n) <= cap:
             return n
-        return largest(0, n, lambda k: self.kv_at(self.R + k) <= cap)
+        return largest(0, n, lambda k: self.kv.at(self.R + k) <= cap)
 
     def _evict(self):
         """KV is full: take the youngest running sequence out (recompute later, or swap out)."""
@@ -341,6 +338,7 @@ class Replica(Accounts):
             self.swapped.append((rid, ctx, gen))
         else:
             self.rec.preemptions[rid] += 1
+            self.rec.reprefill += int(self.rec.prompt[rid]) + gen  # what its re-admission prefills
             self.queue.appendleft(rid)
 
     def _swap(self, rid: int, ctx: float, path: tuple):

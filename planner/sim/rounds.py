@@ -27,7 +27,9 @@ class RoundModel(Protocol):
 
     accepted: float  # tokens a sequence gains per decode round (speculative decoding: > 1)
     stages: int  # pipeline stages (busy and active time are reported per stage)
-    kv_budget: float  # KV bytes the replica holds on-chip (its tightest stage sets it)
+    kv_budget: float  # KV bytes the replica holds on-chip (its tightest stage sets it), a shared prefix included
+    shared_tokens: int  # a prefix every request shares (prefix caching), its KV held once per replica ...
+    shared_bytes: float  # ... taking this many bytes of kv_budget
     external_bytes: float  # KV bytes of the external tier (offload)
     share: np.ndarray  # each stage's share of a sequence's KV
     stage_budget: np.ndarray  # each stage's KV bytes
@@ -144,12 +146,15 @@ class StepRounds:
         self.kv_global = float(kv_tok[~local].sum())
         self.kv_local = float(kv_tok[local].sum())
         self.window = float(shape.window[local].max()) if local.any() else 0.0
-        # capacity: the tightest stage sets how much KV the replica holds in total
+        # capacity: the tightest stage sets how much KV the replica holds in total; a shared prefix
+        # takes its own bytes on each stage and is held once, the sequences share the rest
         per_seq = np.array([s.kv_bytes_per_seq for s in pl.stages]) * pl.kv_replication
         self.share = per_seq / per_seq.sum()
         stage_budget = np.array([s.devices * pl.capacity_bytes - s.weight_bytes for s in pl.stages])
         self.stage_budget = stage_budget
-        self.kv_budget = float(np.min(stage_budget / self.share))
+        self.shared_tokens, self.shared_bytes = pl.shared_tokens, pl.shared_kv_bytes
+        shared = np.array([s.shared_kv_bytes for s in pl.stages])
+        self.kv_budget = float(np.min((stage_budget - shared) / self.share)) + self.shared_bytes
         devs = np.array([s.devices for s in pl.stages], dtype=float)
         self.external_bytes = external_bytes_per_device * pl.devices
         link = external_bw or dev.io_bw_bytes_per_s
@@ -333,8 +338,9 @@ class ConstantRounds:
 
     def __init__(self, tau: float, kv_budget: float = math.inf, kv_per_token: float = 0.0,
                  external_bytes: float = 0.0, link_bw: float = 1e9, tier_bw: float = math.inf,
-                 replicas_per_tier: int = 1):
+                 replicas_per_tier: int = 1, shared_tokens: int = 0):
         self.tau, self.accepted, self.stages = tau, 1.0, 1
+        self.shared_tokens, self.shared_bytes = shared_tokens, kv_per_token * shared_tokens
         self.q = math.inf  # round times do not depend on the context
         self.kv_global, self.kv_local, self.window = kv_per_token, 0.0, 0.0
         self.kv_budget, self.external_bytes = kv_budget, external_bytes
