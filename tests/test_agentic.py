@@ -120,9 +120,18 @@ def test_simulated_tasks_obey_the_invariants_and_are_deterministic(write, mode):
 
 
 def test_keeping_kv_saves_prefill_but_holds_sram(write):
-    keep, _ = sim(write, "keep")
-    drop, _ = sim(write, "drop")
+    keep, kept = sim(write, "keep")
+    drop, dropped = sim(write, "drop")
     assert keep["share_prefill"] < drop["share_prefill"]  # drop re-prefills the whole context each turn
+    # a kept context is the next call's cached prefix (prefix caching's accounting): every prompt
+    # token is prefilled or cached, the same calls either way, and keep prefills what drop does less
+    # the cached tokens, which are priced as cached input
+    k, d = kept.requests, dropped.requests
+    assert ((k.prompt_tokens + k.cached_tokens) == (d.prompt_tokens + d.cached_tokens)).all()
+    assert d.cached_tokens.sum() == 0 and k.cached_tokens.sum() > 0
+    assert kept.summary.prefill_tokens == dropped.summary.prefill_tokens - k.cached_tokens.sum()
+    assert keep["throughput_cached_in_tok_s"] > 0 and drop["throughput_cached_in_tok_s"] == 0
+    assert keep["cost_usd_per_mtok_cached_in"] == pytest.approx(0.1 * keep["cost_usd_per_mtok_in"])
     assert keep["kv_occupancy_avg"] > drop["kv_occupancy_avg"]  # keep holds it while tools run
     # many agents on the same SRAM: kept KV is evicted to admit other tasks' calls
     crowded, _ = sim(write, "keep", agents=12)

@@ -274,6 +274,8 @@ slo: {ttft_p99_s: 1.0}
     ("deployment:\n  disaggregated: {prefill: {hardware: b20}}", "deployment.disaggregated.prefill.hardware", "b200"),
     ("workload: {context_tokens: 4096, output_tokens: 256, arrival: {process: poisson, load: 0.5}}",
      "deployment.disaggregated", "concurrent_users"),
+    ("workload: {context_tokens: 4096, output_tokens: 256, concurrent_users: 8, prefix: {cached_share: 0.5}}",
+     "workload.prefix", "not modelled on a disaggregated"),
 ])
 def test_bad_disaggregated_scenarios_say_where(write, edit, where, words):
     from planner.plan.scenario import load

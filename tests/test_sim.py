@@ -265,14 +265,15 @@ def _real_rounds():
        process=st.sampled_from(["poisson", "gamma", "constant", "closed"]),
        replicas=st.integers(1, 3), users=st.integers(1, 40), rate=st.floats(5, 400),
        prompt=st.integers(16, 4000), out_median=st.integers(2, 2000), chunk=st.sampled_from([64, 512, 8192]),
-       max_batch=st.one_of(st.none(), st.integers(1, 16)), seed=st.integers(0, 10 ** 6))
+       max_batch=st.one_of(st.none(), st.integers(1, 16)), seed=st.integers(0, 10 ** 6),
+       cached=st.sampled_from([0.0, 0.0, 0.5, 0.9]))
 def test_invariants_hold_for_random_workloads(policy, router, process, replicas, users, rate, prompt, out_median,
-                                              chunk, max_batch, seed):
+                                              chunk, max_batch, seed, cached):
     out = Sampler(LengthDist(dist="lognormal", median=out_median, sigma=0.7, max=8192 - 4000))
     spec = SimSpec(requests=150, process=process, rate_per_s=rate, cv=2.0, users=users,
                    prompt=Sampler(LengthDist(dist="uniform", low=max(1, prompt // 2), high=prompt)), output=out,
                    replicas=replicas, router=router, policy=policy.split()[0], max_batch=max_batch, chunk=chunk,
-                   seed=seed, offload_batching="together" if "together" in policy else "separate")
+                   seed=seed, offload_batching="together" if "together" in policy else "separate", cached_share=cached)
     res = simulate(spec, _real_rounds())  # raises InvariantError on any broken law
     r = res.requests
     assert (r.ttft_s >= 0).all() and (r.e2e_s >= r.ttft_s - 1e-12).all()

@@ -114,6 +114,11 @@ capacity: {search: true, max_probes: 4, stop_at_target: false}
     assert row["throughput_req_s"] == pytest.approx(3 * per)
     assert row["throughput_out_tok_s"] == pytest.approx(3 * per * 256)
     assert row["throughput_out_tok_s_per_device"] == pytest.approx(row["throughput_out_tok_s"] / 12)
+    # and what each replica carried: one third of it
+    assert row["throughput_req_s_per_replica"] == pytest.approx(per)
+    assert row["throughput_out_tok_s_per_replica"] == pytest.approx(per * 256)
+    assert row["throughput_in_tok_s_per_replica"] == pytest.approx(row["throughput_in_tok_s"] / 3)
+    assert row["users_per_replica"] == row["capacity_users_per_replica"] == pytest.approx(row["capacity_users"] / 3)
     assert row["cost_usd_per_request"] == pytest.approx(row["usd_per_h"] / (row["throughput_req_s"] * 3600))
 
 

@@ -45,6 +45,11 @@ def run_cmd(scenario, sets, out, quiet):
             click.echo(f"  throughput {row['throughput_out_tok_s']:,.0f} out tok/s; per user p50 "
                        f"{row['decode_tok_s_per_user_p50']:,.1f} tok/s; TTFT p50/p99 {row['ttft_p50_s'] * 1e3:,.1f}/"
                        f"{row['ttft_p99_s'] * 1e3:,.1f} ms; E2E p99 {row['e2e_p99_s']:,.2f} s", err=True)
+            click.echo(f"  each of {row['replicas']} replicas carried {row['throughput_req_s_per_replica']:,.3g} req/s: "
+                       f"{row['throughput_in_tok_s_per_replica']:,.0f} fresh + "
+                       f"{row['throughput_cached_in_tok_s_per_replica']:,.0f} cached input and "
+                       f"{row['throughput_out_tok_s_per_replica']:,.0f} output tok/s, "
+                       f"{row['users_per_replica']:,.1f} users", err=True)
             click.echo(f"  ${row['cost_usd_per_mtok_out']:,.3f}/M output tokens; SLO attainment "
                        f"{row['slo_attainment']:.1%}; bottleneck {row['bottleneck']}", err=True)
             if row.get("disaggregated"):

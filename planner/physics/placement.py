@@ -7,10 +7,15 @@ layer larger than a whole wafer is held); each such cut makes the hop carry one 
 hidden vector per token (the partial sum), charged by the step-time model.
 So with W weight bytes, K KV bytes per sequence and usable capacity C per device:
   devices for one sequence = ceil((W + K) / C);  max concurrency N = floor((count*C - W) / K).
+A prefix of P tokens shared by every request (workload.prefix shared) is held once per replica:
+its KV, Ks = kv(P), sits next to the weights, and each sequence holds only the rest of its
+context, K = kv(context - P) (a windowed layer: min(context - P, window), the tokens it attends
+past the prefix), so N = floor((count*C - W - Ks) / kv(context - P)).
 GPUs: tensor parallel inside the scale-up domain (TP = min(count, domain)), pipeline across
 domains (PP = count / TP); weights and experts shard evenly (expert parallel); GQA KV shards
 over KV heads and is replicated beyond them; MLA KV is sharded by sequence (data-parallel
-attention, as SGLang/vLLM serve DeepSeek).
+attention, as SGLang/vLLM serve DeepSeek); a shared prefix is replicated as the KV is (MLA
+data-parallel attention: on every GPU of the group, each serving its own sequences).
 """
 from __future__ import annotations
 
@@ -30,8 +35,9 @@ class Stage:
     end: float
     devices: int  # devices working on the stage together (the TP group on GPUs; 1 on wafers)
     weight_bytes: float  # resident weights of the stage (all its devices)
-    kv_bytes_per_seq: float  # KV one sequence holds here at the sizing context
+    kv_bytes_per_seq: float  # KV one sequence holds here at the sizing context (beyond a shared prefix)
     holds_head: bool
+    shared_kv_bytes: float = 0.0  # KV of the shared prefix held here (once, replication included)
 
     def fractions(self, n_layers: int) -> np.ndarray:
         """Share of each layer that this stage holds."""
@@ -49,14 +55,16 @@ class Placement:
     devices: int  # per replica
     stages: tuple[Stage, ...]
     weight_bytes: float  # whole model as resident (embeddings, head, draft head included)
-    kv_bytes_per_seq: float  # at the sizing context, whole model, before replication
-    kv_bytes_per_token: float  # kv_bytes_per_seq / context (sliding windows make it context-dependent)
+    kv_bytes_per_seq: float  # at the sizing context (beyond a shared prefix), whole model, before replication
+    kv_bytes_per_token: float  # kv_bytes_per_seq / its tokens (sliding windows make it context-dependent)
     max_concurrent: int  # sequences per replica at the sizing context
     capacity_bytes: float  # usable per device
     context: int
     tp: int = 1
     kv_replication: float = 1.0
     mla_attention: str = "dp"  # GPUs, MLA models: data-parallel ("dp") or tensor-parallel ("tp") attention
+    shared_tokens: int = 0  # a prefix shared by every sequence, held once
+    shared_kv_bytes: float = 0.0  # its KV, replication included
 
     @property
     def layers_split(self) -> int:
@@ -82,46 +90,60 @@ def _cut(cost: np.ndarray, parts: int) -> list[tuple[float, float]]:
     return [(float(pos[i]), float(pos[i + 1])) for i in range(parts)]
 
 
-def _stages(w: np.ndarray, kv: np.ndarray, n: int, parts: int, devices_each: int) -> tuple[Stage, ...]:
+def _stages(w: np.ndarray, kv: np.ndarray, n: int, parts: int, devices_each: int,
+            shared: np.ndarray | float = 0.0) -> tuple[Stage, ...]:
     out = []
-    for a, b in _cut(w + n * kv, parts):
+    for a, b in _cut(w + shared + n * kv, parts):
         st = Stage(a, b, devices_each, 0.0, 0.0, b >= len(w) - 1e-9)
         f = st.fractions(len(w))
-        out.append(Stage(a, b, devices_each, float(f @ w), float(f @ kv), st.holds_head))
+        out.append(Stage(a, b, devices_each, float(f @ w), float(f @ kv), st.holds_head,
+                         float(f @ (shared * np.ones(len(w))))))
     return tuple(out)
 
 
 def place_wafer(shape: ModelShape, dev: Device, count: int | None, w: np.ndarray, kv: np.ndarray,
-                context: int, max_devices: int, min_sequences: int = 1) -> Placement:
-    cap, W, K = dev.capacity_bytes, float(w.sum()), float(kv.sum())
+                context: int, max_devices: int, min_sequences: int = 1, shared: np.ndarray | None = None,
+                shared_tokens: int = 0) -> Placement:
+    sh = shared if shared is not None else np.zeros(len(w))
+    cap, W, K, S = dev.capacity_bytes, float(w.sum()), float(kv.sum()), float(sh.sum())
     if count is None:
-        count = math.ceil((W + min_sequences * K) / cap - 1e-12)
+        count = math.ceil((W + S + min_sequences * K) / cap - 1e-12)
         if count > max_devices:
             raise Infeasible(f"needs {count} x {dev.name} for {min_sequences} sequences of {context} tokens "
                              f"(> {max_devices})", "capacity")
     if W > count * cap:
         raise Infeasible(f"weights do not fit: {fmt_bytes(W)} > {count} x {fmt_bytes(cap)} usable on {dev.name} "
                          f"(needs {math.ceil(W / cap)})", "capacity")
-    n = int((count * cap - W) // K)
+    n = int((count * cap - W - S) // K)
     if n < 1:
         raise Infeasible(f"KV of one {context}-token sequence ({fmt_bytes(K)}) does not fit next to the weights "
-                         f"on {count} x {dev.name} (needs {math.ceil((W + K) / cap)})", "capacity")
-    return Placement("wafer", count, _stages(w, kv, n, count, 1), W, K, K / context, n, cap, context)
+                         f"{'and the shared prefix ' if S else ''}on {count} x {dev.name} "
+                         f"(needs {math.ceil((W + S + K) / cap)})", "capacity")
+    return Placement("wafer", count, _stages(w, kv, n, count, 1, sh), W, K, K / (context - shared_tokens), n, cap, context,
+                     shared_tokens=shared_tokens, shared_kv_bytes=S)
 
 
 def place_gpu(shape: ModelShape, dev: Device, count: int | None, w: np.ndarray, kv: np.ndarray,
-              context: int, max_devices: int, min_sequences: int = 1, mla_attention: str = "dp") -> Placement:
+              context: int, max_devices: int, min_sequences: int = 1, mla_attention: str = "dp",
+              shared: np.ndarray | None = None, shared_tokens: int = 0) -> Placement:
     a = shape.spec.attention
     # KV heads to shard over: GQA's; MLA's one latent head when attention is tensor parallel
     # (every GPU then holds the whole latent KV); MLA data-parallel attention shards by sequence
     gqa_heads = a.kv_heads if a is not None and a.type == "gqa" else \
         1 if a is not None and a.type == "mla" and mla_attention == "tp" else None
-    cap, W, K = dev.capacity_bytes, float(w.sum()), float(kv.sum())
+    sh = shared if shared is not None else np.zeros(len(w))
+    cap, W, K, S = dev.capacity_bytes, float(w.sum()), float(kv.sum()), float(sh.sum())
 
-    def concurrency(n: int) -> tuple[int, float]:
+    def copies(n: int) -> tuple[float, float]:
+        """(KV replication, shared prefix's copies): a data-parallel rank serves its own sequences,
+        so each holds the shared prefix."""
         tp = min(n, dev.scale_up_domain)
         repl = max(1.0, tp / gqa_heads) if gqa_heads else 1.0
-        free = cap * n - W
+        return repl, (float(tp) if gqa_heads is None and a is not None and a.type == "mla" else repl)
+
+    def concurrency(n: int) -> tuple[int, float]:
+        repl, sh_copies = copies(n)
+        free = cap * n - W - S * sh_copies
         return (int(free // (K * repl)) if free > 0 else 0), repl
 
     if count is None:
@@ -139,18 +161,25 @@ def place_gpu(shape: ModelShape, dev: Device, count: int | None, w: np.ndarray, 
                          "capacity")
     n, repl = concurrency(count)
     if n < 1:
-        raise Infeasible(f"KV of one {context}-token sequence does not fit next to the weights on "
-                         f"{count} x {dev.name}", "capacity")
-    return Placement("gpu", count, _stages(w, kv, n, count // tp, tp), W, K, K / context, n, cap, context,
-                     tp=tp, kv_replication=repl, mla_attention=mla_attention)
+        raise Infeasible(f"KV of one {context}-token sequence does not fit next to the weights "
+                         f"{'and the shared prefix ' if S else ''}on {count} x {dev.name}", "capacity")
+    sh_copies = copies(count)[1]
+    return Placement("gpu", count, _stages(w, kv, n, count // tp, tp, sh * sh_copies), W, K, K / (context - shared_tokens), n, cap,
+                     context, tp=tp, kv_replication=repl, mla_attention=mla_attention, shared_tokens=shared_tokens,
+                     shared_kv_bytes=S * sh_copies)
 
 
 def place(shape: ModelShape, dev: Device, count: int | None, weight_precision: str, kv_precision: str,
           context: int, emb_precision: str = "bf16", draft_params: float = 0.0,
-          max_devices: int = 4096, min_sequences: int = 1, mla_attention: str = "dp") -> Placement:
+          max_devices: int = 4096, min_sequences: int = 1, mla_attention: str = "dp",
+          shared_tokens: int = 0) -> Placement:
     """Fit ``shape`` on ``count`` devices (None: the fewest that hold ``min_sequences``
-    sequences of ``context`` tokens), or raise Infeasible."""
-    w, kv = resident_bytes(shape, weight_precision, emb_precision, kv_precision, context, draft_params)
+    sequences of ``context`` tokens, the first ``shared_tokens`` of them a prefix held once), or
+    raise Infeasible."""
+    w, kv = resident_bytes(shape, weight_precision, emb_precision, kv_precision, context - shared_tokens,
+                           draft_params)
+    shared = shape.kv_bytes_per_sequence(kv_precision, shared_tokens) if shared_tokens else None
     if dev.kind == "wafer":
-        return place_wafer(shape, dev, count, w, kv, context, max_devices, min_sequences)
-    return place_gpu(shape, dev, count, w, kv, context, max_devices, min_sequences, mla_attention)
+        return place_wafer(shape, dev, count, w, kv, context, max_devices, min_sequences, shared, shared_tokens)
+    return place_gpu(shape, dev, count, w, kv, context, max_devices, min_sequences, mla_attention, shared,
+                     shared_tokens)

@@ -37,6 +37,8 @@ class Config:
     spec_decode: SpecDecode | None = None
     microbatches: int | None = None
     prefill_chunk: int = PREFILL_CHUNK
+    cached: int = 0  # tokens of each prompt found cached (workload.prefix): not prefilled
+    shared_prefix: int = 0  # a prefix every request shares, its KV held once per replica (then cached = it)
     mla_attention: str = "dp"  # GPUs serving MLA models: "dp" (sharded by sequence) or "tp" (latent KV replicated)
 
     @property
@@ -73,6 +75,6 @@ def build_point(cfg: Config) -> Built:
         else:
             raise Infeasible(f"{cfg.model.name} has no draft (MTP) head: set spec_decode.draft_params")
     pl = place(shape, dev, cfg.count, cfg.weights, cfg.kv_precision, cfg.context, cfg.embeddings, draft,
-               min_sequences=cfg.min_sequences, mla_attention=cfg.mla_attention)
+               min_sequences=cfg.min_sequences, mla_attention=cfg.mla_attention, shared_tokens=cfg.shared_prefix)
     steps = StepModel(shape, pl, dev, cfg.weights, cfg.kv_precision, cfg.mode, cfg.spec_decode, cfg.microbatches)
     return Built(shape, dev, pl, steps)

@@ -146,7 +146,7 @@ class StepModel:
         # serial hops: a layer spread over chips exchanges once per layer, not once per chip
         self.hop_share = min(1.0, L / (self.S - 1)) if self.S > 1 else 1.0
         self._passes: dict = {}  # (prompt, cached, chunk) -> prefill_pass
-        self._per_prompt: dict = {}  # (prompt, chunk) -> a GPU's prefill passes of one prompt (steady_round)
+        self._per_prompt: dict = {}  # (fresh, cached, chunk) -> a GPU's prefill passes of one prompt (steady_round)
 
     # ------------------------------------------------------------ per-stage work
     def _compute_s(self, tokens: float, attn_flops: np.ndarray, seqs: float, eff: float,
@@ -314,32 +314,35 @@ class StepModel:
             pos += n
 
     def steady_round(self, batch: int, context: float, prompt: int, output: int,
-                     chunk: int = PREFILL_CHUNK) -> tuple[Round, Round]:
+                     chunk: int = PREFILL_CHUNK, cached: int = 0) -> tuple[Round, Round]:
         """(pure decode round, round with the other sequences' prefills interleaved).
 
         In steady state each round finishes batch*accepted/output sequences whose
         replacements need prefilling; a sequence's own prefill is in its TTFT, so the
-        others' share is (batch-1)*accepted*prompt/output prompt tokens per round.
+        others' share is (batch-1)*accepted*fresh/output prompt tokens per round, where
+        fresh = prompt - cached: a cached prefix (prefix caching) is not prefilled, but the
+        fresh tokens attend to it (their prefill starts at position ``cached``).
         Wafers fill their pipeline bubbles with it. GPUs pay it as whole ``chunk``-token
         prefill passes amortised over the rounds between them (each pass reads the weights,
         touches the experts and pays the per-layer fixed time once), not as thin slices fused
         into every round, which would make every round touch the experts of the prompt."""
         r = self.decode_round(batch, context)
-        tokens = (batch - 1) * r.accepted_tokens * prompt / output
+        fresh = prompt - cached
+        tokens = (batch - 1) * r.accepted_tokens * fresh / output
         if tokens <= 0:
             return r, r
         if self.wafer:
-            return r, self.decode_round(batch, context, tokens, prompt)
-        key = (prompt, max(1, min(chunk, prompt)))
+            return r, self.decode_round(batch, context, tokens, fresh, cached)
+        key = (fresh, cached, max(1, min(chunk, fresh)))
         hit = self._per_prompt.get(key)
         if hit is None:  # the same for every batch an estimate tries
-            pieces = list(self._chunks(prompt, 0.0, key[1]))
+            pieces = list(self._chunks(fresh, cached, key[2]))
             hit = self._per_prompt[key] = (sum(float(t.occupancy_s.sum() + hop.sum()) for t, hop in pieces),
                                            sum(t.occupancy_s for t, _ in pieces), sum(t.active_s for t, _ in pieces))
         per_prompt, occupancy, active_s = hit
-        extra = tokens / prompt * per_prompt
-        busy = tokens / prompt * occupancy  # each stage's share of the passes
-        active = tokens / prompt * active_s
+        extra = tokens / fresh * per_prompt
+        busy = tokens / fresh * occupancy  # each stage's share of the passes
+        active = tokens / fresh * active_s
         mixed = replace(r, round_s=r.round_s + extra, cycle_s=r.cycle_s + extra,
                         parts={**r.parts, "prefill": extra}, stage_busy_s=r.stage_busy_s + busy,
                         stage_active_s=r.stage_active_s + active,

@@ -28,7 +28,7 @@ from planner.config.schema import SLO, SLO_TARGETS, Scenario
 from planner.physics.point import Built, Config
 from planner.plan.estimate import Estimate, estimate
 from planner.plan.probe import Stopped, Watch, prefill_guess, shorten
-from planner.plan.simulate import arrival_of, sim_spec
+from planner.plan.simulate import arrival_of, demand_req_s, sim_spec
 from planner.sim.engine import simulate
 from planner.sim.records import STABLE  # open arrivals: below it a probe is overloaded
 from planner.sim.watch import Settled, watching
@@ -269,11 +269,13 @@ class Capacity:
     users_per_replica: float
     req_s_per_replica: float
     target: float | None
+    target_unit: str  # users, req/s, or the demand's: out tok/s or tok/s
     replicas: int
     devices: int
     batch_per_replica: float  # mean requests in the system at capacity
     throughput_out_tok_s: float  # deployment, simulated at capacity
-    throughput_in_tok_s: float
+    throughput_in_tok_s: float  # fresh (prefilled) input
+    throughput_cached_in_tok_s: float  # input served from a cached prefix
     throughput_req_s: float
     goodput_req_s: float  # deployment: requests/s that met every SLO target
     goodput_out_tok_s: float
@@ -293,10 +295,16 @@ class Capacity:
 
 def capacity_search(cfg: Config, built: Built, sc: Scenario, base_dir: Path, rounds, est: Estimate,
                     sizing) -> Capacity:
-    """Capacity search on one replica, then the replicas the target load needs at the SLO."""
+    """Capacity search on one replica, then the replicas the target load needs at the SLO: a
+    target in users or requests/s over what one replica carries of it, or a demand in tokens/s
+    (``workload.demand``) over the tokens/s of its kind one replica carried at capacity."""
     arr = arrival_of(sc)
     closed = arr.process == "closed"
-    target = (arr.users or sc.workload.concurrent_users) if closed else arr.rate_per_s
+    demand = sc.workload.demand
+    if demand is not None:  # closed: the users it takes are not known before the search
+        target = None if closed else demand_req_s(sc, base_dir)
+    else:
+        target = (arr.users or sc.workload.concurrent_users) if closed else arr.rate_per_s
     per_seq = est.max_concurrent_sequences
     b = analytic_batch(cfg, built, sc.slo, per_seq)
     sat_req_s = sizing.capacity_req_s / sizing.replicas
@@ -309,7 +317,8 @@ def capacity_search(cfg: Config, built: Built, sc: Scenario, base_dir: Path, rou
         floor, ceiling, top = sat_req_s / 100, sat_req_s, "saturation"
     w = sc.workload
     queued = prefill_guess(rounds, sc.slo, est.prompt_tokens, cfg.output, sc.deployment.prefill_chunk_tokens,
-                           arr.think_s if closed else 0.0, max(b, 1), closed) if w.agentic is None else None
+                           arr.think_s if closed else 0.0, max(b, 1), closed, est.cached_tokens) \
+        if w.agentic is None else None
     if queued is not None and guess > 0:  # the TTFT target binds first when prefill queues sooner
         # closed: start just past it (a miss there is cheap, and its prefill rate puts the limit
         # within a few %); open: just below it (nothing predicts an open queue's limit)
@@ -331,27 +340,34 @@ def capacity_search(cfg: Config, built: Built, sc: Scenario, base_dir: Path, rou
     # closed: the users found; open: Little's law, users in flight = rate x time in system
     per_users = found.load if closed else per_req_s * summary.mean_sojourn_s
     per = per_users if closed else per_req_s
-    replicas = sc.deployment.replicas or (math.ceil(target / per) if target and per > 0 else sizing.replicas)
+    unit = "users" if closed else "req/s"
+    if demand is not None:  # the demand's tokens/s over what one replica carried of them at capacity
+        per = demand.of(summary.throughput_out_tok_s, summary.throughput_in_tok_s,
+                        summary.throughput_cached_in_tok_s) if found.best else 0.0
+        target, unit = demand.value, demand.unit
+    replicas = sc.deployment.replicas or (math.ceil(target / per - 1e-9) if target and per > 0 else sizing.replicas)
     slo_pass, reason = True, ""
     if not found.best:
         misses = ", ".join(_miss_text(sc.slo, summary, m) for m in at.misses)
-        slo_pass, reason = False, f"SLO missed even at the lowest load ({_load_text(at.load, closed)}): {misses}"
+        lowest = _load_text(at.load, "users" if closed else "req/s")
+        slo_pass, reason = False, f"SLO missed even at the lowest load ({lowest}): {misses}"
     elif sc.deployment.replicas and target and per * replicas < target:
-        slo_pass, reason = False, (f"{replicas} replicas carry {_load_text(per * replicas, closed)} within the "
-                                   f"SLO; the target is {_load_text(target, closed)}")
+        slo_pass, reason = False, (f"{replicas} replicas carry {_load_text(per * replicas, unit)} within the "
+                                   f"SLO; the target is {_load_text(target, unit)}")
     return Capacity(probes=len(found.probes), limit=found.limit, users_per_replica=per_users,
-                    req_s_per_replica=per_req_s, target=target, replicas=replicas,
+                    req_s_per_replica=per_req_s, target=target, target_unit=unit, replicas=replicas,
                     devices=sizing.devices_per_replica * replicas, batch_per_replica=summary.mean_in_system,
                     throughput_out_tok_s=summary.throughput_out_tok_s * replicas,
                     throughput_in_tok_s=summary.throughput_in_tok_s * replicas,
+                    throughput_cached_in_tok_s=summary.throughput_cached_in_tok_s * replicas,
                     throughput_req_s=summary.throughput_req_s * replicas,
                     goodput_req_s=summary.goodput_req_s * replicas,
                     goodput_out_tok_s=summary.goodput_out_tok_s * replicas, closed=closed,
                     slo_pass=slo_pass, reason=reason, result=at.result)
 
 
-def _load_text(x: float, closed: bool) -> str:
-    return f"{x:,.0f} users" if closed else f"{x:,.3g} req/s"
+def _load_text(x: float, unit: str) -> str:
+    return f"{x:,.0f} users" if unit == "users" else f"{x:,.3g} {unit}"
 
 
 def _miss_text(slo: SLO, summary, name: str) -> str:

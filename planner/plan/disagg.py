@@ -44,7 +44,7 @@ from planner.physics.point import Built, Config, build_point, memory_limit
 from planner.plan.capacity import analytic_batch, analytic_values, slo_misses
 from planner.plan.economics import costs
 from planner.plan.estimate import Estimate, estimate, speed_band
-from planner.plan.point import PointResult, Sizing, bands, verdict
+from planner.plan.point import PointResult, Sizing, bands, carried, verdict
 from planner.plan.pools import Pools, demand
 from planner.plan.probe import md1_p99_wait, prompt_seconds, shorten
 from planner.plan.scenario import Loaded, Point
@@ -202,11 +202,13 @@ def run_disagg(loaded: Loaded, pt: Point, simulate_on: bool | None = None) -> tu
                     devices_per_replica=est.devices, devices=pools.decode_devices + pools.prefill_devices,
                     capacity_tok_s_analytic=full.aggregate_tok_s * plan.replicas,
                     aggregate_tok_s_analytic=plan.rate * cfg.output, input_tok_s_analytic=plan.rate * prompt,
+                    cached_input_tok_s_analytic=0.0,  # no prefix caching here (pools.prefill_config refuses it)
                     capacity_req_s=plan.rate)
     result = PointResult(pt, feasible=not refuse, reason=refuse, bottleneck=dec.bottleneck,
                          estimate=dataclasses.replace(dec, ttft_s=alone), sizing=sizing, pools=pools,
                          throughput_source="analytic", throughput_out_tok_s=plan.rate * cfg.output,
-                         throughput_in_tok_s=plan.rate * prompt, throughput_req_s=plan.rate)
+                         throughput_in_tok_s=plan.rate * prompt, throughput_req_s=plan.rate,
+                         throughput_cached_in_tok_s=0.0)
     if refuse:
         return verdict(dataclasses.replace(result, bottleneck=memory_limit(cfg.hardware)), sc), None
     if res is not None:
@@ -225,8 +227,8 @@ def run_disagg(loaded: Loaded, pt: Point, simulate_on: bool | None = None) -> tu
         return verdict(dataclasses.replace(result, feasible=False, reason=str(e), bottleneck="unsupported"), sc), res
     speed = result.sim.decode_tok_s_per_user_p50 if result.sim else result.estimate.decode_tok_s_per_user
     b = bands(built.device, pools.decode_devices, sc.economics, result.estimate, speed, result.throughput_out_tok_s,
-              result.throughput_in_tok_s, result.throughput_req_s, u, also=also)
-    result = verdict(dataclasses.replace(result, costs=c, bands=b), sc)
+              result.throughput_in_tok_s, result.throughput_req_s, activity=u, also=also)
+    result = verdict(dataclasses.replace(result, costs=c, bands=b, load=carried(result, sc)), sc)
     if short:  # the run reported missed (a pool loaded past STABLE, say, which the percentiles may not show)
         return dataclasses.replace(result, slo_pass=False, reason=miss or f"SLO missed by the sized deployment: "
                                    f"{short}"), res

@@ -28,6 +28,7 @@ class Estimate:
     context_tokens: int
     prompt_tokens: int
     output_tokens: int
+    cached_tokens: int = 0  # of each prompt, found cached (workload.prefix): not prefilled
     fits: bool = False
     reason: str = ""
     bottleneck: str | None = None
@@ -42,6 +43,7 @@ class Estimate:
     weight_bytes: float | None = None
     kv_bytes_per_token: float | None = None
     kv_bytes_per_seq: float | None = None
+    shared_prefix_kv_bytes: float | None = None  # a prefix every request shares, held once per replica
     capacity_bytes_per_device: float | None = None
     max_concurrent_sequences: int | None = None
     compute_mode: str | None = None
@@ -58,7 +60,8 @@ class Estimate:
     tpot_s: float | None = None
     single_stream_tok_s: float | None = None
     aggregate_tok_s: float | None = None
-    input_tok_s: float | None = None
+    input_tok_s: float | None = None  # fresh (prefilled) input
+    cached_input_tok_s: float | None = None  # input served from a cached prefix
     ttft_s: float | None = None
     round_s: float | None = None
     decode_round_s: float | None = None
@@ -95,7 +98,7 @@ def estimate(cfg: Config, built: Built | None = None) -> Estimate:
     est = Estimate(model=cfg.model.name, hardware=cfg.hardware.name,
                    hypothetical=bool(cfg.hardware.hypothetical or cfg.bonded_layers), weights_precision=cfg.weights,
                    kv_precision=cfg.kv_precision, context_tokens=cfg.context, prompt_tokens=prompt,
-                   output_tokens=cfg.output)
+                   output_tokens=cfg.output, cached_tokens=cfg.cached)
     try:
         b = built if built is not None else build_point(cfg)
     except Infeasible as e:
@@ -108,21 +111,24 @@ def estimate(cfg: Config, built: Built | None = None) -> Estimate:
         stages=len(pl.stages), tp=pl.tp,
         layers_per_stage=round(b.shape.layers / len(pl.stages), 2), layers_split=pl.layers_split,
         weight_bytes=pl.weight_bytes, kv_bytes_per_token=pl.kv_bytes_per_token,
-        kv_bytes_per_seq=pl.kv_bytes_per_seq, capacity_bytes_per_device=dev.capacity_bytes,
+        kv_bytes_per_seq=pl.kv_bytes_per_seq, shared_prefix_kv_bytes=pl.shared_kv_bytes,
+        capacity_bytes_per_device=dev.capacity_bytes,
         max_concurrent_sequences=pl.max_concurrent, compute_mode=sm.compute_mode,
         total_params=b.shape.total_params, active_params=b.shape.active_params,
         accepted_tokens_per_step=sm.accepted)
     if batch > pl.max_concurrent:
         return dataclasses.replace(est, reason=f"batch {batch} > {pl.max_concurrent} sequences of {cfg.context} "
                                                f"tokens that fit", bottleneck=memory_limit(cfg.hardware))
-    # decode at the mean context of a sequence's life: prompt + output/2 (capacity is sized at the max)
+    # decode at the mean context of a sequence's life: prompt + output/2 (capacity is sized at the max);
+    # a cached prefix is read by attention like the rest of the context, but not prefilled
     mean_ctx = min(cfg.context, prompt + cfg.output / 2)
-    r, mixed = sm.steady_round(batch, mean_ctx, prompt, cfg.output, cfg.prefill_chunk)
+    cached = cfg.cached
+    r, mixed = sm.steady_round(batch, mean_ctx, prompt, cfg.output, cfg.prefill_chunk, cached)
     t_round = mixed.round_s
     single = sm.decode_round(1, mean_ctx)
     per_user = r.accepted_tokens / t_round
     lo, hi = speed_band(dev, mixed)
-    ttft, own = sm.prefill_pass(prompt, 0, cfg.prefill_chunk)
+    ttft, own = sm.prefill_pass(prompt - cached, cached, cfg.prefill_chunk)  # the fresh tokens after the cached
     # power activity: the round's work plus the prefill the round time leaves out (each round
     # finishes accepted/output sequences whose own prefill sits in their TTFT), over both times
     q = r.accepted_tokens / cfg.output
@@ -132,7 +138,8 @@ def estimate(cfg: Config, built: Built | None = None) -> Estimate:
         fits=True, batch=batch, microbatches=r.microbatches,
         decode_tok_s_per_user=per_user, tpot_s=1.0 / per_user,
         single_stream_tok_s=single.accepted_tokens / single.round_s,
-        aggregate_tok_s=batch * per_user, input_tok_s=batch * per_user * prompt / cfg.output,
+        aggregate_tok_s=batch * per_user, input_tok_s=batch * per_user * (prompt - cached) / cfg.output,
+        cached_input_tok_s=batch * per_user * cached / cfg.output,
         ttft_s=ttft, round_s=t_round, decode_round_s=r.round_s,
         token_latency_s=r.token_latency_s, cycle_s=r.cycle_s, prefill_share=1.0 - r.round_s / t_round,
         activity=activity,

@@ -55,9 +55,10 @@ def frontier(cfg: Config, built: Built, econ: Economics, max_batch: int) -> tupl
         req = e.aggregate_tok_s / max(cfg.output, 1)
         lo, hi = e.speed_band_low, e.speed_band_high
         u = e.activity  # power follows the load along the curve
-        c = costs(built.device, e.devices, econ, e.aggregate_tok_s, e.input_tok_s, req, activity=u)
-        c_lo = costs(built.device, e.devices, cheap, e.aggregate_tok_s * hi, e.input_tok_s * hi, req * hi, activity=u)
-        c_hi = costs(built.device, e.devices, dear, e.aggregate_tok_s * lo, e.input_tok_s * lo, req * lo, activity=u)
+        rates = (e.aggregate_tok_s, e.input_tok_s, req, e.cached_input_tok_s)
+        c = costs(built.device, e.devices, econ, *rates, activity=u)
+        c_lo = costs(built.device, e.devices, cheap, *(x * hi for x in rates), activity=u)
+        c_hi = costs(built.device, e.devices, dear, *(x * lo for x in rates), activity=u)
         out.append(FrontierPoint(
             batch_per_replica=b, decode_tok_s_per_user=e.decode_tok_s_per_user,
             decode_tok_s_per_user_low=e.decode_tok_s_per_user * lo,

@@ -10,7 +10,7 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
-from planner.config.schema import Economics, Scenario
+from planner.config.schema import Demand, Economics, Scenario
 from planner.physics.hardware import Device, Infeasible
 from planner.physics.point import Built, Config, build_point, memory_limit
 from planner.plan.agents import service_figures
@@ -20,7 +20,7 @@ from planner.plan.estimate import Estimate, estimate
 from planner.plan.frontier import FrontierPoint, frontier
 from planner.plan.pools import Pools
 from planner.plan.scenario import Loaded, Point
-from planner.plan.simulate import rounds_for, run_sim
+from planner.plan.simulate import arrival_of, closed_users, rounds_for, run_sim
 from planner.sim.engine import SimResult, Summary
 from planner.sim.errors import TooLarge
 from planner.sim.sessions import TaskStats
@@ -38,7 +38,8 @@ class Sizing:
     devices: int
     capacity_tok_s_analytic: float  # output tok/s the deployment serves at the largest batch that fits
     aggregate_tok_s_analytic: float  # ... at the operating batch
-    input_tok_s_analytic: float
+    input_tok_s_analytic: float  # fresh (prefilled) input
+    cached_input_tok_s_analytic: float  # input served from a cached prefix
     capacity_req_s: float  # the first as requests/s (sets a default open arrival rate)
 
 
@@ -52,6 +53,19 @@ class Bands:
     throughput_out_tok_s_high: float
     cost_usd_per_mtok_out_low: float
     cost_usd_per_mtok_out_high: float
+
+
+@dataclass(frozen=True)
+class Load:
+    """What each replica carried: the deployment's rates over its replicas, and its users (closed
+    loops: the users it serves, thinking ones included; open arrivals: the requests in it, by
+    Little's law the rate x time in the system)."""
+
+    req_s: float
+    out_tok_s: float
+    in_tok_s: float  # fresh (prefilled) input
+    cached_in_tok_s: float
+    users: float
 
 
 @dataclass(frozen=True)
@@ -80,7 +94,8 @@ class PointResult:
     capacity: Capacity | None = None
     throughput_source: str | None = None  # analytic | sim | service
     throughput_out_tok_s: float | None = None  # deployment
-    throughput_in_tok_s: float | None = None
+    throughput_in_tok_s: float | None = None  # fresh (prefilled) input
+    throughput_cached_in_tok_s: float | None = None  # input served from a cached prefix
     throughput_req_s: float | None = None
     costs: Costs | None = None
     bands: Bands | None = None
@@ -89,6 +104,7 @@ class PointResult:
     frontier: tuple[FrontierPoint, ...] = ()  # the configuration's cost-vs-speed curve (analytic)
     cap: PowerCap | None = None  # the replicas a facility power cap holds (economics.facility_power_cap)
     pools: Pools | None = None  # a disaggregated deployment's two pools (plan/disagg.py)
+    load: Load | None = None  # per replica
     error: str | None = None  # "Type: message" when evaluating the point raised
 
 
@@ -106,6 +122,26 @@ def failed(pt: Point, e: BaseException) -> PointResult:
                        error=f"{type(e).__name__}: {e}")
 
 
+def demand_batch(cfg: Config, built: Built, demand: Demand, est: Estimate, fixed: int | None) -> tuple[int, int, str]:
+    """(replicas, batch per replica, reason the demand is not carried or ""), analytically:
+    replicas = ceil(demand / the demand's tokens/s of a replica at the largest batch that fits),
+    then the smallest batch whose closed-form rate carries demand / replicas (a bisection: the
+    aggregate rate grows with the batch)."""
+    def rate(e: Estimate) -> float:
+        return demand.of(e.aggregate_tok_s, e.input_tok_s, e.cached_input_tok_s)
+
+    per, top = est.max_concurrent_sequences, rate(est)
+    replicas = fixed or max(1, math.ceil(demand.value / top - 1e-9))
+    if replicas * top < demand.value * (1 - 1e-9):
+        return replicas, per, (f"{replicas} replicas carry {replicas * top:,.0f} {demand.unit} at most (closed form); "
+                               f"the demand is {demand.value:,.0f}")
+    need, lo, hi = demand.value / replicas, 1, per
+    while lo < hi:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if rate(estimate(dataclasses.replace(cfg, batch=mid), built)) >= need else (mid + 1, hi)
+    return replicas, lo, ""
+
+
 def size(cfg: Config, built: Built | None, sc: Scenario, simulated: bool = False) -> tuple[Config, Estimate,
                                                                                          Sizing | None, str]:
     """(Config at the operating batch, its Estimate, Sizing, reason it cannot hold the users or "").
@@ -114,13 +150,16 @@ def size(cfg: Config, built: Built | None, sc: Scenario, simulated: bool = False
     otherwise as many replicas as the users need (or the configured number). With a configured
     number and the simulator to run, users past what SRAM holds are a fixed load for it (they
     queue for room, or go beyond it with offload, swap or preempt), not a reason; the analytic
-    figures stay at the batch SRAM holds."""
+    figures stay at the batch SRAM holds. A demand in tokens/s (``workload.demand``) is sized by
+    demand_batch."""
     est = estimate(cfg, built)
     if not est.fits:
         return cfg, est, None, ""
-    users, fixed = sc.workload.concurrent_users, sc.deployment.replicas
+    users, fixed, demand = sc.workload.concurrent_users, sc.deployment.replicas, sc.workload.demand
     per, capacity, why = est.max_concurrent_sequences, est.aggregate_tok_s, ""
-    if users is None:
+    if demand is not None:
+        replicas, batch, why = demand_batch(cfg, built, demand, est, fixed)
+    elif users is None:
         replicas, batch = fixed or 1, per
     else:
         replicas = fixed or math.ceil(users / per)
@@ -138,6 +177,7 @@ def size(cfg: Config, built: Built | None, sc: Scenario, simulated: bool = False
                     capacity_tok_s_analytic=capacity * replicas,
                     aggregate_tok_s_analytic=est.aggregate_tok_s * replicas,
                     input_tok_s_analytic=est.input_tok_s * replicas,
+                    cached_input_tok_s_analytic=est.cached_input_tok_s * replicas,
                     capacity_req_s=capacity * replicas / max(cfg.output, 1))
     return cfg, est, sizing, why
 
@@ -162,14 +202,16 @@ def run_point(loaded: Loaded, pt: Point, simulate: bool | None = None) -> tuple[
         built = None  # estimate says why
     run = sc.workload.simulate if simulate is None else simulate
     cfg, est, sizing, why = size(cfg, built, sc, run)
+    short = why and sc.workload.demand is None  # users beyond the KV (a demand short: what limits speed)
     result = PointResult(pt, feasible=est.fits and not why, reason=why or est.reason,
-                         bottleneck=memory_limit(cfg.hardware) if why else est.bottleneck, estimate=est,
+                         bottleneck=memory_limit(cfg.hardware) if short else est.bottleneck, estimate=est,
                          sizing=sizing)
     if not result.feasible:
         return verdict(result, sc), None
     result = dataclasses.replace(result, throughput_source="analytic",
                                  throughput_out_tok_s=sizing.aggregate_tok_s_analytic,
                                  throughput_in_tok_s=sizing.input_tok_s_analytic,
+                                 throughput_cached_in_tok_s=sizing.cached_input_tok_s_analytic,
                                  throughput_req_s=sizing.aggregate_tok_s_analytic / max(cfg.output, 1))
     res = None
     if run:
@@ -181,12 +223,14 @@ def run_point(loaded: Loaded, pt: Point, simulate: bool | None = None) -> tuple[
                 result = dataclasses.replace(result, sim=res.summary, capacity=cap, throughput_source="sim",
                                              throughput_out_tok_s=cap.throughput_out_tok_s,
                                              throughput_in_tok_s=cap.throughput_in_tok_s,
+                                             throughput_cached_in_tok_s=cap.throughput_cached_in_tok_s,
                                              throughput_req_s=cap.throughput_req_s)
             else:
                 res = run_sim(cfg, sc, loaded.base_dir, sizing.replicas, sizing.capacity_req_s, rounds)
                 result = dataclasses.replace(result, sim=res.summary, throughput_source="sim",
                                              throughput_out_tok_s=res.summary.throughput_out_tok_s,
                                              throughput_in_tok_s=res.summary.throughput_in_tok_s,
+                                             throughput_cached_in_tok_s=res.summary.throughput_cached_in_tok_s,
                                              throughput_req_s=res.summary.throughput_req_s)
         except Infeasible as e:
             return verdict(dataclasses.replace(result, feasible=False, reason=str(e), bottleneck="unsupported"),
@@ -199,21 +243,37 @@ def run_point(loaded: Loaded, pt: Point, simulate: bool | None = None) -> tuple[
     devices, replicas = (found.devices, found.replicas) if found else (sizing.devices, sizing.replicas)
     # power activity: integrated by the engine over the run where it ran, else the steady round's
     u = built.steps.activity(result.sim.stage_activity) if result.sim else est.activity
+    rates = (result.throughput_out_tok_s, result.throughput_in_tok_s, result.throughput_req_s,
+             result.throughput_cached_in_tok_s)
     try:
-        c = costs(built.device, devices, sc.economics, result.throughput_out_tok_s, result.throughput_in_tok_s,
-                  result.throughput_req_s, activity=u)
+        c = costs(built.device, devices, sc.economics, *rates, activity=u)
     except Infeasible as e:
         return verdict(dataclasses.replace(result, feasible=False, reason=str(e), bottleneck="unsupported"), sc), res
     speed = result.sim.decode_tok_s_per_user_p50 if result.sim else est.decode_tok_s_per_user
-    b = bands(built.device, devices, sc.economics, est, speed, result.throughput_out_tok_s,
-              result.throughput_in_tok_s, result.throughput_req_s, u)
+    b = bands(built.device, devices, sc.economics, est, speed, *rates, activity=u)
     tasks = result.sim.tasks if result.sim else None
     per_task = c.usd_per_h / tasks.tasks_per_hour if tasks and tasks.tasks_per_hour else None
     curve = frontier(cfg, built, sc.economics, est.max_concurrent_sequences)
     held = power_cap(built.device, sizing.devices_per_replica, sc.economics,
                      result.throughput_out_tok_s / replicas, u, lower_bound=bool(found and found.limit == "target"))
     return verdict(dataclasses.replace(result, costs=c, bands=b, cost_usd_per_task=per_task, frontier=curve,
-                                       cap=held), sc), res
+                                       cap=held, load=carried(result, sc)), sc), res
+
+
+def carried(result: PointResult, sc: Scenario) -> Load:
+    """The load each replica carried (see Load)."""
+    cap, s = result.capacity, result.sizing
+    replicas = cap.replicas if cap else s.replicas
+    if cap is not None:
+        users = cap.users_per_replica
+    elif result.sim is not None:
+        users = closed_users(sc) / replicas if arrival_of(sc).process == "closed" else \
+            result.sim.mean_in_system / replicas
+    else:
+        users = s.concurrent_users / replicas
+    return Load(req_s=result.throughput_req_s / replicas, out_tok_s=result.throughput_out_tok_s / replicas,
+                in_tok_s=result.throughput_in_tok_s / replicas,
+                cached_in_tok_s=result.throughput_cached_in_tok_s / replicas, users=users)
 
 
 def verdict(result: PointResult, sc: Scenario) -> PointResult:
@@ -236,7 +296,7 @@ def verdict(result: PointResult, sc: Scenario) -> PointResult:
 
 
 def bands(dev: Device, devices: int, econ: Economics, est: Estimate, speed: float, thr: float, inp: float,
-          req: float, activity: float, also: tuple = ()) -> Bands:
+          req: float, cached: float = 0.0, *, activity: float, also: tuple = ()) -> Bands:
     """Low/high per-user speed, throughput and $/M output tokens: the speed band of the
     hardware's calibration (held-out spread x clock range) and, for cost, the capex range
     (cheap capex with the fast end, dear capex with the slow end); ``also``: further pools."""
@@ -245,10 +305,10 @@ def bands(dev: Device, devices: int, econ: Economics, est: Estimate, speed: floa
     dear = econ if econ.capex == "rental" else econ.model_copy(update={"capex": "high"})
     return Bands(decode_tok_s_per_user_low=speed * lo, decode_tok_s_per_user_high=speed * hi,
                  throughput_out_tok_s_low=thr * lo, throughput_out_tok_s_high=thr * hi,
-                 cost_usd_per_mtok_out_low=costs(dev, devices, cheap, thr * hi, inp * hi,
-                                                 req * hi, activity=activity, also=also).cost_usd_per_mtok_out,
-                 cost_usd_per_mtok_out_high=costs(dev, devices, dear, thr * lo, inp * lo,
-                                                  req * lo, activity=activity, also=also).cost_usd_per_mtok_out)
+                 cost_usd_per_mtok_out_low=costs(dev, devices, cheap, thr * hi, inp * hi, req * hi, cached * hi,
+                                                 activity=activity, also=also).cost_usd_per_mtok_out,
+                 cost_usd_per_mtok_out_high=costs(dev, devices, dear, thr * lo, inp * lo, req * lo, cached * lo,
+                                                  activity=activity, also=also).cost_usd_per_mtok_out)
 
 
 def service_point(loaded: Loaded, pt: Point) -> PointResult:

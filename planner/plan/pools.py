@@ -33,6 +33,12 @@ def prefill_config(base_dir: Path, sc: Scenario, loc: Located, decode: Config | 
     problems = []
     if sc.workload.agentic is not None:
         problems.append(loc.problem(AT, "agent tasks run on one pool: set deployment.disaggregated: null"))
+    if getattr(sc.workload, "prefix", None) is not None:
+        problems.append(loc.problem(("workload", "prefix"), "prefix caching is not modelled on a disaggregated "
+                                    "deployment yet: set workload.prefix: null or deployment.disaggregated: null"))
+    if getattr(sc.workload, "demand", None) is not None:
+        problems.append(loc.problem(("workload", "demand"), "a disaggregated deployment is sized for users or "
+                                    "an arrival rate, not a demand in tokens/s: set workload.demand: null"))
     if sc.deployment.kv_policy != "wait":
         problems.append(loc.problem(("deployment", "kv_policy"), "a disaggregated deployment's decode pool "
                                     "runs kv_policy wait", sc.deployment.kv_policy, True))

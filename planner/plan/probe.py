@@ -174,20 +174,24 @@ def md1_p99_wait(rho: float, s: float) -> float:
     return math.log(max(100 * rho, 1.0)) * rho * s / (2 * (1 - rho)) if rho < 1 else math.inf
 
 
-def prompt_seconds(rounds, b: int, ctx: float, prompt: int, chunk: int) -> tuple[float, float, float]:
+def prompt_seconds(rounds, b: int, ctx: float, prompt: int, chunk: int,
+                   cached: int = 0) -> tuple[float, float, float]:
     """(seconds of prefill rounds one prompt takes when prompts follow each other, one such
-    round's seconds, its chunk's pass): prompt / budget rounds at the budget a batch of ``b``
-    at context ``ctx`` leaves, at the prompt's middle position."""
+    round's seconds, its chunk's pass): fresh / budget rounds at the budget a batch of ``b``
+    at context ``ctx`` leaves, at the fresh part's middle position (fresh = prompt less its
+    ``cached`` prefix, which it attends to)."""
     budget = max(rounds.prefill_budget(b, ctx, chunk), 1)
-    t_mix, _, _, passing, _ = rounds.mixed(b, ctx, budget, prompt // 2, chunk)
-    return prompt / budget * t_mix, t_mix, passing
+    fresh = prompt - cached
+    t_mix, _, _, passing, _ = rounds.mixed(b, ctx, budget, cached + fresh // 2, chunk)
+    return fresh / budget * t_mix, t_mix, passing
 
 
 def prefill_guess(rounds, slo: SLO, prompt: int, output: int, chunk: int, think_s: float, max_batch: int,
-                  closed: bool) -> float | None:
+                  closed: bool, cached: int = 0) -> float | None:
     """Load (closed: users; open: requests/s) at which prefill queues to the TTFT target (None:
     no target, or out of reach unloaded by this estimate). Prompts are prefilled one after
-    another at the budget the running batch leaves: ``s = prompt / budget rate`` each, at most
+    another at the budget the running batch leaves: ``s = fresh / budget rate`` each (fresh = prompt
+    less its ``cached`` prefix, attending to it from its midpoint), at most
     1/s requests/s. A closed loop at that rate is saturated and regular (the population sets the
     queue): each cycle is TTFT + decode + think, so N = (TTFT target + decode + think) / s.
     An open (Poisson) queue keeps its p99 wait ``ln(100 rho) rho s / (2 (1 - rho))`` (M/D/1,
@@ -200,7 +204,7 @@ def prefill_guess(rounds, slo: SLO, prompt: int, output: int, chunk: int, think_
     for _ in range(6):
         ctx = prompt + output / 2
         t_dec = rounds.decode(b, ctx)[0]
-        s, t_mix, passing = prompt_seconds(rounds, b, ctx, prompt, chunk)
+        s, t_mix, passing = prompt_seconds(rounds, b, ctx, prompt, chunk, cached)
         if s + passing >= target:
             return None
         rho = 1.0

@@ -66,7 +66,8 @@ def _set(data: dict, path: tuple, value) -> None:
 LATER_FIELDS = {("deployment", "offload_batching"): "separate", ("deployment", "call_overhead_s"): 0.0,
                 ("workload", "agentic", "cpus"): None, ("workload", "agentic", "cpu_scope"): "cluster",
                 ("workload", "agentic", "cpu_speed"): 1.0, ("workload", "agentic", "plan_factor"): 1.0,
-                ("service", "call_overhead_s"): 0.0, ("service", "plan_factor"): 1.0}
+                ("service", "call_overhead_s"): 0.0, ("service", "plan_factor"): 1.0,
+                ("workload", "prefix"): None, ("workload", "demand"): None}
 
 
 LATER_FIELDS[("deployment", "disaggregated")] = None
@@ -374,9 +375,16 @@ def to_config(loaded: Loaded, sc: Scenario, loc: Located) -> Config | None:
             raise ConfigError([loc.problem(("capacity", "search"), "capacity search varies the arrival rate or "
                                            "the closed-loop users; a trace has neither")])
     w, d = sc.workload, sc.deployment
+    if w.demand is not None and not sc.capacity.search and w.arrival is not None \
+            and w.arrival.process == "closed" and w.arrival.users is None:
+        raise ConfigError([loc.problem(("workload", "demand"), "a closed loop sized by demand needs "
+                                       "capacity.search (it finds the users a replica carries within the SLO) "
+                                       "or workload.arrival.users")])
+    p = w.prefix
     return Config(model=model, hardware=hw, count=d.count, weights=d.precision.weights, kv=d.precision.kv,
                   mode=d.precision.mode, embeddings=d.precision.embeddings, context=w.context, prompt=w.prompt,
                   output=w.output_tokens, batch=None, bonded=bonded, bonded_layers=bs.layers,
                   software=d.software, spec_decode=d.spec_decode, microbatches=d.microbatches,
-                  prefill_chunk=d.prefill_chunk_tokens)
+                  prefill_chunk=d.prefill_chunk_tokens, cached=p.cached(w.prompt) if p else 0,
+                  shared_prefix=p.cached_tokens if p and p.shared else 0)
 

@@ -71,7 +71,7 @@ class PromptKV(Reserve):
         super().__init__(replica)
         self.prompt_bytes = prompt_bytes
 
-    def need(self, rid: int, tokens: float) -> float:
+    def need(self, rid: int) -> float:
         return self.prompt_bytes[rid]
 
     def admit(self, rid: int, total: int) -> float:

@@ -6,7 +6,12 @@ change and integrated, equal the requests' stamped sojourns summed; see littles_
 the in-system counter's bookkeeping, conservation (arrived = finished + in flight at
 every sample; sequence-rounds the replicas ran = decode rounds credited to requests),
 tokens (every finished request generated exactly its output, within one speculative step),
-KV never above capacity, and non-negative queueing.
+KV never above capacity, non-negative queueing, and prefill (the tokens the replicas prefilled
+= the requests' prompts less their cached prefixes, plus what preemptions made them prefill again).
+
+Prefix caching: ``cached_tokens`` or ``cached_share`` of each prompt is found cached (its KV
+present, not prefilled); a prefix shared by every request is the round model's
+(``shared_tokens``, sized into its memory by the placement) and is held once per replica.
 """
 from __future__ import annotations
 
@@ -27,7 +32,7 @@ from planner.sim.replica import Replica
 from planner.sim.router import Pool
 from planner.sim.sessions import COMPACTION, CallPlan, TaskTimes, check_tasks, parts_from_calls, task_summary
 from planner.sim.tasks import Tools, drive
-from planner.sim.workload import Sampler, Trace, interarrivals
+from planner.sim.workload import Sampler, Trace, cached_prefix, interarrivals
 
 
 @dataclass(frozen=True)
@@ -61,6 +66,9 @@ class SimSpec:
     cpu_speed: float = 1.0
     call_overhead_s: float = 0.0  # per agent call: client + API path before it reaches a replica
     offload_batching: str = "separate"  # kv_policy offload: KV-off-chip sequences decode apart, or the batch waits
+    # prefix caching (independent requests): tokens of each prompt found cached, or a share of it
+    cached_tokens: int = 0
+    cached_share: float = 0.0
 
 
 def _route(replicas: list[Replica], how: str, rid: int) -> Replica:
@@ -97,12 +105,15 @@ def simulate(spec: SimSpec, rounds, prefill: PrefillPool | None = None) -> SimRe
     if n > MAX_REQUESTS:
         raise TooLarge(f"{n:,} requests to simulate, above the cap of {MAX_REQUESTS:,} (workload.requests; "
                        "closed loops run at least 3 x users, agent tasks every call)")
+    skip = rounds.shared_tokens  # a prefix every request shares: held once, not per sequence
     if plan is not None:  # a call's KV covers its whole context; its prompt is set at admission
-        prompts, outputs = plan.ctx_before + plan.new, plan.output
+        prompts, outputs, cached = plan.ctx_before + plan.new, plan.output, np.zeros(n, np.int64)
     else:
         prompts, outputs = draw_lengths(spec, r_p, r_o)
+        prompts, cached = cached_prefix(prompts, spec.cached_tokens, spec.cached_share, skip)
     env = simpy.Environment()
-    rec = Recorder(env, prompts, outputs, rounds.kv_bytes((prompts + outputs).astype(float)), spec.chunk)
+    rec = Recorder(env, prompts - cached, outputs, rounds.kv_bytes((prompts + outputs - skip).astype(float)),
+                   spec.chunk, cached)
     if plan is not None:
         rec.session, rec.ctx_before, rec.new = plan.session.tolist(), plan.ctx_before.tolist(), plan.new.tolist()
         rec.cache_after = plan.cache_after.tolist()
@@ -118,10 +129,11 @@ def simulate(spec: SimSpec, rounds, prefill: PrefillPool | None = None) -> SimRe
     front = reps if split is None else split.prefill  # where requests arrive
     cap = reps[0].capacity
     worst = int(np.argmax(rec.kv_full))
-    need = rec.kv_full[worst]
+    need = rec.kv_full[worst] + rounds.shared_bytes
     if need > cap:
-        raise TooLarge(f"a request of {prompts[worst] + outputs[worst]} tokens needs {need:.3g} B of KV, "
-                       f"more than a replica holds ({cap:.3g} B)", kv=True)
+        raise TooLarge(f"a request of {prompts[worst] + outputs[worst]} tokens needs {need:.3g} B of KV"
+                       f"{' (the shared prefix included)' if skip else ''}, more than a replica holds ({cap:.3g} B)",
+                       kv=True)
 
     home: dict[int, Replica] = {}  # a task's calls go where its KV is
 
@@ -259,6 +271,10 @@ def check_invariants(rec: Recorder, reps: list[Replica]) -> None:
     if short.any() or over.any():
         i = int(np.argmax(short | over))
         raise InvariantError(f"request {i} generated {rec.generated[i]} tokens for {rec.output[i]} requested")
+    fed, want = sum(r.prefilled for r in reps), int(rec.prompt.sum()) + rec.reprefill
+    if fed != want:
+        raise InvariantError(f"prefill: the replicas prefilled {fed} tokens; the prompts less their cached "
+                             f"prefixes, plus recomputes, are {want}")
     ran = sum(r.seq_rounds for r in reps)
     if ran != int(rec.decode_rounds.sum()):
         raise InvariantError(f"sequence-rounds run {ran} != decode rounds credited to requests "

@@ -16,6 +16,11 @@
 A ledger reads the scheduler's batch (running sequences, prompts in prefill) from the replica
 it serves; the scheduler asks it what admission needs, what is held, and what an eviction
 costs. Agent tasks' KV kept between calls (wait/offload only) is :class:`AgentKV`'s.
+
+A prefix every request shares (the round model's ``shared_tokens``, ``shared_bytes``: prefix
+caching with a shared system prompt) is held once, by every ledger, from the start: a
+sequence's own KV is that of its context past the prefix, ``kv_bytes(context - shared_tokens)``
+(the engine's ``kv_full`` is already so), and only that is reserved, grown, evicted or moved.
 """
 from __future__ import annotations
 
@@ -111,12 +116,13 @@ class Reserve(Ledger):
         self.rep, self.m, self.rec = replica, replica.m, replica.rec
         self.capacity = self.m.kv_budget
         self.reserved = 0.0
+        self.shared = self.m.shared_bytes  # the shared prefix, held once
         self.agents = AgentKV(replica)
 
     def held(self) -> float:
-        return self.reserved + self.agents.held()
+        return self.reserved + self.shared + self.agents.held()
 
-    def need(self, rid: int, tokens: float) -> float:
+    def need(self, rid: int) -> float:
         """Bytes admitting ``rid`` adds (a task's kept KV is already held: only the rest is new)."""
         return self.rec.kv_full[rid] - self.agents.kept(rid)
 
@@ -125,10 +131,7 @@ class Reserve(Ledger):
 
     def fits(self, rid: int, active: int) -> bool:
         """Admitting ``rid`` (with ``active`` sequences admitted) keeps the KV held within capacity."""
-        a = self.agents
-        if a.pinned or a.leaving:
-            return self.held() + self.need(rid, 0) <= self.capacity
-        return self.reserved + self.rec.kv_full[rid] <= self.capacity  # the same sum without agents' KV
+        return self.held() + self.need(rid) <= self.capacity
 
     def admit(self, rid: int, total: int) -> float:
         """The reservation of a call starting its prefill of ``total`` tokens."""
@@ -182,7 +185,7 @@ class Offload(Reserve):
 
     def admit(self, rid: int, total: int) -> float:
         res = super().admit(rid, total)
-        here = min(res, max(self.m.kv_budget - self.on_chip - self.agents.held(), 0.0))
+        here = min(res, max(self.m.kv_budget - self.shared - self.on_chip - self.agents.held(), 0.0))
         self.on_chip += here
         self.placed[rid] = (here, res - here)
         return res
@@ -251,11 +254,24 @@ class Preempt(Ledger):
         self.capacity = self.m.kv_budget
         self.block = replica.block
         self.moving = 0.0  # blocks of sequences crossing the link (swap): held until out, taken as they come in
+        self.shared, self.skip = self.m.shared_bytes, self.m.shared_tokens  # the shared prefix, held once
         self.agents = AgentKV(replica)  # stays empty: agent tasks run with wait
 
     def blocks(self, tokens):
-        """KV bytes of whole ``kv_block_tokens`` blocks holding ``tokens`` (scalar or array)."""
-        return self.m.kv_bytes(np.ceil(np.asarray(tokens, dtype=float) / self.block) * self.block)
+        """KV bytes of whole ``kv_block_tokens`` blocks holding a sequence of ``tokens`` (scalar or
+        array) past the shared prefix."""
+        own = np.maximum(np.asarray(tokens, dtype=float) - self.skip, 0.0)
+        return self.m.kv_bytes(np.ceil(own / self.block) * self.block)
+
+    def at(self, R: int) -> float:
+        """Allocated KV at round ``R`` of the running sequences (whole blocks) and the shared prefix:
+        what grows, against what is free of prompts and transfers."""
+        run = self.rep.running
+        if not run:
+            return self.shared
+        c0 = np.fromiter((s.c0 for s in run.values()), float, len(run))
+        r0 = np.fromiter((s.r0 for s in run.values()), float, len(run))
+        return float(self.blocks(c0 + self.rep.a * (R - r0)).sum()) + self.shared
 
     def held(self) -> float:
         return self.at(self.rep.R) + self.pending() + self.moving
@@ -264,15 +280,6 @@ class Preempt(Ledger):
         """KV reserved by prompts being prefilled or about to land."""
         return sum(p.reserved for p in self.rep.prefilling) + sum(x[2].reserved for x in self.rep.landing)
 
-    def at(self, R: int) -> float:
-        """Allocated KV (whole blocks) of the running sequences at round ``R``."""
-        rep = self.rep
-        if not rep.running:
-            return 0.0
-        c0 = np.fromiter((s.c0 for s in rep.running.values()), float, len(rep.running))
-        r0 = np.fromiter((s.r0 for s in rep.running.values()), float, len(rep.running))
-        return float(self.blocks(c0 + rep.a * (R - r0)).sum())
-
     def rounds_left(self, n: int) -> int:
         """Rounds (at most ``n``) the running batch can advance before its KV outgrows capacity."""
         cap, R = self.capacity - self.pending(), self.rep.R
@@ -280,22 +287,24 @@ class Preempt(Ledger):
             return n
         return largest(0, n, lambda k: self.at(R + k) <= cap)
 
-    def need(self, rid: int, tokens: float) -> float:
-        return float(self.blocks(tokens))
+    def need(self, rid: int) -> float:
+        """Blocks for the next token of ``rid``'s whole context (a cached prefix and a recompute's
+        generated tokens included)."""
+        rec = self.rec
+        return float(self.blocks(int(rec.cached[rid] + rec.prompt[rid] + rec.generated[rid]) + 1))
 
     def headroom(self, active: int) -> float:
         """A watermark: room for every admitted sequence to grow one more block, so an evicted
         sequence is not re-admitted straight into the space it just freed."""
-        return (active + 1) * float(self.blocks(1))
+        return (active + 1) * float(self.m.kv_bytes(self.block))
 
     def fits(self, rid: int, active: int) -> bool:
-        """Admitting ``rid`` (its prompt and what it generated, and the next token) keeps the KV
-        held, with the watermark, within capacity."""
-        need = self.need(rid, self.rec.prompt[rid] + self.rec.generated[rid] + 1)
-        return self.held() + need + self.headroom(active) <= self.capacity
+        """Admitting ``rid`` (its context and the next token) keeps the KV held, with the
+        watermark, within capacity."""
+        return self.held() + self.need(rid) + self.headroom(active) <= self.capacity
 
     def admit(self, rid: int, total: int) -> float:
-        return self.need(rid, total + 1)
+        return float(self.blocks(total + 1))
 
     def release(self, rid: int, reserved: float) -> None:
         pass
@@ -306,10 +315,10 @@ class Preempt(Ledger):
 
 
 class Swap(Preempt):
-    """``swap``: as preempt, but the evicted KV goes over the link and comes back."""
+    """``swap``: as preempt, but the evicted KV (past the shared prefix) goes over the link and comes back."""
 
     def transfer_bytes(self, ctx: float) -> float | None:
-        return float(self.m.kv_bytes(ctx))
+        return float(self.m.kv_bytes(max(ctx - self.skip, 0.0)))  # past the shared prefix
 
 
 LEDGERS = {"wait": Reserve, "offload": Offload, "preempt": Preempt, "swap": Swap}

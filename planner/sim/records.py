@@ -25,11 +25,15 @@ class Recorder:
     several times faster than a numpy scalar); ``close`` turns them into numpy arrays for the
     checks, the summary and the tables."""
 
-    def __init__(self, env, prompts: np.ndarray, outputs: np.ndarray, kv_full: np.ndarray, chunk: int):
+    def __init__(self, env, prompts: np.ndarray, outputs: np.ndarray, kv_full: np.ndarray, chunk: int,
+                 cached: np.ndarray | None = None):
         n = len(prompts)
         self.env, self.n = env, n
+        # prompt: tokens to prefill; cached: tokens before them whose KV is already there (prefix caching)
         self.prompt, self.output = prompts.astype(np.int64).tolist(), outputs.astype(np.int64).tolist()
-        self.kv_full = [float(x) for x in kv_full]  # KV bytes at prompt + output, per request
+        self.cached = [0] * n if cached is None else cached.astype(np.int64).tolist()
+        self.reprefill = 0  # tokens prefilled again after a preemption (prompt + generated)
+        self.kv_full = [float(x) for x in kv_full]  # a request's own KV bytes at its whole context
         self.arrival, self.admit, self.first, self.finish = ([-1.0] * n for _ in range(4))
         self.generated, self.decode_rounds = [0] * n, [0] * n
         self.preemptions, self.swaps, self.replica = ([0] * n for _ in range(3))
@@ -124,8 +128,8 @@ class Recorder:
 
 # the per-request lists and their dtypes once the run is over (Recorder.close)
 PER_REQUEST = ((("arrival", "admit", "first", "finish"), float),
-               (("prompt", "output", "generated", "decode_rounds", "preemptions", "swaps", "replica", "session",
-                 "ctx_before", "new"), np.int64),
+               (("prompt", "output", "cached", "generated", "decode_rounds", "preemptions", "swaps", "replica",
+                 "session", "ctx_before", "new"), np.int64),
                (("cache_after", "restored"), bool))
 
 
@@ -158,7 +162,8 @@ class Summary:
     sim_requests: int
     sim_time_s: float
     throughput_out_tok_s: float
-    throughput_in_tok_s: float
+    throughput_in_tok_s: float  # fresh (prefilled) input
+    throughput_cached_in_tok_s: float  # input served from a cached prefix (not prefilled)
     throughput_req_s: float
     served_to_offered: float  # requests/s served over requests/s offered (below 1: overloaded)
     stable: bool  # False: an open queue clearing requests under STABLE x their arrival rate
@@ -198,6 +203,7 @@ class Summary:
     mean_sojourn_s: float = _internal()
     mean_in_system: float = _internal()
     events: int = _internal()
+    prefill_tokens: int = _internal()  # prompt tokens the replicas prefilled (recomputes included)
     wall_s: float = _internal()
     sim_requests_per_wall_s: float = _internal()
     stage_utilisation: tuple = _internal()
@@ -267,9 +273,11 @@ def summarise(rec: Recorder, reps: list, spec, wall: float) -> Summary:
         # finish in waves; the window spans one wave more than its periods)
         req_s = min(spec.users, n) / (float(e2e.mean()) + spec.think_s)
         out_tok_s, in_tok_s = req_s * float(rec.output[m].mean()), req_s * float(rec.prompt[m].mean())
+        cached_s = req_s * float(rec.cached[m].mean())
     else:
         req_s = float(counted.sum()) / span
         out_tok_s, in_tok_s = float(rec.output[counted].sum()) / span, float(rec.prompt[counted].sum()) / span
+        cached_s = float(rec.cached[counted].sum()) / span
     stable = closed_loop(spec) or offered * STABLE <= req_s
     makespan = max(float(rec.finish.max()), 1e-12)
     # per measured request, the figure each SLO target bounds (a 1-token reply has no TPOT: it passes)
@@ -285,7 +293,8 @@ def summarise(rec: Recorder, reps: list, spec, wall: float) -> Summary:
     kv_peak = max(r.kv_peak / r.m.kv_budget for r in reps)
     out = {
         "sim_requests": n, "sim_measured_requests": int(m.sum()), "sim_time_s": makespan,
-        "throughput_out_tok_s": out_tok_s, "throughput_in_tok_s": in_tok_s, "throughput_req_s": req_s,
+        "throughput_out_tok_s": out_tok_s, "throughput_in_tok_s": in_tok_s, "throughput_cached_in_tok_s": cached_s,
+        "throughput_req_s": req_s,
         # below 1: requests cleared slower than they arrived (an overloaded open queue, unstable)
         "served_to_offered": req_s / offered if offered > 0 else 1.0,
         "stable": bool(stable),
@@ -306,6 +315,7 @@ def summarise(rec: Recorder, reps: list, spec, wall: float) -> Summary:
         "offchip_transfer_util": float(np.mean([r.xfer_bytes / r.m.link_bytes_per_s for r in reps]) / makespan),
         "preemptions": int(rec.preemptions.sum()), "swaps": int(rec.swaps.sum()),
         "events": rec.events, "events_per_request": rec.events / n,
+        "prefill_tokens": int(sum(r.prefilled for r in reps)),
         "wall_s": wall, "sim_requests_per_wall_s": n / max(wall, 1e-12),
         "mean_in_system": rec.area / makespan,
     }
@@ -359,7 +369,7 @@ def requests_frame(rec: Recorder) -> pd.DataFrame:
     tpot = tpot_of(rec, np.nan)
     return pd.DataFrame({
         "request": np.arange(rec.n), "replica": rec.replica, "arrival_s": rec.arrival, "admit_s": rec.admit,
-        "first_token_s": rec.first, "finish_s": rec.finish, "prompt_tokens": rec.prompt,
+        "first_token_s": rec.first, "finish_s": rec.finish, "prompt_tokens": rec.prompt, "cached_tokens": rec.cached,
         "output_tokens": rec.output, "queue_s": rec.admit - rec.arrival, "ttft_s": first_tok, "tpot_s": tpot,
         "e2e_s": rec.finish - rec.arrival, "preemptions": rec.preemptions, "swaps": rec.swaps})
 

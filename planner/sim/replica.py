@@ -55,6 +55,7 @@ class Replica(Accounts):
         self.capacity = self.kv.capacity
         self.wake = env.event()
         self.seq_rounds = 0  # sequence-rounds this replica ran (conservation check vs the requests)
+        self.prefilled = 0  # prompt tokens this replica prefilled (conservation check: fresh + recomputed)
         self._busy = np.zeros((2, rounds.stages))  # per stage: busy seconds over active seconds
         self._busy_n: dict[int, list] = {}  # id(memoised stage-busy vector) -> [vector, rounds] (rounds.count)
         self.link_busy = 0.0  # busiest inter-stage link's seconds
@@ -163,7 +164,7 @@ class Replica(Accounts):
                 self.kv.agents.evict(victim)
                 continue
             rid = queue.popleft()
-            prefix = self._cached_prefix(rid) if rec.session[rid] >= 0 else 0
+            prefix = self._cached_prefix(rid) if rec.session[rid] >= 0 else rec.cached[rid]
             total = prefix + rec.prompt[rid] + rec.generated[rid]  # a recompute prefills what it had
             res = self.kv.admit(rid, total)
             if rec.admit[rid] < 0:
@@ -193,10 +194,12 @@ class Replica(Accounts):
         head.enter(now)
         budget = m.prefill_budget(b, ctx, chunk)
         if budget > 0 and (head.total - head.pos - 1) // budget > 0:  # the head fills whole rounds first
+            pos0 = head.pos
             k, head.pos, total, link, ctx, budget = head_rounds(m, b, s0, ab, R0, head.pos, head.total, limit,
                                                                 chunk, self._busy_n, self.exact_prefill,
                                                                 (ctx, budget))
             total = max(total, k * floor)
+            self.prefilled += head.pos - pos0
         else:  # (what head_rounds would find: no such round)
             k, total, link = 0, 0.0, 0.0
         landed = []
@@ -212,6 +215,7 @@ class Replica(Accounts):
             if pieces:
                 dur, bz, ln, passing, cycle = m.mixed(b, ctx, tokens, pieces[0][0].pos, chunk)
                 dur = max(dur, floor)
+                self.prefilled += tokens
                 for p, take in pieces:
                     p.enter(now + total)
                     p.pos += take
@@ -240,15 +244,17 @@ class Replica(Accounts):
             self._land()
 
     def _cached_prefix(self, rid: int) -> int:
-        """Tokens of a task's context whose KV is here (kept, or brought back): not prefilled
-        again. The call's prompt becomes what is left of its context."""
+        """Tokens of the prompt whose KV is here, not prefilled (``rec.cached``; ``rec.prompt`` is
+        the rest): a request's cached prefix (prefix caching), or a task's context when its KV
+        was kept or brought back (the call's prompt becomes what is left of its context)."""
         rec = self.rec
         s = rec.session[rid]
         if s < 0:
-            return 0
+            return int(rec.cached[rid])
         cached = self.kv.agents.cached(rid) or rec.restored[rid]
         prefix = int(rec.ctx_before[rid]) if cached else 0
         rec.prompt[rid] = int(rec.ctx_before[rid] + rec.new[rid]) - prefix
+        rec.cached[rid] = prefix
         return prefix
 
     def _prefill_done(self, p: Prefill, t: float) -> None:
@@ -332,6 +338,7 @@ class Replica(Accounts):
             self.swapped.append((rid, ctx, gen))
         else:
             self.rec.preemptions[rid] += 1
+            self.rec.reprefill += int(self.rec.prompt[rid]) + gen  # what its re-admission prefills
             self.queue.appendleft(rid)
 
     def _swap(self, rid: int, ctx: float, path: tuple):

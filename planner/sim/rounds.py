@@ -27,7 +27,9 @@ class RoundModel(Protocol):
 
     accepted: float  # tokens a sequence gains per decode round (speculative decoding: > 1)
     stages: int  # pipeline stages (busy and active time are reported per stage)
-    kv_budget: float  # KV bytes the replica holds on-chip (its tightest stage sets it)
+    kv_budget: float  # KV bytes the replica holds on-chip (its tightest stage sets it), a shared prefix included
+    shared_tokens: int  # a prefix every request shares (prefix caching), its KV held once per replica ...
+    shared_bytes: float  # ... taking this many bytes of kv_budget
     external_bytes: float  # KV bytes of the external tier (offload)
     share: np.ndarray  # each stage's share of a sequence's KV
     stage_budget: np.ndarray  # each stage's KV bytes
@@ -133,8 +135,7 @@ class StepRounds:
         self._lines: dict = {}  # (batch, context bucket) -> what decode interpolates (_line)
         self._mix: dict = {}
         self._budget: dict = {}
-        self._budget_of: dict = {}  # (batch, context bucket, chunk) -> prefill_budget (its grid point's)
-        self._row_of: dict = {}  # (batch, context bucket, tokens) -> its grid point's entry of _rows
+        self._budget_of, self._row_of = {}, {}  # _budget and _rows by exact batch (not grid point)
         self.wafer = self.sm.dev.kind == "wafer"
         self._rows: dict = {}  # (batch grid point, context bucket, tokens) -> {position bucket: mixed round}
         self._chunk: dict = {}  # (chunk tokens, start) -> one chunk's (cycle, pass) on an idle pipeline
@@ -148,12 +149,15 @@ class StepRounds:
         self.kv_global = float(kv_tok[~local].sum())
         self.kv_local = float(kv_tok[local].sum())
         self.window = float(shape.window[local].max()) if local.any() else 0.0
-        # capacity: the tightest stage sets how much KV the replica holds in total
+        # capacity: the tightest stage sets how much KV the replica holds in total; a shared prefix
+        # takes its own bytes on each stage and is held once, the sequences share the rest
         per_seq = np.array([s.kv_bytes_per_seq for s in pl.stages]) * pl.kv_replication
         self.share = per_seq / per_seq.sum()
         stage_budget = np.array([s.devices * pl.capacity_bytes - s.weight_bytes for s in pl.stages])
         self.stage_budget = stage_budget
-        self.kv_budget = float(np.min(stage_budget / self.share))
+        self.shared_tokens, self.shared_bytes = pl.shared_tokens, pl.shared_kv_bytes
+        shared = np.array([s.shared_kv_bytes for s in pl.stages])
+        self.kv_budget = float(np.min((stage_budget - shared) / self.share)) + self.shared_bytes
         devs = np.array([s.devices for s in pl.stages], dtype=float)
         self.external_bytes = external_bytes_per_device * pl.devices
         link = external_bw or dev.io_bw_bytes_per_s
@@ -199,14 +203,11 @@ class StepRounds:
         lo, slope, busy, link, other = hit
         t = lo + slope * f
         if other is not None:  # b between two grid points: interpolated between them too
-            lo1, slope1, db, step = other
-            t1 = lo1 + slope1 * f
-            t += (t1 - t) * db / step
+            t += (other[0] + other[1] * f - t) * other[2] / other[3]
         return t, busy, link
 
     def _line(self, b: int, k: int):
-        """What decode needs for ``b`` in context bucket ``k``: the round time at the bucket's
-        start and its rise to the next (at the grid point at or below ``b``, and above it)."""
+        """decode's line for ``b`` in bucket ``k``: time at the bucket's start, rise to the next."""
         b0, b1 = self._grid(b)
         lo, hi = self._decode_at(b0, k), self._decode_at(b0, k + 1)
         other = None
@@ -279,9 +280,7 @@ class StepRounds:
         return hit
 
     def _row_entry(self, row: dict, b: int, ctx: float, tokens: int, hp: int, chunk: int):
-        """(round seconds, stage busy and active, link busy, busy summed, active summed) of the
-        mixed round at position ``hp``, kept in ``row`` under its position bucket (as mixed
-        buckets the position)."""
+        """mixed at position ``hp`` as ``row`` keeps it (under the bucket mixed puts ``hp`` in)."""
         r = self.mixed(b, ctx, tokens, hp, chunk)
         hit = row[hp // self.q] = (r[0], r[1], r[2], float(r[1][0].sum()), float(r[1][1].sum()))
         return hit
@@ -368,8 +367,9 @@ class ConstantRounds:
 
     def __init__(self, tau: float, kv_budget: float = math.inf, kv_per_token: float = 0.0,
                  external_bytes: float = 0.0, link_bw: float = 1e9, tier_bw: float = math.inf,
-                 replicas_per_tier: int = 1):
+                 replicas_per_tier: int = 1, shared_tokens: int = 0):
         self.tau, self.accepted, self.stages = tau, 1.0, 1
+        self.shared_tokens, self.shared_bytes = shared_tokens, kv_per_token * shared_tokens
         self.q = math.inf  # round times do not depend on the context
         self.kv_global, self.kv_local, self.window = kv_per_token, 0.0, 0.0
         self.kv_budget, self.external_bytes = kv_budget, external_bytes

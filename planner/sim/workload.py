@@ -75,3 +75,16 @@ def interarrivals(process: str, rate: float, cv: float, rng: np.random.Generator
         shape = 1.0 / cv ** 2
         return rng.gamma(shape, 1.0 / (rate * shape), n)
     return np.full(n, 1.0 / rate)
+
+
+def cached_prefix(prompts: np.ndarray, tokens: int, share: float, shared: int) -> tuple[np.ndarray, np.ndarray]:
+    """(prompts, cached tokens of each): prefix caching. ``shared`` > 0: a prefix of that many
+    tokens begins every prompt (a shorter draw is lengthened to ``shared + 1``) and is cached for
+    all; else each request finds ``tokens`` (or ``share`` of its prompt, rounded down) cached.
+    At least one token of every prompt is prefilled: its last position gives the first output."""
+    if shared:
+        prompts = np.maximum(prompts, shared + 1)
+        return prompts, np.full(len(prompts), shared, np.int64)
+    c = np.full(len(prompts), tokens, np.int64) if tokens else np.floor(share * prompts).astype(np.int64)
+    return prompts, np.clip(c, 0, prompts - 1)
+

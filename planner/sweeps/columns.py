@@ -27,6 +27,9 @@ SECTIONS = [
         ("throughput_out_tok_s", "tok/s", "output tokens per second of the deployment (at capacity with "
                                           "`capacity.search`)"),
         ("throughput_out_tok_s_per_device", "tok/s", "throughput_out_tok_s / devices"),
+        ("demand_tok_s", "tok/s", "workload.demand: the tokens/s the deployment is sized to carry within the SLO "
+                                  "(of the kind demand_unit says)"),
+        ("demand_unit", "", "out tok/s (output tokens) or tok/s (every token: output, fresh and cached input)"),
         ("ttft_p99_s", "s", "time to first token, 99th percentile (simulated)"),
         ("ttft_analytic_s", "s", "time to first token on an idle replica, closed form"),
         ("cost_usd_per_mtok_out", "$/M tokens", "$ per million output tokens: usd_per_h split among token kinds "
@@ -51,7 +54,9 @@ SECTIONS = [
     ("configuration", [
         ("device", "", "the resolved device (with any bonded-SRAM option in its name)"),
         ("compute_mode", "", "native (computes at the weights' precision) or storage (dequantised to 16-bit)"),
-        ("prompt_tokens", "tokens", "prompt length per request"),
+        ("prompt_tokens", "tokens", "prompt length per request (a cached prefix included)"),
+        ("cached_tokens", "tokens", "tokens of each prompt found cached (workload.prefix): not prefilled, "
+                                    "attended to; closed form at prompt_tokens (0 without prefix caching)"),
         ("output_tokens", "tokens", "output length per request"),
         ("devices_per_replica", "devices", "wafers or GPUs per replica (pipeline length x tensor parallel)"),
         ("systems", "systems", "systems (servers, racks, CS-3 boxes) of the deployment"),
@@ -67,7 +72,9 @@ SECTIONS = [
         ("microbatches", "micro-batches", "micro-batches in flight in the pipeline"),
         ("weight_bytes", "B", "weight bytes of one replica (all experts resident)"),
         ("kv_bytes_per_token", "B/token", "KV bytes per token (whole model)"),
-        ("kv_bytes_per_seq", "B", "KV bytes of one sequence at context_tokens"),
+        ("kv_bytes_per_seq", "B", "KV bytes of one sequence at context_tokens (past a shared prefix)"),
+        ("shared_prefix_kv_bytes", "B", "KV bytes of a prefix every request shares (workload.prefix.shared), "
+                                        "held once per replica (replicas of it on GPUs included)"),
         ("capacity_bytes_per_device", "B", "usable memory per device (after the reserve, plus bonded SRAM)"),
         ("total_params", "parameters", "all parameters of the model"),
         ("active_params", "parameters", "parameters touched per token (MoE: active experts)"),
@@ -77,7 +84,9 @@ SECTIONS = [
         ("capacity_req_s", "req/s", "requests/s the deployment carries within the SLO"),
         ("capacity_users_per_replica", "users", "closed-loop users one replica carries within the SLO"),
         ("capacity_req_s_per_replica", "req/s", "requests/s one replica carries within the SLO"),
-        ("capacity_target", "users or req/s", "the target load the replicas are sized for"),
+        ("capacity_target", "see unit", "the target load the replicas are sized for (capacity_target_unit)"),
+        ("capacity_target_unit", "", "users (closed loop), req/s (open arrivals), or the demand's out tok/s or "
+                                     "tok/s (workload.demand)"),
         ("capacity_limit", "", "what bounded the search: the SLO target(s), target, kv_capacity, saturation, "
                                "search_ceiling or floor"),
         ("capacity_probes", "simulations", "simulations the capacity search ran"),
@@ -111,8 +120,19 @@ SECTIONS = [
         ("prefill_util_max", "share", "prefill pool: busiest stage's busy share of simulated time, mean over "
                                       "prefill replicas (0-1)"),
     ]),
+    ("load per replica", [
+        ("throughput_req_s_per_replica", "req/s", "requests/s each replica carried (throughput_req_s / replicas)"),
+        ("throughput_out_tok_s_per_replica", "tok/s", "output tok/s each replica carried"),
+        ("throughput_in_tok_s_per_replica", "tok/s", "fresh (prefilled) input tok/s each replica carried"),
+        ("throughput_cached_in_tok_s_per_replica", "tok/s", "cached input tok/s each replica carried"),
+        ("users_per_replica", "users", "users each replica served: closed loops, its users (thinking ones "
+                                       "included); open arrivals, the requests in it (Little's law: rate x time "
+                                       "in the system); analytic rows, the operating batch"),
+    ]),
     ("simulated", [
-        ("throughput_in_tok_s", "tok/s", "input (prompt) tokens per second of the deployment"),
+        ("throughput_in_tok_s", "tok/s", "fresh (prefilled) input tokens per second of the deployment"),
+        ("throughput_cached_in_tok_s", "tok/s", "input tokens per second of the deployment served from a cached "
+                                                "prefix (not prefilled; agent tasks: their kept context)"),
         ("throughput_req_s", "req/s", "requests finished per second by the deployment (simulated; analytic: "
                                       "output rate / output tokens)"),
         ("served_to_offered", "share", "simulated open queue: requests cleared / requests arrived per second "
@@ -181,7 +201,9 @@ SECTIONS = [
         ("tpot_analytic_s", "s", "time per output token, closed form (1 / per-user speed)"),
         ("aggregate_tok_s_analytic", "tok/s", "output tok/s of the deployment at the operating batch, closed form"),
         ("capacity_tok_s_analytic", "tok/s", "output tok/s of the deployment at the largest batch that fits"),
-        ("input_tok_s_analytic", "tok/s", "input tok/s of the deployment at the operating batch, closed form"),
+        ("input_tok_s_analytic", "tok/s", "fresh input tok/s of the deployment at the operating batch, closed form"),
+        ("cached_input_tok_s_analytic", "tok/s", "cached input tok/s of the deployment at the operating batch, "
+                                                 "closed form"),
         ("accepted_tokens_per_step", "tokens", "tokens accepted per decode step (1 without speculative decoding)"),
         ("prefill_share", "share", "share of a steady-state round spent on others' prefill (0-1)"),
         ("round_s", "s", "steady-state round time with prefill interleaved"),

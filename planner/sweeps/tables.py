@@ -28,8 +28,8 @@ RESULT_NAMES = set(RESULT_ORDER + TASK_ORDER + POOLS + TAIL)
 # the Estimate's per-replica figures that a results row names as analytic (the simulated ones
 # take the plain names); its aggregate and input rates give way to the deployment's (Sizing)
 ANALYTIC_NAMES = {"decode_tok_s_per_user": "decode_tok_s_per_user_analytic", "tpot_s": "tpot_analytic_s",
-                  "ttft_s": "ttft_analytic_s", "aggregate_tok_s": None, "input_tok_s": None, "fits": None,
-                  "activity": "activity_analytic"}
+                  "ttft_s": "ttft_analytic_s", "aggregate_tok_s": None, "input_tok_s": None,
+                  "cached_input_tok_s": None, "fits": None, "activity": "activity_analytic"}
 
 
 def row(r: PointResult) -> dict:
@@ -47,7 +47,8 @@ def row(r: PointResult) -> dict:
         out.update(devices_per_replica=s.devices_per_replica, replicas=s.replicas,
                    batch_per_replica=s.batch_per_replica, concurrent_users=s.concurrent_users,
                    capacity_tok_s_analytic=s.capacity_tok_s_analytic, devices=s.devices,
-                   aggregate_tok_s_analytic=s.aggregate_tok_s_analytic, input_tok_s_analytic=s.input_tok_s_analytic)
+                   aggregate_tok_s_analytic=s.aggregate_tok_s_analytic, input_tok_s_analytic=s.input_tok_s_analytic,
+                   cached_input_tok_s_analytic=s.cached_input_tok_s_analytic)
     if r.pools is not None:  # a disaggregated deployment: both pools (hardware says prefill+decode)
         out.update(r.pools.as_dict())
     if r.service is not None:
@@ -60,16 +61,17 @@ def row(r: PointResult) -> dict:
         c = r.capacity
         out.update(capacity_probes=c.probes, capacity_limit=c.limit, capacity_users_per_replica=c.users_per_replica,
                    capacity_req_s_per_replica=c.req_s_per_replica, capacity_users=c.users, capacity_req_s=c.req_s,
-                   capacity_target=c.target, replicas=c.replicas, devices=c.devices,
+                   capacity_target=c.target, capacity_target_unit=c.target_unit, replicas=c.replicas,
+                   devices=c.devices,
                    batch_per_replica=c.batch_per_replica, goodput_req_s=c.goodput_req_s,
                    goodput_out_tok_s=c.goodput_out_tok_s)
-        if not c.closed:
+        if c.target_unit != "users":  # the users the search found (the target was a rate or a demand)
             out["concurrent_users"] = c.users
     if r.throughput_source is not None:
         out["throughput_source"] = r.throughput_source
     if r.throughput_out_tok_s is not None:  # the deployment's, whichever model gave them
         out.update(throughput_out_tok_s=r.throughput_out_tok_s, throughput_in_tok_s=r.throughput_in_tok_s,
-                   throughput_req_s=r.throughput_req_s)
+                   throughput_cached_in_tok_s=r.throughput_cached_in_tok_s, throughput_req_s=r.throughput_req_s)
     for part in (r.costs, r.bands, r.cap):
         if part is not None:
             out.update(dataclasses.asdict(part))
@@ -79,6 +81,13 @@ def row(r: PointResult) -> dict:
     out.update(config_hash=pt.config_hash, seed=pt.scenario.seed)
     if r.throughput_out_tok_s is not None and out.get("devices"):
         out["throughput_out_tok_s_per_device"] = r.throughput_out_tok_s / out["devices"]
+    if r.load is not None:  # what each replica carried
+        out.update(throughput_req_s_per_replica=r.load.req_s, throughput_out_tok_s_per_replica=r.load.out_tok_s,
+                   throughput_in_tok_s_per_replica=r.load.in_tok_s,
+                   throughput_cached_in_tok_s_per_replica=r.load.cached_in_tok_s, users_per_replica=r.load.users)
+    demand = pt.scenario.workload.demand
+    if demand is not None:
+        out.update(demand_tok_s=demand.value, demand_unit=demand.unit)
     out.update({k: v for k, v in _identity(pt).items() if out.get(k) is None})
     return out
 

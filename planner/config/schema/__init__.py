@@ -58,12 +58,7 @@ from planner.config.schema.scenario import (  # noqa: F401 - the schema's public
     Deployment,
     BondedSramChoice,
     HardwareOptions,
-    LengthDist,
-    TimeDist,
-    Agentic,
     Service,
-    Arrival,
-    Workload,
     SLO,
     Capacity,
     PriceRatio,
@@ -72,3 +67,11 @@ from planner.config.schema.scenario import (  # noqa: F401 - the schema's public
     SweepGroup,
     Scenario,
     SLO_TARGETS)
+from planner.config.schema.workload import (  # noqa: F401 - the schema's public names
+    LengthDist,
+    TimeDist,
+    Agentic,
+    Arrival,
+    Prefix,
+    Demand,
+    Workload)
