@@ -101,7 +101,9 @@ def test_probes_are_as_long_as_the_percentiles_need(tmp_path):
     s = shorten(SimSpec(requests=5000, warmup_fraction=0.1, users=300, process="closed"), pt.scenario.slo, 300)
     assert s.requests == 1300 and int(s.warmup_fraction * s.requests) == 300
     s = shorten(SimSpec(requests=5000, warmup_fraction=0.1, users=900, process="closed"), pt.scenario.slo, 900)
-    assert s.requests == 2700 and int(s.warmup_fraction * s.requests) == 900  # two rounds of users measured
+    assert s.requests == 1900 and int(s.warmup_fraction * s.requests) == 900  # 1,000 (p99) after the warm-up
+    s = shorten(SimSpec(requests=5000, warmup_fraction=0.1, users=1500, process="closed"), pt.scenario.slo, 1500)
+    assert s.requests == 3000 and int(s.warmup_fraction * s.requests) == 1500  # one round of users measured
     s = shorten(SimSpec(requests=5000, warmup_fraction=0.1), pt.scenario.slo, None)  # open: 10% warm-up
     assert s.requests - int(s.warmup_fraction * s.requests) >= 1000 and s.requests < 1200
     assert shorten(SimSpec(requests=800), pt.scenario.slo, None).requests == 800  # never longer

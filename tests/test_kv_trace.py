@@ -134,6 +134,18 @@ def test_swap_stalls_the_replica_both_ways_and_resumes_without_recompute():
     assert res.summary.offchip_transfer_util == pytest.approx(1.0 / 10.0, **EXACT)
 
 
+def test_a_prompt_admitted_after_a_swap_in_is_stamped_when_it_is_admitted():
+    """The swap case above plus C (t=6.7, prompt 1, output 1), which arrives while B's KV comes
+    back (6.5 -> 7). At 7 B joins (blk(5) = 6 B) and C is admitted beside it: 6 + blk(2) = 2 +
+    watermark (1 + 1) * 2 = 12 <= 12. C's admission is stamped 7, when it happens. Fails on the
+    code that stamped the queue's admissions with the time the swap-in started (6.5, before C
+    arrived: "negative queueing")."""
+    res = run("swap", [0.0, 0.5, 6.7], [2, 2, 1], [6, 6, 1], ConstantRounds(1.0, **CASE, link_bw=SWAP_LINK), **KW)
+    c = res.requests.iloc[2]
+    assert c.arrival_s == pytest.approx(6.7, **EXACT) and c.admit_s == pytest.approx(7.0, **EXACT)
+    assert res.summary.swaps == 1
+
+
 def test_swap_out_sample_counts_the_kv_still_leaving():
     """Same case as above. At t=4, when the swap-out starts, HBM holds A[6] = 6 B and all of B's
     blk(5) = 6 B (nothing has crossed the link yet): the sample reads 12 B, the capacity. Fails

@@ -109,3 +109,18 @@ def test_the_router_heap_picks_what_a_scan_would(wafer, monkeypatch):
     simulate(SimSpec(requests=1500, rate_per_s=rate, prompt=fixed(7168), output=fixed(1024), seed=5, replicas=8,
                      router="least_outstanding"), m)
     assert len(checked) == 1500
+
+
+def test_rounds_within_is_the_largest_k_whose_span_time_fits():
+    """The closed-form root, checked, equals a search over span_time (growing and flat spans,
+    elapsed on and between round boundaries, at 0 and past the span)."""
+    from planner.sim.batch import largest, rounds_within, span_time
+    rng = random.Random(5)
+    for _ in range(5000):
+        n = rng.randint(1, 400)
+        t0 = rng.uniform(1e-4, 0.1)
+        t1 = t0 * rng.choice([1.0, rng.uniform(1.0, 3.0), rng.uniform(0.5, 1.0)])
+        k = rng.randint(0, n)
+        elapsed = rng.choice([span_time(k, n, t0, t1), span_time(k, n, t0, t1) * rng.uniform(0.9, 1.1),
+                              rng.uniform(0, 2 * span_time(n, n, t0, t1)), 0.0])
+        assert rounds_within(elapsed, n, t0, t1) == largest(0, n, lambda j: span_time(j, n, t0, t1) <= elapsed)

@@ -8,6 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from planner.cli import main
+from planner.config import units
 from planner.sweeps import size
 from planner.sweeps.answer import ANSWER_COLUMNS, answer, text
 
@@ -32,7 +33,7 @@ def test_size_scenario_is_hardware_x_precision_x_sensible_counts():
     counts = groups["cs3-fp8"]["deployment.count"]
     assert counts[0] is None and counts[2] == 2 * counts[1]
     assert 72 in groups["gb200-nvl72-fp8"]["deployment.count"]
-    assert size.parse_tokens("32k") == 32768 and size.parse_tokens("8192") == 8192
+    assert units.parse_tokens("32k") == 32768 and units.parse_tokens("8192") == 8192
 
 
 def test_size_needs_an_slo_and_a_device():

@@ -8,16 +8,23 @@ per problem on stderr, never a traceback.
 """
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
+# One BLAS thread unless the user asks for more: the planner's arrays are small (stages x layers),
+# so OpenBLAS's thread pool only costs start-up (its threads spin up on numpy's import: ~30-50 ms
+# of CPU on 2 cores) and would compete with a sweep's worker processes, which inherit this.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 import click
 
-from planner import catalog
 from planner.version import __version__
 from planner.config.errors import ConfigError, did_you_mean
-from planner.config.schema import PRECISIONS, BondedSramSpec
-from planner.config.units import fmt_bytes, fmt_rate
+from planner.config.precisions import PRECISIONS
+
+# Imports that cost time (pydantic and the schema, numpy, pandas) happen inside the commands that
+# need them: ``plan --help`` reads only this package, ``plan estimate`` no pandas.
 
 
 class Choice(click.Choice):
@@ -72,6 +79,7 @@ def main():
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
 def validate(files):
     """Check scenario (or hardware/model spec) files; exit 2 with FILE:LINE:COL lines on error."""
+    from planner import catalog
     from planner.config.yamlio import load_file
     from planner.plan.scenario import expand, load
     bad = False
@@ -97,6 +105,7 @@ def validate(files):
 
 def _file_kind(data, path: Path) -> str:
     """'scenario', 'model' or 'hardware', from the keys a file sets (or what it extends)."""
+    from planner import catalog
     if not isinstance(data, dict) or {"workload", "sweep", "deployment"} & data.keys():
         return "scenario"
     if {"layers", "hidden", "attention", "coarse", "moe"} & data.keys():
@@ -117,6 +126,9 @@ def _file_kind(data, path: Path) -> str:
 @click.argument("what", type=Choice(["hardware", "models"]))
 def list_(what):
     """Show the catalog with key figures."""
+    from planner import catalog
+    from planner.config.schema import BondedSramSpec
+    from planner.config.units import fmt_bytes, fmt_rate
     if what == "hardware":
         rows = [("name", "kind", "memory", "mem bw", "16-bit", "fp8", "fp4", "io", "power/sys", "capex/sys", "")]
         for h in catalog.all_hardware():
@@ -154,6 +166,7 @@ def _table(rows):
 def show(what, name):
     """Print one spec, resolved (inheritance applied), with its sources."""
     import yaml
+    from planner import catalog
     spec = catalog.load_hardware(name) if what == "hardware" else catalog.load_model(name)
     path = catalog.find("hardware" if what == "hardware" else "model", name)
     click.echo(f"# {path}")

@@ -7,11 +7,8 @@ import sys
 
 import click
 
-from planner import catalog
 from planner.cli import PREC, Choice, main
 from planner.config.errors import did_you_mean
-from planner.config.schema import BondedSramSpec, SpecDecode
-from planner.config.units import fmt_bytes
 
 
 class Tokens(click.ParamType):
@@ -22,7 +19,7 @@ class Tokens(click.ParamType):
     def convert(self, value, param, ctx):
         if isinstance(value, int):
             return value
-        from planner.sweeps.size import parse_tokens
+        from planner.config.units import parse_tokens
         try:
             return parse_tokens(value)
         except ValueError as e:
@@ -69,7 +66,8 @@ class Duration(click.ParamType):
 def estimate(model_name, hw_name, count, precision, kv_precision, mode, context, batch, prompt, output_tokens,
              bonded_layers, software, spec_decode, as_json):
     """Answer analytically: fit, devices, stages, speeds, TTFT, bottleneck, $/h, $/M tokens, kW."""
-    from planner.config.schema import Economics
+    from planner import catalog
+    from planner.config.schema import BondedSramSpec, Economics, SpecDecode
     from planner.physics.hardware import Infeasible
     from planner.physics.point import Config, build_point
     from planner.plan.economics import costs
@@ -113,6 +111,7 @@ def estimate(model_name, hw_name, count, precision, kv_precision, mode, context,
 
 def _print_estimate(r: dict) -> None:
     from planner.config.schema import Economics
+    from planner.config.units import fmt_bytes
     click.echo(f"{r['model']} on {r['hardware']}  weights {r['weights_precision']}  KV {r['kv_precision']}  "
                f"context {r['context_tokens']:,}")
     if "devices" in r:

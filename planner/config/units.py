@@ -140,3 +140,20 @@ def fmt_rate(n: float, unit: str) -> str:
         if abs(n) >= scale:
             return f"{n / scale:.3g} {p}{unit}"
     return f"{n:.3g} {unit}"
+
+
+def parse_tokens(text: str) -> int:
+    """Token counts as context windows are quoted: "32k" = 32,768 (k = 1024), "8192" = 8,192."""
+    t = str(text).strip().lower().replace(",", "").replace("_", "")
+    scale = 1
+    if t.endswith("k"):
+        t, scale = t[:-1], 1024
+    elif t.endswith("m"):
+        t, scale = t[:-1], 1024 * 1024
+    try:
+        value = float(t) * scale
+    except ValueError:
+        raise ValueError(f"not a token count: {text!r} (e.g. 8192, 32k, 128k)") from None
+    if value < 1 or value != int(value):
+        raise ValueError(f"not a whole positive token count: {text!r}")
+    return int(value)

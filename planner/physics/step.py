@@ -146,6 +146,7 @@ class StepModel:
         # serial hops: a layer spread over chips exchanges once per layer, not once per chip
         self.hop_share = min(1.0, L / (self.S - 1)) if self.S > 1 else 1.0
         self._passes: dict = {}  # (prompt, cached, chunk) -> prefill_pass
+        self._per_prompt: dict = {}  # (fresh, cached, chunk) -> a GPU's prefill passes of one prompt (steady_round)
 
     # ------------------------------------------------------------ per-stage work
     def _compute_s(self, tokens: float, attn_flops: np.ndarray, seqs: float, eff: float,
@@ -332,11 +333,16 @@ class StepModel:
             return r, r
         if self.wafer:
             return r, self.decode_round(batch, context, tokens, fresh, cached)
-        pieces = list(self._chunks(fresh, cached, max(1, min(chunk, fresh))))
-        per_prompt = sum(float(t.occupancy_s.sum() + hop.sum()) for t, hop in pieces)
+        key = (fresh, cached, max(1, min(chunk, fresh)))
+        hit = self._per_prompt.get(key)
+        if hit is None:  # the same for every batch an estimate tries
+            pieces = list(self._chunks(fresh, cached, key[2]))
+            hit = self._per_prompt[key] = (sum(float(t.occupancy_s.sum() + hop.sum()) for t, hop in pieces),
+                                           sum(t.occupancy_s for t, _ in pieces), sum(t.active_s for t, _ in pieces))
+        per_prompt, occupancy, active_s = hit
         extra = tokens / fresh * per_prompt
-        busy = tokens / fresh * sum(t.occupancy_s for t, _ in pieces)  # each stage's share of the passes
-        active = tokens / fresh * sum(t.active_s for t, _ in pieces)
+        busy = tokens / fresh * occupancy  # each stage's share of the passes
+        active = tokens / fresh * active_s
         mixed = replace(r, round_s=r.round_s + extra, cycle_s=r.cycle_s + extra,
                         parts={**r.parts, "prefill": extra}, stage_busy_s=r.stage_busy_s + busy,
                         stage_active_s=r.stage_active_s + active,

@@ -4,7 +4,7 @@ as its verdict is a miss for sure, and a first load that counts prefill queueing
 * ``measured_needed``: a p-th percentile is read from at least ``TAIL / (1 - p/100)`` measured
   requests (and ``TAIL / (p/100)`` for a low one), so ``TAIL`` requests lie beyond it: p99 needs
   1,000, p50 20 (at least ``MIN_MEASURED``). ``shorten`` cuts a probe to that many after its
-  warm-up (closed loops: at least two rounds of their users), unless the scenario sets
+  warm-up (closed loops: at least one round of their users), unless the scenario sets
   ``workload.requests``; never longer than it was.
 * ``Watch`` (installed with ``planner.sim.replica.watching``) ends a run by raising ``Settled``
   once enough measured requests already miss a target that the full run's percentile must miss
@@ -38,13 +38,16 @@ def measured_needed(slo: SLO) -> int:
 def shorten(spec, slo: SLO, users: int | None):
     """``spec`` cut to its warm-up (the first ``users`` of a closed loop, else the warm-up
     fraction) and then ``measured_needed`` requests, if that is fewer than it had. A closed
-    loop keeps two rounds of its users after the warm-up (the measured throughput needs a
-    few cycles: one alone reads ~10-70% high). Agent tasks keep their plan; a scenario that
-    sets ``workload.requests`` is not cut (the caller passes the spec unchanged)."""
+    loop keeps at least one round of its users after the warm-up (every user measured once;
+    its throughput, by the response time law, is then within ~1% of a long run's); an open run
+    given a population (the requests in flight of a disaggregated sizing) keeps two, its
+    throughput being completions counted over a window. Agent tasks keep their plan; a scenario
+    that sets ``workload.requests`` is not cut (the caller passes the spec unchanged)."""
     if spec.plan is not None:
         return spec
     need, wf, u = measured_needed(slo), spec.warmup_fraction, users or 0
-    n = max(math.ceil(need / (1 - wf)) + 1, u + max(need, 2 * u))
+    rounds = 1 if spec.process == "closed" else 2
+    n = max(math.ceil(need / (1 - wf)) + 1, u + max(need, rounds * u))
     if n >= spec.requests:
         return spec
     return dataclasses.replace(spec, requests=n, warmup_fraction=max(wf, u / n))
@@ -73,7 +76,7 @@ class Watch:
         self.rec, n = rec, rec.n
         self.m0 = int(self.wf * n)  # as the summary: ids are in arrival order, these are measured
         self.ptr = self.m0  # requests before it that still wait for a first token are counted
-        multi = int((rec.output[self.m0:] > 1).sum())
+        multi = int((np.asarray(rec.output[self.m0:]) > 1).sum())
         for name, target, sense, _ in self.slo.targets():
             count = n - self.m0 if name == "ttft_p99_s" else multi
             h = (count - 1) * PERCENTILE[name] / 100
@@ -125,24 +128,25 @@ class Watch:
         finished so far."""
         rec, out = self.rec, {}
         now = rec.env.now
-        arrived = rec.arrival >= 0
-        landed = rec.first >= 0
+        arrival, first, finish, output = (np.asarray(x) for x in (rec.arrival, rec.first, rec.finish, rec.output))
+        arrived = arrival >= 0
+        landed = first >= 0
         m = np.arange(rec.n) >= self.m0
         if self.ttft is not None:
-            seen = np.where(landed, rec.first, now) - rec.arrival
+            seen = np.where(landed, first, now) - arrival
             worst = float(seen[m & arrived].max()) if (m & arrived).any() else 0.0
             rate = landed.sum() / now if now > 0 else 0.0
             queued = float((arrived & ~landed).sum() / rate) if rate > 0 else worst
             out["ttft_p99_s"] = max(worst, queued)
-        first = np.sort(rec.first[landed])[int(landed.sum()) // 2:]  # the later half: past the start-up
-        if len(first) > 1 and first[-1] > first[0]:  # prompts prefilled per second (saturated: the most)
-            out["first_token_rate"] = (len(first) - 1) / float(first[-1] - first[0])
-        finished = rec.finish >= 0
+        later = np.sort(first[landed])[int(landed.sum()) // 2:]  # the later half: past the start-up
+        if len(later) > 1 and later[-1] > later[0]:  # prompts prefilled per second (saturated: the most)
+            out["first_token_rate"] = (len(later) - 1) / float(later[-1] - later[0])
+        finished = finish >= 0
         if finished.any():
-            out["decode_s"] = float(np.median(rec.finish[finished] - rec.first[finished]))
-        done = m & finished & (rec.output > 1)
+            out["decode_s"] = float(np.median(finish[finished] - first[finished]))
+        done = m & finished & (output > 1)
         if done.any():
-            tp = (rec.finish[done] - rec.first[done]) / (rec.output[done] - 1)
+            tp = (finish[done] - first[done]) / (output[done] - 1)
             out["tpot_p99_s"] = float(np.percentile(tp, 99))
             out["decode_tok_s_per_user_p50"] = float(np.percentile(1.0 / np.maximum(tp, 1e-12), 50))
         return out

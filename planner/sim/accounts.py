@@ -20,17 +20,20 @@ class Accounts:
 
     def _account(self, b: int) -> None:
         """Sample the state at the start of a span (time series + KV peak)."""
+        now = self.env.now
         if self.watch is not None:
-            self.watch.tick(self.env.now)
-        kv = self.kv_now()
-        self.kv_peak = max(self.kv_peak, kv)
+            self.watch.tick(now)
+        kv = self.kv.held()
+        if kv > self.kv_peak:
+            self.kv_peak = kv
         if kv > self.capacity * (1 + 1e-9):
             raise InvariantError(f"replica {self.index}: KV {kv:.4g} B above capacity {self.capacity:.4g} B")
-        self.rec.sample(self.env.now, self.index, b, len(self.queue) + len(self.prefilling) + len(self.swapped), kv)
+        self.rec.sample(now, self, b, len(self.queue) + len(self.prefilling) + len(self.swapped), kv)
         self.last_kv = kv
 
     def _advance_account(self, dt: float) -> None:
-        kv_end = self.kv_now()
+        kv_end = self.kv.held()
         self.kv_area += (self.last_kv + kv_end) / 2.0 * dt  # KV grows linearly within a span
-        self.kv_peak = max(self.kv_peak, kv_end)
+        if kv_end > self.kv_peak:
+            self.kv_peak = kv_end
         self.last_kv = kv_end

@@ -48,6 +48,24 @@ def span_time(k: int, n: int, t0: float, t1: float) -> float:
     return k * t0 + (t1 - t0) * k * (k - 1) / (2.0 * (n - 1))
 
 
+def rounds_within(elapsed: float, n: int, t0: float, t1: float) -> int:
+    """Largest k in [0, n] with span_time(k, n, t0, t1) <= elapsed (round times > 0, so span_time
+    grows with k): the root of the quadratic, then checked against span_time itself (the same k
+    as a search over span_time would find, without one)."""
+    c = (t1 - t0) / (2.0 * (n - 1)) if n > 1 else 0.0  # span_time(k) = c k^2 + (t0 - c) k
+    if c == 0.0:
+        est = elapsed / t0
+    else:
+        disc = (t0 - c) ** 2 + 4.0 * c * elapsed
+        est = (math.sqrt(disc) - (t0 - c)) / (2.0 * c) if disc > 0 else n
+    k = min(n, max(0, int(est)))
+    while k < n and span_time(k + 1, n, t0, t1) <= elapsed:
+        k += 1
+    while k > 0 and span_time(k, n, t0, t1) > elapsed:
+        k -= 1
+    return k
+
+
 def next_bucket(s0: float, ab: float, b: int, r: int, q: float) -> int:
     """First round index after ``r`` whose mean context ``(s0 + ab R) / b`` falls in a later
     bucket of width ``q`` than round ``r``'s (the memo grid's context bucket; ab > 0)."""
@@ -61,19 +79,22 @@ def next_bucket(s0: float, ab: float, b: int, r: int, q: float) -> int:
 
 
 def head_rounds(m, b: int, s0: float, ab: float, r0: int, hp: int, htotal: int, limit: int, chunk: int,
-                busy: dict, exact: bool = False):
+                busy: dict, exact: bool = False, first: tuple | None = None):
     """Rounds (at most ``limit``) of a prefill span in which the head prompt takes the whole
-    budget and does not finish: (rounds, head position after, seconds, link busy); their
-    stage-busy vectors are counted in ``busy`` (rounds.count).
+    budget and does not finish: (rounds, head position after, seconds, link busy, and the next
+    round's mean context and budget, or None past ``limit``); their stage-busy vectors are
+    counted in ``busy`` (rounds.count). ``first``: round r0's (context, budget), if known.
 
     Such rounds come in segments of fixed batch, context bucket and budget, whose round count
     is closed form; within one the memo key changes only with the head's position bucket
     (``m.mixed_run``). ``exact``: every round looked up and summed one by one (the reference)."""
     j, total, link = 0, 0.0, 0.0
+    ctx, budget = first or (None, None)
     while j < limit:
         r = r0 + j
-        ctx = (s0 + ab * r) / b if b else 0.0
-        budget = m.prefill_budget(b, ctx, chunk)
+        if budget is None:
+            ctx = (s0 + ab * r) / b if b else 0.0
+            budget = m.prefill_budget(b, ctx, chunk)
         if budget <= 0:
             break
         k = min((htotal - hp - 1) // budget, limit - j)  # full-budget rounds left for the head
@@ -93,4 +114,5 @@ def head_rounds(m, b: int, s0: float, ab: float, r0: int, hp: int, htotal: int, 
             link += ln
         hp += k * budget
         j += k
-    return j, hp, total, link
+        ctx = budget = None
+    return j, hp, total, link, ctx, budget

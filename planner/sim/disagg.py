@@ -114,16 +114,16 @@ class DecodeSide(Replica):
             return False
         return super().can_admit()
 
-    def _admit(self):
-        """Reserve KV for prompt + output and pull the prompt's KV (in_transit until it joins)."""
+    def _admit_queue(self, now: float) -> None:
+        """Reserve KV for prompt + output and pull the prompt's KV (in_transit until it joins);
+        the admission was stamped on the prefill side. (Nothing is ever swapped out here: the
+        decode pool's ledger is wait, so Replica._admit never runs.)"""
         rec = self.rec
         while self.queue and self.can_admit():
             rid = self.queue.popleft()
             res = self.kv.admit(rid, int(rec.prompt[rid] + rec.generated[rid]))
             self.in_transit.add(rid)
             self.split.pull(self, rid, res)
-        return
-        yield  # a generator, as Replica._admit
 
     def arrived(self, rid: int, reserved: float) -> None:
         self.ready.append((rid, reserved))
@@ -145,7 +145,7 @@ class Split:
 
     def __init__(self, env, net, pool: PrefillPool, decode: list[DecodeSide], rec, block_tokens: int, route):
         self.env, self.net, self.pool, self.decode, self.rec, self.route = env, net, pool, decode, rec, route
-        prompts = rec.prompt.astype(float)
+        prompts = np.asarray(rec.prompt, float)
         self.prompt_bytes = [float(x) for x in pool.rounds.kv_bytes(prompts)]
         self.wire_bytes = [float(x) for x in decode[0].m.kv_bytes(prompts)]  # the decode side's KV of the prompt
         base = len(decode)
@@ -174,6 +174,9 @@ class Split:
         dst = self.route(self.decode, rid)
         self.rec.replica[rid] = dst.index
         dst.submit(rid)
+        now = self.env.now  # the request moved between replicas: both counted again (Recorder.observe)
+        self.rec.observe(now, src)
+        self.rec.observe(now, dst)
 
     def pull(self, dst: DecodeSide, rid: int, reserved: float) -> None:
         """``dst`` admitted ``rid``: its prompt's KV crosses from the prefill replica."""

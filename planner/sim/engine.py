@@ -115,8 +115,8 @@ def simulate(spec: SimSpec, rounds, prefill: PrefillPool | None = None) -> SimRe
     rec = Recorder(env, prompts - cached, outputs, rounds.kv_bytes((prompts + outputs - skip).astype(float)),
                    spec.chunk, cached)
     if plan is not None:
-        rec.session[:], rec.ctx_before[:], rec.new[:] = plan.session, plan.ctx_before, plan.new
-        rec.cache_after[:] = plan.cache_after
+        rec.session, rec.ctx_before, rec.new = plan.session.tolist(), plan.ctx_before.tolist(), plan.new.tolist()
+        rec.cache_after = plan.cache_after.tolist()
         rec.kv_mode = spec.kv_between_turns
     kind = Replica if prefill is None else DecodeSide
     reps = [kind(env, i, rounds, rec, spec.policy, spec.max_batch, spec.chunk, spec.block_tokens,
@@ -137,17 +137,20 @@ def simulate(spec: SimSpec, rounds, prefill: PrefillPool | None = None) -> SimRe
 
     home: dict[int, Replica] = {}  # a task's calls go where its KV is
 
+    single = front[0] if len(front) == 1 else None
+
     def dispatch(rid: int) -> None:
-        rec.arrive(rid)
-        s = int(rec.session[rid])
+        now = env.now
+        rec.arrive(rid, now)
+        s = rec.session[rid]
         r = home.get(s) if s >= 0 else None
         if r is None:
-            r = _route(front, spec.router, rid)
+            r = single or _route(front, spec.router, rid)
             if s >= 0:
                 home[s] = r
         rec.replica[rid] = r.index
         r.submit(rid)
-        rec.observe()
+        rec.observe(now, r)
 
     times = None
     if plan is not None:
@@ -174,14 +177,15 @@ def simulate(spec: SimSpec, rounds, prefill: PrefillPool | None = None) -> SimRe
             gaps = interarrivals(spec.process, spec.rate_per_s, spec.cv, r_arr, rec.n)
 
         def source():
-            for rid in range(rec.n):
-                yield env.timeout(float(gaps[rid]))
+            for rid, gap in enumerate(gaps.tolist()):
+                yield env.timeout(gap)
                 dispatch(rid)
 
         env.process(source())
     env.run(until=rec.all_done)
-    rec._tick()
-    rec.observe()
+    rec._tick(env.now)
+    rec.observe(env.now)
+    rec.close()
     wall = time.perf_counter() - wall0
     check_invariants(rec, rec.replicas)
     summary = summarise(rec, reps, spec, wall)
@@ -309,7 +313,7 @@ def littles_law(rec: Recorder) -> None:
     if abs(rec.held_area - sojourn) > tol:
         raise InvariantError(f"Little's law: requests held by the replicas x time {rec.held_area:.9g} != "
                              f"lambda W (summed sojourn) {sojourn:.9g}")
-    ts = rec.ts_area + sum(n * (end - t) for t, n in rec._ts_last.values())
+    ts = rec.ts_area + sum(r.ts_n * (end - r.ts_t) for r in rec.replicas)
     if ts > rec.held_area + tol:
         raise InvariantError(f"Little's law: the time series' batch + queued x time {ts:.9g} exceeds the "
                              f"requests held x time {rec.held_area:.9g}")

@@ -29,6 +29,8 @@ from collections import OrderedDict
 
 import numpy as np
 
+from planner.sim.batch import largest
+
 
 class AgentKV:
     """KV an agent task keeps while its tool runs (least recently parked first; evicted under
@@ -45,20 +47,21 @@ class AgentKV:
 
     def kept(self, rid: int) -> float:
         """Bytes of ``rid``'s task already held (its kept prefix)."""
-        return self.pinned.get(int(self.rec.session[rid]), 0.0)
+        return self.pinned.get(self.rec.session[rid], 0.0) if self.pinned else 0.0
 
     def cached(self, rid: int) -> bool:
-        return int(self.rec.session[rid]) in self.pinned
+        return self.rec.session[rid] in self.pinned
 
     def take(self, rid: int) -> None:
         """A call is admitted: its task's kept bytes move into the call's own reservation."""
-        self.pinned.pop(int(self.rec.session[rid]), None)
+        if self.pinned:
+            self.pinned.pop(self.rec.session[rid], None)
 
     def victim(self, head: int) -> int | None:
         """The least recently parked task whose kept KV is not the queue head's own (None: none)."""
         if not self.pinned:
             return None
-        s = int(self.rec.session[head])
+        s = self.rec.session[head]
         return next((t for t in self.pinned if t != s), None)
 
     def evict(self, task: int) -> None:
@@ -69,7 +72,7 @@ class AgentKV:
         """A task's call is done: keep its context's KV for the next call, send it over the link
         (held until it has left), or free it."""
         rec, rep = self.rec, self.rep
-        s = int(rec.session[rid])
+        s = rec.session[rid]
         if s < 0 or not rec.cache_after[rid] or rec.kv_mode == "drop":
             return
         if rec.kv_mode == "keep":
@@ -88,6 +91,8 @@ class AgentKV:
 
 class Ledger:
     """What every policy answers the scheduler about the off-chip link (nothing, but offload)."""
+
+    paces = False  # pace is always 0: a prefill span need not cost a decode round to ask it
 
     def detach(self, rid: int, ctx: float, remaining: int, reserved: float) -> bool:
         """True when a sequence joining the batch decodes elsewhere (offload, separate)."""
@@ -123,6 +128,10 @@ class Reserve(Ledger):
 
     def headroom(self, active: int) -> float:
         return 0.0
+
+    def fits(self, rid: int, active: int) -> bool:
+        """Admitting ``rid`` (with ``active`` sequences admitted) keeps the KV held within capacity."""
+        return self.held() + self.need(rid) <= self.capacity
 
     def admit(self, rid: int, total: int) -> float:
         """The reservation of a call starting its prefill of ``total`` tokens."""
@@ -162,6 +171,8 @@ class Offload(Reserve):
     Left out: a sequence's KV is not moved back on chip when SRAM frees up, prefill writes its
     off-chip part out unseen (out direction, overlapping the prefill), and a separate
     sequence's tokens add nothing to the batch's round time."""
+
+    paces = True
 
     def __init__(self, replica):
         super().__init__(replica)
@@ -263,7 +274,18 @@ class Preempt(Ledger):
         return float(self.blocks(c0 + self.rep.a * (R - r0)).sum()) + self.shared
 
     def held(self) -> float:
-        return self.at(self.rep.R) + self.rep.pending_kv() + self.moving
+        return self.at(self.rep.R) + self.pending() + self.moving
+
+    def pending(self) -> float:
+        """KV reserved by prompts being prefilled or about to land."""
+        return sum(p.reserved for p in self.rep.prefilling) + sum(x[2].reserved for x in self.rep.landing)
+
+    def rounds_left(self, n: int) -> int:
+        """Rounds (at most ``n``) the running batch can advance before its KV outgrows capacity."""
+        cap, R = self.capacity - self.pending(), self.rep.R
+        if self.at(R + n) <= cap:
+            return n
+        return largest(0, n, lambda k: self.at(R + k) <= cap)
 
     def need(self, rid: int) -> float:
         """Blocks for the next token of ``rid``'s whole context (a cached prefix and a recompute's
@@ -275,6 +297,11 @@ class Preempt(Ledger):
         """A watermark: room for every admitted sequence to grow one more block, so an evicted
         sequence is not re-admitted straight into the space it just freed."""
         return (active + 1) * float(self.m.kv_bytes(self.block))
+
+    def fits(self, rid: int, active: int) -> bool:
+        """Admitting ``rid`` (its context and the next token) keeps the KV held, with the
+        watermark, within capacity."""
+        return self.held() + self.need(rid) + self.headroom(active) <= self.capacity
 
     def admit(self, rid: int, total: int) -> float:
         return float(self.blocks(total + 1))

@@ -19,92 +19,118 @@ STABLE = 0.95
 
 
 class Recorder:
-    """Per-request arrays (indexed by request id, ids in arrival order) and run counters."""
+    """Per-request figures (indexed by request id, ids in arrival order) and run counters.
+
+    While the run goes the per-request figures are Python lists (an item is read and written
+    several times faster than a numpy scalar); ``close`` turns them into numpy arrays for the
+    checks, the summary and the tables."""
 
     def __init__(self, env, prompts: np.ndarray, outputs: np.ndarray, kv_full: np.ndarray, chunk: int,
                  cached: np.ndarray | None = None):
         n = len(prompts)
         self.env, self.n = env, n
         # prompt: tokens to prefill; cached: tokens before them whose KV is already there (prefix caching)
-        self.prompt, self.output = prompts.astype(np.int64), outputs.astype(np.int64)
-        self.cached = np.zeros(n, np.int64) if cached is None else cached.astype(np.int64)
+        self.prompt, self.output = prompts.astype(np.int64).tolist(), outputs.astype(np.int64).tolist()
+        self.cached = [0] * n if cached is None else cached.astype(np.int64).tolist()
         self.reprefill = 0  # tokens prefilled again after a preemption (prompt + generated)
         self.kv_full = [float(x) for x in kv_full]  # a request's own KV bytes at its whole context
-        self.arrival, self.admit, self.first, self.finish = (np.full(n, -1.0) for _ in range(4))
-        self.generated, self.decode_rounds = np.zeros(n, np.int64), np.zeros(n, np.int64)
-        self.preemptions, self.swaps, self.replica = (np.zeros(n, np.int64) for _ in range(3))
+        self.arrival, self.admit, self.first, self.finish = ([-1.0] * n for _ in range(4))
+        self.generated, self.decode_rounds = [0] * n, [0] * n
+        self.preemptions, self.swaps, self.replica = ([0] * n for _ in range(3))
         self.events = 0
         self.event_limit = event_budget(prompts, outputs, chunk)
-        self.stuck: dict[int, tuple[float, int]] = {}  # replica -> (time of its last span, spans there)
         self.arrived = self.finished = 0
         self.in_system, self.area, self.last_t = 0, 0.0, 0.0
         # what the replicas hold (their queues, prompts, batches: not the counter above), observed
         # at every instant it can change (an arrival, a span start, a finish) and integrated
         self.held_area, self.held_t, self.held_n = 0.0, 0.0, 0
         self.ts_area = 0.0  # the time series' batch + queued, integrated per replica (span starts)
-        self._ts_last: dict[int, tuple[float, int]] = {}
         self.all_done = env.event()
         self.waiters: dict[int, simpy.Event] = {}
         self.ts: list[tuple] = []
         self.replicas: list = []  # the Replica objects (for the in-flight check)
         # sessions (agent tasks): -1 = an independent request
-        self.session = np.full(n, -1, np.int64)
-        self.ctx_before = np.zeros(n, np.int64)  # context a call could find cached
-        self.new = np.zeros(n, np.int64)  # tokens a call adds to it
-        self.cache_after = np.zeros(n, bool)  # keep (or offload) its KV for the task's next call
-        self.restored = np.zeros(n, bool)  # its prefix came back over the link (offload)
+        self.session = [-1] * n
+        self.ctx_before = [0] * n  # context a call could find cached
+        self.new = [0] * n  # tokens a call adds to it
+        self.cache_after = [False] * n  # keep (or offload) its KV for the task's next call
+        self.restored = [False] * n  # its prefix came back over the link (offload)
         self.kv_mode = "drop"  # keep | drop | offload: a task's KV during its tool calls
         self.pin_evictions = 0  # kept KV evicted to admit other work (the next call prefills it all)
 
-    def _tick(self) -> None:
-        now = self.env.now
+    def close(self) -> None:
+        """The per-request lists as numpy arrays (the run is over)."""
+        for names, dtype in PER_REQUEST:
+            for name in names:
+                setattr(self, name, np.array(getattr(self, name), dtype))
+
+    def _tick(self, now: float) -> None:
         self.area += self.in_system * (now - self.last_t)
         self.last_t = now
 
-    def arrive(self, rid: int) -> None:
-        self._tick()
-        self.arrival[rid] = self.env.now
+    def arrive(self, rid: int, now: float) -> None:
+        self._tick(now)
+        self.arrival[rid] = now
         self.in_system += 1
         self.arrived += 1
         self.events += 1
 
-    def observe(self, held: int | None = None) -> None:
-        """Integrate the requests the replicas hold up to now and note how many they hold now."""
-        now = self.env.now
+    def observe(self, now: float, rep=None) -> None:
+        """Integrate the requests the replicas hold up to ``now``; then count them again from the
+        queues and batch of ``rep``, whose count may have changed (None: of every replica). A
+        replica's count changes only where it is observed (a submit, a finish; its span starts
+        check it too), so the others' last counts stand."""
         self.held_area += self.held_n * (now - self.held_t)
         self.held_t = now
-        self.held_n = sum(r.outstanding() for r in self.replicas) if held is None else held
+        if rep is None:
+            for r in self.replicas:
+                r.held = r.outstanding()
+            self.held_n = sum(r.held for r in self.replicas)
+        else:
+            held = rep.outstanding()
+            self.held_n += held - rep.held
+            rep.held = held
 
-    def done(self, rid: int) -> None:
-        self._tick()
+    def done(self, rid: int, rep, now: float) -> None:
+        """``rep`` has let go of request ``rid`` (finished at ``now``)."""
+        self.finish[rid] = now
+        self._tick(now)
         self.in_system -= 1
         self.finished += 1
-        self.observe()
+        self.observe(now, rep)
         w = self.waiters.pop(rid, None)
         if w is not None:
             w.succeed()
         if self.finished == self.n:
             self.all_done.succeed()
 
-    def sample(self, t: float, replica: int, batch: int, queued: int, kv: float) -> None:
+    def sample(self, t: float, rep, batch: int, queued: int, kv: float) -> None:
+        """A span starts on ``rep``: the time series, the checks that a run progresses (the
+        event budget, no endless spans at one instant) and conservation (arrived = finished +
+        held by the replicas)."""
         if self.events > self.event_limit:
             raise Stalled(f"no progress after {self.events} events ({self.finished} of {self.n} requests "
                           f"finished at t={t:.6g} s)")
-        last, spans = self.stuck.get(replica, (-1.0, 0))
-        spans = spans + 1 if t == last else 0
-        self.stuck[replica] = (t, spans)
+        spans = rep.spans_now + 1 if t == rep.last_span_t else 0
+        rep.last_span_t, rep.spans_now = t, spans
         if spans > STUCK_SPANS:  # spans that take no time, over and over: a livelock, not a slow run
-            raise Stalled(f"no progress: replica {replica} started {spans} spans at t={t:.6g} s without time "
+            raise Stalled(f"no progress: replica {rep.index} started {spans} spans at t={t:.6g} s without time "
                           f"advancing ({self.finished} of {self.n} requests finished)")
-        self.ts.append((t, replica, batch, queued, kv))
-        t0, was = self._ts_last.get(replica, (t, 0))
-        self.ts_area += was * (t - t0)
-        self._ts_last[replica] = (t, batch + queued)
-        in_flight = sum(r.outstanding() for r in self.replicas)
-        self.observe(in_flight)
-        if self.arrived - self.finished != in_flight:
+        self.ts.append((t, rep.index, batch, queued, kv))
+        self.ts_area += rep.ts_n * (t - rep.ts_t)
+        rep.ts_t, rep.ts_n = t, batch + queued
+        if rep.outstanding() != rep.held:  # (never, where every change is observed: the integral
+            self.observe(t, rep)  # is the same split here or not)
+        if self.arrived - self.finished != self.held_n:
             raise InvariantError(f"t={t:.6g}: arrived {self.arrived} - finished {self.finished} "
-                                 f"!= in flight {in_flight}")
+                                 f"!= in flight {self.held_n}")
+
+
+# the per-request lists and their dtypes once the run is over (Recorder.close)
+PER_REQUEST = ((("arrival", "admit", "first", "finish"), float),
+               (("prompt", "output", "cached", "generated", "decode_rounds", "preemptions", "swaps", "replica",
+                 "session", "ctx_before", "new"), np.int64),
+               (("cache_after", "restored"), bool))
 
 
 # a replica starts a few spans at one instant (a landing, an admission, a round); thousands
@@ -240,7 +266,19 @@ def summarise(rec: Recorder, reps: list, spec, wall: float) -> Summary:
     tpot = per_token[multi]
     speed = 1.0 / np.maximum(tpot, 1e-12)
     span, counted, offered = served_window(rec, m)
-    stable = closed_loop(spec) or offered * STABLE <= counted.sum() / span
+    if spec.process == "closed" and spec.plan is None:
+        # N users who each wait for their reply (and think) cycle at X = N / (R + Z), the response
+        # time law: from the measured requests' mean sojourn R it holds within ~1% after one
+        # round of users, where counting completions in a window reads 2-20% high (the users
+        # finish in waves; the window spans one wave more than its periods)
+        req_s = min(spec.users, n) / (float(e2e.mean()) + spec.think_s)
+        out_tok_s, in_tok_s = req_s * float(rec.output[m].mean()), req_s * float(rec.prompt[m].mean())
+        cached_s = req_s * float(rec.cached[m].mean())
+    else:
+        req_s = float(counted.sum()) / span
+        out_tok_s, in_tok_s = float(rec.output[counted].sum()) / span, float(rec.prompt[counted].sum()) / span
+        cached_s = float(rec.cached[counted].sum()) / span
+    stable = closed_loop(spec) or offered * STABLE <= req_s
     makespan = max(float(rec.finish.max()), 1e-12)
     # per measured request, the figure each SLO target bounds (a 1-token reply has no TPOT: it passes)
     tp = per_token[m]
@@ -255,12 +293,10 @@ def summarise(rec: Recorder, reps: list, spec, wall: float) -> Summary:
     kv_peak = max(r.kv_peak / r.m.kv_budget for r in reps)
     out = {
         "sim_requests": n, "sim_measured_requests": int(m.sum()), "sim_time_s": makespan,
-        "throughput_out_tok_s": float(rec.output[counted].sum()) / span,
-        "throughput_in_tok_s": float(rec.prompt[counted].sum()) / span,
-        "throughput_cached_in_tok_s": float(rec.cached[counted].sum()) / span,
-        "throughput_req_s": float(counted.sum()) / span,
+        "throughput_out_tok_s": out_tok_s, "throughput_in_tok_s": in_tok_s, "throughput_cached_in_tok_s": cached_s,
+        "throughput_req_s": req_s,
         # below 1: requests cleared slower than they arrived (an overloaded open queue, unstable)
-        "served_to_offered": float(counted.sum()) / span / offered if offered > 0 else 1.0,
+        "served_to_offered": req_s / offered if offered > 0 else 1.0,
         "stable": bool(stable),
         **_pct(ttft, "ttft", "s"), **_pct(tpot, "tpot", "s"), **_pct(e2e, "e2e", "s"), **_pct(queue, "queue", "s"),
         "decode_tok_s_per_user_p10": float(np.percentile(speed, 10)) if len(speed) else math.nan,
@@ -271,9 +307,8 @@ def summarise(rec: Recorder, reps: list, spec, wall: float) -> Summary:
         else math.nan,
         "mean_wait_s": float(queue.mean()), "mean_sojourn_s": float(e2e.mean()),
         "slo_attainment": float(ok.mean()) if len(ok) else math.nan,
-        "goodput_req_s": float(counted.sum()) / span * (float(ok.mean()) if len(ok) else 0.0),
-        "goodput_out_tok_s": float(rec.output[counted].sum()) / span
-        * float(rec.output[m][ok].sum()) / max(float(rec.output[m].sum()), 1.0),
+        "goodput_req_s": req_s * (float(ok.mean()) if len(ok) else 0.0),
+        "goodput_out_tok_s": out_tok_s * float(rec.output[m][ok].sum()) / max(float(rec.output[m].sum()), 1.0),
         "stage_util_max": float(busy.max()), "stage_util_mean": float(busy.mean()),
         "kv_occupancy_avg": float(kv_avg), "kv_occupancy_peak": float(kv_peak),
         "link_util_max": float(np.mean([r.link_busy for r in reps]) / makespan),
@@ -299,7 +334,8 @@ def summarise(rec: Recorder, reps: list, spec, wall: float) -> Summary:
 def served_window(rec: Recorder, m: np.ndarray) -> tuple[float, np.ndarray, float]:
     """(span, requests counted, offered requests/s): the measured window of completions.
 
-    Throughput is work served over that window: the requests finishing after the first
+    Throughput (open arrivals and agent tasks; a closed loop of requests has the response time
+    law, see summarise) is work served over that window: the requests finishing after the first
     measured finish and by the last, over the time between the two (K completions, K gaps).
     Overloaded, the replicas clear requests at their saturation rate whatever arrives, so this
     is that rate; below it completions follow arrivals and it is the offered rate. (Dividing

@@ -24,7 +24,7 @@ from collections import deque
 import numpy as np
 
 from planner.sim.accounts import Accounts
-from planner.sim.batch import Prefill, Seq, head_rounds, largest, span_time
+from planner.sim.batch import Prefill, Seq, head_rounds, rounds_within, span_time
 from planner.sim.kv import LEDGERS
 from planner.sim.rounds import RoundModel, count
 from planner.sim.watch import WATCH
@@ -63,6 +63,9 @@ class Replica(Accounts):
         self.net, self.to_tier, self.from_tier = None, (), ()  # its off-chip links (engine.wire)
         self.kv_area = self.kv_peak = self.last_kv = 0.0  # integral of KV bytes over time, peak, last sampled
         self.n_out, self.pool = 0, None  # requests outstanding (= outstanding()), the router's Pool
+        self.held = 0  # outstanding() when the recorder last counted it (Recorder.observe)
+        self.last_span_t, self.spans_now = -1.0, 0  # the last span's start, spans started then before it
+        self.ts_t, self.ts_n = 0.0, 0  # the last sample's time and batch + queued (Recorder.sample)
         self.watch = WATCH.get()
         if self.watch is not None:
             self.watch.attach(recorder)
@@ -73,24 +76,14 @@ class Replica(Accounts):
         """KV bytes held now (running sequences, prompts being prefilled, agents' kept KV)."""
         return self.kv.held()
 
-    def pending_kv(self) -> float:
-        """KV reserved by prompts being prefilled or about to land."""
-        return sum(p.reserved for p in self.prefilling) + sum(x[2].reserved for x in self.landing)
-
     def can_admit(self) -> bool:
         active = len(self.running) + len(self.prefilling) + len(self.landing) + len(self.remote)
         if active >= self.max_batch:
             return False
-        headroom = self.kv.headroom(active)
         if self.swapped:
-            rid, ctx, _ = self.swapped[0]
-            need = float(self.kv.blocks(ctx))
-        elif self.queue:
-            rid = self.queue[0]
-            need = self.kv.need(rid)
-        else:
-            return False
-        return self.kv_now() + need + headroom <= self.capacity
+            need = float(self.kv.blocks(self.swapped[0][1]))
+            return self.kv_now() + need + self.kv.headroom(active) <= self.capacity
+        return bool(self.queue) and self.kv.fits(self.queue[0], active)
 
     def outstanding(self) -> int:
         return (len(self.queue) + len(self.prefilling) + len(self.landing) + len(self.running) + len(self.swapped)
@@ -123,8 +116,10 @@ class Replica(Accounts):
         env = self.env
         while True:
             self._land()  # first: a landing sequence may finish at once and free its slot
-            if self.queue or self.swapped:
+            if self.swapped:
                 yield from self._admit()
+            elif self.queue:
+                self._admit_queue(env.now)
             if self.prefilling:
                 yield from self._mixed_round()
             elif self.running:
@@ -141,28 +136,36 @@ class Replica(Accounts):
 
     def _land(self) -> None:
         """Prompts whose first token is out by now join the running batch."""
-        while self.landing and self.landing[0][0] <= self.env.now + 1e-12:
-            t, _, p = heapq.heappop(self.landing)
+        landing, now = self.landing, self.env.now + 1e-12
+        while landing and landing[0][0] <= now:
+            t, _, p = heapq.heappop(landing)
             self._prefill_done(p, t)
 
     def _admit(self):
-        rec, now = self.rec, self.env.now
-        while True:
+        """Swapped-out sequences first (each waits for its KV to come back over the link), then
+        the queue."""
+        while self.swapped and self.can_admit():
+            rid, ctx, gen = self.swapped.popleft()
+            self.rec.swaps[rid] += 1
+            yield from self._swap(rid, ctx, self.from_tier)  # swap-in: the replica waits for the KV
+            self._join(rid, ctx, gen)
+        if not self.swapped:
+            self._admit_queue(self.env.now)
+
+    def _admit_queue(self, now: float) -> None:
+        """Prompts start their prefill, queue order, while KV and ``max_batch`` allow (kept KV of
+        idle agent tasks is evicted to make room); their admission is stamped ``now``."""
+        rec, queue = self.rec, self.queue
+        while queue:
             if not self.can_admit():
                 victim = self._victim()
                 if victim is None:
                     break
                 self.kv.agents.evict(victim)
                 continue
-            if self.swapped:
-                rid, ctx, gen = self.swapped.popleft()
-                self.rec.swaps[rid] += 1
-                yield from self._swap(rid, ctx, self.from_tier)  # swap-in: the replica waits for the KV
-                self._join(rid, ctx, gen)
-                continue
-            rid = self.queue.popleft()
-            prefix = self._cached_prefix(rid)
-            total = int(prefix + rec.prompt[rid] + rec.generated[rid])  # a recompute prefills what it had
+            rid = queue.popleft()
+            prefix = self._cached_prefix(rid) if rec.session[rid] >= 0 else rec.cached[rid]
+            total = prefix + rec.prompt[rid] + rec.generated[rid]  # a recompute prefills what it had
             res = self.kv.admit(rid, total)
             if rec.admit[rid] < 0:
                 rec.admit[rid] = now
@@ -176,26 +179,31 @@ class Replica(Accounts):
         the replica (preempt/swap), or after 64 rounds."""
         growth = self.kv.growth
         if growth:
-            cap = self.capacity - self.pending_kv()
+            cap = self.capacity - self.kv.pending()
             while self.running and self.kv.at(self.R + 1) > cap:
                 yield from self._evict()
-        b = len(self.running)
-        limit = min(64, (self.heap[0][0] - self.R) if self.heap else 64)
+        b, heap, R0 = len(self.running), self.heap, self.R
+        limit = min(64, (heap[0][0] - R0) if heap else 64)
         if growth:  # prompts hold their blocks already; only the running batch grows
-            limit = max(1, self._rounds_until_overflow(limit))
-        m, chunk, ab, R0 = self.m, self.chunk, self.a * b, self.R
-        floor = self.kv.pace(m.decode(b, self._mean_ctx(R0))[0]) if b else 0.0  # the link's time per round
+            limit = max(1, self.kv.rounds_left(limit))
+        m, chunk, ab, s0 = self.m, self.chunk, self.a * b, self.sum_c0
+        ctx = (s0 + ab * R0) / b if b else 0.0
+        # the link's time per round (a ledger that never paces is not asked: no decode round to cost)
+        floor = self.kv.pace(m.decode(b, ctx)[0]) if b and self.kv.paces else 0.0
         head, now = self.prefilling[0], self.env.now
         head.enter(now)
-        k, hp, total, link = head_rounds(m, b, self.sum_c0, ab, R0, head.pos, head.total, limit, chunk,
-                                         self._busy_n, self.exact_prefill)
-        total = max(total, k * floor)
-        self.prefilled += hp - head.pos
-        head.pos = hp  # no await before the span's state is applied below: safe to move it now
+        budget = m.prefill_budget(b, ctx, chunk)
+        if budget > 0 and (head.total - head.pos - 1) // budget > 0:  # the head fills whole rounds first
+            pos0 = head.pos
+            k, head.pos, total, link, ctx, budget = head_rounds(m, b, s0, ab, R0, head.pos, head.total, limit,
+                                                                chunk, self._busy_n, self.exact_prefill,
+                                                                (ctx, budget))
+            total = max(total, k * floor)
+            self.prefilled += head.pos - pos0
+        else:  # (what head_rounds would find: no such round)
+            k, total, link = 0, 0.0, 0.0
         landed = []
         if k < limit:  # the head's last chunk goes in (the next prompts' first ones fill the budget)
-            ctx = (self.sum_c0 + ab * (R0 + k)) / b if b else 0.0
-            budget = m.prefill_budget(b, ctx, chunk)
             pieces, tokens = [], 0
             for p in self.prefilling:
                 if tokens >= budget:
@@ -230,15 +238,17 @@ class Replica(Accounts):
         for at, p in landed:
             self.prefilling.remove(p)
             heapq.heappush(self.landing, (now + at, p.rid, p))
-        self._finish_due()
-        self._land()
+        if heap and heap[0][0] <= self.R:
+            self._finish_due()
+        if self.landing:
+            self._land()
 
     def _cached_prefix(self, rid: int) -> int:
         """Tokens of the prompt whose KV is here, not prefilled (``rec.cached``; ``rec.prompt`` is
         the rest): a request's cached prefix (prefix caching), or a task's context when its KV
         was kept or brought back (the call's prompt becomes what is left of its context)."""
         rec = self.rec
-        s = int(rec.session[rid])
+        s = rec.session[rid]
         if s < 0:
             return int(rec.cached[rid])
         cached = self.kv.agents.cached(rid) or rec.restored[rid]
@@ -266,30 +276,27 @@ class Replica(Accounts):
             return
         if self.kv.detach(rid, ctx, remaining, reserved):  # decodes apart, at its reads' pace (offload)
             return
-        fin = self.R + math.ceil(remaining / self.a - 1e-9)
-        s = Seq(rid, float(ctx), self.R, fin, reserved)
+        R, a = self.R, self.a
+        fin = R + math.ceil(remaining / a - 1e-9)
+        s = Seq(rid, float(ctx), R, fin, reserved)
         self.running[rid] = s
-        self.sum_c0 += s.c0 - self.a * s.r0
+        self.sum_c0 += s.c0 - a * R
         heapq.heappush(self.heap, (fin, rid))
 
-    def _mean_ctx(self, R: int) -> float:
-        b = len(self.running)
-        return (self.sum_c0 + self.a * b * R) / b if b else 0.0
-
     def _decode_span(self):
-        env, b = self.env, len(self.running)
-        t0, busy, link = self.m.decode(b, self._mean_ctx(self.R))
+        env, b, R, decode = self.env, len(self.running), self.R, self.m.decode
+        t0, busy, link = decode(b, (self.sum_c0 + self.a * b * R) / b)
         floor = self.kv.pace(t0)  # offload, together: the batch's reads per round over the link
         t0 = max(t0, floor)
-        n = self.heap[0][0] - self.R
+        n = self.heap[0][0] - R
         if self.landing:  # stop at the round boundary after the next prompt lands
             n = max(1, min(n, math.ceil((self.landing[0][0] - env.now) / t0 - 1e-9)))
         if self.kv.growth:
-            n = self._rounds_until_overflow(n)
+            n = self.kv.rounds_left(n)
             if n == 0:
                 yield from self._evict()
                 return
-        t1 = max(self.m.decode(b, self._mean_ctx(self.R + n - 1))[0], floor) if n > 1 else t0
+        t1 = max(decode(b, (self.sum_c0 + self.a * b * (R + n - 1)) / b)[0], floor) if n > 1 else t0
         total = n * (t0 + t1) / 2.0
         self._account(b)
         start = env.now
@@ -301,7 +308,7 @@ class Replica(Accounts):
         done = n
         if env.now - start < total - 1e-15:  # woken by an arrival: stop at the next round boundary
             elapsed = env.now - start
-            k = largest(0, n, lambda j: span_time(j, n, t0, t1) <= elapsed)
+            k = rounds_within(elapsed, n, t0, t1)
             done = min(n, k + 1)
             boundary = span_time(done, n, t0, t1)
             if boundary > env.now - start:
@@ -314,13 +321,6 @@ class Replica(Accounts):
         self.R += done
         self._advance_account(total)
         self._finish_due()
-
-    def _rounds_until_overflow(self, n: int) -> int:
-        """Rounds (at most ``n``) the running batch can advance before its KV outgrows capacity."""
-        cap = self.capacity - self.pending_kv()
-        if self.kv.at(self.R + n) <= cap:
-            return n
-        return largest(0, n, lambda k: self.kv.at(self.R + k) <= cap)
 
     def _evict(self):
         """KV is full: take the youngest running sequence out (recompute later, or swap out)."""
@@ -360,20 +360,23 @@ class Replica(Accounts):
             self.kv.moving -= blocks
 
     def _finish_due(self) -> None:
-        while self.heap and self.heap[0][0] <= self.R:
-            fin, rid = heapq.heappop(self.heap)
-            s = self.running.pop(rid)
-            self.sum_c0 -= s.c0 - self.a * s.r0
-            self.rec.generated[rid] += math.ceil((fin - s.r0) * self.a - 1e-9)
-            self.rec.decode_rounds[rid] += fin - s.r0
-            self.kv.release(rid, s.reserved)
+        heap, R = self.heap, self.R
+        if not heap or heap[0][0] > R:
+            return
+        rec, running, a, release = self.rec, self.running, self.a, self.kv.release
+        while heap and heap[0][0] <= R:
+            fin, rid = heapq.heappop(heap)
+            s = running.pop(rid)
+            self.sum_c0 -= s.c0 - a * s.r0
+            rec.generated[rid] += math.ceil((fin - s.r0) * a - 1e-9)
+            rec.decode_rounds[rid] += fin - s.r0
+            release(rid, s.reserved)
             self._finished(rid)
 
     def _finished(self, rid: int) -> None:
-        self.rec.finish[rid] = self.env.now
         self.n_out -= 1
         if self.pool is not None:
             self.pool.changed(self)
-        self.rec.done(rid)
+        self.rec.done(rid, self, self.env.now)
         if self.watch is not None:
             self.watch.finished(rid)

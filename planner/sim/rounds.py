@@ -132,8 +132,11 @@ class StepRounds:
         self.stages = len(pl.stages)
         self.q = max(16.0, pl.context / 64.0)  # context bucket width, tokens
         self._dec: dict = {}
+        self._lines: dict = {}  # (batch, context bucket) -> what decode interpolates (_line)
         self._mix: dict = {}
         self._budget: dict = {}
+        self._budget_of, self._row_of = {}, {}  # _budget and _rows by exact batch (not grid point)
+        self.wafer = self.sm.dev.kind == "wafer"
         self._rows: dict = {}  # (batch grid point, context bucket, tokens) -> {position bucket: mixed round}
         self._chunk: dict = {}  # (chunk tokens, start) -> one chunk's (cycle, pass) on an idle pipeline
         self._idle: dict = {}  # (tokens, cached, chunk) -> a prompt's TTFT on an idle replica
@@ -194,29 +197,47 @@ class StepRounds:
         x = ctx / self.q
         k = int(x)
         f = x - k
+        hit = self._lines.get((b, k))
+        if hit is None:
+            hit = self._lines[(b, k)] = self._line(b, k)
+        lo, slope, busy, link, other = hit
+        t = lo + slope * f
+        if other is not None:  # b between two grid points: interpolated between them too
+            t += (other[0] + other[1] * f - t) * other[2] / other[3]
+        return t, busy, link
+
+    def _line(self, b: int, k: int):
+        """decode's line for ``b`` in bucket ``k``: time at the bucket's start, rise to the next."""
         b0, b1 = self._grid(b)
         lo, hi = self._decode_at(b0, k), self._decode_at(b0, k + 1)
-        t = lo[0] + (hi[0] - lo[0]) * f
+        other = None
         if b1 != b0:
             lo1, hi1 = self._decode_at(b1, k), self._decode_at(b1, k + 1)
-            t1 = lo1[0] + (hi1[0] - lo1[0]) * f
-            t += (t1 - t) * (b - b0) / (b1 - b0)
-        return t, lo[1], lo[2]
+            other = (lo1[0], hi1[0] - lo1[0], b - b0, b1 - b0)
+        return lo[0], hi[0] - lo[0], lo[1], lo[2], other
 
     def prefill_budget(self, b: int, ctx: float, chunk: int) -> int:
         """Prefill tokens the next round takes. GPU steps are synchronous: one chunk. A wafer
         pipeline fills its bubbles: as many tokens as the slack between the token latency and
         the busiest stage's cycle absorbs without stretching the round (whole GRANULEs, at
         least one, at most one chunk per stage)."""
-        if self.sm.dev.kind != "wafer":
+        if not self.wafer:
             return chunk
         if b == 0:
             return chunk * self.stages
-        key = (self._grid(b)[0], int(ctx / self.q), chunk)
+        key = (b, int(ctx / self.q), chunk)
+        hit = self._budget_of.get(key)
+        if hit is None:
+            hit = self._budget_of[key] = self._budget_at(self._grid(b)[0], key[1], chunk)
+        return hit
+
+    def _budget_at(self, b: int, k: int, chunk: int) -> int:
+        """prefill_budget at batch grid point ``b`` and context bucket ``k``."""
+        key = (b, k, chunk)
         hit = self._budget.get(key)
         if hit is None:
-            r = self.sm.decode_round(key[0], max(key[1] * self.q, 1.0))
-            per_token = float(self.sm.prefill(chunk, key[1] * self.q / 2).occupancy_s.max()) / chunk
+            r = self.sm.decode_round(b, max(k * self.q, 1.0))
+            per_token = float(self.sm.prefill(chunk, k * self.q / 2).occupancy_s.max()) / chunk
             slack = max(r.token_latency_s - r.cycle_s, 0.0)
             cap = chunk * self.stages  # (rounding down must not reach 0: a livelock)
             g = GRANULE
@@ -240,7 +261,7 @@ class StepRounds:
                 (one, start), self.sm.prefill_round(one, start))  # batch and context do not enter it
             if b == 0:
                 t = self.sm.prefill(one, start, tokens / one)
-                dur = float(t.occupancy_s.max()) if self.sm.dev.kind == "wafer" else float(t.latency_s.sum())
+                dur = float(t.occupancy_s.max()) if self.wafer else float(t.latency_s.sum())
                 hit = (dur, np.stack([t.occupancy_s, t.active_s]), 0.0, passing, cycle)
             else:
                 r = self.sm.decode_round(b, max(key[1] * self.q, 1.0), tokens, one, start)
@@ -258,6 +279,12 @@ class StepRounds:
             hit = self._idle[key] = self.sm.ttft_s(total - cached, cached, chunk)
         return hit
 
+    def _row_entry(self, row: dict, b: int, ctx: float, tokens: int, hp: int, chunk: int):
+        """mixed at position ``hp`` as ``row`` keeps it (under the bucket mixed puts ``hp`` in)."""
+        r = self.mixed(b, ctx, tokens, hp, chunk)
+        hit = row[hp // self.q] = (r[0], r[1], r[2], float(r[1][0].sum()), float(r[1][1].sum()))
+        return hit
+
     def mixed_run(self, b: int, ctx: float, tokens: int, start: int, k: int, chunk: int, busy: dict):
         """Sums over ``k`` rounds that each prefill ``tokens`` more of one prompt from ``start``,
         at one batch and context bucket: (round seconds, link busy); each round's stage-busy
@@ -267,36 +294,38 @@ class StepRounds:
         sum over rounds is closed form, sum_j i_j being a floor sum; elsewhere (a kink: a stage
         turning compute-bound, say) the run is halved. The same sum as round by round up to
         the order of additions, from a few lookups whatever ``k``."""
-        key = (self._grid(b)[0], int(ctx / self.q), -(-tokens // GRANULE) * GRANULE)
-        row = self._rows.get(key)
-        if row is None:
-            row = self._rows[key] = {}
         q = self.q
+        key = (b, int(ctx / q), tokens)
+        row = self._row_of.get(key)
+        if row is None:
+            grid = (self._grid(b)[0], key[1], -(-tokens // GRANULE) * GRANULE)
+            row = self._row_of[key] = self._rows.setdefault(grid, {})
+        t = link = 0.0
+        if k <= ROUND_BY_ROUND or q != int(q):  # a short run: round by round, a bucket's rounds at once
+            last, n, hp, get = None, 0, start, row.get
+            for _ in range(k):
+                hit = get(hp // q)
+                if hit is None:
+                    hit = self._row_entry(row, b, ctx, tokens, hp, chunk)
+                if hit is not last:
+                    if last is not None:  # count(busy, last[1], n), inline: the loop's hottest line
+                        c = busy.get(id(last[1]))
+                        if c is None:
+                            busy[id(last[1])] = [last[1], n]
+                        else:
+                            c[1] += n
+                    last, n = hit, 0
+                t, link, n = t + hit[0], link + hit[2], n + 1
+                hp += tokens
+            count(busy, last[1], n)
+            return t, link
 
         def entry(j: int):
             hp = start + j * tokens
-            i = hp // q  # as mixed buckets the position
+            i = hp // q
             hit = row.get(i)
-            if hit is None:
-                r = self.mixed(b, ctx, tokens, hp, chunk)
-                hit = row[i] = (r[0], r[1], r[2], float(r[1][0].sum()), float(r[1][1].sum()))
-            return i, hit
+            return i, self._row_entry(row, b, ctx, tokens, hp, chunk) if hit is None else hit
 
-        t = link = 0.0
-        if k <= ROUND_BY_ROUND or q != int(q):  # a short run: round by round, a bucket's rounds at once
-            last, n = None, 0
-            for j in range(k):
-                hp = start + j * tokens
-                hit = row.get(hp // q)
-                if hit is None:
-                    hit = entry(j)[1]
-                if hit is not last:
-                    if last is not None:
-                        count(busy, last[1], n)
-                    last, n = hit, 0
-                t, link, n = t + hit[0], link + hit[2], n + 1
-            count(busy, last[1], n)
-            return t, link
         stack = [(0, k - 1, *entry(0), *entry(k - 1))]
         while stack:
             j0, j1, i0, e0, i1, e1 = stack.pop()

@@ -87,12 +87,17 @@ def plot(fr: pd.DataFrame, path, plt, slo_speed: float | None = None):
     fig, axes = plt.subplots(1, len(ctxs), figsize=(5.2 * len(ctxs), 4.4), squeeze=False, sharey=True)
     hw = sorted(fr["hardware"].unique())
     colours = {h: plt.get_cmap("tab10")(i % 10) for i, h in enumerate(hw)}
+    from matplotlib.collections import LineCollection
     for ax, ctx in zip(axes[0], ctxs):
         g = fr[fr["context_tokens"] == ctx]
+        curves: dict[tuple, list] = {}  # (hardware, hypothetical) -> curves: one artist each (hundreds of
         for (h, w, hyp, point), c in g.groupby(["hardware", "weights_precision", "hypothetical", "point"], sort=True):
-            c = c.sort_values("decode_tok_s_per_user")
-            ax.plot(c["decode_tok_s_per_user"], c["cost_usd_per_mtok_out"], color=colours[h], lw=1.0, alpha=0.7,
-                    ls="--" if hyp else "-")
+            c = c.sort_values("decode_tok_s_per_user")  # lines took seconds to lay out and draw)
+            curves.setdefault((h, hyp), []).append(c[["decode_tok_s_per_user", "cost_usd_per_mtok_out"]].to_numpy(float))
+        for (h, hyp), lines in curves.items():
+            ax.add_collection(LineCollection(lines, colors=[colours[h]], linewidths=1.0, alpha=0.7,
+                                             linestyles="--" if hyp else "-"))
+        ax.autoscale_view()
         if slo_speed:
             ax.axvspan(slo_speed, ax.get_xlim()[1] if ax.has_data() else slo_speed * 10, color="g", alpha=0.06)
         ax.set_xscale("log")

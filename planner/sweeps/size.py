@@ -49,23 +49,6 @@ def _counts(cfg: Config, hw: HardwareSpec) -> list[int | None]:
     return sorted({m, 2 * m} | ({domain} if domain > m else set()))
 
 
-def parse_tokens(text: str) -> int:
-    """Token counts as context windows are quoted: "32k" = 32,768 (k = 1024), "8192" = 8,192."""
-    t = str(text).strip().lower().replace(",", "").replace("_", "")
-    scale = 1
-    if t.endswith("k"):
-        t, scale = t[:-1], 1024
-    elif t.endswith("m"):
-        t, scale = t[:-1], 1024 * 1024
-    try:
-        value = float(t) * scale
-    except ValueError:
-        raise ValueError(f"not a token count: {text!r} (e.g. 8192, 32k, 128k)") from None
-    if value < 1 or value != int(value):
-        raise ValueError(f"not a whole positive token count: {text!r}")
-    return int(value)
-
-
 def scenario(model: str, users: int, tok_s_per_user: float | None, ttft_p99_s: float | None,
              hardware: list[str] | None = None, context: int = 8192, output: int = 1024,
              precisions: list[str] | None = None) -> dict:

@@ -1,11 +1,11 @@
 """Shared pieces of every file's schema: strict models, sourced numbers, quantities with units."""
-from __future__ import annotations
 
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 from planner.config import units
+from planner.config.precisions import PRECISIONS
 
 
 def _q(kind: str):
@@ -40,8 +40,7 @@ MAX_FLOAT = 1e24
 # tokens per prefill chunk unless a scenario says otherwise (chunked prefill; engines use 512-8192)
 PREFILL_CHUNK = 2048
 
-PRECISIONS = ("fp16", "bf16", "fp8", "fp4", "mxfp4", "nvfp4")
-Precision = Literal["fp16", "bf16", "fp8", "fp4", "mxfp4", "nvfp4"]
+Precision = Literal[PRECISIONS]  # Literal["fp16", "bf16", ...]
 Confidence = Literal["measured", "vendor", "secondary", "estimate", "assumption", "hypothetical", "calibrated"]
 
 
@@ -49,7 +48,8 @@ class Strict(BaseModel):
     """Unknown keys are errors; every number is finite (no inf or nan) and within MAX_INT /
     MAX_FLOAT (fields set tighter, physical bounds of their own)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False,
+                              defer_build=True)  # validators built on first use: start-up
 
     @field_validator("*", mode="after")
     @classmethod

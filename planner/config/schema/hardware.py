@@ -1,5 +1,4 @@
 """Hardware spec files (hardware_specs/*.yaml) and the bonded-SRAM option."""
-from __future__ import annotations
 
 from typing import Annotated, Literal
 

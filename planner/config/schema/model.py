@@ -1,5 +1,4 @@
 """Model spec files (planner/catalog/models/*.yaml): shape, attention, experts, draft head."""
-from __future__ import annotations
 
 from typing import Annotated, Literal
 

@@ -1,5 +1,4 @@
 """Scenario files: deployment, workload, SLO, capacity search, economics, sweep groups."""
-from __future__ import annotations
 
 import re
 from typing import Annotated, Any, Literal
@@ -49,7 +48,7 @@ class Deployment(Strict):
     hardware: str = "cs3"
     count: Annotated[int, Field(ge=1, le=MAX_DEVICES)] | None = None  # devices per replica; None = fewest that fit
     replicas: Annotated[int, Field(ge=1, le=1_000_000)] | None = None  # None = enough for workload.concurrent_users
-    precision: PrecisionChoice = PrecisionChoice()
+    precision: PrecisionChoice = Field(default_factory=PrecisionChoice)
     microbatches: Annotated[int, Field(ge=1, le=1_000_000)] | None = None  # None = one per pipeline stage
     spec_decode: SpecDecode | None = None
     prefill_chunk_tokens: Annotated[int, Field(ge=1, le=MAX_TOKENS)] = PREFILL_CHUNK  # chunked prefill: tokens per chunk
@@ -74,7 +73,7 @@ class BondedSramChoice(Strict):
 
 
 class HardwareOptions(Strict):
-    bonded_sram: BondedSramChoice = BondedSramChoice()
+    bonded_sram: BondedSramChoice = Field(default_factory=BondedSramChoice)
 
 
 class Service(Strict):
@@ -140,7 +139,8 @@ class Economics(Strict):
     hosting_usd_per_kw_month: Annotated[float, Field(ge=0, le=1e6)] = 0.0
     utilisation: Fraction = 1.0  # share of hours the deployment serves at the modelled rate
     capex: Literal["spec", "low", "high", "rental"] = "spec"
-    price_ratio: PriceRatio = PriceRatio()  # splits $/h among output, fresh input, cached input tokens
+    # splits $/h among output, fresh input, cached input tokens
+    price_ratio: PriceRatio = Field(default_factory=PriceRatio)
     # a facility power budget (PUE included, e.g. "100 MW"): each point also reports how many of
     # its replicas fit in it at nameplate power and the tokens/s they serve (README "Power")
     facility_power_cap: Annotated[float, _q("watts"), Field(ge=1e3, le=1e11)] | None = None
@@ -184,12 +184,12 @@ class Scenario(Strict):
     description: str = ""
     model: Any = None  # a catalog name, a path to a model YAML, or an inline model mapping
     service: Service | None = None  # instead of model + hardware: a model behind an API (agentic only)
-    deployment: Deployment = Deployment()
-    hardware: HardwareOptions = HardwareOptions()
+    deployment: Deployment = Field(default_factory=Deployment)
+    hardware: HardwareOptions = Field(default_factory=HardwareOptions)
     workload: Workload
-    slo: SLO = SLO()
-    economics: Economics = Economics()
-    capacity: Capacity = Capacity()
+    slo: SLO = Field(default_factory=SLO)
+    economics: Economics = Field(default_factory=Economics)
+    capacity: Capacity = Field(default_factory=Capacity)
     seed: Annotated[int, Field(ge=0, le=2 ** 63 - 1)] = 0
     sweep: list[SweepGroup] = []
     reference_group: str | None = None  # speedup.csv compares every point to this group's first point

@@ -1,7 +1,5 @@
 """The workload section's shapes: token-length and time distributions, arrivals, prefix caching,
 demand, agent tasks, and the workload section that ties them together."""
-from __future__ import annotations
-
 from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
@@ -66,11 +64,14 @@ class Agentic(Strict):
     tasks: Annotated[int, Field(ge=1, le=100_000)] = 100  # tasks to simulate
     agents: Annotated[int, Field(ge=1, le=1_000_000)] | None = None  # agents running tasks back to back (default 1) ...
     rate_per_s: Annotated[float, Field(ge=1e-6, le=1e9)] | None = None  # ... or tasks arriving as a Poisson process
-    turns: LengthDist = LengthDist(dist="fixed", value=30)  # model calls per task (compactions extra)
-    first_prompt_tokens: LengthDist = LengthDist(dist="fixed", value=8000)  # system prompt + task
-    append_tokens: LengthDist = LengthDist(dist="lognormal", median=2000, sigma=0.8)  # tool output per turn
-    reply_tokens: LengthDist = LengthDist(dist="lognormal", median=350, sigma=0.6)  # model output per turn
-    tool_s: TimeDist = TimeDist(dist="lognormal", median=1.9, sigma=0.5)  # CPU time between turns
+    # made on first use (an instance here would build its validator at import): model calls per task
+    # (compactions extra), system prompt + task, tool output per turn, model output per turn, CPU time
+    # between turns
+    turns: LengthDist = Field(default_factory=lambda: LengthDist(dist="fixed", value=30))
+    first_prompt_tokens: LengthDist = Field(default_factory=lambda: LengthDist(dist="fixed", value=8000))
+    append_tokens: LengthDist = Field(default_factory=lambda: LengthDist(dist="lognormal", median=2000, sigma=0.8))
+    reply_tokens: LengthDist = Field(default_factory=lambda: LengthDist(dist="lognormal", median=350, sigma=0.6))
+    tool_s: TimeDist = Field(default_factory=lambda: TimeDist(dist="lognormal", median=1.9, sigma=0.5))
     context_window: Annotated[int, Field(ge=1, le=MAX_TOKENS)] | None = None  # default: the model's (or the service's)
     compact_at: Annotated[float, Field(gt=0, le=1)] = 0.835  # share of the window that triggers compaction
     summary_tokens: Annotated[int, Field(ge=1, le=MAX_TOKENS)] = 4000  # the compaction call's output
