@@ -96,9 +96,12 @@ def test_held_out_errors_on_the_shipped_data(shipped_fits):
     gpu_validate = [abs(x.error) for f in shipped_fits if f.family.group == "gpu" for x in f.predictions
                     if x.point.role == "validate"]
     assert len(gpu_validate) >= 30 and np.median(gpu_validate) <= 0.18  # 23% with a constant decode efficiency
-    # not yet met (README "Calibration" says why): wafer 26.3% (target 20%), worst held-out
-    # points beyond 40% in every group; today's figures bound a regression
-    assert wafer["held_out_median"] <= 0.27 and wafer["in_sample_median"] <= 0.11
+    # met since the launch profile's per-byte layer time and Kimi K2.6 at its W4A16 release
+    # format (2026-11-30: 26.3% -> 13.9%, 3 parameters on 9 points)
+    assert wafer["held_out_median"] <= 0.20 and wafer["in_sample_median"] <= 0.07
+    # not yet met (README "Calibration" says why): worst held-out points beyond 40% in every
+    # group; today's figures bound a regression
+    assert wafer["held_out_max"] <= 0.50
     assert chip["held_out_median"] <= 0.16
     assert s["overall"]["held_out_max"] <= 0.85
     for f in shipped_fits:

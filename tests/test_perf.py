@@ -50,6 +50,20 @@ def test_single_stream_wafer_latency_from_layer_regions_by_hand():
     assert r.microbatches == 1  # one sequence
 
 
+def test_launch_software_layer_time_follows_the_layers_bytes_by_hand():
+    """The 2024-08 launch profile: each layer also costs its weight bytes x ``layer_per_gb``
+    (a layer region that did not grow with the layer), so Llama 3.1 70B on 4 x CS-3 pays
+    ~141 GB x per-GB on top of today's software, and the 8B ~15 GB x per-GB."""
+    for name, count in (("llama-3.1-8b", 1), ("llama-3.1-70b", 4)):
+        now, s, d, p = model_for(name, "cs3", count)
+        launch, *_ = model_for(name, "cs3", count, software="launch-2024-08")
+        dl = device("cs3", software="launch-2024-08")
+        assert dl.layer_per_gb_s > 0 and d.layer_per_gb_s == 0
+        layer_gb = s.layer_params.sum() * 2 / 1e9  # bf16, lm head and embedding excluded
+        extra = launch.decode_round(1, 2048).token_latency_s - now.decode_round(1, 2048).token_latency_s
+        assert extra == pytest.approx(layer_gb * dl.layer_per_gb_s, rel=1e-9)
+
+
 def test_wafer_batching_fills_layer_regions_before_it_costs_latency():
     """Up to one micro-batch per layer region, more users cost (almost) nothing per user: each
     region works on another micro-batch while a token crosses the others."""

@@ -23,6 +23,7 @@ ROLES = ("calibrate", "validate", "reference")
 PARAMS = {
     "layer_base": (("latency", "layer_base"), (1e-8, 1e-3)),
     "layer_per_khidden": (("latency", "layer_per_khidden"), (1e-10, 1e-4)),
+    "layer_per_gb": (("latency", "layer_per_gb"), (1e-9, 1e-3)),
     "layer_dense": (("latency", "layer_dense"), (1e-8, 1e-3)),
     "layer_moe": (("latency", "layer_moe"), (1e-8, 2e-3)),
     "allreduce": (("latency", "allreduce"), (1e-7, 1e-4)),
@@ -59,7 +60,7 @@ FAMILIES = (
                                              "compute.efficiency", "compute.expert_efficiency",
                                              "compute.fp8_achievable", "compute.fp4_achievable", "ep_imbalance"),
            "gpu"),
-    Family("cs3", ("cs3",), ("layer_per_khidden@launch-2024-08", "io.latency", "clock", "step_overhead"),
+    Family("cs3", ("cs3",), ("layer_per_gb@launch-2024-08", "io.latency", "step_overhead"),
            "wafer"),
     Family("groq-lpu", ("groq-lpu",), ("layer_base", "compute.decode_efficiency"), "sram-chip"),
 )
@@ -226,4 +227,4 @@ def current_value(spec: HardwareSpec, name: str) -> float:
         v = spec.compute.efficiency
     if v is None and name == "memory.expert_efficiency":
         v = spec.memory.efficiency
-    return float(v)
+    return 0.0 if v is None else float(v)  # unset: the fit starts mid-range

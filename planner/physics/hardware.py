@@ -42,6 +42,7 @@ class Device:
     scale_up_bw_bytes_per_s: float
     layer_base_s: float
     layer_per_khidden_s: float
+    layer_per_gb_s: float  # wafer: per-layer time per GB of the layer's weights
     allreduce_s: float
     layer_dense_s: float  # GPU: fixed time per dense layer per step (launches, norms, sync)
     layer_moe_s: float  # GPU: fixed time per MoE layer per step (+ router, top-k, grouped GEMM)
@@ -155,6 +156,7 @@ def resolve(spec: HardwareSpec, bonded: BondedSramSpec | None = None, layers: in
         io_latency_s=spec.io.latency, scale_up_domain=su.domain_size if su else 1,
         scale_up_bw_bytes_per_s=su.bandwidth if su else spec.io.bandwidth,
         layer_base_s=lat["layer_base"], layer_per_khidden_s=lat["layer_per_khidden"],
+        layer_per_gb_s=lat["layer_per_gb"],
         allreduce_s=lat["allreduce"], layer_dense_s=lat["layer_dense"], layer_moe_s=lat["layer_moe"],
         ep_imbalance=su.ep_imbalance if su else 1.0, step_overhead_s=lat["step_overhead"],
         devices_per_system=spec.devices_per_system, system_power_w=power,

@@ -138,6 +138,9 @@ class StepModel:
             self.allreduces = 2.0 * self.layers_held
             self.alltoalls = np.zeros(self.S)
         self.layer_lat = dev.layer_latency_s(shape.spec.hidden) if self.wafer else 0.0
+        # per-byte part: each stage's layers' weight bytes (the head's excluded) x seconds per GB
+        self.layer_bytes_lat = self.F @ shape.layer_params * PRECISION_BYTES[weight_precision] \
+            * dev.layer_per_gb_s / 1e9 if self.wafer else np.zeros(self.S)
         # GPU: fixed kernel time per layer per step; expert-parallel imbalance when experts shard
         self.layer_fixed = np.zeros(self.S) if self.wafer else \
             self.F @ np.where(moe > 0, dev.layer_moe_s, dev.layer_dense_s)
@@ -180,7 +183,7 @@ class StepModel:
             memory = (self.weights + kv) / bw
             t_layer = np.maximum(compute, memory)
             n = self.layers_held
-            fixed = n * self.layer_lat
+            fixed = n * self.layer_lat + self.layer_bytes_lat
             if split:
                 piece = np.maximum(memory, compute / np.maximum(n, 1.0))
                 latency = np.where(n >= 1, t_layer + (n - 1) * piece, n * t_layer)

@@ -120,6 +120,9 @@ class LatencySpec(Sourced):
 
     layer_base: Seconds = 0.0  # wafer: per-layer fabric latency, size-independent part
     layer_per_khidden: Seconds = 0.0  # wafer: per-layer latency per 1024 of hidden size
+    # wafer: per-layer time per GB of that layer's resident weights (1 / the bandwidth a layer
+    # reaches when its region does not grow with the layer: the 2024 launch software)
+    layer_per_gb: Seconds = 0.0
     allreduce: Seconds = 0.0  # GPU: fixed cost of one all-reduce in the TP group
     # GPU: fixed time per layer per step (kernel launches, norms, rotary, synchronisation),
     # dense layers and MoE layers (+ router, top-k, grouped-GEMM set-up, permutes)
@@ -131,6 +134,7 @@ class LatencySpec(Sourced):
 class LatencyOverride(Strict):
     layer_base: Seconds | None = None
     layer_per_khidden: Seconds | None = None
+    layer_per_gb: Seconds | None = None
     allreduce: Seconds | None = None
     layer_dense: Seconds | None = None
     layer_moe: Seconds | None = None
