@@ -32,8 +32,10 @@ def sum_min(a: float, b: float, w):
     ``w`` may be an array of caps (0 or inf = no cap); closed form, no loop over positions."""
     if b <= a:
         return np.zeros_like(np.asarray(w, dtype=float)) if np.ndim(w) else 0.0
-    w = np.where(np.asarray(w, dtype=float) <= 0, np.inf, w)
     full = (a + 1 + b) * (b - a) / 2.0
+    if not np.ndim(w) and w <= 0:  # no cap (the same figure the general form gives, without it)
+        return float(full)
+    w = np.where(np.asarray(w, dtype=float) <= 0, np.inf, w)
     capped_all = w * (b - a)
     wc = np.clip(w, a + 1, b)  # finite where it matters: w >= b takes the ``full`` branch
     partial = (a + 1 + wc) * (wc - a) / 2.0 + wc * (b - wc)
@@ -105,6 +107,11 @@ class ModelShape:
         return np.where(self.attend_cap > 0, np.minimum(context, self.attend_cap), context)
 
     @cached_property
+    def capped(self) -> bool:
+        """Some layer attends to fewer tokens than it has (a window or DSA top-k)."""
+        return bool((self.attend_cap > 0).any())
+
+    @cached_property
     def expert_active_params(self) -> np.ndarray:
         """Per layer: routed-expert parameters one token multiplies (top-k of the experts)."""
         frac = self.active_experts / self.experts if self.experts else 0.0
@@ -125,8 +132,8 @@ class ModelShape:
     def prefill_attn_flops(self, start: float, tokens: float) -> np.ndarray:
         """Per layer: the attention part of :meth:`prefill_flops`."""
         end = start + tokens
-        attended = sum_min(start, end, self.attend_cap)
         full = sum_min(start, end, 0.0)
+        attended = sum_min(start, end, self.attend_cap) if self.capped else full
         return self.attn_prefill_flops * attended + self.indexer_flops * full
 
     @property

@@ -149,6 +149,9 @@ class StepModel:
         # serial hops: a layer spread over chips exchanges once per layer, not once per chip
         self.hop_share = min(1.0, L / (self.S - 1)) if self.S > 1 else 1.0
         self._passes: dict = {}  # (prompt, cached, chunk) -> prefill_pass
+        self._dec_attn, self._kv_held, self._pre_attn = {}, {}, {}  # F @ per-layer figures, kept: the engine
+        # asks for one context (or prefill span) with many batches (_decode_attn, _held, _prefill_attn)
+        self.bw = dev.mem_bw_bytes_per_s * dev.mem_efficiency * self.k  # per stage, bytes/s
         self._per_prompt: dict = {}  # (fresh, cached, chunk) -> a GPU's prefill passes of one prompt (steady_round)
 
     # ------------------------------------------------------------ per-stage work
@@ -176,11 +179,10 @@ class StepModel:
         alu = compute if alu is None else alu
         dev, shape = self.dev, self.shape
         kv = kv_bytes * self.pl.kv_replication
-        bw = dev.mem_bw_bytes_per_s * dev.mem_efficiency * self.k
         zero = np.zeros(self.S)
         if self.wafer:
             # a core reads everything it holds for the layer: resident bytes, not touched ones
-            memory = (self.weights + kv) / bw
+            memory = (self.weights + kv) / self.bw
             t_layer = np.maximum(compute, memory)
             n = self.layers_held
             fixed = n * self.layer_lat + self.layer_bytes_lat
@@ -194,7 +196,7 @@ class StepModel:
             if shape.experts else 1.0
         frac = np.minimum(1.0, frac * self.imbalance)  # the busiest GPU's experts
         expert_bw = dev.mem_bw_bytes_per_s * dev.expert_mem_efficiency * self.k
-        memory = (self.weights - self.expert_bytes + kv) / bw + self.expert_bytes * frac / expert_bw
+        memory = (self.weights - self.expert_bytes + kv) / self.bw + self.expert_bytes * frac / expert_bw
         roof = np.maximum(compute, memory)
         tp = self.k
         msg = weight_tokens * shape.spec.hidden * ACT_BYTES
@@ -224,16 +226,16 @@ class StepModel:
         with ``prefill_tokens`` of ``prompt``-long prompts in the same pass (chunked prefill:
         weights are read once for both). ``tokens_per_seq``: default the verified tokens."""
         tokens = batch * (tokens_per_seq or self.tokens_per_step)
-        attn = tokens * (self.F @ self.shape.decode_attn_flops(context))
+        attn = tokens * self._decode_attn(context)
         # decode attention's GEMM rows: every query head sharing a KV head (MLA: all of them)
         compute = self._compute_s(tokens, attn, tokens, self.dev.decode_eff(tokens),
                                   self.dev.decode_eff(tokens * self.q_per_kv))
         alu = compute if self.dev.decode_half_rows is None else \
             self._compute_s(tokens, attn, tokens, self.dev.compute_efficiency)
-        kv = batch * (self.F @ (self.kv_tok * self.shape.held_tokens(context)))
+        kv = batch * self._held(context)
         if prefill_tokens > 0:
             seqs = prefill_tokens / prompt
-            pattn = seqs * (self.F @ self.shape.prefill_attn_flops(prefill_start, prompt))
+            pattn = seqs * self._prefill_attn(prefill_start, prompt)
             pre = self._compute_s(prefill_tokens, pattn, seqs, self.dev.compute_efficiency)
             compute, alu = compute + pre, alu + pre
             tokens += prefill_tokens
@@ -241,10 +243,25 @@ class StepModel:
 
     def prefill(self, tokens: float, start: float = 0.0, seqs: float = 1.0) -> StageTimes:
         """Every stage prefilling ``seqs`` sequences of ``tokens`` new tokens after ``start`` cached."""
-        attn = seqs * (self.F @ self.shape.prefill_attn_flops(start, tokens))
+        attn = seqs * self._prefill_attn(start, tokens)
         compute = self._compute_s(seqs * tokens, attn, seqs, self.dev.compute_efficiency)
-        kv = seqs * (self.F @ (self.kv_tok * self.shape.held_tokens(start)))
+        kv = seqs * self._held(start)
         return self._times(compute, seqs * tokens, kv, split=True)
+
+    def _decode_attn(self, context: float) -> np.ndarray:  # per stage: decode attention FLOPs per token
+        hit = self._dec_attn.get(context)
+        return self._dec_attn.setdefault(context, self.F @ self.shape.decode_attn_flops(context)) \
+            if hit is None else hit
+
+    def _held(self, context: float) -> np.ndarray:  # per stage: KV bytes one sequence holds
+        hit = self._kv_held.get(context)
+        return self._kv_held.setdefault(context, self.F @ (self.kv_tok * self.shape.held_tokens(context))) \
+            if hit is None else hit
+
+    def _prefill_attn(self, start: float, tokens: float) -> np.ndarray:  # per stage: prefill attention FLOPs
+        hit = self._pre_attn.get((start, tokens))
+        return self._pre_attn.setdefault((start, tokens), self.F @ self.shape.prefill_attn_flops(start, tokens)) \
+            if hit is None else hit
 
     def hops(self, tokens: float) -> tuple[np.ndarray, np.ndarray]:
         """(latency, bandwidth part) of each hop i -> i+1 carrying ``tokens`` activations."""
@@ -253,10 +270,11 @@ class StepModel:
 
     # ------------------------------------------------------------ whole pipeline
     def decode_round(self, batch: int, context: float, prefill_tokens: float = 0.0, prompt: float = 1.0,
-                     prefill_start: float = 0.0) -> Round:
+                     prefill_start: float = 0.0, attribution: bool = True) -> Round:
         """One round: every sequence advances one step. ``prefill_tokens`` (per round) of
         ``prompt``-token prompt pieces starting at ``prefill_start`` are fused into the GPU
-        steps, or fill the wafer pipeline's bubbles."""
+        steps, or fill the wafer pipeline's bubbles. ``attribution=False``: the times only
+        (``parts`` empty, ``bottleneck`` ""), as the engine reads them."""
         M = max(1, min(batch, self.microbatches))
         b = math.ceil(batch / M)
         fused = prefill_tokens / M if not self.wafer else 0.0
@@ -279,22 +297,24 @@ class StepModel:
         stage_cycle = M * float(t.occupancy_s[busiest]) + bubble
         link_cycle = M * float(hop_bw.max()) if self.S > 1 else 0.0
         cycle = max(stage_cycle, link_cycle)
-        roof = np.maximum(t.compute_s, t.memory_s)
-        compute_bound = t.compute_s >= t.memory_s
-        parts = {
-            "pipeline_latency": float(t.fixed_s.sum() + (hop_lat - hop_bw).sum()) + overhead + draft,
-            "io_link": float(hop_bw.sum() + t.link_s.sum()),
-            "compute": float(roof[compute_bound].sum()),
-            "memory_bw": float(roof[~compute_bound].sum()),
-        }
-        if cycle > latency:
-            if link_cycle >= stage_cycle:
-                neck = "io_link"
+        neck, parts = "", {}
+        if attribution:
+            roof = np.maximum(t.compute_s, t.memory_s)
+            compute_bound = t.compute_s >= t.memory_s
+            parts = {
+                "pipeline_latency": float(t.fixed_s.sum() + (hop_lat - hop_bw).sum()) + overhead + draft,
+                "io_link": float(hop_bw.sum() + t.link_s.sum()),
+                "compute": float(roof[compute_bound].sum()),
+                "memory_bw": float(roof[~compute_bound].sum()),
+            }
+            if cycle > latency:
+                if link_cycle >= stage_cycle:
+                    neck = "io_link"
+                else:
+                    neck = "compute" if compute_bound[busiest] else "memory_bw"
+                parts = {"cycle_" + k: v for k, v in parts.items()}
             else:
-                neck = "compute" if compute_bound[busiest] else "memory_bw"
-            parts = {"cycle_" + k: v for k, v in parts.items()}
-        else:
-            neck = max(parts, key=parts.get)
+                neck = max(parts, key=parts.get)
         return Round(batch, M, latency, cycle, max(latency, cycle), self.accepted, neck, parts,
                      M * t.occupancy_s + bubble_s, M * hop_bw, M * t.active_s + bubble_active)
 

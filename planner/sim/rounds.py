@@ -179,7 +179,7 @@ class StepRounds:
         key = (b, k)
         hit = self._dec.get(key)
         if hit is None:
-            r = self.sm.decode_round(b, max(k * self.q, 1.0))
+            r = self.sm.decode_round(b, max(k * self.q, 1.0), attribution=False)
             hit = self._dec[key] = (r.round_s, stage_time(r), _peak(r.link_busy_s))
         return hit
 
@@ -236,7 +236,7 @@ class StepRounds:
         key = (b, k, chunk)
         hit = self._budget.get(key)
         if hit is None:
-            r = self.sm.decode_round(b, max(k * self.q, 1.0))
+            r = self.sm.decode_round(b, max(k * self.q, 1.0), attribution=False)
             per_token = float(self.sm.prefill(chunk, k * self.q / 2).occupancy_s.max()) / chunk
             slack = max(r.token_latency_s - r.cycle_s, 0.0)
             cap = chunk * self.stages  # (rounding down must not reach 0: a livelock)
@@ -264,7 +264,7 @@ class StepRounds:
                 dur = float(t.occupancy_s.max()) if self.wafer else float(t.latency_s.sum())
                 hit = (dur, np.stack([t.occupancy_s, t.active_s]), 0.0, passing, cycle)
             else:
-                r = self.sm.decode_round(b, max(key[1] * self.q, 1.0), tokens, one, start)
+                r = self.sm.decode_round(b, max(key[1] * self.q, 1.0), tokens, one, start, attribution=False)
                 hit = (r.round_s, stage_time(r), _peak(r.link_busy_s), passing, cycle)
             self._mix[key] = hit
         return hit
