@@ -283,19 +283,19 @@ class StepModel:
         if self.wafer and prefill_tokens > 0:
             p = self.prefill(prompt, prefill_start, prefill_tokens / prompt)
             bubble_s, bubble_active = p.occupancy_s, p.active_s
-        bubble = float(bubble_s.max())
+        bubble = float(np.maximum.reduce(bubble_s))
         hop_lat, hop_bw = self.hops(b * self.tokens_per_step)
         overhead = self.dev.step_overhead_s
-        base = float(t.latency_s.sum() + hop_lat.sum()) + overhead
+        base = float(np.add.reduce(t.latency_s) + np.add.reduce(hop_lat)) + overhead
         draft = 0.0
         if self.sd is not None:  # each drafted token: draft_layers layers at one token per sequence
             t1 = self.decode(b, context, tokens_per_seq=1)
-            per_layer = float(t1.latency_s.sum() + self.hops(b)[0].sum()) / self.shape.layers
+            per_layer = float(np.add.reduce(t1.latency_s) + np.add.reduce(self.hops(b)[0])) / self.shape.layers
             draft = self.sd.draft_tokens * self.sd.draft_layers * per_layer
         latency = base + draft
         busiest = int(np.argmax(t.occupancy_s))
         stage_cycle = M * float(t.occupancy_s[busiest]) + bubble
-        link_cycle = M * float(hop_bw.max()) if self.S > 1 else 0.0
+        link_cycle = M * float(np.maximum.reduce(hop_bw)) if self.S > 1 else 0.0
         cycle = max(stage_cycle, link_cycle)
         neck, parts = "", {}
         if attribution:
@@ -324,8 +324,8 @@ class StepModel:
         leaves after ``pass``."""
         t = self.prefill(tokens, start, seqs)
         hop_lat, _ = self.hops(tokens * seqs)
-        cycle = float(t.occupancy_s.max())
-        return cycle, float(t.latency_s.sum() + hop_lat.sum()) + self.dev.step_overhead_s
+        cycle = float(np.maximum.reduce(t.occupancy_s))
+        return cycle, float(np.add.reduce(t.latency_s) + np.add.reduce(hop_lat)) + self.dev.step_overhead_s
 
     def _chunks(self, prompt: float, cached: float, chunk: int):
         """(StageTimes, hop latencies) of each chunk of one prompt after ``cached`` tokens: each

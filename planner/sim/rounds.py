@@ -93,7 +93,7 @@ def floor_sum(n: int, m: int, a: int, b: int) -> int:
 
 
 def _peak(link_busy: np.ndarray) -> float:
-    return float(link_busy.max()) if len(link_busy) else 0.0
+    return float(np.maximum.reduce(link_busy)) if len(link_busy) else 0.0
 
 
 def _memoised(sm):
@@ -282,7 +282,7 @@ class StepRounds:
     def _row_entry(self, row: dict, b: int, ctx: float, tokens: int, hp: int, chunk: int):
         """mixed at position ``hp`` as ``row`` keeps it (under the bucket mixed puts ``hp`` in)."""
         r = self.mixed(b, ctx, tokens, hp, chunk)
-        hit = row[hp // self.q] = (r[0], r[1], r[2], float(r[1][0].sum()), float(r[1][1].sum()))
+        hit = row[hp // self.q] = (r[0], r[1], r[2], float(np.add.reduce(r[1][0])), float(np.add.reduce(r[1][1])))
         return hit
 
     def mixed_run(self, b: int, ctx: float, tokens: int, start: int, k: int, chunk: int, busy: dict):
