@@ -149,8 +149,7 @@ class StepModel:
         # serial hops: a layer spread over chips exchanges once per layer, not once per chip
         self.hop_share = min(1.0, L / (self.S - 1)) if self.S > 1 else 1.0
         self._passes: dict = {}  # (prompt, cached, chunk) -> prefill_pass
-        self._dec_attn, self._kv_held, self._pre_attn = {}, {}, {}  # F @ per-layer figures, kept: the engine
-        # asks for one context (or prefill span) with many batches (_decode_attn, _held, _prefill_attn)
+        self._kept: dict = {}  # (per-layer figure, arguments) -> its per-stage sums (_per_stage)
         self.bw = dev.mem_bw_bytes_per_s * dev.mem_efficiency * self.k  # per stage, bytes/s
         self._per_prompt: dict = {}  # (fresh, cached, chunk) -> a GPU's prefill passes of one prompt (steady_round)
 
@@ -226,16 +225,16 @@ class StepModel:
         with ``prefill_tokens`` of ``prompt``-long prompts in the same pass (chunked prefill:
         weights are read once for both). ``tokens_per_seq``: default the verified tokens."""
         tokens = batch * (tokens_per_seq or self.tokens_per_step)
-        attn = tokens * self._decode_attn(context)
+        attn = tokens * self._per_stage(self.shape.decode_attn_flops, context)
         # decode attention's GEMM rows: every query head sharing a KV head (MLA: all of them)
         compute = self._compute_s(tokens, attn, tokens, self.dev.decode_eff(tokens),
                                   self.dev.decode_eff(tokens * self.q_per_kv))
         alu = compute if self.dev.decode_half_rows is None else \
             self._compute_s(tokens, attn, tokens, self.dev.compute_efficiency)
-        kv = batch * self._held(context)
+        kv = batch * self._per_stage(self._kv_layer, context)
         if prefill_tokens > 0:
             seqs = prefill_tokens / prompt
-            pattn = seqs * self._prefill_attn(prefill_start, prompt)
+            pattn = seqs * self._per_stage(self.shape.prefill_attn_flops, prefill_start, prompt)
             pre = self._compute_s(prefill_tokens, pattn, seqs, self.dev.compute_efficiency)
             compute, alu = compute + pre, alu + pre
             tokens += prefill_tokens
@@ -243,25 +242,22 @@ class StepModel:
 
     def prefill(self, tokens: float, start: float = 0.0, seqs: float = 1.0) -> StageTimes:
         """Every stage prefilling ``seqs`` sequences of ``tokens`` new tokens after ``start`` cached."""
-        attn = seqs * self._prefill_attn(start, tokens)
+        attn = seqs * self._per_stage(self.shape.prefill_attn_flops, start, tokens)
         compute = self._compute_s(seqs * tokens, attn, seqs, self.dev.compute_efficiency)
-        kv = seqs * self._held(start)
+        kv = seqs * self._per_stage(self._kv_layer, start)
         return self._times(compute, seqs * tokens, kv, split=True)
 
-    def _decode_attn(self, context: float) -> np.ndarray:  # per stage: decode attention FLOPs per token
-        hit = self._dec_attn.get(context)
-        return self._dec_attn.setdefault(context, self.F @ self.shape.decode_attn_flops(context)) \
-            if hit is None else hit
+    def _per_stage(self, per_layer, *args) -> np.ndarray:
+        """``F @ per_layer(*args)``, kept per (figure, arguments): the engine asks for one context
+        (or prefill span) with many batches."""
+        key = (per_layer, *args)
+        hit = self._kept.get(key)
+        if hit is None:
+            hit = self._kept[key] = self.F @ per_layer(*args)
+        return hit
 
-    def _held(self, context: float) -> np.ndarray:  # per stage: KV bytes one sequence holds
-        hit = self._kv_held.get(context)
-        return self._kv_held.setdefault(context, self.F @ (self.kv_tok * self.shape.held_tokens(context))) \
-            if hit is None else hit
-
-    def _prefill_attn(self, start: float, tokens: float) -> np.ndarray:  # per stage: prefill attention FLOPs
-        hit = self._pre_attn.get((start, tokens))
-        return self._pre_attn.setdefault((start, tokens), self.F @ self.shape.prefill_attn_flops(start, tokens)) \
-            if hit is None else hit
+    def _kv_layer(self, context: float) -> np.ndarray:  # per layer: KV bytes one sequence holds
+        return self.kv_tok * self.shape.held_tokens(context)
 
     def hops(self, tokens: float) -> tuple[np.ndarray, np.ndarray]:
         """(latency, bandwidth part) of each hop i -> i+1 carrying ``tokens`` activations."""
