@@ -31,7 +31,6 @@ from planner.config.errors import ConfigError, Problem
 from planner.physics.point import Config, build_point
 from planner.config.schema import HardwareSpec
 from planner.physics.hardware import Infeasible, resolve
-from planner.physics.step import StepModel
 from planner.calibration.data import (ENGINE_CHUNK, FAMILIES, FOLDS, LOO_MAX, OFFLINE_MAX_BATCH, PARAMS, Family,
                                       Point, current_value, with_params)
 
@@ -68,12 +67,18 @@ def _row_error(p: Point, message: str) -> ConfigError:
     return ConfigError([Problem(p.file or "calibration", p.row, 1, "", f"calibration row: {message}")])
 
 
-def predict_prepared(pp: _Prepared, spec: HardwareSpec) -> float:
-    """The row's metric under ``spec`` (fitted values applied), reusing the placement."""
+def predict_prepared(pp: _Prepared, spec: HardwareSpec, devices: dict | None = None) -> float:
+    """The row's metric under ``spec`` (fitted values applied), reusing the placement and its
+    step model's layout (StepModel.with_device). ``devices``: resolved specs by (hardware,
+    software), shared by the rows of one evaluation."""
     p, cfg, b = pp.point, pp.cfg, pp.built
-    dev = resolve(spec, None, 0, p.software)
-    sm = StepModel(b.shape, b.placement, dev, cfg.weights, cfg.kv_precision, cfg.mode, cfg.spec_decode,
-                   cfg.microbatches)
+    key = (p.hardware, p.software)
+    dev = devices.get(key) if devices is not None else None
+    if dev is None:
+        dev = resolve(spec, None, 0, p.software)
+        if devices is not None:
+            devices[key] = dev
+    sm = b.steps.with_device(dev)
     batch = p.batch if p.batch is not None else min(b.placement.max_concurrent, OFFLINE_MAX_BATCH)
     if p.metric == "ttft_s":
         if batch > 1:  # several prompts prefilled together (e.g. one per attention data-parallel rank)
@@ -160,8 +165,9 @@ def _fit_values(family: Family, specs: dict[str, HardwareSpec], prepared: list[_
 
     def resid(x):
         vals = dict(zip(names, np.exp(x)))
-        fitted = {h: with_params(s, vals) for h, s in specs.items()}
-        return [math.log(predict_prepared(pp, fitted[pp.point.hardware]) / pp.point.value) for pp in prepared]
+        fitted, devices = {h: with_params(s, vals) for h, s in specs.items()}, {}
+        return [math.log(predict_prepared(pp, fitted[pp.point.hardware], devices) / pp.point.value)
+                for pp in prepared]
 
     # a weak pull towards the shipped values keeps parameters the data cannot see where they were
     def objective(x):

@@ -40,8 +40,9 @@ The discrete-event simulator uses the same functions.
 """
 from __future__ import annotations
 
+import copy
 import math
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import numpy as np
 
@@ -49,45 +50,9 @@ from planner.config.schema import PREFILL_CHUNK, SpecDecode
 from planner.physics.hardware import Device
 from planner.physics.model import PRECISION_BYTES, ModelShape, experts_touched
 from planner.physics.placement import Placement
+from planner.physics.times import Round, StageTimes, accepted_per_step
 
 ACT_BYTES = 2.0  # activations cross links in 16-bit
-
-
-@dataclass(frozen=True)
-class StageTimes:
-    """Per-stage arrays (seconds) for one unit of work."""
-
-    compute_s: np.ndarray
-    memory_s: np.ndarray
-    link_s: np.ndarray  # bandwidth part of in-stage traffic (GPU all-reduce bytes)
-    fixed_s: np.ndarray  # fixed latencies inside the stage
-    occupancy_s: np.ndarray  # time the stage can do nothing else
-    latency_s: np.ndarray  # time from entering the stage to leaving it
-    active_s: np.ndarray  # power-weighted busy time: compute + memory_power_share x memory, <= the roofline
-
-
-@dataclass(frozen=True)
-class Round:
-    """One decode round of the whole pipeline for a batch of sequences."""
-
-    batch: int
-    microbatches: int
-    token_latency_s: float  # one micro-batch's trip through every stage and hop (+ drafts, overhead)
-    cycle_s: float  # M micro-batches through the busiest stage (or link), + interleaved prefill
-    round_s: float  # max of the two: time between a sequence's successive steps
-    accepted_tokens: float  # tokens each sequence gains per round
-    bottleneck: str
-    parts: dict  # seconds per component of the critical path, for attribution
-    stage_busy_s: np.ndarray  # per stage: busy seconds in this round (utilisation)
-    link_busy_s: np.ndarray  # per hop: seconds the link carries data in this round
-    stage_active_s: np.ndarray  # per stage: power-weighted busy seconds (StageTimes.active_s)
-
-
-def accepted_per_step(sd: SpecDecode | None) -> float:
-    if sd is None:
-        return 1.0
-    a, k = sd.acceptance_rate, sd.draft_tokens
-    return (1.0 - a ** (k + 1)) / (1.0 - a)
 
 
 class StepModel:
@@ -96,9 +61,8 @@ class StepModel:
     def __init__(self, shape: ModelShape, placement: Placement, dev: Device, weight_precision: str,
                  kv_precision: str, mode: str = "auto", spec_decode: SpecDecode | None = None,
                  microbatches: int | None = None):
-        self.shape, self.pl, self.dev, self.sd = shape, placement, dev, spec_decode
-        self.peak_flops, self.compute_mode = dev.flops_for(weight_precision, mode)
-        self.attn_flops = dev.attention_flops_for(weight_precision, kv_precision, mode)
+        self.shape, self.pl, self.sd, self.wp, self.mode = shape, placement, spec_decode, weight_precision, mode
+        self.kvp = kv_precision
         self.tokens_per_step = 1 + (spec_decode.draft_tokens if spec_decode else 0)
         self.accepted = accepted_per_step(spec_decode)
         self.wafer = dev.kind == "wafer"
@@ -121,7 +85,7 @@ class StepModel:
         # it holds (a touched expert's cores do their whole share even for one token)
         self.pass2 = 2.0 * (self.F @ shape.layer_params + holds * shape.head_params)
         self.expert2 = self.F @ (2.0 * shape.expert_active_params)  # routed-expert part of it
-        moe = (shape.expert_params > 0).astype(float)
+        self.moe = (shape.expert_params > 0).astype(float)
         # GPU collectives per layer. GQA: tensor-parallel attention and MLP, two ring all-reduces
         # per layer. MLA (DeepSeek-style serving): data-parallel attention (no collective), MoE
         # layers an all-to-all dispatch + combine of each GPU's own tokens to top-k experts, dense
@@ -132,26 +96,41 @@ class StepModel:
         self.dp_attention = placement.kind == "gpu" and att is not None and att.type == "mla" \
             and placement.mla_attention == "dp"
         if self.dp_attention:
-            self.allreduces = self.F @ (1.0 - moe)  # dense-MLP layers: one all-reduce each
-            self.alltoalls = self.F @ moe
+            self.allreduces = self.F @ (1.0 - self.moe)  # dense-MLP layers: one all-reduce each
+            self.alltoalls = self.F @ self.moe
         else:
             self.allreduces = 2.0 * self.layers_held
             self.alltoalls = np.zeros(self.S)
-        self.layer_lat = dev.layer_latency_s(shape.spec.hidden) if self.wafer else 0.0
-        # per-byte part: each stage's layers' weight bytes (the head's excluded) x seconds per GB
-        self.layer_bytes_lat = self.F @ shape.layer_params * PRECISION_BYTES[weight_precision] \
-            * dev.layer_per_gb_s / 1e9 if self.wafer else np.zeros(self.S)
-        # GPU: fixed kernel time per layer per step; expert-parallel imbalance when experts shard
-        self.layer_fixed = np.zeros(self.S) if self.wafer else \
-            self.F @ np.where(moe > 0, dev.layer_moe_s, dev.layer_dense_s)
-        self.imbalance = np.where((self.k > 1) & (self.expert2 > 0), dev.ep_imbalance, 1.0) \
-            if not self.wafer else np.ones(self.S)
+        self.layer_bytes = self.F @ shape.layer_params * PRECISION_BYTES[weight_precision]  # per stage
         # serial hops: a layer spread over chips exchanges once per layer, not once per chip
         self.hop_share = min(1.0, L / (self.S - 1)) if self.S > 1 else 1.0
-        self._passes: dict = {}  # (prompt, cached, chunk) -> prefill_pass
         self._kept: dict = {}  # (per-layer figure, arguments) -> its per-stage sums (_per_stage)
+        self._kv_fn = self._kv_layer  # one key for _kept in every copy (with_device)
+        self._use(dev)
+
+    def _use(self, dev: Device) -> None:
+        """What the device's figures set (the layout above does not depend on them)."""
+        self.dev = dev
+        self.peak_flops, self.compute_mode = dev.flops_for(self.wp, self.mode)
+        self.attn_flops = dev.attention_flops_for(self.wp, self.kvp, self.mode)
+        self.layer_lat = dev.layer_latency_s(self.shape.spec.hidden) if self.wafer else 0.0
+        # per-byte part: each stage's layers' weight bytes (the head's excluded) x seconds per GB
+        self.layer_bytes_lat = self.layer_bytes * dev.layer_per_gb_s / 1e9 if self.wafer else np.zeros(self.S)
+        # GPU: fixed kernel time per layer per step; expert-parallel imbalance when experts shard
+        self.layer_fixed = np.zeros(self.S) if self.wafer else \
+            self.F @ np.where(self.moe > 0, dev.layer_moe_s, dev.layer_dense_s)
+        self.imbalance = np.where((self.k > 1) & (self.expert2 > 0), dev.ep_imbalance, 1.0) \
+            if not self.wafer else np.ones(self.S)
         self.bw = dev.mem_bw_bytes_per_s * dev.mem_efficiency * self.k  # per stage, bytes/s
+        self._passes: dict = {}  # (prompt, cached, chunk) -> prefill_pass
         self._per_prompt: dict = {}  # (fresh, cached, chunk) -> a GPU's prefill passes of one prompt (steady_round)
+
+    def with_device(self, dev: Device) -> StepModel:
+        """The same layout under other device figures (a calibration fit moves parameters, not
+        placements): the layout and its per-stage sums are shared, the rest is recomputed."""
+        new = copy.copy(self)
+        new._use(dev)
+        return new
 
     # ------------------------------------------------------------ per-stage work
     def _compute_s(self, tokens: float, attn_flops: np.ndarray, seqs: float, eff: float,
@@ -231,7 +210,7 @@ class StepModel:
                                   self.dev.decode_eff(tokens * self.q_per_kv))
         alu = compute if self.dev.decode_half_rows is None else \
             self._compute_s(tokens, attn, tokens, self.dev.compute_efficiency)
-        kv = batch * self._per_stage(self._kv_layer, context)
+        kv = batch * self._per_stage(self._kv_fn, context)
         if prefill_tokens > 0:
             seqs = prefill_tokens / prompt
             pattn = seqs * self._per_stage(self.shape.prefill_attn_flops, prefill_start, prompt)
@@ -244,7 +223,7 @@ class StepModel:
         """Every stage prefilling ``seqs`` sequences of ``tokens`` new tokens after ``start`` cached."""
         attn = seqs * self._per_stage(self.shape.prefill_attn_flops, start, tokens)
         compute = self._compute_s(seqs * tokens, attn, seqs, self.dev.compute_efficiency)
-        kv = seqs * self._per_stage(self._kv_layer, start)
+        kv = seqs * self._per_stage(self._kv_fn, start)
         return self._times(compute, seqs * tokens, kv, split=True)
 
     def _per_stage(self, per_layer, *args) -> np.ndarray:
