@@ -17,7 +17,7 @@ GROQ = [f for f in calibrate.FAMILIES if f.head == "groq-lpu"]
 @pytest.fixture(scope="module")
 def shipped_fits():
     """Every family fitted on the shipped data with its held-out refits (the slow part of the
-    suite: about a minute)."""
+    suite: about 25 s)."""
     return calibrate.fit(POINTS)
 
 
