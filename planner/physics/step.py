@@ -123,6 +123,7 @@ class StepModel:
             if not self.wafer else np.ones(self.S)
         self.bw = dev.mem_bw_bytes_per_s * dev.mem_efficiency * self.k  # per stage, bytes/s
         self._passes: dict = {}  # (prompt, cached, chunk) -> prefill_pass
+        self._sides: dict = {}  # (batch, context) -> _decode_side without fused prefill
         self._per_prompt: dict = {}  # (fresh, cached, chunk) -> a GPU's prefill passes of one prompt (steady_round)
 
     def with_device(self, dev: Device) -> StepModel:
@@ -250,28 +251,15 @@ class StepModel:
         ``prompt``-token prompt pieces starting at ``prefill_start`` are fused into the GPU
         steps, or fill the wafer pipeline's bubbles. ``attribution=False``: the times only
         (``parts`` empty, ``bottleneck`` ""), as the engine reads them."""
-        M = max(1, min(batch, self.microbatches))
-        b = math.ceil(batch / M)
-        fused = prefill_tokens / M if not self.wafer else 0.0
-        t = self.decode(b, context, fused, prompt, prefill_start)
-        bubble_s = bubble_active = np.zeros(self.S)
-        if self.wafer and prefill_tokens > 0:
+        M, t, hop_lat, hop_bw, latency, draft, busiest, stage_cycle, link_cycle, occ, link_busy, active = \
+            self._decode_side(batch, context, prefill_tokens, prompt, prefill_start)
+        busy_s = occ
+        if self.wafer and prefill_tokens > 0:  # the prefill fills the pipeline's bubbles
             p = self.prefill(prompt, prefill_start, prefill_tokens / prompt)
-            bubble_s, bubble_active = p.occupancy_s, p.active_s
-        bubble = float(np.maximum.reduce(bubble_s))
-        hop_lat, hop_bw = self.hops(b * self.tokens_per_step)
-        overhead = self.dev.step_overhead_s
-        base = float(np.add.reduce(t.latency_s) + np.add.reduce(hop_lat)) + overhead
-        draft = 0.0
-        if self.sd is not None:  # each drafted token: draft_layers layers at one token per sequence
-            t1 = self.decode(b, context, tokens_per_seq=1)
-            per_layer = float(np.add.reduce(t1.latency_s) + np.add.reduce(self.hops(b)[0])) / self.shape.layers
-            draft = self.sd.draft_tokens * self.sd.draft_layers * per_layer
-        latency = base + draft
-        busiest = int(np.argmax(t.occupancy_s))
-        stage_cycle = M * float(t.occupancy_s[busiest]) + bubble
-        link_cycle = M * float(np.maximum.reduce(hop_bw)) if self.S > 1 else 0.0
+            stage_cycle += float(np.maximum.reduce(p.occupancy_s))
+            busy_s, active = occ + p.occupancy_s, active + p.active_s
         cycle = max(stage_cycle, link_cycle)
+        overhead = self.dev.step_overhead_s
         neck, parts = "", {}
         if attribution:
             roof = np.maximum(t.compute_s, t.memory_s)
@@ -290,8 +278,37 @@ class StepModel:
                 parts = {"cycle_" + k: v for k, v in parts.items()}
             else:
                 neck = max(parts, key=parts.get)
-        return Round(batch, M, latency, cycle, max(latency, cycle), self.accepted, neck, parts,
-                     M * t.occupancy_s + bubble_s, M * hop_bw, M * t.active_s + bubble_active)
+        return Round(batch, M, latency, cycle, max(latency, cycle), self.accepted, neck, parts, busy_s, link_busy,
+                     active)
+
+    def _decode_side(self, batch: int, context: float, prefill_tokens: float, prompt: float,
+                     prefill_start: float) -> tuple:
+        """A round's figures that a wafer's prefill does not change (it only fills bubbles):
+        kept per (batch, context) when no prefill is fused into the step, since the engine asks
+        for one decode side with many prefill pieces. (M, stage times, hop latency and bandwidth
+        parts, latency, draft part, busiest stage, its cycle, the link's cycle, and per stage
+        M x occupancy, M x link busy, M x active seconds.)"""
+        fused = prefill_tokens > 0 and not self.wafer
+        hit = None if fused else self._sides.get((batch, context))
+        if hit is not None:
+            return hit
+        M = max(1, min(batch, self.microbatches))
+        b = math.ceil(batch / M)
+        t = self.decode(b, context, prefill_tokens / M if fused else 0.0, prompt, prefill_start)
+        hop_lat, hop_bw = self.hops(b * self.tokens_per_step)
+        base = float(np.add.reduce(t.latency_s) + np.add.reduce(hop_lat)) + self.dev.step_overhead_s
+        draft = 0.0
+        if self.sd is not None:  # each drafted token: draft_layers layers at one token per sequence
+            t1 = self.decode(b, context, tokens_per_seq=1)
+            per_layer = float(np.add.reduce(t1.latency_s) + np.add.reduce(self.hops(b)[0])) / self.shape.layers
+            draft = self.sd.draft_tokens * self.sd.draft_layers * per_layer
+        busiest = int(t.occupancy_s.argmax())
+        link_cycle = M * float(np.maximum.reduce(hop_bw)) if self.S > 1 else 0.0
+        hit = (M, t, hop_lat, hop_bw, base + draft, draft, busiest, M * float(t.occupancy_s[busiest]), link_cycle,
+               M * t.occupancy_s, M * hop_bw, M * t.active_s)
+        if not fused:
+            self._sides[(batch, context)] = hit
+        return hit
 
     def prefill_round(self, tokens: float, start: float = 0.0, seqs: float = 1.0) -> tuple[float, float]:
         """(cycle, pass) for one prefill chunk (of ``seqs`` prompts together) on an otherwise idle
