@@ -30,10 +30,11 @@ def sum_min(a: float, b: float, w):
     """sum_{i=a+1}^{b} min(i, w): attended tokens summed over positions a+1..b.
 
     ``w`` may be an array of caps (0 or inf = no cap); closed form, no loop over positions."""
+    scalar = not isinstance(w, np.ndarray) or w.ndim == 0
     if b <= a:
-        return np.zeros_like(np.asarray(w, dtype=float)) if np.ndim(w) else 0.0
+        return 0.0 if scalar else np.zeros_like(w, dtype=float)
     full = (a + 1 + b) * (b - a) / 2.0
-    if not np.ndim(w) and w <= 0:  # no cap (the same figure the general form gives, without it)
+    if scalar and w <= 0:  # no cap (the same figure the general form gives, without it)
         return float(full)
     w = np.where(np.asarray(w, dtype=float) <= 0, np.inf, w)
     capped_all = w * (b - a)

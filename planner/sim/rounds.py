@@ -64,7 +64,15 @@ ROUND_BY_ROUND = 16  # runs up to this many rounds are summed round by round (ch
 def stage_time(r) -> np.ndarray:
     """A round's per-stage time as the replicas sum it: busy seconds (row 0, utilisation) over
     power-weighted active seconds (row 1, README "Power")."""
-    return np.stack([r.stage_busy_s, r.stage_active_s])
+    return rows2(r.stage_busy_s, r.stage_active_s)
+
+
+def rows2(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """np.stack([a, b]) for two 1-D arrays of one length, without its generic checks (a memo
+    miss of the round model makes one)."""
+    out = np.empty((2, len(a)))
+    out[0], out[1] = a, b
+    return out
 
 
 def count(busy: dict, vec: np.ndarray, rounds: float) -> None:
@@ -262,7 +270,7 @@ class StepRounds:
             if b == 0:
                 t = self.sm.prefill(one, start, tokens / one)
                 dur = float(t.occupancy_s.max()) if self.wafer else float(t.latency_s.sum())
-                hit = (dur, np.stack([t.occupancy_s, t.active_s]), 0.0, passing, cycle)
+                hit = (dur, rows2(t.occupancy_s, t.active_s), 0.0, passing, cycle)
             else:
                 r = self.sm.decode_round(b, max(key[1] * self.q, 1.0), tokens, one, start, attribution=False)
                 hit = (r.round_s, stage_time(r), _peak(r.link_busy_s), passing, cycle)
