@@ -11,10 +11,10 @@ from planner import catalog
 from planner.config.schema import LengthDist
 from planner.physics.point import Config, build_point
 from planner.plan.estimate import estimate
-from planner.sim.batch import head_rounds, next_bucket
+from planner.sim.batch import floor_sum, head_rounds, next_bucket
 from planner.sim.engine import SimSpec, simulate
 from planner.sim.replica import Replica
-from planner.sim.rounds import StepRounds, floor_sum
+from planner.sim.rounds import StepRounds
 from planner.sim.workload import Sampler
 
 

@@ -1,10 +1,36 @@
-"""The entries of a replica's batch, and the arithmetic of a decode span between events."""
+"""The entries of a replica's batch, the arithmetic of a span between events, and the tally of
+the stage-busy vectors its rounds ran (``count``)."""
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
 
-from planner.sim.rounds import count
+import numpy as np
+
+
+def count(busy: dict, vec: np.ndarray, rounds: float) -> None:
+    """``rounds`` more rounds of the memoised stage-busy ``vec`` (summed once, when read)."""
+    hit = busy.get(id(vec))
+    if hit is None:
+        busy[id(vec)] = [vec, rounds]
+    else:
+        hit[1] += rounds
+
+
+def floor_sum(n: int, m: int, a: int, b: int) -> int:
+    """sum of floor((a j + b) / m) over j = 0 .. n-1 (integers, a, b >= 0, m > 0), in O(log)."""
+    total = 0
+    while True:
+        if a >= m:
+            total += n * (n - 1) // 2 * (a // m)
+            a %= m
+        if b >= m:
+            total += n * (b // m)
+            b %= m
+        top = a * n + b
+        if top < m:
+            return total
+        n, b, m, a = top // m, top % m, a, m
 
 
 def largest(lo: int, hi: int, ok) -> int:
@@ -83,7 +109,7 @@ def head_rounds(m, b: int, s0: float, ab: float, r0: int, hp: int, htotal: int, 
     """Rounds (at most ``limit``) of a prefill span in which the head prompt takes the whole
     budget and does not finish: (rounds, head position after, seconds, link busy, and the next
     round's mean context and budget, or None past ``limit``); their stage-busy vectors are
-    counted in ``busy`` (rounds.count). ``first``: round r0's (context, budget), if known.
+    counted in ``busy`` (batch.count). ``first``: round r0's (context, budget), if known.
 
     Such rounds come in segments of fixed batch, context bucket and budget, whose round count
     is closed form; within one the memo key changes only with the head's position bucket

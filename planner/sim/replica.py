@@ -24,9 +24,9 @@ from collections import deque
 import numpy as np
 
 from planner.sim.accounts import Accounts
-from planner.sim.batch import Prefill, Seq, head_rounds, rounds_within, span_time
+from planner.sim.batch import Prefill, Seq, count, head_rounds, rounds_within, span_time
 from planner.sim.kv import LEDGERS
-from planner.sim.rounds import RoundModel, count
+from planner.sim.rounds import RoundModel
 from planner.sim.watch import WATCH
 
 
@@ -57,7 +57,7 @@ class Replica(Accounts):
         self.seq_rounds = 0  # sequence-rounds this replica ran (conservation check vs the requests)
         self.prefilled = 0  # prompt tokens this replica prefilled (conservation check: fresh + recomputed)
         self._busy = np.zeros((2, rounds.stages))  # per stage: busy seconds over active seconds
-        self._busy_n: dict[int, list] = {}  # id(memoised stage-busy vector) -> [vector, rounds] (rounds.count)
+        self._busy_n: dict[int, list] = {}  # id(memoised stage-busy vector) -> [vector, rounds] (batch.count)
         self.link_busy = 0.0  # busiest inter-stage link's seconds
         self.xfer_bytes = 0.0  # KV bytes moved over the off-chip link (swap, offload, agents' trips)
         self.net, self.to_tier, self.from_tier = None, (), ()  # its off-chip links (engine.wire)

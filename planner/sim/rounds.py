@@ -19,6 +19,7 @@ from typing import Protocol
 import numpy as np
 
 from planner.physics.point import Built
+from planner.sim.batch import count, floor_sum
 
 
 class RoundModel(Protocol):
@@ -73,31 +74,6 @@ def rows2(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     out = np.empty((2, len(a)))
     out[0], out[1] = a, b
     return out
-
-
-def count(busy: dict, vec: np.ndarray, rounds: float) -> None:
-    """``rounds`` more rounds of the memoised stage-busy ``vec`` (summed once, when read)."""
-    hit = busy.get(id(vec))
-    if hit is None:
-        busy[id(vec)] = [vec, rounds]
-    else:
-        hit[1] += rounds
-
-
-def floor_sum(n: int, m: int, a: int, b: int) -> int:
-    """sum of floor((a j + b) / m) over j = 0 .. n-1 (integers, a, b >= 0, m > 0), in O(log)."""
-    total = 0
-    while True:
-        if a >= m:
-            total += n * (n - 1) // 2 * (a // m)
-            a %= m
-        if b >= m:
-            total += n * (b // m)
-            b %= m
-        top = a * n + b
-        if top < m:
-            return total
-        n, b, m, a = top // m, top % m, a, m
 
 
 def _peak(link_busy: np.ndarray) -> float:
@@ -277,7 +253,6 @@ class StepRounds:
             self._mix[key] = hit
         return hit
 
-
     def idle_ttft(self, total: int, cached: int, chunk: int) -> float:
         """The prompt's prefill alone on the replica (StepModel.ttft_s): no piece of it can land
         sooner after its first piece went in, whatever the load (pieces only share the stages)."""
@@ -296,7 +271,7 @@ class StepRounds:
     def mixed_run(self, b: int, ctx: float, tokens: int, start: int, k: int, chunk: int, busy: dict):
         """Sums over ``k`` rounds that each prefill ``tokens`` more of one prompt from ``start``,
         at one batch and context bucket: (round seconds, link busy); each round's stage-busy
-        vector is counted in ``busy`` (rounds.count). The rounds' memo entries differ only in the
+        vector is counted in ``busy`` (batch.count). The rounds' memo entries differ only in the
         position's bucket i = floor(position / q): a run inside one bucket is one lookup times its
         length, and where the entries are linear in i (checked at a middle round, to 1e-9) the
         sum over rounds is closed form, sum_j i_j being a floor sum; elsewhere (a kink: a stage
