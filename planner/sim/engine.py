@@ -71,6 +71,17 @@ class SimSpec:
     cached_share: float = 0.0
 
 
+class _Start(simpy.events.Event):
+    """Fires at creation, urgently, as the event that starts a SimPy process does (so users
+    started by callbacks keep the order processes would have)."""
+
+    def __init__(self, env, callback):
+        super().__init__(env)
+        self.callbacks.append(callback)
+        self._ok, self._value = True, None
+        env.schedule(self, simpy.events.URGENT)
+
+
 def _route(replicas: list[Replica], how: str, rid: int) -> Replica:
     if how == "round_robin" or len(replicas) == 1:
         return replicas[rid % len(replicas)]
@@ -156,20 +167,25 @@ def simulate(spec: SimSpec, rounds, prefill: PrefillPool | None = None) -> SimRe
     if plan is not None:
         times = TaskTimes.empty(plan.tasks)
         _start_tasks(env, spec, plan, rec, home, dispatch, times, r_arr)
-    elif spec.process == "closed":
-        counter = iter(range(rec.n))
+    elif spec.process == "closed":  # users as callbacks: a SimPy process each would cost more
+        counter = iter(range(rec.n))  # than the rest of a request's events, for the same order
 
-        def user():
-            for rid in counter:
-                ev = env.event()
-                rec.waiters[rid] = ev
+        def send(_event=None) -> None:
+            """A user sends its next request (ids in sending order) and waits for the reply."""
+            rid = next(counter, None)
+            if rid is not None:
+                ev = rec.waiters[rid] = env.event()
+                ev.callbacks.append(replied)
                 dispatch(rid)
-                yield ev
-                if spec.think_s > 0:
-                    yield env.timeout(spec.think_s)
+
+        def replied(_event) -> None:
+            if spec.think_s > 0:
+                env.timeout(spec.think_s).callbacks.append(send)
+            else:
+                send()
 
         for _ in range(min(spec.users, rec.n)):
-            env.process(user())
+            _Start(env, send)
     else:
         if spec.trace is not None:
             gaps = np.diff(np.concatenate([[0.0], spec.trace.arrival_s[:rec.n]]))
