@@ -1,6 +1,9 @@
 """What a step's time is made of: per-stage arrays for one piece of work (:class:`StageTimes`),
 one decode round of a whole pipeline (:class:`Round`), and the tokens a speculative step
-accepts. The step-time model (step.py) fills them."""
+accepts. The step-time model (step.py) fills them.
+
+Read-only by convention: memos share one instance between callers (a frozen dataclass would
+enforce it, at ~2.5% of the main job's instructions for its slower constructor)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -10,7 +13,7 @@ import numpy as np
 from planner.config.schema import SpecDecode
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class StageTimes:
     """Per-stage arrays (seconds) for one unit of work."""
 
@@ -23,7 +26,7 @@ class StageTimes:
     active_s: np.ndarray  # power-weighted busy time: compute + memory_power_share x memory, <= the roofline
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Round:
     """One decode round of the whole pipeline for a batch of sequences."""
 
