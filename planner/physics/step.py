@@ -122,6 +122,11 @@ class StepModel:
         self.imbalance = np.where((self.k > 1) & (self.expert2 > 0), dev.ep_imbalance, 1.0) \
             if not self.wafer else np.ones(self.S)
         self.bw = dev.mem_bw_bytes_per_s * dev.mem_efficiency * self.k  # per stage, bytes/s
+        self._expert_bw = dev.mem_bw_bytes_per_s * dev.expert_mem_efficiency * self.k
+        # each stage's fixed latencies (wafer: per layer region; GPU: collectives + kernel time per layer)
+        self._fixed = self.layers_held * self.layer_lat + self.layer_bytes_lat if self.wafer else \
+            np.where(self.k > 1, (self.allreduces + 2 * self.alltoalls) * dev.allreduce_s, 0.0) + self.layer_fixed
+        self._zero = np.zeros(self.S)  # (shared, like every array a StageTimes holds: read-only)
         self._passes: dict = {}  # (prompt, cached, chunk) -> prefill_pass
         self._sides: dict = {}  # (batch, context) -> _decode_side without fused prefill
         self._per_prompt: dict = {}  # (fresh, cached, chunk) -> a GPU's prefill passes of one prompt (steady_round)
@@ -157,34 +162,30 @@ class StepModel:
         GEMM's extra time waits on data, not on arithmetic)."""
         alu = compute if alu is None else alu
         dev, shape = self.dev, self.shape
-        kv = kv_bytes * self.pl.kv_replication
-        zero = np.zeros(self.S)
+        kv = kv_bytes if self.pl.kv_replication == 1 else kv_bytes * self.pl.kv_replication
         if self.wafer:
             # a core reads everything it holds for the layer: resident bytes, not touched ones
             memory = (self.weights + kv) / self.bw
             t_layer = np.maximum(compute, memory)
-            n = self.layers_held
-            fixed = n * self.layer_lat + self.layer_bytes_lat
+            n, fixed = self.layers_held, self._fixed
             if split:
                 piece = np.maximum(memory, compute / np.maximum(n, 1.0))
                 latency = np.where(n >= 1, t_layer + (n - 1) * piece, n * t_layer)
             else:
                 latency = n * t_layer
-            return StageTimes(compute, memory, zero, fixed, t_layer, latency + fixed, self._active(alu, memory))
+            return StageTimes(compute, memory, self._zero, fixed, t_layer, latency + fixed, self._active(alu, memory))
         frac = experts_touched(shape.experts, shape.active_experts, weight_tokens) / shape.experts \
             if shape.experts else 1.0
         frac = np.minimum(1.0, frac * self.imbalance)  # the busiest GPU's experts
-        expert_bw = dev.mem_bw_bytes_per_s * dev.expert_mem_efficiency * self.k
-        memory = (self.weights - self.expert_bytes + kv) / self.bw + self.expert_bytes * frac / expert_bw
+        memory = (self.weights - self.expert_bytes + kv) / self.bw + self.expert_bytes * frac / self._expert_bw
         roof = np.maximum(compute, memory)
         tp = self.k
         msg = weight_tokens * shape.spec.hidden * ACT_BYTES
         ring = 2 * (tp - 1) / tp * msg  # bytes each GPU moves in one ring all-reduce
         a2a = 2 * (msg / tp) * max(shape.active_experts, 1) * (tp - 1) / tp  # dispatch + combine
         link = np.where(tp > 1, (self.allreduces * ring + self.alltoalls * a2a) / dev.scale_up_bw_bytes_per_s, 0.0)
-        fixed = np.where(tp > 1, (self.allreduces + 2 * self.alltoalls) * dev.allreduce_s, 0.0) + self.layer_fixed
-        busy = roof + link + fixed
-        return StageTimes(compute, memory, link, fixed, busy, busy, self._active(alu, memory))
+        busy = roof + link + self._fixed
+        return StageTimes(compute, memory, link, self._fixed, busy, busy, self._active(alu, memory))
 
     def activity(self, stage_active_share) -> float:
         """The replica's devices' activity u (power = idle + (load - idle) x u, README "Power"):
