@@ -79,6 +79,7 @@ class StepModel:
         holds = np.array([s.holds_head for s in st], dtype=float)
         self.head = holds * shape.head_flops
         self.mid = np.array([s.ends_mid_layer for s in st[:-1]], dtype=float)
+        self._mid1 = 1.0 + self.mid  # a hop carries one hidden vector, two when the cut is mid-layer
         self.kv_tok = shape.kv_bytes_per_token(kv_precision)
         self.active2 = self.F @ (2.0 * shape.layer_active_params)  # matmul FLOPs per token
         # wafer floor: a pass through a layer region costs each core one multiply of everything
@@ -173,7 +174,8 @@ class StepModel:
                 latency = np.where(n >= 1, t_layer + (n - 1) * piece, n * t_layer)
             else:
                 latency = n * t_layer
-            return StageTimes(compute, memory, self._zero, fixed, t_layer, latency + fixed, self._active(alu, memory))
+            return StageTimes(compute, memory, self._zero, fixed, t_layer, latency + fixed,
+                              self._active(alu, memory, t_layer if alu is compute else None))
         frac = experts_touched(shape.experts, shape.active_experts, weight_tokens) / shape.experts \
             if shape.experts else 1.0
         frac = np.minimum(1.0, frac * self.imbalance)  # the busiest GPU's experts
@@ -185,7 +187,8 @@ class StepModel:
         a2a = 2 * (msg / tp) * max(shape.active_experts, 1) * (tp - 1) / tp  # dispatch + combine
         link = np.where(tp > 1, (self.allreduces * ring + self.alltoalls * a2a) / dev.scale_up_bw_bytes_per_s, 0.0)
         busy = roof + link + self._fixed
-        return StageTimes(compute, memory, link, self._fixed, busy, busy, self._active(alu, memory))
+        return StageTimes(compute, memory, link, self._fixed, busy, busy,
+                          self._active(alu, memory, roof if alu is compute else None))
 
     def activity(self, stage_active_share) -> float:
         """The replica's devices' activity u (power = idle + (load - idle) x u, README "Power"):
@@ -193,12 +196,13 @@ class StepModel:
         devices it spans."""
         return float(self.k @ np.asarray(stage_active_share, dtype=float)) / float(self.k.sum())
 
-    def _active(self, compute: np.ndarray, memory: np.ndarray) -> np.ndarray:
+    def _active(self, compute: np.ndarray, memory: np.ndarray, roof: np.ndarray | None = None) -> np.ndarray:
         """Seconds of full-load power equivalent in a piece of work: the compute units' busy time
         plus ``memory_power_share`` of the time memory streams beyond it, at most the roofline
         (a compute-bound step draws the load power throughout; a memory-bound one its compute
         time plus a share of the rest; fixed latencies and link time draw idle power)."""
-        return np.minimum(np.maximum(compute, memory), compute + self.dev.memory_power_share * memory)
+        roof = np.maximum(compute, memory) if roof is None else roof  # (the caller's, when it has it)
+        return np.minimum(roof, compute + self.dev.memory_power_share * memory)
 
     def decode(self, batch: float, context: float, prefill_tokens: float = 0.0, prompt: float = 1.0,
                prefill_start: float = 0.0, tokens_per_seq: int | None = None) -> StageTimes:
@@ -242,7 +246,7 @@ class StepModel:
 
     def hops(self, tokens: float) -> tuple[np.ndarray, np.ndarray]:
         """(latency, bandwidth part) of each hop i -> i+1 carrying ``tokens`` activations."""
-        bw = tokens * self.shape.spec.hidden * ACT_BYTES * (1.0 + self.mid) / self.dev.io_bw_bytes_per_s
+        bw = tokens * self.shape.spec.hidden * ACT_BYTES * self._mid1 / self.dev.io_bw_bytes_per_s
         return (self.dev.io_latency_s + bw) * self.hop_share, bw
 
     # ------------------------------------------------------------ whole pipeline

@@ -92,7 +92,9 @@ class AgentKV:
 class Ledger:
     """What every policy answers the scheduler about the off-chip link (nothing, but offload)."""
 
-    paces = False  # pace is always 0: a prefill span need not cost a decode round to ask it
+    # pace is always 0 and paced does nothing: the scheduler asks neither (a prefill span need
+    # not cost a decode round to ask)
+    paces = False
 
     def detach(self, rid: int, ctx: float, remaining: int, reserved: float) -> bool:
         """True when a sequence joining the batch decodes elsewhere (offload, separate)."""

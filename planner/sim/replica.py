@@ -191,7 +191,8 @@ class Replica(Accounts):
         # the link's time per round (a ledger that never paces is not asked: no decode round to cost)
         floor = self.kv.pace(m.decode(b, ctx)[0]) if b and self.kv.paces else 0.0
         head, now = self.prefilling[0], self.env.now
-        head.enter(now)
+        if head.entered < 0:  # (Prefill.enter, inline: once per span)
+            head.entered = now
         budget = m.prefill_budget(b, ctx, chunk)
         if budget > 0 and (head.total - head.pos - 1) // budget > 0:  # the head fills whole rounds first
             pos0 = head.pos
@@ -232,7 +233,8 @@ class Replica(Accounts):
         self.rec.events += 1
         self.link_busy += link
         self.seq_rounds += b * k
-        self.kv.paced(k)
+        if self.kv.paces:
+            self.kv.paced(k)
         self.R += k
         self._advance_account(total)
         for at, p in landed:
@@ -317,7 +319,8 @@ class Replica(Accounts):
         count(self._busy_n, busy, done)
         self.link_busy += link * done
         self.seq_rounds += b * done
-        self.kv.paced(done)
+        if self.kv.paces:
+            self.kv.paced(done)
         self.R += done
         self._advance_account(total)
         self._finish_due()
