@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -102,8 +103,13 @@ def draw_lengths(spec: SimSpec, rng_p, rng_o) -> tuple[np.ndarray, np.ndarray]:
 class SimResult:
     summary: Summary
     requests: pd.DataFrame
-    timeseries: pd.DataFrame
+    ts_rows: list = field(repr=False)  # the time series' rows (Recorder.ts), made a table on first use
     tasks: TaskTimes | None = None
+
+    @cached_property
+    def timeseries(self) -> pd.DataFrame:
+        """Per span start: time, replica, batch, queued, KV bytes (a capacity probe never asks)."""
+        return timeseries_frame(self.ts_rows)
 
 
 def simulate(spec: SimSpec, rounds, prefill: PrefillPool | None = None) -> SimResult:
@@ -214,7 +220,7 @@ def simulate(spec: SimSpec, rounds, prefill: PrefillPool | None = None) -> SimRe
         check_tasks(times)
         summary = replace(summary, tasks=task_summary(times, plan), kv_evictions=rec.pin_evictions)
     frame = requests_frame(rec) if split is None else split.columns(requests_frame(rec))
-    return SimResult(summary, frame, timeseries_frame(rec), times)
+    return SimResult(summary, frame, rec.ts, times)
 
 
 def wire(net: Network, reps: list[Replica], m) -> None:

@@ -374,5 +374,6 @@ def requests_frame(rec: Recorder) -> pd.DataFrame:
         "e2e_s": rec.finish - rec.arrival, "preemptions": rec.preemptions, "swaps": rec.swaps})
 
 
-def timeseries_frame(rec: Recorder) -> pd.DataFrame:
-    return pd.DataFrame(rec.ts, columns=["t_s", "replica", "batch", "queued", "kv_bytes"])
+def timeseries_frame(rows: list[tuple]) -> pd.DataFrame:
+    """The recorder's time-series rows (``Recorder.ts``) as a table."""
+    return pd.DataFrame(rows, columns=["t_s", "replica", "batch", "queued", "kv_bytes"])
