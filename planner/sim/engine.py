@@ -73,8 +73,9 @@ class SimSpec:
 
 
 class _Start(simpy.events.Event):
-    """Fires at creation, urgently, as the event that starts a SimPy process does (so users
-    started by callbacks keep the order processes would have)."""
+    """Fires at creation, urgently, as the event that starts a SimPy process does: users started
+    from it keep the order one process each would have (their starts ran back to back, before
+    anything scheduled meanwhile)."""
 
     def __init__(self, env, callback):
         super().__init__(env)
@@ -190,8 +191,11 @@ def simulate(spec: SimSpec, rounds, prefill: PrefillPool | None = None) -> SimRe
             else:
                 send()
 
-        for _ in range(min(spec.users, rec.n)):
-            _Start(env, send)
+        def start(_event) -> None:  # every user sends its first request at t = 0, in user order
+            for _ in range(min(spec.users, rec.n)):
+                send()
+
+        _Start(env, start)
     else:
         if spec.trace is not None:
             gaps = np.diff(np.concatenate([[0.0], spec.trace.arrival_s[:rec.n]]))
