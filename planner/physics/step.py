@@ -11,7 +11,7 @@ core reads *all* it holds for a touched layer: with experts on their own cores a
 is no faster per token than a dense one of the same bytes). A token crosses the stage's
 layers one after another: latency ``layers_held x (t_layer + fabric)`` where the fabric
 term ``layer_base + layer_per_khidden x hidden/1024`` is the broadcast/reduce across a
-region; the stage is *occupied* only ``t_layer`` per micro-batch, since the other layer
+region (a software profile may add ``layer_per_gb`` x the layer's weight GB); the stage is *occupied* only ``t_layer`` per micro-batch, since the other layer
 regions work on other micro-batches meanwhile (default: one micro-batch per layer); a prefill
 chunk is cut into one piece per layer region, so its latency is one layer time plus a piece
 per further layer (the regions pipeline it), not a full layer time per layer. A layer
@@ -114,19 +114,21 @@ class StepModel:
         self.dev = dev
         self.peak_flops, self.compute_mode = dev.flops_for(self.wp, self.mode)
         self.attn_flops = dev.attention_flops_for(self.wp, self.kvp, self.mode)
-        self.layer_lat = dev.layer_latency_s(self.shape.spec.hidden) if self.wafer else 0.0
-        # per-byte part: each stage's layers' weight bytes (the head's excluded) x seconds per GB
-        self.layer_bytes_lat = self.layer_bytes * dev.layer_per_gb_s / 1e9 if self.wafer else np.zeros(self.S)
-        # GPU: fixed kernel time per layer per step; expert-parallel imbalance when experts shard
-        self.layer_fixed = np.zeros(self.S) if self.wafer else \
-            self.F @ np.where(self.moe > 0, dev.layer_moe_s, dev.layer_dense_s)
         self.imbalance = np.where((self.k > 1) & (self.expert2 > 0), dev.ep_imbalance, 1.0) \
-            if not self.wafer else np.ones(self.S)
+            if not self.wafer else np.ones(self.S)  # expert-parallel imbalance when experts shard
         self.bw = dev.mem_bw_bytes_per_s * dev.mem_efficiency * self.k  # per stage, bytes/s
         self._expert_bw = dev.mem_bw_bytes_per_s * dev.expert_mem_efficiency * self.k
-        # each stage's fixed latencies (wafer: per layer region; GPU: collectives + kernel time per layer)
-        self._fixed = self.layers_held * self.layer_lat + self.layer_bytes_lat if self.wafer else \
-            np.where(self.k > 1, (self.allreduces + 2 * self.alltoalls) * dev.allreduce_s, 0.0) + self.layer_fixed
+        # each stage's fixed latencies. Wafer: the fabric time per layer crossed, plus the layers'
+        # weight bytes (the head's excluded) x seconds per GB. GPU: collectives, plus the kernel
+        # time per layer per step (launches, norms, routing, synchronisation)
+        self.layer_fixed = np.zeros(self.S) if self.wafer else \
+            self.F @ np.where(self.moe > 0, dev.layer_moe_s, dev.layer_dense_s)  # GPU kernel time per step
+        if self.wafer:
+            self._fixed = self.layers_held * dev.layer_latency_s(self.shape.spec.hidden) \
+                + self.layer_bytes * dev.layer_per_gb_s / 1e9
+        else:
+            self._fixed = np.where(self.k > 1, (self.allreduces + 2 * self.alltoalls) * dev.allreduce_s, 0.0) \
+                + self.layer_fixed
         self._zero = np.zeros(self.S)  # (shared, like every array a StageTimes holds: read-only)
         self._passes: dict = {}  # (prompt, cached, chunk) -> prefill_pass
         self._sides: dict = {}  # (batch, context) -> _decode_side without fused prefill
