@@ -56,7 +56,7 @@ def _synthetic(tmp_path, truth):
 
 
 def test_fitter_recovers_known_parameters_and_holds_out_honestly(tmp_path):
-    truth = {"layer_base": 31e-6, "compute.decode_efficiency": 0.27}
+    truth = {"layer_base": 31e-6, "io.latency": 2e-6}
     pts = calibrate.read_points(_synthetic(tmp_path, truth))
     (fit,) = calibrate.fit(pts, GROQ)
     for name, value in truth.items():
@@ -67,7 +67,7 @@ def test_fitter_recovers_known_parameters_and_holds_out_honestly(tmp_path):
 
 
 def test_validate_rows_never_move_the_fit(tmp_path):
-    path = _synthetic(tmp_path, {"layer_base": 31e-6, "compute.decode_efficiency": 0.27})
+    path = _synthetic(tmp_path, {"layer_base": 31e-6, "io.latency": 2e-6})
     base = calibrate.fit(calibrate.read_points(path), GROQ, cross_validate=False)[0].params
     rows = list(csv.DictReader(path.open()))
     rows[-1]["value"] = str(float(rows[-1]["value"]) * 10)  # a wild validate row
@@ -102,7 +102,9 @@ def test_held_out_errors_on_the_shipped_data(shipped_fits):
     # not yet met (README "Calibration" says why): worst held-out points beyond 40% in every
     # group; today's figures bound a regression
     assert wafer["held_out_max"] <= 0.50
-    assert chip["held_out_median"] <= 0.16
+    # Groq since a token pays a hop per chip it crosses (2026-11-30: median 12.7% -> 7.9%, worst
+    # 61% -> 42%, the two Llama 3 8B rows 877 and 560 tok/s disagreeing with each other by 57%)
+    assert chip["held_out_median"] <= 0.085 and chip["held_out_max"] <= 0.43
     assert s["overall"]["held_out_max"] <= 0.85
     for f in shipped_fits:
         assert f.dof > 0  # never as many parameters as points
@@ -149,13 +151,13 @@ def test_write_back_keeps_comments(tmp_path, monkeypatch):
     shutil.copytree(catalog.hardware_dir(), d)
     monkeypatch.setattr(catalog, "hardware_dir", lambda: d)
     monkeypatch.chdir(tmp_path)
-    pts = calibrate.read_points(_synthetic(tmp_path, {"layer_base": 31e-6, "compute.decode_efficiency": 0.27}))
+    pts = calibrate.read_points(_synthetic(tmp_path, {"layer_base": 31e-6, "io.latency": 2e-6}))
     before = (d / "groq-lpu.yaml").read_text()
     calibrate.write_back(calibrate.fit(pts, GROQ))
     after = (d / "groq-lpu.yaml").read_text()
     changed = [b for a, b in zip(before.splitlines(), after.splitlines()) if a != b]
     assert len(before.splitlines()) == len(after.splitlines())
     assert any(line.startswith("  layer_base: 31 us") for line in changed)
-    assert any("decode_efficiency: 0.27" in line and "# fitted" in line for line in changed)
-    assert all(("layer_base" in b or "efficiency" in b or "speed_" in b or "points" in b or "median" in b)
+    assert any(line.startswith("  latency: 2 us") and "# fitted" in line for line in changed)
+    assert all(("layer_base" in b or "latency" in b or "speed_" in b or "points" in b or "median" in b)
                for b in changed)

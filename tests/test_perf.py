@@ -139,14 +139,17 @@ def test_coarse_model_experts_touched_grow_with_batch():
     assert m64.max() > 3 * m1.max()
 
 
-def test_groq_layer_over_many_chips_pays_its_fixed_latency_once():
+def test_groq_layer_over_many_chips_pays_its_fixed_latency_once_and_a_hop_per_chip():
     sm, s, d, p = model_for("llama-3.1-70b", "groq-lpu", None)
     assert len(p.stages) > 400  # hundreds of 230 MB chips
     t = sm.decode(1, 2048)
     assert t.fixed_s.sum() == pytest.approx(80 * d.layer_latency_s(8192), rel=1e-9)
-    hop_lat, hop_bw = sm.hops(1)  # the serial path crosses chips once per layer, not once per chip
+    hop_lat, hop_bw = sm.hops(1)  # the token crosses every chip boundary
     n = len(p.stages) - 1
-    assert hop_lat.sum() == pytest.approx(80 / n * (n * d.io_latency_s + hop_bw.sum()), rel=1e-9)
+    assert hop_lat.sum() == pytest.approx(n * d.io_latency_s + hop_bw.sum(), rel=1e-9)
+    # by hand: one hidden vector (two where the cut is inside a layer) of 8,192 x 2 bytes per hop
+    vectors = sum(2 if st.ends_mid_layer else 1 for st in p.stages[:-1])
+    assert hop_bw.sum() == pytest.approx(vectors * 8192 * 2 / d.io_bw_bytes_per_s, rel=1e-9)
 
 
 def test_more_batch_means_slower_users_and_more_throughput():

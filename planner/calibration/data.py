@@ -62,7 +62,7 @@ FAMILIES = (
            "gpu"),
     Family("cs3", ("cs3",), ("layer_per_gb@launch-2024-08", "io.latency", "step_overhead"),
            "wafer"),
-    Family("groq-lpu", ("groq-lpu",), ("layer_base", "compute.decode_efficiency"), "sram-chip"),
+    Family("groq-lpu", ("groq-lpu",), ("layer_base", "io.latency"), "sram-chip"),
 )
 LOO_MAX = 40
 OFFLINE_MAX_BATCH = 2048  # rows with no stated batch (offline max throughput): the engines' usual cap

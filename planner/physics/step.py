@@ -16,7 +16,9 @@ regions work on other micro-batches meanwhile (default: one micro-batch per laye
 chunk is cut into one piece per layer region, so its latency is one layer time plus a piece
 per further layer (the regions pipeline it), not a full layer time per layer. A layer
 spread over several chips (Groq) runs on them in parallel: each chip holds a fraction of a
-layer and contributes that fraction of the latency.
+layer and contributes that fraction of the latency (the fabric term is paid once per layer),
+while the token still crosses every chip boundary, a hop each (below): a layer on n chips pays
+its fixed latency once plus n hops.
 
 GPUs (synchronous steps): roofline + two all-reduces per layer in the TP group (MLA: an
 expert all-to-all instead) + a fixed time per layer (``layer_dense``/``layer_moe``: launches,
@@ -103,8 +105,6 @@ class StepModel:
             self.allreduces = 2.0 * self.layers_held
             self.alltoalls = np.zeros(self.S)
         self.layer_bytes = self.F @ shape.layer_params * PRECISION_BYTES[weight_precision]  # per stage
-        # serial hops: a layer spread over chips exchanges once per layer, not once per chip
-        self.hop_share = min(1.0, L / (self.S - 1)) if self.S > 1 else 1.0
         self._kept: dict = {}  # (per-layer figure, arguments) -> its per-stage sums (_per_stage)
         self._kv_fn = self._kv_layer  # one key for _kept in every copy (with_device)
         self._use(dev)
@@ -249,7 +249,7 @@ class StepModel:
     def hops(self, tokens: float) -> tuple[np.ndarray, np.ndarray]:
         """(latency, bandwidth part) of each hop i -> i+1 carrying ``tokens`` activations."""
         bw = tokens * self.shape.spec.hidden * ACT_BYTES * self._mid1 / self.dev.io_bw_bytes_per_s
-        return (self.dev.io_latency_s + bw) * self.hop_share, bw
+        return self.dev.io_latency_s + bw, bw
 
     # ------------------------------------------------------------ whole pipeline
     def decode_round(self, batch: int, context: float, prefill_tokens: float = 0.0, prompt: float = 1.0,
