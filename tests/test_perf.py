@@ -152,6 +152,15 @@ def test_groq_layer_over_many_chips_pays_its_fixed_latency_once_and_a_hop_per_ch
     assert hop_bw.sum() == pytest.approx(vectors * 8192 * 2 / d.io_bw_bytes_per_s, rel=1e-9)
 
 
+def test_wafers_on_a_switch_pay_at_most_one_hop_per_layer():
+    """io.hops: layers (wafers): more wafers than layers, and a layer spread over several is
+    reached through the switch at once: 61 hops for 63 boundaries."""
+    sm, s, d, p = model_for("deepseek-v3", "cs3", 64)
+    assert s.layers == 61 and len(p.stages) == 64 and not d.hop_each_device
+    hop_lat, hop_bw = sm.hops(1)
+    assert hop_lat.sum() == pytest.approx(61 / 63 * (63 * d.io_latency_s + hop_bw.sum()), rel=1e-9)
+
+
 def test_more_batch_means_slower_users_and_more_throughput():
     sm, *_ = model_for("deepseek-v3", "cs3", 24, "fp8", 8192)
     prev_user, prev_agg = float("inf"), 0.0

@@ -38,6 +38,7 @@ class Device:
     expert_compute_efficiency: float  # routed-expert GEMMs relative to dense ones
     io_bw_bytes_per_s: float
     io_latency_s: float
+    hop_each_device: bool  # a token pays a hop at every device boundary, not at most one per layer
     scale_up_domain: int  # GPUs: tensor-parallel domain; wafers: 1
     scale_up_bw_bytes_per_s: float
     layer_base_s: float
@@ -153,7 +154,7 @@ def resolve(spec: HardwareSpec, bonded: BondedSramSpec | None = None, layers: in
         decode_half_rows=spec.compute.decode_half_rows,
         expert_compute_efficiency=spec.compute.expert_efficiency,
         io_bw_bytes_per_s=spec.io.bandwidth,
-        io_latency_s=spec.io.latency, scale_up_domain=su.domain_size if su else 1,
+        io_latency_s=spec.io.latency, hop_each_device=spec.io.hops == "devices", scale_up_domain=su.domain_size if su else 1,
         scale_up_bw_bytes_per_s=su.bandwidth if su else spec.io.bandwidth,
         layer_base_s=lat["layer_base"], layer_per_khidden_s=lat["layer_per_khidden"],
         layer_per_gb_s=lat["layer_per_gb"],

@@ -17,8 +17,9 @@ chunk is cut into one piece per layer region, so its latency is one layer time p
 per further layer (the regions pipeline it), not a full layer time per layer. A layer
 spread over several chips (Groq) runs on them in parallel: each chip holds a fraction of a
 layer and contributes that fraction of the latency (the fabric term is paid once per layer),
-while the token still crosses every chip boundary, a hop each (below): a layer on n chips pays
-its fixed latency once plus n hops.
+while the token still crosses every chip boundary, a hop each (``io.hops: devices``): a layer
+on n chips pays its fixed latency once plus n hops. Wafers on a switched network
+(``io.hops: layers``, the default) pay at most one hop per layer where a layer spans several.
 
 GPUs (synchronous steps): roofline + two all-reduces per layer in the TP group (MLA: an
 expert all-to-all instead) + a fixed time per layer (``layer_dense``/``layer_moe``: launches,
@@ -28,7 +29,7 @@ busiest GPU of an expert-parallel group, their GEMMs at ``compute.expert_efficie
 dense ones; routed experts read at ``expert_efficiency`` of HBM
 bandwidth (grouped GEMMs over a few tokens per expert stream less well than dense GEMMs).
 
-Every stage boundary: one link hop (io latency + activation bytes / io bandwidth), with an
+Every stage boundary (at most one per layer with ``io.hops: layers``): one link hop (io latency + activation bytes / io bandwidth), with an
 extra hidden vector when the cut falls inside a layer; per round ``step_overhead``;
 speculative decoding: k drafted tokens (each ``draft_layers`` layers of the main model's
 mean per-layer latency at one token per sequence, fixed costs included), k+1 tokens verified per sequence per step,
@@ -116,6 +117,10 @@ class StepModel:
         self.attn_flops = dev.attention_flops_for(self.wp, self.kvp, self.mode)
         self.imbalance = np.where((self.k > 1) & (self.expert2 > 0), dev.ep_imbalance, 1.0) \
             if not self.wafer else np.ones(self.S)  # expert-parallel imbalance when experts shard
+        # hops a token pays: every stage boundary, or (io.hops: layers) one per layer where the
+        # boundaries outnumber the layers (a layer spread over devices exchanges once)
+        S, L = self.S, self.shape.layers
+        self.hop_share = 1.0 if dev.hop_each_device or S <= 1 else min(1.0, L / (S - 1))
         self.bw = dev.mem_bw_bytes_per_s * dev.mem_efficiency * self.k  # per stage, bytes/s
         self._expert_bw = dev.mem_bw_bytes_per_s * dev.expert_mem_efficiency * self.k
         # each stage's fixed latencies. Wafer: the fabric time per layer crossed, plus the layers'
@@ -249,7 +254,7 @@ class StepModel:
     def hops(self, tokens: float) -> tuple[np.ndarray, np.ndarray]:
         """(latency, bandwidth part) of each hop i -> i+1 carrying ``tokens`` activations."""
         bw = tokens * self.shape.spec.hidden * ACT_BYTES * self._mid1 / self.dev.io_bw_bytes_per_s
-        return self.dev.io_latency_s + bw, bw
+        return (self.dev.io_latency_s + bw) * self.hop_share, bw
 
     # ------------------------------------------------------------ whole pipeline
     def decode_round(self, batch: int, context: float, prefill_tokens: float = 0.0, prompt: float = 1.0,

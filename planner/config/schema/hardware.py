@@ -103,6 +103,10 @@ class LinkSpec(Sourced):
 
     bandwidth: BytesPerS
     latency: Seconds  # one hop, device to device
+    # which boundaries a token pays a hop at: "devices", every device boundary (chips linked chip
+    # to chip, as Groq's); "layers", at most one per layer (a layer spread over several devices
+    # reaches them through a switch at once, as wafers on Ethernet)
+    hops: Literal["devices", "layers"] = "layers"
 
 
 class ScaleUpSpec(Sourced):
