@@ -11,15 +11,13 @@ core reads *all* it holds for a touched layer: with experts on their own cores a
 is no faster per token than a dense one of the same bytes). A token crosses the stage's
 layers one after another: latency ``layers_held x (t_layer + fabric)`` where the fabric
 term ``layer_base + layer_per_khidden x hidden/1024`` is the broadcast/reduce across a
-region (a software profile may add ``layer_per_gb`` x the layer's weight GB); the stage is *occupied* only ``t_layer`` per micro-batch, since the other layer
-regions work on other micro-batches meanwhile (default: one micro-batch per layer); a prefill
-chunk is cut into one piece per layer region, so its latency is one layer time plus a piece
-per further layer (the regions pipeline it), not a full layer time per layer. A layer
-spread over several chips (Groq) runs on them in parallel: each chip holds a fraction of a
-layer and contributes that fraction of the latency (the fabric term is paid once per layer),
-while the token still crosses every chip boundary, a hop each (``io.hops: devices``): a layer
-on n chips pays its fixed latency once plus n hops. Wafers on a switched network
-(``io.hops: layers``, the default) pay at most one hop per layer where a layer spans several.
+region (a software profile may add ``layer_per_gb`` x the layer's weight GB); the stage is
+*occupied* only ``t_layer`` per micro-batch, since the other layer regions work on other
+micro-batches meanwhile (default: one per layer); a prefill chunk is cut into one piece per
+layer region, so its latency is one layer time plus a piece per further layer. A layer spread
+over several chips (Groq) runs on them in parallel: each chip contributes its fraction of the
+layer's latency (the fabric term once per layer), and the token crosses every chip boundary
+(``io.hops: devices``): n chips, n hops. Wafers (``io.hops: layers``) pay at most one per layer.
 
 GPUs (synchronous steps): roofline + two all-reduces per layer in the TP group (MLA: an
 expert all-to-all instead) + a fixed time per layer (``layer_dense``/``layer_moe``: launches,
@@ -29,8 +27,8 @@ busiest GPU of an expert-parallel group, their GEMMs at ``compute.expert_efficie
 dense ones; routed experts read at ``expert_efficiency`` of HBM
 bandwidth (grouped GEMMs over a few tokens per expert stream less well than dense GEMMs).
 
-Every stage boundary (at most one per layer with ``io.hops: layers``): one link hop (io latency + activation bytes / io bandwidth), with an
-extra hidden vector when the cut falls inside a layer; per round ``step_overhead``;
+Every stage boundary (``io.hops: layers``: at most one per layer): one link hop (io latency +
+activation bytes / io bandwidth), with an extra hidden vector when the cut falls inside a layer; per round ``step_overhead``;
 speculative decoding: k drafted tokens (each ``draft_layers`` layers of the main model's
 mean per-layer latency at one token per sequence, fixed costs included), k+1 tokens verified per sequence per step,
 (1 - a^(k+1)) / (1 - a) accepted per step.
@@ -117,9 +115,7 @@ class StepModel:
         self.attn_flops = dev.attention_flops_for(self.wp, self.kvp, self.mode)
         self.imbalance = np.where((self.k > 1) & (self.expert2 > 0), dev.ep_imbalance, 1.0) \
             if not self.wafer else np.ones(self.S)  # expert-parallel imbalance when experts shard
-        # hops a token pays: every stage boundary, or (io.hops: layers) one per layer where the
-        # boundaries outnumber the layers (a layer spread over devices exchanges once)
-        S, L = self.S, self.shape.layers
+        S, L = self.S, self.shape.layers  # hops: every boundary, or at most one per layer (io.hops)
         self.hop_share = 1.0 if dev.hop_each_device or S <= 1 else min(1.0, L / (S - 1))
         self.bw = dev.mem_bw_bytes_per_s * dev.mem_efficiency * self.k  # per stage, bytes/s
         self._expert_bw = dev.mem_bw_bytes_per_s * dev.expert_mem_efficiency * self.k
