@@ -28,10 +28,10 @@ dense ones; routed experts read at ``expert_efficiency`` of HBM
 bandwidth (grouped GEMMs over a few tokens per expert stream less well than dense GEMMs).
 
 Every stage boundary (``io.hops: layers``: at most one per layer): one link hop (io latency +
-activation bytes / io bandwidth), with an extra hidden vector when the cut falls inside a layer; per round ``step_overhead``;
-speculative decoding: k drafted tokens (each ``draft_layers`` layers of the main model's
-mean per-layer latency at one token per sequence, fixed costs included), k+1 tokens verified per sequence per step,
-(1 - a^(k+1)) / (1 - a) accepted per step.
+activation bytes / io bandwidth), an extra hidden vector when the cut is inside a layer; per
+round ``step_overhead``; speculative decoding: k drafted tokens (each ``draft_layers`` layers of
+the main model's mean per-layer latency at one token per sequence, fixed costs included), k+1
+verified per sequence per step, (1 - a^(k+1)) / (1 - a) accepted per step.
 Power: each piece of work's stage times also give its active seconds, ``min(roofline, compute +
 memory_power_share x memory)``: the compute units' busy time plus a share of the time memory
 streams beyond it (README "Power"); rounds sum them per stage next to busy time.
