@@ -103,8 +103,9 @@ def test_held_out_errors_on_the_shipped_data(shipped_fits):
     # group; today's figures bound a regression
     assert wafer["held_out_max"] <= 0.50
     # Groq since a token pays a hop per chip it crosses (2026-11-30: median 12.7% -> 7.9%, worst
-    # 61% -> 42%, the two Llama 3 8B rows 877 and 560 tok/s disagreeing with each other by 57%)
-    assert chip["held_out_median"] <= 0.085 and chip["held_out_max"] <= 0.43
+    # 61% -> 42% over 11 points); then four Q4-2025 docs-table rows (Llama 4 Scout, Maverick,
+    # Kimi K2, Qwen3-32B) joined as validate rows: 15.9%, worst 59% (Maverick)
+    assert chip["held_out_points"] >= 15 and chip["held_out_median"] <= 0.165 and chip["held_out_max"] <= 0.60
     assert s["overall"]["held_out_max"] <= 0.85
     for f in shipped_fits:
         assert f.dof > 0  # never as many parameters as points
