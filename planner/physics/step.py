@@ -79,8 +79,8 @@ class StepModel:
         self.layers_held = self.F.sum(axis=1)
         holds = np.array([s.holds_head for s in st], dtype=float)
         self.head = holds * shape.head_flops
-        self.mid = np.array([s.ends_mid_layer for s in st[:-1]], dtype=float)
-        self._mid1 = 1.0 + self.mid  # a hop carries one hidden vector, two when the cut is mid-layer
+        # hidden vectors a hop carries: one, two when the cut falls inside a layer
+        self._mid1 = 1.0 + np.array([s.ends_mid_layer for s in st[:-1]], dtype=float)
         self.kv_tok = shape.kv_bytes_per_token(kv_precision)
         self.active2 = self.F @ (2.0 * shape.layer_active_params)  # matmul FLOPs per token
         # wafer floor: a pass through a layer region costs each core one multiply of everything
@@ -122,12 +122,12 @@ class StepModel:
         # each stage's fixed latencies. Wafer: the fabric time per layer crossed, plus the layers'
         # weight bytes (the head's excluded) x seconds per GB. GPU: collectives, plus the kernel
         # time per layer per step (launches, norms, routing, synchronisation)
-        self.layer_fixed = np.zeros(self.S) if self.wafer else \
-            self.F @ np.where(self.moe > 0, dev.layer_moe_s, dev.layer_dense_s)  # GPU kernel time per step
         if self.wafer:
+            self.layer_fixed = np.zeros(S)
             self._fixed = self.layers_held * dev.layer_latency_s(self.shape.spec.hidden) \
                 + self.layer_bytes * dev.layer_per_gb_s / 1e9
         else:
+            self.layer_fixed = self.F @ np.where(self.moe > 0, dev.layer_moe_s, dev.layer_dense_s)
             self._fixed = np.where(self.k > 1, (self.allreduces + 2 * self.alltoalls) * dev.allreduce_s, 0.0) \
                 + self.layer_fixed
         self._zero = np.zeros(self.S)  # (shared, like every array a StageTimes holds: read-only)
