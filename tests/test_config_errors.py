@@ -127,3 +127,32 @@ def test_random_configs_never_traceback(data, tmp_path_factory):
         load(p)
     except ConfigError as e:
         assert e.problems and all(str(x).startswith(str(p)) for x in e.problems)
+
+
+def test_a_malformed_allreduce_table_is_located():
+    """Measured all-reduce times: sizes must increase, each group's list match them."""
+    import textwrap
+    base = textwrap.dedent("""
+    name: g
+    kind: gpu
+    description: test gpu
+    memory: {capacity: 80 GB, bandwidth: 3 TB/s, source: test source}
+    compute: {fp16: 1 PFLOP/s, source: test source}
+    io: {bandwidth: 400 Gb/s, latency: 5 us, source: test source}
+    latency: {layer_dense: 30 us, source: test source}
+    scale_up:
+      domain_size: 8
+      bandwidth: 450 GB/s
+      source: test source
+      allreduce_measured:
+        message_bytes: [SIZES]
+        latency_us: {2: [TIMES]}
+        source: test source
+    power: {watts: 10 kW, source: test source}
+    cost: {capex_usd: 1e5, source: test source}
+    """)
+    ok = validate(HardwareSpec, load_text(base.replace("SIZES", "1e3, 1e6").replace("TIMES", "4, 40"), "g.yaml"))
+    assert ok.scale_up.allreduce_measured.latency_us[2] == [4.0, 40.0]
+    for sizes, times, what in (("1e6, 1e3", "4, 40", "increase"), ("1e3, 1e6", "4", "1 values for 2")):
+        out = problems(base.replace("SIZES", sizes).replace("TIMES", times), HardwareSpec)
+        assert len(out) == 1 and LINE.match(out[0]) and "allreduce_measured" in out[0] and what in out[0], out

@@ -27,6 +27,7 @@ PARAMS = {
     "layer_dense": (("latency", "layer_dense"), (1e-8, 1e-3)),
     "layer_moe": (("latency", "layer_moe"), (1e-8, 2e-3)),
     "allreduce": (("latency", "allreduce"), (1e-7, 1e-4)),
+    "alltoall": (("latency", "alltoall"), (1e-7, 2e-4)),
     "step_overhead": (("latency", "step_overhead"), (1e-7, 1e-1)),
     "memory.efficiency": (("memory", "efficiency"), (0.2, 1.0)),
     "compute.efficiency": (("compute", "efficiency"), (0.05, 1.0)),
@@ -51,11 +52,11 @@ class Family:
 
 
 FAMILIES = (
-    Family("h100", ("h100", "h200"), ("layer_dense", "layer_moe", "allreduce", "memory.efficiency",
+    Family("h100", ("h100", "h200"), ("layer_dense", "layer_moe", "alltoall", "memory.efficiency",
                                       "memory.expert_efficiency", "compute.decode_half_rows", "compute.efficiency",
                                       "compute.expert_efficiency", "compute.fp8_achievable", "ep_imbalance"),
            "gpu"),
-    Family("b200", ("b200", "gb200-nvl72"), ("layer_dense", "layer_moe", "allreduce", "memory.efficiency",
+    Family("b200", ("b200", "gb200-nvl72"), ("layer_dense", "layer_moe", "alltoall", "memory.efficiency",
                                              "memory.expert_efficiency", "compute.decode_half_rows",
                                              "compute.efficiency", "compute.expert_efficiency",
                                              "compute.fp8_achievable", "compute.fp4_achievable", "ep_imbalance"),

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from planner.config.schema import BondedSramSpec, HardwareSpec
+from planner.physics.collectives import AllReduceCurve
 from planner.physics.model import COMPUTE_CLASS
 
 
@@ -44,7 +45,8 @@ class Device:
     layer_base_s: float
     layer_per_khidden_s: float
     layer_per_gb_s: float  # wafer: per-layer time per GB of the layer's weights
-    allreduce_s: float
+    allreduce_s: float  # GPU: one all-reduce's fixed cost (only without allreduce_curve)
+    alltoall_s: float  # GPU: one all-to-all's fixed cost (expert-parallel dispatch or combine)
     layer_dense_s: float  # GPU: fixed time per dense layer per step (launches, norms, sync)
     layer_moe_s: float  # GPU: fixed time per MoE layer per step (+ router, top-k, grouped GEMM)
     ep_imbalance: float  # GPU: busiest GPU's routed-expert load over the mean
@@ -63,6 +65,7 @@ class Device:
     clock_range: tuple = (1.0, 1.0)  # compute scale at the clock's low/high end (wafers)
     speed_band: tuple = (1.0, 1.0)  # held-out measured/predicted spread (10th, 90th pct)
     speed_band_source: str = ""
+    allreduce_curve: AllReduceCurve | None = None  # GPU: measured all-reduce times (collectives.py)
 
     def decode_eff(self, rows: float) -> float:
         """Share of the dense peak a decode step's matmuls reach with ``rows`` tokens in the
@@ -70,6 +73,11 @@ class Device:
         if self.decode_half_rows is None:
             return self.decode_efficiency
         return self.compute_efficiency * rows / (rows + self.decode_half_rows)
+
+    @property
+    def allreduce_fixed_s(self) -> float:
+        """An all-reduce's fixed cost apart from its bytes (0 when measured times include it)."""
+        return 0.0 if self.allreduce_curve else self.allreduce_s
 
     def layer_latency_s(self, hidden: int) -> float:
         """Fixed fabric latency of one layer on a wafer (0 on GPUs: their sync is the all-reduce)."""
@@ -158,7 +166,8 @@ def resolve(spec: HardwareSpec, bonded: BondedSramSpec | None = None, layers: in
         scale_up_bw_bytes_per_s=su.bandwidth if su else spec.io.bandwidth,
         layer_base_s=lat["layer_base"], layer_per_khidden_s=lat["layer_per_khidden"],
         layer_per_gb_s=lat["layer_per_gb"],
-        allreduce_s=lat["allreduce"], layer_dense_s=lat["layer_dense"], layer_moe_s=lat["layer_moe"],
+        allreduce_s=lat["allreduce"],
+        alltoall_s=lat["alltoall"] if lat["alltoall"] is not None else lat["allreduce"], layer_dense_s=lat["layer_dense"], layer_moe_s=lat["layer_moe"],
         ep_imbalance=su.ep_imbalance if su else 1.0, step_overhead_s=lat["step_overhead"],
         devices_per_system=spec.devices_per_system, system_power_w=power,
         system_load_w=power * (load.share if load else 1.0),
@@ -168,4 +177,7 @@ def resolve(spec: HardwareSpec, bonded: BondedSramSpec | None = None, layers: in
         system_rental_usd_per_h=spec.cost.rental_usd_per_h, bonded_layers=layers,
         clock_range=spec.compute.clock_range,
         speed_band=(unc.speed_low, unc.speed_high) if unc else (1.0, 1.0),
-        speed_band_source=unc.source if unc else "no calibration: no band")
+        speed_band_source=unc.source if unc else "no calibration: no band",
+        allreduce_curve=AllReduceCurve.from_table(su.allreduce_measured.message_bytes,
+                                                  su.allreduce_measured.latency_us)
+        if su and su.allreduce_measured else None)

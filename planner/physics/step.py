@@ -19,13 +19,12 @@ over several chips (Groq) runs on them in parallel: each chip contributes its fr
 layer's latency (the fabric term once per layer), and the token crosses every chip boundary
 (``io.hops: devices``): n chips, n hops. Wafers (``io.hops: layers``) pay at most one per layer.
 
-GPUs (synchronous steps): roofline + two all-reduces per layer in the TP group (MLA: an
-expert all-to-all instead) + a fixed time per layer (``layer_dense``/``layer_moe``: launches,
-norms, routing, top-k, synchronisation); decode matmuls at ``decode_efficiency``; attention
-at the KV's compute class; routed experts' work and reads scaled by ``ep_imbalance`` on the
-busiest GPU of an expert-parallel group, their GEMMs at ``compute.expert_efficiency`` of the
-dense ones; routed experts read at ``expert_efficiency`` of HBM
-bandwidth (grouped GEMMs over a few tokens per expert stream less well than dense GEMMs).
+GPUs (synchronous steps): roofline + two all-reduces per layer in the TP group (measured times
+by message size, ``scale_up.allreduce_measured``; else ``allreduce`` + ring bytes / NVLink; MLA:
+all-to-alls, ``alltoall`` + bytes / NVLink) + a fixed time per layer (``layer_dense``/``layer_moe``:
+launches, norms, routing, top-k, sync); decode matmuls at ``decode_efficiency``; attention at the
+KV's compute class; the busiest expert-parallel GPU's routed work and reads x ``ep_imbalance``,
+its GEMMs at ``compute.expert_efficiency`` of dense ones, its reads at ``expert_efficiency`` of HBM.
 
 Every stage boundary (``io.hops: layers``: at most one per layer): one link hop (io latency +
 activation bytes / io bandwidth), an extra hidden vector when the cut is inside a layer; per
@@ -36,9 +35,8 @@ Power: each piece of work's stage times also give its active seconds, ``min(roof
 memory_power_share x memory)``: the compute units' busy time plus a share of the time memory
 streams beyond it (README "Power"); rounds sum them per stage next to busy time.
 Every function returns arrays over stages (per-stage work = stage-fraction matrix @
-per-layer vector), so a 300-wafer pipeline costs one matrix product, not 300 Python calls.
-The discrete-event simulator uses the same functions.
-"""
+per-layer vector), so a 300-wafer pipeline costs one matrix product, not 300 Python calls;
+the discrete-event simulator uses the same functions."""
 from __future__ import annotations
 
 import copy
@@ -128,8 +126,8 @@ class StepModel:
                 + self.layer_bytes * dev.layer_per_gb_s / 1e9
         else:
             self.layer_fixed = self.F @ np.where(self.moe > 0, dev.layer_moe_s, dev.layer_dense_s)
-            self._fixed = np.where(self.k > 1, (self.allreduces + 2 * self.alltoalls) * dev.allreduce_s, 0.0) \
-                + self.layer_fixed
+            self._fixed = np.where(self.k > 1, self.allreduces * dev.allreduce_fixed_s
+                                   + 2 * self.alltoalls * dev.alltoall_s, 0.0) + self.layer_fixed
         self._zero = np.zeros(self.S)  # (shared, like every array a StageTimes holds: read-only)
         self._passes: dict = {}  # (prompt, cached, chunk) -> prefill_pass
         self._sides: dict = {}  # (batch, context) -> _decode_side without fused prefill
@@ -186,9 +184,11 @@ class StepModel:
         roof = np.maximum(compute, memory)
         tp = self.k
         msg = weight_tokens * shape.spec.hidden * ACT_BYTES
-        ring = 2 * (tp - 1) / tp * msg  # bytes each GPU moves in one ring all-reduce
         a2a = 2 * (msg / tp) * max(shape.active_experts, 1) * (tp - 1) / tp  # dispatch + combine
-        link = np.where(tp > 1, (self.allreduces * ring + self.alltoalls * a2a) / dev.scale_up_bw_bytes_per_s, 0.0)
+        # one all-reduce in a stage's TP group (all alike): measured, else ring bytes over NVLink
+        ar = 2 * (tp - 1) / tp * msg / dev.scale_up_bw_bytes_per_s if dev.allreduce_curve is None \
+            else dev.allreduce_curve.seconds(int(tp.max()), msg)
+        link = np.where(tp > 1, self.allreduces * ar + self.alltoalls * a2a / dev.scale_up_bw_bytes_per_s, 0.0)
         busy = roof + link + self._fixed
         return StageTimes(compute, memory, link, self._fixed, busy, busy,
                           self._active(alu, memory, roof if alu is compute else None))

@@ -109,6 +109,29 @@ class LinkSpec(Sourced):
     hops: Literal["devices", "layers"] = "layers"
 
 
+class AllReduceTable(Sourced):
+    """One all-reduce's time in the tensor-parallel group, measured: ``latency_us[n]`` lists the
+    time for ``n`` GPUs at each of ``message_bytes`` (physics/collectives.py reads between them).
+
+    Why a table and not latency + bytes / link bandwidth: at decode's message sizes (tens of kB to
+    a few MB) an all-reduce reaches a fifth to a half of the link (one-shot and two-shot kernels,
+    protocol steps), at prefill's (100 MB) nearly all of it; no single bandwidth fits both."""
+
+    message_bytes: list[Annotated[float, Field(gt=0)]] = Field(min_length=2)
+    latency_us: dict[Annotated[int, Field(ge=2, le=100_000)], list[Annotated[float, Field(gt=0)]]] = \
+        Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _shape(self):
+        sizes = self.message_bytes
+        if any(b <= a for a, b in zip(sizes, sizes[1:])):
+            raise ValueError("message_bytes must increase strictly")
+        for n, times in self.latency_us.items():
+            if len(times) != len(sizes):
+                raise ValueError(f"latency_us[{n}] has {len(times)} values for {len(sizes)} message_bytes")
+        return self
+
+
 class ScaleUpSpec(Sourced):
     """GPU tensor-parallel domain (NVLink)."""
 
@@ -117,6 +140,8 @@ class ScaleUpSpec(Sourced):
     # expert-parallel load imbalance: the busiest GPU's routed-expert work over the mean
     # (routing is not uniform and tokens arrive in bursts); 1 = perfectly balanced
     ep_imbalance: Annotated[float, Field(ge=1, le=8)] = 1.0
+    # measured all-reduce times (None: latency.allreduce + ring bytes / bandwidth)
+    allreduce_measured: AllReduceTable | None = None
 
 
 class LatencySpec(Sourced):
@@ -127,7 +152,11 @@ class LatencySpec(Sourced):
     # wafer: per-layer time per GB of that layer's resident weights (1 / the bandwidth a layer
     # reaches when its region does not grow with the layer: the 2024 launch software)
     layer_per_gb: Seconds = 0.0
-    allreduce: Seconds = 0.0  # GPU: fixed cost of one all-reduce in the TP group
+    # GPU: fixed cost of one all-reduce in the TP group (unused with scale_up.allreduce_measured)
+    allreduce: Seconds = 0.0
+    # GPU: fixed cost of one all-to-all (an expert-parallel MoE layer's dispatch or combine);
+    # None: the allreduce figure
+    alltoall: Seconds | None = None
     # GPU: fixed time per layer per step (kernel launches, norms, rotary, synchronisation),
     # dense layers and MoE layers (+ router, top-k, grouped-GEMM set-up, permutes)
     layer_dense: Seconds = 0.0
@@ -140,6 +169,7 @@ class LatencyOverride(Strict):
     layer_per_khidden: Seconds | None = None
     layer_per_gb: Seconds | None = None
     allreduce: Seconds | None = None
+    alltoall: Seconds | None = None
     layer_dense: Seconds | None = None
     layer_moe: Seconds | None = None
     step_overhead: Seconds | None = None
