@@ -26,7 +26,6 @@ PARAMS = {
     "layer_per_gb": (("latency", "layer_per_gb"), (1e-9, 1e-3)),
     "layer_dense": (("latency", "layer_dense"), (1e-8, 1e-3)),
     "layer_moe": (("latency", "layer_moe"), (1e-8, 2e-3)),
-    "allreduce": (("latency", "allreduce"), (1e-7, 1e-4)),
     "alltoall": (("latency", "alltoall"), (1e-7, 2e-4)),
     "step_overhead": (("latency", "step_overhead"), (1e-7, 1e-1)),
     "memory.efficiency": (("memory", "efficiency"), (0.2, 1.0)),
