@@ -319,21 +319,19 @@ class StepModel:
         return hit
 
     def prefill_round(self, tokens: float, start: float = 0.0, seqs: float = 1.0) -> tuple[float, float]:
-        """(cycle, pass) for one prefill chunk (of ``seqs`` prompts together) on an otherwise idle
-        pipeline: the next chunk can enter after ``cycle`` (busiest stage), this one's output
-        leaves after ``pass``."""
+        """(cycle, pass) of one prefill chunk (``seqs`` prompts together) on an idle pipeline: the
+        next chunk can enter after ``cycle`` (busiest stage), this one's output leaves after ``pass``."""
         t = self.prefill(tokens, start, seqs)
         hop_lat, _ = self.hops(tokens * seqs)
         cycle = float(np.maximum.reduce(t.occupancy_s))
         return cycle, float(np.add.reduce(t.latency_s) + np.add.reduce(hop_lat)) + self.dev.step_overhead_s
 
     def _chunks(self, prompt: float, cached: float, chunk: int):
-        """(StageTimes, hop latencies) of each chunk of one prompt after ``cached`` tokens: each
-        chunk attends to the ones before it."""
+        """(StageTimes, hops(n)) of each chunk of a prompt after ``cached`` tokens (attending to those before)."""
         pos, end = cached, cached + prompt
         while pos < end:
             n = min(chunk, end - pos)
-            yield self.prefill(n, pos), self.hops(n)[0]
+            yield self.prefill(n, pos), self.hops(n)
             pos += n
 
     def steady_round(self, batch: int, context: float, prompt: int, output: int,
@@ -348,7 +346,8 @@ class StepModel:
         Wafers fill their pipeline bubbles with it. GPUs pay it as whole ``chunk``-token
         prefill passes amortised over the rounds between them (each pass reads the weights,
         touches the experts and pays the per-layer fixed time once), not as thin slices fused
-        into every round, which would make every round touch the experts of the prompt."""
+        into every round, which would make every round touch the experts of the prompt; a pass
+        costs a pipeline its busiest stage's (or link's) time, the other stages serving other work."""
         r = self.decode_round(batch, context)
         fresh = prompt - cached
         tokens = (batch - 1) * r.accepted_tokens * fresh / output
@@ -360,7 +359,8 @@ class StepModel:
         hit = self._per_prompt.get(key)
         if hit is None:  # the same for every batch an estimate tries
             pieces = list(self._chunks(fresh, cached, key[2]))
-            hit = self._per_prompt[key] = (sum(float(t.occupancy_s.sum() + hop.sum()) for t, hop in pieces),
+            hit = self._per_prompt[key] = (sum(max(float(t.occupancy_s.max()), float(bw.max(initial=0.0)))
+                                               for t, (_, bw) in pieces),
                                            sum(t.occupancy_s for t, _ in pieces), sum(t.active_s for t, _ in pieces))
         per_prompt, occupancy, active_s = hit
         extra = tokens / fresh * per_prompt
@@ -387,7 +387,7 @@ class StepModel:
         free = np.zeros(self.S)
         active = np.zeros(self.S)
         done = 0.0
-        for t, hop_lat in self._chunks(prompt, cached, chunk):
+        for t, (hop_lat, _) in self._chunks(prompt, cached, chunk):
             # start_i = max(free_i, start_{i-1} + d_{i-1}) with d = latency + hop; with c_i the sum
             # of d before stage i: start = c + running max of (free - c), one numpy pass
             d = t.latency_s + np.append(hop_lat, 0.0)
