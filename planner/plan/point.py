@@ -14,7 +14,7 @@ from planner.config.schema import Demand, Economics, Scenario
 from planner.physics.hardware import Device, Infeasible
 from planner.physics.point import Built, Config, build_point, memory_limit
 from planner.plan.agents import service_figures
-from planner.plan.capacity import Capacity, analytic_values, capacity_search, slo_misses
+from planner.plan.capacity import Capacity, analytic_batch, analytic_values, capacity_search, slo_misses
 from planner.plan.economics import Costs, PowerCap, costs, power_cap
 from planner.plan.estimate import Estimate, estimate
 from planner.plan.frontier import FrontierPoint, frontier
@@ -150,7 +150,8 @@ def size(cfg: Config, built: Built | None, sc: Scenario, simulated: bool = False
     otherwise as many replicas as the users need (or the configured number). With a configured
     number and the simulator to run, users past what SRAM holds are a fixed load for it (they
     queue for room, or go beyond it with offload, swap or preempt), not a reason; the analytic
-    figures stay at the batch SRAM holds. A demand in tokens/s (``workload.demand``) is sized by
+    figures stay at the batch SRAM holds. Without the simulator, a capacity search takes the
+    largest batch whose closed-form speed meets the SLO per replica. A demand in tokens/s (``workload.demand``) is sized by
     demand_batch."""
     est = estimate(cfg, built)
     if not est.fits:
@@ -162,6 +163,8 @@ def size(cfg: Config, built: Built | None, sc: Scenario, simulated: bool = False
     elif users is None:
         replicas, batch = fixed or 1, per
     else:
+        if not simulated and sc.capacity.search and fixed is None:  # no engine to find the capacity:
+            per = analytic_batch(cfg, built, sc.slo, per) or per  # the closed form's (capacity.py, step 1)
         replicas = fixed or math.ceil(users / per)
         batch = math.ceil(users / replicas)
         if users > replicas * per and fixed is not None and simulated:
