@@ -64,6 +64,19 @@ def test_plan_size_prints_a_ranked_table_and_writes_it(tmp_path):
     assert f"{top['hardware']}" in lines[2] and f"{int(top['devices']):,}" in lines[2]
 
 
+def test_analytic_only_shrinks_the_batch_to_the_slo(tmp_path):
+    """Without the engine the closed form still sizes at the SLO: each replica carries the
+    largest batch whose per-user speed meets it (capacity.analytic_batch), not every user its
+    memory holds; GPUs holding 200 users at 30 tok/s each once answered "no configuration"."""
+    out = tmp_path / "o"
+    r = _run("size", "--model", "llama-3.1-70b", "--users", "200", "--tok-s-per-user", "50",
+             "--hardware", "h100,b200", "--analytic-only", "-o", out, "-q")
+    assert r.exit_code == 0, r.output
+    ranked = pd.read_csv(out / "answer.csv").query("rank.notna()")
+    assert len(ranked) >= 5 and (ranked["tok_s_per_user"] >= 50).all() and (ranked["replicas"] > 1).all()
+    assert set(ranked["hardware"]) == {"h100", "b200"}
+
+
 def test_answer_per_hardware_and_reasons():
     """Pins: per hardware the cheapest passing row; a hardware with none gets its nearest miss and
     the target it misses in words."""
