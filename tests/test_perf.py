@@ -307,3 +307,33 @@ def test_gpu_pipeline_stages_prefill_in_parallel_in_the_steady_state():
     tokens = 1999 * r.accepted_tokens * 7168 / 1024
     assert mixed.round_s == pytest.approx(r.round_s + tokens / 7168 * per_prompt)
     assert 2000 / mixed.round_s > 2000 / one.steady_round(2000, 7680, 7168, 1024, chunk=8192)[1].round_s
+
+
+@pytest.mark.parametrize("name,hw,count,prec,batch", [
+    ("llama-3.1-70b", "cs3", 4, "fp4", 80),  # throughput-bound, prefill filling the bubbles
+    ("llama-3.1-8b", "cs3", 1, "bf16", 1),  # latency-bound wafer: 32 layers one after another
+    ("llama-3.1-8b", "groq-lpu", 79, "fp8", 12),  # a layer over several chips
+    ("llama-3.1-70b", "h100", 16, "fp8", 200),  # GPU pipeline, prefill passes amortised
+    ("deepseek-r1", "gb200-nvl72", 144, "bf16", 2000),
+])
+def test_round_time_breakdown_adds_up_to_the_round(name, hw, count, prec, batch):
+    """Conservation: the ``time_*_s`` parts of an estimate are the round's time by cause, so
+    they sum to the round (a wafer stage's latency is layers_held x one layer time, not one)."""
+    e = estimate(Config(model=conftest.catalog.load_model(name), hardware=conftest.catalog.load_hardware(hw),
+                        count=count, weights=prec, batch=batch))
+    assert not e.reason
+    assert sum(v for _, v in e.times) == pytest.approx(e.round_s, rel=1e-9)
+    assert e.bottleneck == max(e.times, key=lambda kv: kv[1])[0]
+
+
+def test_the_clock_range_widens_a_compute_bound_wafer_band():
+    """A round that is all compute on a wafer runs clock_high/clock faster at the top of the
+    clock range, on top of the calibration spread."""
+    e = estimate(Config(model=conftest.catalog.load_model("llama-3.1-70b"), hardware=conftest.catalog.load_hardware("cs3"),
+                        count=4, weights="fp4", batch=80))
+    d = device("cs3")
+    compute = dict(e.times)["compute"]
+    assert compute == pytest.approx(e.round_s)
+    lo, hi = d.clock_range
+    assert e.speed_band_high == pytest.approx(d.speed_band[1] * hi, rel=1e-6)
+    assert e.speed_band_low == pytest.approx(d.speed_band[0] * lo, rel=1e-6)

@@ -49,7 +49,7 @@ from planner.config.schema import PREFILL_CHUNK, SpecDecode
 from planner.physics.hardware import Device
 from planner.physics.model import PRECISION_BYTES, ModelShape, experts_touched
 from planner.physics.placement import Placement
-from planner.physics.times import Round, StageTimes, accepted_per_step
+from planner.physics.times import Round, StageTimes, accepted_per_step, cycle_parts, latency_parts
 
 ACT_BYTES = 2.0  # activations cross links in 16-bit
 
@@ -261,31 +261,21 @@ class StepModel:
         (``parts`` empty, ``bottleneck`` ""), as the engine reads them."""
         M, t, hop_lat, hop_bw, latency, draft, busiest, stage_cycle, link_cycle, occ, link_busy, active = \
             self._decode_side(batch, context, prefill_tokens, prompt, prefill_start)
-        busy_s = occ
+        busy_s, p = occ, None
         if self.wafer and prefill_tokens > 0:  # the prefill fills the pipeline's bubbles
             p = self.prefill(prompt, prefill_start, prefill_tokens / prompt)
             stage_cycle += float(np.maximum.reduce(p.occupancy_s))
             busy_s, active = occ + p.occupancy_s, active + p.active_s
         cycle = max(stage_cycle, link_cycle)
-        overhead = self.dev.step_overhead_s
         neck, parts = "", {}
         if attribution:
-            roof = np.maximum(t.compute_s, t.memory_s)
-            compute_bound = t.compute_s >= t.memory_s
-            parts = {
-                "pipeline_latency": float(t.fixed_s.sum() + (hop_lat - hop_bw).sum()) + overhead + draft,
-                "io_link": float(hop_bw.sum() + t.link_s.sum()),
-                "compute": float(roof[compute_bound].sum()),
-                "memory_bw": float(roof[~compute_bound].sum()),
-            }
             if cycle > latency:
-                if link_cycle >= stage_cycle:
-                    neck = "io_link"
-                else:
-                    neck = "compute" if compute_bound[busiest] else "memory_bw"
-                parts = {"cycle_" + k: v for k, v in parts.items()}
+                parts = cycle_parts(t, M, busiest, p, link_cycle, stage_cycle, self.wafer)
             else:
-                neck = max(parts, key=parts.get)
+                parts = latency_parts(t, hop_lat, hop_bw, self.dev.step_overhead_s + draft)
+            neck = max(parts, key=parts.get)
+            if cycle > latency:
+                parts = {"cycle_" + k: v for k, v in parts.items()}
         return Round(batch, M, latency, cycle, max(latency, cycle), self.accepted, neck, parts, busy_s, link_busy,
                      active)
 

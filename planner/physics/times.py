@@ -1,6 +1,6 @@
 """What a step's time is made of: per-stage arrays for one piece of work (:class:`StageTimes`),
-one decode round of a whole pipeline (:class:`Round`), and the tokens a speculative step
-accepts. The step-time model (step.py) fills them.
+one decode round of a whole pipeline (:class:`Round`), a round's time by cause, and the
+tokens a speculative step accepts. The step-time model (step.py) fills them.
 
 Read-only by convention: memos share one instance between callers (a frozen dataclass would
 enforce it, at ~2.5% of the main job's instructions for its slower constructor)."""
@@ -49,3 +49,38 @@ def accepted_per_step(sd: SpecDecode | None) -> float:
         return 1.0
     a, k = sd.acceptance_rate, sd.draft_tokens
     return (1.0 - a ** (k + 1)) / (1.0 - a)
+
+
+PARTS = ("pipeline_latency", "io_link", "compute", "memory_bw")
+
+
+def latency_parts(t: StageTimes, hop_lat: np.ndarray, hop_bw: np.ndarray, extra_s: float) -> dict:
+    """A latency-bound round's time by cause, adding up to its token latency: fixed latencies
+    (per layer, hop latencies, ``extra_s``: step overhead and drafts), link bytes, and each
+    stage's roofline share of its latency (``latency - fixed - link``: ``layers_held x t_layer``
+    on a wafer) as compute or memory as that stage is bound."""
+    work = t.latency_s - t.fixed_s - t.link_s
+    bound = t.compute_s >= t.memory_s
+    return dict(zip(PARTS, (float(t.fixed_s.sum() + (hop_lat - hop_bw).sum()) + extra_s,
+                            float(hop_bw.sum() + t.link_s.sum()),
+                            float(work[bound].sum()), float(work[~bound].sum()))))
+
+
+def cycle_parts(t: StageTimes, M: int, i: int, fill: StageTimes | None, link_cycle: float,
+                stage_cycle: float, wafer: bool) -> dict:
+    """A throughput-bound round's time by cause, adding up to its cycle: the link's bytes when
+    a link is the busiest resource; else stage ``i``'s ``M`` micro-batch occupancies (GPU:
+    roofline + all-reduce bytes + fixed time; wafer: one layer time) plus, on a wafer, the
+    prefill ``fill`` in its bubbles (its busiest stage's layer time), each roofline part as
+    compute or memory as it is bound."""
+    parts = dict.fromkeys(PARTS, 0.0)
+    if link_cycle >= stage_cycle:
+        parts["io_link"] = link_cycle
+        return parts
+    link, fixed = (0.0, 0.0) if wafer else (float(t.link_s[i]), float(t.fixed_s[i]))
+    parts["io_link"], parts["pipeline_latency"] = M * link, M * fixed
+    parts["compute" if t.compute_s[i] >= t.memory_s[i] else "memory_bw"] += M * (float(t.occupancy_s[i]) - link - fixed)
+    if fill is not None:
+        j = int(fill.occupancy_s.argmax())
+        parts["compute" if fill.compute_s[j] >= fill.memory_s[j] else "memory_bw"] += float(fill.occupancy_s[j])
+    return parts

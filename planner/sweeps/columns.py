@@ -210,11 +210,11 @@ SECTIONS = [
         ("decode_round_s", "s", "pure decode round time"),
         ("token_latency_s", "s", "one token's trip through every stage"),
         ("cycle_s", "s", "busiest stage's occupancy per round (all micro-batches)"),
-        ("time_pipeline_latency_s", "s", "round time in fixed latencies (per-layer, hops, step overhead)"),
+        ("time_pipeline_latency_s", "s", "round time in fixed latencies (per-layer, hops, step overhead); the time_* parts add up to round_s: a token's trip by cause, or the busiest stage's cycle when the round is throughput-bound"),
         ("time_io_link_s", "s", "round time on the inter-device links"),
         ("time_compute_s", "s", "round time bound by compute"),
         ("time_memory_bw_s", "s", "round time bound by memory bandwidth"),
-        ("time_prefill_s", "s", "round time in amortised prefill passes (GPUs)"),
+        ("time_prefill_s", "s", "round time in amortised prefill passes (GPUs; a wafer's prefill fills its bubbles and counts as compute or memory)"),
     ]),
     ("bands", [
         ("decode_tok_s_per_user_low", "tok/s", "per-user speed at the slow end of the hardware's band"),
