@@ -313,6 +313,7 @@ def test_gpu_pipeline_stages_prefill_in_parallel_in_the_steady_state():
     ("llama-3.1-70b", "cs3", 4, "fp4", 80),  # throughput-bound, prefill filling the bubbles
     ("llama-3.1-8b", "cs3", 1, "bf16", 1),  # latency-bound wafer: 32 layers one after another
     ("llama-3.1-8b", "groq-lpu", 79, "fp8", 12),  # a layer over several chips
+    ("llama-3.1-70b", "cs3", 4, "fp4", 81),  # 79 micro-batches of 1, one of 2
     ("llama-3.1-70b", "h100", 16, "fp8", 200),  # GPU pipeline, prefill passes amortised
     ("deepseek-r1", "gb200-nvl72", 144, "bf16", 2000),
 ])
@@ -337,3 +338,18 @@ def test_the_clock_range_widens_a_compute_bound_wafer_band():
     lo, hi = d.clock_range
     assert e.speed_band_high == pytest.approx(d.speed_band[1] * hi, rel=1e-6)
     assert e.speed_band_low == pytest.approx(d.speed_band[0] * lo, rel=1e-6)
+
+
+def test_one_more_sequence_than_micro_batches_adds_one_sequence_not_a_batch():
+    """81 sequences on an 80-layer pipeline make 79 micro-batches of 1 and one of 2: the stage
+    cycle is 79 x occupancy(1) + occupancy(2), not 80 x occupancy(2) (which made throughput
+    fall 6.6% from batch 80 to 81)."""
+    sm, s, d, p = model_for("llama-3.1-70b", "cs3", 4, prec="fp4", ctx=8192)
+    M = sm.microbatches
+    assert M == s.layers == 80
+    one, two = sm.decode(1, 8192).occupancy_s, sm.decode(2, 8192).occupancy_s
+    r80, r81 = sm.decode_round(M, 8192), sm.decode_round(M + 1, 8192)
+    assert r80.cycle_s == pytest.approx(M * one.max())
+    assert r81.cycle_s == pytest.approx(((M - 1) * one + two).max())
+    assert (M + 1) / r81.round_s >= M / r80.round_s  # more sequences, no less throughput
+    assert r81.cycle_s < 1.05 * r80.cycle_s

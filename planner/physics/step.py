@@ -49,12 +49,13 @@ from planner.config.schema import PREFILL_CHUNK, SpecDecode
 from planner.physics.hardware import Device
 from planner.physics.model import PRECISION_BYTES, ModelShape, experts_touched
 from planner.physics.placement import Placement
-from planner.physics.times import Round, StageTimes, accepted_per_step, cycle_parts, latency_parts
+from planner.physics.prefill import PrefillPasses
+from planner.physics.times import Round, StageTimes, accepted_per_step, cycle_parts, latency_parts, weighted
 
 ACT_BYTES = 2.0  # activations cross links in 16-bit
 
 
-class StepModel:
+class StepModel(PrefillPasses):
     """Step times of one placement. Built once per point; cheap to call many times."""
 
     def __init__(self, shape: ModelShape, placement: Placement, dev: Device, weight_precision: str,
@@ -259,7 +260,7 @@ class StepModel:
         ``prompt``-token prompt pieces starting at ``prefill_start`` are fused into the GPU
         steps, or fill the wafer pipeline's bubbles. ``attribution=False``: the times only
         (``parts`` empty, ``bottleneck`` ""), as the engine reads them."""
-        M, t, hop_lat, hop_bw, latency, draft, busiest, stage_cycle, link_cycle, occ, link_busy, active = \
+        M, r, t, small, hop_lat, hop_bw, latency, draft, busiest, stage_cycle, link_cycle, occ, link_busy, active = \
             self._decode_side(batch, context, prefill_tokens, prompt, prefill_start)
         busy_s, p = occ, None
         if self.wafer and prefill_tokens > 0:  # the prefill fills the pipeline's bubbles
@@ -269,10 +270,9 @@ class StepModel:
         cycle = max(stage_cycle, link_cycle)
         neck, parts = "", {}
         if attribution:
-            if cycle > latency:
-                parts = cycle_parts(t, M, busiest, p, link_cycle, stage_cycle, self.wafer)
-            else:
-                parts = latency_parts(t, hop_lat, hop_bw, self.dev.step_overhead_s + draft)
+            parts = cycle_parts(weighted(t, r, small and small[0], M - r), busiest, p, link_cycle, stage_cycle,
+                                self.wafer) if cycle > latency else \
+                latency_parts(t, hop_lat, hop_bw, self.dev.step_overhead_s + draft, small)
             neck = max(parts, key=parts.get)
             if cycle > latency:
                 parts = {"cycle_" + k: v for k, v in parts.items()}
@@ -285,14 +285,19 @@ class StepModel:
         kept per (batch, context) when no prefill is fused into the step, since the engine asks
         for one decode side with many prefill pieces. (M, stage times, hop latency and bandwidth
         parts, latency, draft part, busiest stage, its cycle, the link's cycle, and per stage
-        M x occupancy, M x link busy, M x active seconds.)"""
+        the M micro-batches' occupancy, link busy and active seconds.) ``batch`` sequences make
+        M micro-batches: r of b = ceil(batch/M) sequences, M - r of b - 1 (``small``: their stage
+        times, hop latency and bandwidth, and share of the latency, else None); the latency is a
+        sequence's mean trip time weighted by tokens, which gives the round's throughput."""
         fused = prefill_tokens > 0 and not self.wafer
         hit = None if fused else self._sides.get((batch, context))
         if hit is not None:
             return hit
         M = max(1, min(batch, self.microbatches))
         b = math.ceil(batch / M)
-        t = self.decode(b, context, prefill_tokens / M if fused else 0.0, prompt, prefill_start)
+        r = batch - (b - 1) * M  # micro-batches of b sequences; the other M - r hold b - 1
+        fused_per = prefill_tokens / M if fused else 0.0
+        t = self.decode(b, context, fused_per, prompt, prefill_start)
         hop_lat, hop_bw = self.hops(b * self.tokens_per_step)
         base = float(np.add.reduce(t.latency_s) + np.add.reduce(hop_lat)) + self.dev.step_overhead_s
         draft = 0.0
@@ -300,29 +305,24 @@ class StepModel:
             t1 = self.decode(b, context, tokens_per_seq=1)
             per_layer = float(np.add.reduce(t1.latency_s) + np.add.reduce(self.hops(b)[0])) / self.shape.layers
             draft = self.sd.draft_tokens * self.sd.draft_layers * per_layer
-        busiest = int(t.occupancy_s.argmax())
-        link_cycle = M * float(np.maximum.reduce(hop_bw)) if self.S > 1 else 0.0
-        hit = (M, t, hop_lat, hop_bw, base + draft, draft, busiest, M * float(t.occupancy_s[busiest]), link_cycle,
-               M * t.occupancy_s, M * hop_bw, M * t.active_s)
+        occ, link_busy, active, latency, small = r * t.occupancy_s, r * hop_bw, r * t.active_s, base + draft, None
+        if r < M:  # the smaller micro-batches occupy the stages and travel for their own (shorter) times
+            t0 = self.decode(b - 1, context, fused_per, prompt, prefill_start)
+            lat0, bw0 = self.hops((b - 1) * self.tokens_per_step)
+            occ, active, link_busy = occ + (M - r) * t0.occupancy_s, active + (M - r) * t0.active_s, link_busy + (M - r) * bw0
+            trip0 = float(np.add.reduce(t0.latency_s) + np.add.reduce(lat0)) + self.dev.step_overhead_s + draft
+            # a sequence's mean time per step (its micro-batch's trip), weighted by tokens: the
+            # round that gives the right throughput; w = each kind's share of it
+            rate, rate0 = r * b / latency, (M - r) * (b - 1) / trip0
+            small = (t0, lat0, bw0, rate0 / (rate + rate0))
+            latency = batch / (rate + rate0)
+        busiest = int(occ.argmax())
+        link_cycle = float(np.maximum.reduce(link_busy)) if self.S > 1 else 0.0
+        hit = (M, r, t, small, hop_lat, hop_bw, latency, draft, busiest, float(occ[busiest]), link_cycle,
+               occ, link_busy, active)
         if not fused:
             self._sides[(batch, context)] = hit
         return hit
-
-    def prefill_round(self, tokens: float, start: float = 0.0, seqs: float = 1.0) -> tuple[float, float]:
-        """(cycle, pass) of one prefill chunk (``seqs`` prompts together) on an idle pipeline: the
-        next chunk can enter after ``cycle`` (busiest stage), this one's output leaves after ``pass``."""
-        t = self.prefill(tokens, start, seqs)
-        hop_lat, _ = self.hops(tokens * seqs)
-        cycle = float(np.maximum.reduce(t.occupancy_s))
-        return cycle, float(np.add.reduce(t.latency_s) + np.add.reduce(hop_lat)) + self.dev.step_overhead_s
-
-    def _chunks(self, prompt: float, cached: float, chunk: int):
-        """(StageTimes, hops(n)) of each chunk of a prompt after ``cached`` tokens (attending to those before)."""
-        pos, end = cached, cached + prompt
-        while pos < end:
-            n = min(chunk, end - pos)
-            yield self.prefill(n, pos), self.hops(n)
-            pos += n
 
     def steady_round(self, batch: int, context: float, prompt: int, output: int,
                      chunk: int = PREFILL_CHUNK, cached: int = 0) -> tuple[Round, Round]:
@@ -361,30 +361,3 @@ class StepModel:
                         stage_active_s=r.stage_active_s + active,
                         bottleneck=r.bottleneck if extra < r.round_s else "prefill")
         return r, mixed
-
-    def ttft_s(self, prompt: int, cached: int = 0, chunk: int = PREFILL_CHUNK) -> float:
-        """Time to first token on an idle replica: chunked prefill flowing through the stages
-        (a flow shop: a chunk enters a stage when the stage is free and the chunk has arrived)."""
-        return self.prefill_pass(prompt, cached, chunk)[0]
-
-    def prefill_pass(self, prompt: int, cached: int = 0, chunk: int = PREFILL_CHUNK) -> tuple[float, np.ndarray]:
-        """(TTFT on an idle replica, each stage's active seconds in it) for one prompt; memoised
-        (the batch does not enter it)."""
-        key = (prompt, cached, chunk)
-        hit = self._passes.get(key)
-        if hit is not None:
-            return hit
-        free = np.zeros(self.S)
-        active = np.zeros(self.S)
-        done = 0.0
-        for t, (hop_lat, _) in self._chunks(prompt, cached, chunk):
-            # start_i = max(free_i, start_{i-1} + d_{i-1}) with d = latency + hop; with c_i the sum
-            # of d before stage i: start = c + running max of (free - c), one numpy pass
-            d = t.latency_s + np.append(hop_lat, 0.0)
-            c = np.concatenate(([0.0], np.cumsum(d[:-1])))
-            start = c + np.maximum.accumulate(free - c)
-            free = start + t.occupancy_s
-            done = float(start[-1] + t.latency_s[-1])
-            active = active + t.active_s
-        hit = self._passes[key] = (done + self.dev.step_overhead_s, active)
-        return hit

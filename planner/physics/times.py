@@ -54,32 +54,47 @@ def accepted_per_step(sd: SpecDecode | None) -> float:
 PARTS = ("pipeline_latency", "io_link", "compute", "memory_bw")
 
 
-def latency_parts(t: StageTimes, hop_lat: np.ndarray, hop_bw: np.ndarray, extra_s: float) -> dict:
+def latency_parts(t: StageTimes, hop_lat: np.ndarray, hop_bw: np.ndarray, extra_s: float,
+                  small: tuple | None = None) -> dict:
     """A latency-bound round's time by cause, adding up to its token latency: fixed latencies
     (per layer, hop latencies, ``extra_s``: step overhead and drafts), link bytes, and each
     stage's roofline share of its latency (``latency - fixed - link``: ``layers_held x t_layer``
-    on a wafer) as compute or memory as that stage is bound."""
+    on a wafer) as compute or memory as that stage is bound. ``small``: the smaller
+    micro-batches' (stage times, hop latency, hop bandwidth, share of the round); the two
+    trips' parts are then mixed by their shares."""
     work = t.latency_s - t.fixed_s - t.link_s
     bound = t.compute_s >= t.memory_s
-    return dict(zip(PARTS, (float(t.fixed_s.sum() + (hop_lat - hop_bw).sum()) + extra_s,
-                            float(hop_bw.sum() + t.link_s.sum()),
-                            float(work[bound].sum()), float(work[~bound].sum()))))
+    parts = dict(zip(PARTS, (float(t.fixed_s.sum() + (hop_lat - hop_bw).sum()) + extra_s,
+                             float(hop_bw.sum() + t.link_s.sum()),
+                             float(work[bound].sum()), float(work[~bound].sum()))))
+    if small is None:
+        return parts
+    t0, lat0, bw0, w = small
+    parts0 = latency_parts(t0, lat0, bw0, extra_s)
+    return {k: (1 - w) * v + w * parts0[k] for k, v in parts.items()}
 
 
-def cycle_parts(t: StageTimes, M: int, i: int, fill: StageTimes | None, link_cycle: float,
+def weighted(a: StageTimes, na: float, b: StageTimes | None, nb: float) -> StageTimes:
+    """``na`` pieces of work ``a`` and ``nb`` of ``b`` (None: none) through the same stages."""
+    if b is None:
+        return StageTimes(*(na * getattr(a, f) for f in a.__slots__))
+    return StageTimes(*(na * getattr(a, f) + nb * getattr(b, f) for f in a.__slots__))
+
+
+def cycle_parts(t: StageTimes, i: int, fill: StageTimes | None, link_cycle: float,
                 stage_cycle: float, wafer: bool) -> dict:
     """A throughput-bound round's time by cause, adding up to its cycle: the link's bytes when
-    a link is the busiest resource; else stage ``i``'s ``M`` micro-batch occupancies (GPU:
-    roofline + all-reduce bytes + fixed time; wafer: one layer time) plus, on a wafer, the
-    prefill ``fill`` in its bubbles (its busiest stage's layer time), each roofline part as
-    compute or memory as it is bound."""
+    a link is the busiest resource; else stage ``i``'s occupancy by the round's micro-batches
+    (``t``: their sum; each GPU micro-batch: roofline + all-reduce bytes + fixed time; wafer: one
+    layer time) plus, on a wafer, the prefill ``fill`` in its bubbles (its busiest stage's layer
+    time), each roofline part as compute or memory as it is bound."""
     parts = dict.fromkeys(PARTS, 0.0)
     if link_cycle >= stage_cycle:
         parts["io_link"] = link_cycle
         return parts
     link, fixed = (0.0, 0.0) if wafer else (float(t.link_s[i]), float(t.fixed_s[i]))
-    parts["io_link"], parts["pipeline_latency"] = M * link, M * fixed
-    parts["compute" if t.compute_s[i] >= t.memory_s[i] else "memory_bw"] += M * (float(t.occupancy_s[i]) - link - fixed)
+    parts["io_link"], parts["pipeline_latency"] = link, fixed
+    parts["compute" if t.compute_s[i] >= t.memory_s[i] else "memory_bw"] += float(t.occupancy_s[i]) - link - fixed
     if fill is not None:
         j = int(fill.occupancy_s.argmax())
         parts["compute" if fill.compute_s[j] >= fill.memory_s[j] else "memory_bw"] += float(fill.occupancy_s[j])
