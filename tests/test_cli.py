@@ -7,7 +7,7 @@ from click.testing import CliRunner
 
 from planner.cli import main
 
-from tests.conftest import REPO
+from tests.conftest import REPO, device
 
 
 @pytest.fixture
@@ -137,3 +137,25 @@ def test_run_bad_override_exits_2(run):
     r = run("run", REPO / "scenarios" / "llama-70b.yaml", "--set", "deployment.kv_policy=forget")
     assert r.exit_code == 2 and r.output.startswith("--set: deployment.kv_policy:")
     assert run("run", REPO / "scenarios" / "llama-70b.yaml", "--set", "novalue").exit_code == 2
+
+
+def test_a_context_beyond_the_window_needs_saying_so(run):
+    args = ("--model", "llama-2-70b", "--hardware", "cs3", "--context", "131072")
+    r = run("estimate", *args)
+    assert r.exit_code == 2 and "beyond llama-2-70b's context window (4,096); add --allow-beyond-window" in r.output
+    assert run("estimate", *args, "--allow-beyond-window").exit_code == 0
+    r = run("size", "--model", "llama-2-70b", "--users", "10", "--tok-s-per-user", "20", "--context", "131072",
+            "--hardware", "cs3", "--analytic-only")
+    assert r.exit_code == 2 and "add --allow-beyond-window" in r.output
+
+
+def test_bonded_sram_widens_the_wafer_band(run):
+    plain = json.loads(run("estimate", "--model", "llama-3.1-70b", "--hardware", "cs3", "--precision", "fp8",
+                           "--count", "4", "--batch", "1", "--json").output)
+    bonded = json.loads(run("estimate", "--model", "llama-3.1-70b", "--hardware", "cs3", "--precision", "fp8",
+                            "--count", "4", "--batch", "1", "--bonded-layers", "1", "--json").output)
+    assert bonded["hypothetical"] and not plain["hypothetical"]
+    assert bonded["speed_band_low"] < plain["speed_band_low"] and bonded["speed_band_low"] <= 0.5
+    assert "widened for bonded SRAM" in bonded["speed_band_source"]
+    base, wide = device("cs3").speed_band, device("cs3", layers=1).speed_band
+    assert wide == (min(base[0], 0.5), max(base[1], 1.5))

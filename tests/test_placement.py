@@ -66,8 +66,10 @@ def test_gpu_tensor_then_pipeline_parallel():
     p = place(s, d, 16, "bf16", "bf16", 8192)
     assert p.tp == 8 and len(p.stages) == 2 and all(st.devices == 8 for st in p.stages)
     assert p.kv_replication == 1.0  # 8 KV heads over TP 8
-    with pytest.raises(Infeasible, match="multiple of the tensor-parallel degree"):
-        place(s, d, 12, "bf16", "bf16", 8192)
+    p = place(s, d, 12, "bf16", "bf16", 8192)  # TP8 does not divide 12: TP4 x 3 stages
+    assert p.tp == 4 and len(p.stages) == 3
+    with pytest.raises(Infeasible, match="multiple of the tensor-parallel degree"):  # MLA, data-parallel attention
+        place(shape("deepseek-v3"), d, 12, "fp8", "fp8", 8192)
 
 
 def test_gqa_kv_replicated_beyond_kv_heads():
@@ -85,3 +87,20 @@ def test_gpu_concurrency_hand_calc():
 def test_groq_splits_layers_over_many_chips():
     p = place(shape("llama-3.1-70b"), device("groq-lpu"), None, "fp8", "fp8", 2048)
     assert p.devices > 300 and np.mean([st.end - st.start for st in p.stages]) < 1
+
+
+def test_tensor_parallel_degree_divides_the_attention_heads():
+    """Engines shard whole query heads: on 3 GPUs Llama-3.1-8B's 32 heads run TP1 x 3 pipeline
+    stages, not TP3; a GB200 NVL72 domain is no TP72 group for a 64-head model (TP8 x 9 stages).
+    MLA with data-parallel attention shards sequences, so DeepSeek on 72 GPUs stays TP72."""
+    p = place(shape("llama-3.1-8b"), device("h100"), 3, "bf16", "bf16", 8192)
+    assert (p.tp, len(p.stages)) == (1, 3)
+    p = place(shape("llama-3.1-70b"), device("gb200-nvl72"), 72, "bf16", "bf16", 8192)
+    assert (p.tp, len(p.stages)) == (8, 9)
+    assert place(shape("llama-3.1-70b"), device("gb200-nvl72"), 64, "bf16", "bf16", 8192).tp == 64
+    assert place(shape("llama-3.1-8b"), device("h100"), 8, "bf16", "bf16", 8192).tp == 8
+    assert place(shape("deepseek-r1"), device("gb200-nvl72"), 72, "fp8", "fp8", 8192).tp == 72
+    assert place(shape("deepseek-r1"), device("gb200-nvl72"), 72, "fp8", "fp8", 8192, mla_attention="tp").tp == 8
+    # sized automatically: the fewest GPUs that hold the sequences, in a valid layout
+    p = place(shape("llama-3.1-405b"), device("gb200-nvl72"), None, "bf16", "bf16", 8192, min_sequences=600)
+    assert 128 % p.tp == 0 and p.devices % p.tp == 0 and p.devices == 72

@@ -62,9 +62,11 @@ class Duration(click.ParamType):
 @click.option("--software", help="Software profile of the hardware spec (e.g. launch-2024-08).")
 @click.option("--spec-decode", nargs=2, type=(click.IntRange(1, 16), click.FloatRange(0, 1, min_open=True, max_open=True)),
               help="Speculative decoding: DRAFT_TOKENS ACCEPTANCE_RATE.")
+@click.option("--allow-beyond-window", is_flag=True,
+              help="Accept a context longer than the model's context window.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def estimate(model_name, hw_name, count, precision, kv_precision, mode, context, batch, prompt, output_tokens,
-             bonded_layers, software, spec_decode, as_json):
+             bonded_layers, software, spec_decode, allow_beyond_window, as_json):
     """Answer analytically: fit, devices, stages, speeds, TTFT, bottleneck, $/h, $/M tokens, kW."""
     from planner import catalog
     from planner.config.schema import BondedSramSpec, Economics, SpecDecode
@@ -76,6 +78,10 @@ def estimate(model_name, hw_name, count, precision, kv_precision, mode, context,
     hw = catalog.load_hardware(hw_name)
     if isinstance(hw, BondedSramSpec):
         raise click.BadParameter(f"'{hw_name}' is a bonded-SRAM option; use --bonded-layers", param_hint="--hardware")
+    if context > model.context_window and not allow_beyond_window:
+        raise click.BadParameter(f"{context:,} tokens is beyond {model.name}'s context window "
+                                 f"({model.context_window:,}); add --allow-beyond-window to plan it anyway",
+                                 param_hint="--context")
     if prompt is not None and prompt > context:
         raise click.BadParameter(f"prompt ({prompt}) > context ({context})", param_hint="--prompt")
     if software is not None and software not in hw.software_profiles:
@@ -164,9 +170,11 @@ def _print_estimate(r: dict) -> None:
 @click.option("-j", "--jobs", type=click.IntRange(min=1), help="Worker processes (default: all cores).")
 @click.option("-o", "--out", type=click.Path(file_okay=False), help="Output folder (default outputs/size-...).")
 @click.option("--analytic-only", is_flag=True, help="Closed form only: seconds instead of minutes, no queueing.")
+@click.option("--allow-beyond-window", is_flag=True,
+              help="Accept a context longer than the model's context window.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
 def size(model_name, users, tok_s_per_user, ttft_p99, hw_names, context, output_tokens, precisions, jobs, out,
-         analytic_only, quiet):
+         analytic_only, allow_beyond_window, quiet):
     """How many devices of which hardware serve USERS at the SLO, ranked by $/M output tokens.
 
     Builds a sweep (hardware x precision x device counts, capacity search at the SLO), runs it
@@ -175,7 +183,7 @@ def size(model_name, users, tok_s_per_user, ttft_p99, hw_names, context, output_
     from planner.sweeps.answer import text
     split = lambda v: [x.strip() for x in v.split(",") if x.strip()] if v else None  # noqa: E731
     mapping = sizing.scenario(model_name, users, tok_s_per_user, ttft_p99, split(hw_names), context,
-                              output_tokens, split(precisions))
+                              output_tokens, split(precisions), allow_beyond_window)
     n = sum(len(g["axes"]["deployment.count"]) for g in mapping["sweep"])
     if not quiet:
         click.echo(f"{mapping['description']}: {n} configurations", err=True)

@@ -176,8 +176,16 @@ def resolve(spec: HardwareSpec, bonded: BondedSramSpec | None = None, layers: in
         system_capex_usd=capex["spec"], system_capex_low_usd=capex["low"], system_capex_high_usd=capex["high"],
         system_rental_usd_per_h=spec.cost.rental_usd_per_h, bonded_layers=layers,
         clock_range=spec.compute.clock_range,
-        speed_band=(unc.speed_low, unc.speed_high) if unc else (1.0, 1.0),
-        speed_band_source=unc.source if unc else "no calibration: no band",
+        speed_band=_band(unc, bonded.uncertainty if layers else None),
+        speed_band_source=(unc.source if unc else "no calibration: no band")
+        + (f"; widened for bonded SRAM: {bonded.uncertainty.source}" if layers and bonded.uncertainty else ""),
         allreduce_curve=AllReduceCurve.from_table(su.allreduce_measured.message_bytes,
                                                   su.allreduce_measured.latency_us)
         if su and su.allreduce_measured else None)
+
+
+def _band(unc, extra) -> tuple[float, float]:
+    """The spec's speed band, widened to ``extra``'s where that is wider (a hypothetical option
+    on measured hardware is no better known than either)."""
+    lo, hi = (unc.speed_low, unc.speed_high) if unc else (1.0, 1.0)
+    return (min(lo, extra.speed_low), max(hi, extra.speed_high)) if extra else (lo, hi)

@@ -131,13 +131,22 @@ def place_gpu(shape: ModelShape, dev: Device, count: int | None, w: np.ndarray, 
     # (every GPU then holds the whole latent KV); MLA data-parallel attention shards by sequence
     gqa_heads = a.kv_heads if a is not None and a.type == "gqa" else \
         1 if a is not None and a.type == "mla" and mla_attention == "tp" else None
+    # tensor-parallel attention shards whole query heads (engines require heads % TP == 0);
+    # MLA's data-parallel attention shards sequences instead, so any degree in the domain goes
+    heads = a.heads if a is not None and (a.type == "gqa" or mla_attention == "tp") else None
     sh = shared if shared is not None else np.zeros(len(w))
     cap, W, K, S = dev.capacity_bytes, float(w.sum()), float(kv.sum()), float(sh.sum())
+
+    def degree(n: int) -> int:
+        """The TP degree on n GPUs: the NVLink domain, or with tensor-parallel attention the largest
+        degree within it that divides both n and the heads (the rest becomes pipeline stages)."""
+        t = min(n, dev.scale_up_domain)
+        return max(d for d in range(1, t + 1) if n % d == 0 and heads % d == 0) if heads else t
 
     def copies(n: int) -> tuple[float, float]:
         """(KV replication, shared prefix's copies): a data-parallel rank serves its own sequences,
         so each holds the shared prefix."""
-        tp = min(n, dev.scale_up_domain)
+        tp = degree(n)
         repl = max(1.0, tp / gqa_heads) if gqa_heads else 1.0
         return repl, (float(tp) if gqa_heads is None and a is not None and a.type == "mla" else repl)
 
@@ -148,12 +157,12 @@ def place_gpu(shape: ModelShape, dev: Device, count: int | None, w: np.ndarray, 
 
     if count is None:
         sizes = sorted({1, 2, 4, 8, *range(dev.scale_up_domain, max_devices + 1, dev.scale_up_domain)})
-        count = next((n for n in sizes if n <= max_devices and n % min(n, dev.scale_up_domain) == 0
+        count = next((n for n in sizes if n <= max_devices and n % degree(n) == 0
                       and concurrency(n)[0] >= min_sequences), None)
         if count is None:
             raise Infeasible(f"{min_sequences} sequences of {context} tokens do not fit on "
                              f"{max_devices} x {dev.name}", "capacity")
-    tp = min(count, dev.scale_up_domain)
+    tp = degree(count)
     if count % tp:
         raise Infeasible(f"{count} GPUs is not a multiple of the tensor-parallel degree {tp}")
     if W > count * cap:

@@ -46,12 +46,14 @@ def _counts(cfg: Config, hw: HardwareSpec) -> list[int | None]:
     if hw.kind == "wafer":
         return [None, m, 2 * m]
     domain = hw.scale_up.domain_size if hw.scale_up else 1
-    return sorted({m, 2 * m} | ({domain} if domain > m else set()))
+    a = cfg.model.attention  # a whole NVLink domain as one TP group only where it divides the heads
+    whole = domain > m and not (a is not None and a.type == "gqa" and a.heads % domain)
+    return sorted({m, 2 * m} | ({domain} if whole else set()))
 
 
 def scenario(model: str, users: int, tok_s_per_user: float | None, ttft_p99_s: float | None,
              hardware: list[str] | None = None, context: int = 8192, output: int = 1024,
-             precisions: list[str] | None = None) -> dict:
+             precisions: list[str] | None = None, allow_beyond_window: bool = False) -> dict:
     """The scenario mapping ``plan size`` runs (what a person would write as YAML)."""
     if tok_s_per_user is None and ttft_p99_s is None:
         raise ConfigError([Problem("", None, None, "", "give an SLO: --tok-s-per-user and/or --ttft-p99")])
@@ -63,6 +65,9 @@ def scenario(model: str, users: int, tok_s_per_user: float | None, ttft_p99_s: f
         raise ConfigError([Problem("", None, None, "--precision", f"unknown precision '{bad[0]}'"
                                    + did_you_mean(bad[0], PRECISIONS) + f" (choose from {', '.join(PRECISIONS)})")])
     spec = catalog.load_model(model)
+    if context > spec.context_window and not allow_beyond_window:
+        raise ConfigError([Problem("", None, None, "--context", f"{context:,} tokens is beyond {spec.name}'s context "
+                                   f"window ({spec.context_window:,}); add --allow-beyond-window to plan it anyway")])
     groups = []
     for name in hardware or DEFAULT_HARDWARE:
         hw = catalog.load_hardware(name)
@@ -82,7 +87,8 @@ def scenario(model: str, users: int, tok_s_per_user: float | None, ttft_p99_s: f
                        + ", ".join(f"{k} {v:g}" for k, v in slo.items()),
         "model": spec.name,
         "deployment": {"hardware": (hardware or DEFAULT_HARDWARE)[0], "prefill_chunk_tokens": PREFILL_CHUNK},
-        "workload": {"context_tokens": context, "output_tokens": output, "concurrent_users": users},
+        "workload": {"context_tokens": context, "output_tokens": output, "concurrent_users": users,
+                     **({"allow_beyond_window": True} if allow_beyond_window else {})},
         "slo": slo,
         "capacity": {"search": True},
         "sweep": groups,

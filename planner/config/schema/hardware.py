@@ -285,3 +285,4 @@ class BondedSramSpec(Strict):
     max_layers: Annotated[int, Field(ge=0, le=1000)] = 8
     source: str = Field(min_length=3)
     confidence: Confidence | None = None
+    uncertainty: Uncertainty | None = None  # widens the wafer's band when layers are bonded
