@@ -178,3 +178,20 @@ def test_a_saturated_wafer_pipeline_prefills_in_its_bubbles_not_in_granule_lefto
                    rounds)
     assert res.summary.stage_util_max >= 0.85
     assert res.summary.throughput_req_s >= 0.85 * cap
+
+
+def test_a_prompt_alone_on_a_gpu_pipeline_takes_its_idle_ttft():
+    """One user at a time on Llama-3.1-70B over 16 x H100 (TP8 x 2 stages): each 16K prompt's
+    eight 2K chunks follow each other through the two stages, so its TTFT is the flow shop's
+    (StepModel.ttft_s), not eight full passes one after another (which it was: ~1.8x)."""
+    cfg = Config(catalog.load_model("llama-3.1-70b"), catalog.load_hardware("h100"), count=16, weights="fp8",
+                 context=17408, prefill_chunk=2048)
+    built = build_point(cfg)
+    assert built.placement.tp == 8 and len(built.placement.stages) == 2
+    rounds = StepRounds(built)
+    res = simulate(SimSpec(requests=5, process="closed", users=1, prompt=fixed(16384), output=fixed(64),
+                           chunk=2048), rounds)
+    idle = built.steps.ttft_s(16384, 0, 2048)
+    assert res.requests.ttft_s.to_numpy() == pytest.approx(idle, rel=1e-6)
+    passes = 8 * built.steps.prefill_round(2048, 0)[1]
+    assert idle < 0.7 * passes

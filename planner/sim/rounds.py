@@ -243,9 +243,9 @@ class StepRounds:
             one = min(tokens, chunk)
             cycle, passing = self._chunk.get((one, start)) or self._chunk.setdefault(
                 (one, start), self.sm.prefill_round(one, start))  # batch and context do not enter it
-            if b == 0:
+            if b == 0:  # nothing decodes: the next chunk follows once the busiest stage is free
                 t = self.sm.prefill(one, start, tokens / one)
-                dur = float(t.occupancy_s.max()) if self.wafer else float(t.latency_s.sum())
+                dur = float(t.occupancy_s.max())
                 hit = (dur, rows2(t.occupancy_s, t.active_s), 0.0, passing, cycle)
             else:
                 r = self.sm.decode_round(b, max(key[1] * self.q, 1.0), tokens, one, start, attribution=False)
