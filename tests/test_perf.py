@@ -353,3 +353,21 @@ def test_one_more_sequence_than_micro_batches_adds_one_sequence_not_a_batch():
     assert r81.cycle_s == pytest.approx(((M - 1) * one + two).max())
     assert (M + 1) / r81.round_s >= M / r80.round_s  # more sequences, no less throughput
     assert r81.cycle_s < 1.05 * r80.cycle_s
+
+
+def test_data_parallel_attention_puts_a_sequence_on_one_gpu():
+    """DeepSeek on 8 x B200 with data-parallel attention: one sequence's KV sits on one GPU, so
+    its read takes 8x what spreading it over the group would; up to 8 sequences the busiest GPU
+    still holds one. The growth of the step's memory time with context shows it (the weights'
+    and experts' reads cancel between two contexts at the same batch)."""
+    sm, s, d, p = model_for("deepseek-r1", "b200", 8, prec="fp8", ctx=32768)
+    assert sm.dp_attention and sm.k[0] == 8
+
+    def growth(b):
+        return float(sm.decode(b, 32768).memory_s[0] - sm.decode(b, 8192).memory_s[0])
+
+    assert growth(1) == pytest.approx(growth(8), rel=1e-9)
+    assert growth(9) == pytest.approx(2 * growth(8), rel=1e-9)  # the busiest GPU holds two
+    assert growth(16) == pytest.approx(growth(9), rel=1e-9)
+    one_gpu = float(sm._per_stage(sm._kv_fn, 32768)[0] - sm._per_stage(sm._kv_fn, 8192)[0]) * 8 / sm.bw[0]
+    assert growth(1) == pytest.approx(one_gpu, rel=1e-9)

@@ -214,13 +214,16 @@ class StepModel(PrefillPasses):
         with ``prefill_tokens`` of ``prompt``-long prompts in the same pass (chunked prefill:
         weights are read once for both). ``tokens_per_seq``: default the verified tokens."""
         tokens = batch * (tokens_per_seq or self.tokens_per_step)
-        attn = tokens * self._per_stage(self.shape.decode_attn_flops, context)
+        # data-parallel attention: each sequence's KV and attention on one GPU of the group, so the
+        # busiest GPU holds ceil(batch/k) sequences, not batch/k (1 sequence on 72 GPUs: 72x)
+        spread = self.k * np.ceil(batch / self.k - 1e-9) / batch if self.dp_attention and batch > 0 else 1.0
+        attn = tokens * spread * self._per_stage(self.shape.decode_attn_flops, context)
         # decode attention's GEMM rows: every query head sharing a KV head (MLA: all of them)
         compute = self._compute_s(tokens, attn, tokens, self.dev.decode_eff(tokens),
                                   self.dev.decode_eff(tokens * self.q_per_kv))
         alu = compute if self.dev.decode_half_rows is None else \
             self._compute_s(tokens, attn, tokens, self.dev.compute_efficiency)
-        kv = batch * self._per_stage(self._kv_fn, context)
+        kv = batch * spread * self._per_stage(self._kv_fn, context)
         if prefill_tokens > 0:
             seqs = prefill_tokens / prompt
             pattn = seqs * self._per_stage(self.shape.prefill_attn_flops, prefill_start, prompt)
