@@ -297,9 +297,12 @@ class StepModel(PrefillPasses):
         if hit is not None:
             return hit
         M = max(1, min(batch, self.microbatches))
-        b = math.ceil(batch / M)
-        r = batch - (b - 1) * M  # micro-batches of b sequences; the other M - r hold b - 1
-        fused_per = prefill_tokens / M if fused else 0.0
+        # a GPU pipeline with fewer decoding sequences than stages: the prefill rides in a
+        # micro-batch of its own, following the decode ones through the stages
+        alone = fused and batch < self.microbatches
+        M, b = (batch + 1, 1) if alone else (M, math.ceil(batch / M))
+        r = batch if alone else batch - (b - 1) * M  # micro-batches of b sequences; the other M - r hold b - 1
+        fused_per = prefill_tokens / M if fused and not alone else 0.0
         t = self.decode(b, context, fused_per, prompt, prefill_start)
         hop_lat, hop_bw = self.hops(b * self.tokens_per_step)
         base = float(np.add.reduce(t.latency_s) + np.add.reduce(hop_lat)) + self.dev.step_overhead_s
@@ -309,7 +312,12 @@ class StepModel(PrefillPasses):
             per_layer = float(np.add.reduce(t1.latency_s) + np.add.reduce(self.hops(b)[0])) / self.shape.layers
             draft = self.sd.draft_tokens * self.sd.draft_layers * per_layer
         occ, link_busy, active, latency, small = r * t.occupancy_s, r * hop_bw, r * t.active_s, base + draft, None
-        if r < M:  # the smaller micro-batches occupy the stages and travel for their own (shorter) times
+        if alone:  # its trip is not a decoding sequence's: it adds to the stages' cycle only
+            t0 = self.prefill(prompt, prefill_start, prefill_tokens / prompt)
+            lat0, bw0 = self.hops(prefill_tokens)
+            occ, active, link_busy = occ + t0.occupancy_s, active + t0.active_s, link_busy + bw0
+            small = (t0, lat0, bw0, 0.0)
+        elif r < M:  # the smaller micro-batches occupy the stages and travel for their own (shorter) times
             t0 = self.decode(b - 1, context, fused_per, prompt, prefill_start)
             lat0, bw0 = self.hops((b - 1) * self.tokens_per_step)
             occ, active, link_busy = occ + (M - r) * t0.occupancy_s, active + (M - r) * t0.active_s, link_busy + (M - r) * bw0
