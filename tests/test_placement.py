@@ -68,8 +68,8 @@ def test_gpu_tensor_then_pipeline_parallel():
     assert p.kv_replication == 1.0  # 8 KV heads over TP 8
     p = place(s, d, 12, "bf16", "bf16", 8192)  # TP8 does not divide 12: TP4 x 3 stages
     assert p.tp == 4 and len(p.stages) == 3
-    with pytest.raises(Infeasible, match="multiple of the tensor-parallel degree"):  # MLA, data-parallel attention
-        place(shape("deepseek-v3"), d, 12, "fp8", "fp8", 8192)
+    p = place(shape("deepseek-v3"), d, 12, "fp8", "fp8", 8192)  # MLA, data-parallel attention: no heads to divide
+    assert p.tp == 6 and len(p.stages) == 2
 
 
 def test_gqa_kv_replicated_beyond_kv_heads():
@@ -101,6 +101,8 @@ def test_tensor_parallel_degree_divides_the_attention_heads():
     assert place(shape("llama-3.1-8b"), device("h100"), 8, "bf16", "bf16", 8192).tp == 8
     assert place(shape("deepseek-r1"), device("gb200-nvl72"), 72, "fp8", "fp8", 8192).tp == 72
     assert place(shape("deepseek-r1"), device("gb200-nvl72"), 72, "fp8", "fp8", 8192, mla_attention="tp").tp == 8
+    # the KV heads shard whole or replicate whole: GLM-4.7's 8 KV heads on 6 GPUs are TP2 x 3, not TP6
+    assert place(shape("glm-4.7"), device("b200"), 6, "fp8", "fp8", 8192).tp == 2
     # sized automatically: the fewest GPUs that hold the sequences, in a valid layout
     p = place(shape("llama-3.1-405b"), device("gb200-nvl72"), None, "bf16", "bf16", 8192, min_sequences=600)
     assert 128 % p.tp == 0 and p.devices % p.tp == 0 and p.devices == 72

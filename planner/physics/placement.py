@@ -138,10 +138,12 @@ def place_gpu(shape: ModelShape, dev: Device, count: int | None, w: np.ndarray, 
     cap, W, K, S = dev.capacity_bytes, float(w.sum()), float(kv.sum()), float(sh.sum())
 
     def degree(n: int) -> int:
-        """The TP degree on n GPUs: the NVLink domain, or with tensor-parallel attention the largest
-        degree within it that divides both n and the heads (the rest becomes pipeline stages)."""
-        t = min(n, dev.scale_up_domain)
-        return max(d for d in range(1, t + 1) if n % d == 0 and heads % d == 0) if heads else t
+        """The TP degree on n GPUs: the largest within the NVLink domain that divides n (the rest
+        becomes pipeline stages) and, with tensor-parallel attention, the query heads, with the
+        KV heads sharded whole or replicated whole (engines' rule)."""
+        kvh = a.kv_heads if heads and a.type == "gqa" and a.kv_heads else None
+        return max(d for d in range(1, min(n, dev.scale_up_domain) + 1) if n % d == 0
+                   and (not heads or heads % d == 0) and (not kvh or kvh % d == 0 or d % kvh == 0))
 
     def copies(n: int) -> tuple[float, float]:
         """(KV replication, shared prefix's copies): a data-parallel rank serves its own sequences,
@@ -157,14 +159,11 @@ def place_gpu(shape: ModelShape, dev: Device, count: int | None, w: np.ndarray, 
 
     if count is None:
         sizes = sorted({1, 2, 4, 8, *range(dev.scale_up_domain, max_devices + 1, dev.scale_up_domain)})
-        count = next((n for n in sizes if n <= max_devices and n % degree(n) == 0
-                      and concurrency(n)[0] >= min_sequences), None)
+        count = next((n for n in sizes if n <= max_devices and concurrency(n)[0] >= min_sequences), None)
         if count is None:
             raise Infeasible(f"{min_sequences} sequences of {context} tokens do not fit on "
                              f"{max_devices} x {dev.name}", "capacity")
     tp = degree(count)
-    if count % tp:
-        raise Infeasible(f"{count} GPUs is not a multiple of the tensor-parallel degree {tp}")
     if W > count * cap:
         raise Infeasible(f"weights do not fit: {fmt_bytes(W)} > {count} x {fmt_bytes(cap)} usable on {dev.name}",
                          "capacity")
