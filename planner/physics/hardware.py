@@ -151,6 +151,7 @@ def resolve(spec: HardwareSpec, bonded: BondedSramSpec | None = None, layers: in
             capex[k] += per_system * bonded.capex_usd_per_layer / bonded.yield_
         power += per_system * bonded.power_w_per_layer
     su, unc = spec.scale_up, spec.uncertainty
+    band = _band(unc, bonded.uncertainty if layers else None)
     return Device(
         name=spec.name + (f"+{layers}xSRAM" if layers else ""), kind=spec.kind,
         hypothetical=spec.hypothetical or bool(layers), capacity_bytes=cap, mem_bw_bytes_per_s=bw,
@@ -176,9 +177,8 @@ def resolve(spec: HardwareSpec, bonded: BondedSramSpec | None = None, layers: in
         system_capex_usd=capex["spec"], system_capex_low_usd=capex["low"], system_capex_high_usd=capex["high"],
         system_rental_usd_per_h=spec.cost.rental_usd_per_h, bonded_layers=layers,
         clock_range=spec.compute.clock_range,
-        speed_band=_band(unc, bonded.uncertainty if layers else None),
-        speed_band_source=(unc.source if unc else "no calibration: no band")
-        + (f"; widened for bonded SRAM: {bonded.uncertainty.source}" if layers and bonded.uncertainty else ""),
+        speed_band=band, speed_band_source=(unc.source if unc else "no calibration: no band")
+        + (f"; widened for bonded SRAM: {bonded.uncertainty.source}" if band != _band(unc, None) else ""),
         allreduce_curve=AllReduceCurve.from_table(su.allreduce_measured.message_bytes,
                                                   su.allreduce_measured.latency_us)
         if su and su.allreduce_measured else None)
