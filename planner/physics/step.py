@@ -218,9 +218,10 @@ class StepModel(PrefillPasses):
         # busiest GPU holds ceil(batch/k) sequences, not batch/k (1 sequence on 72 GPUs: 72x)
         spread = self.k * np.ceil(batch / self.k - 1e-9) / batch if self.dp_attention and batch > 0 else 1.0
         attn = tokens * spread * self._per_stage(self.shape.decode_attn_flops, context)
-        # decode attention's GEMM rows: every query head sharing a KV head (MLA: all of them)
-        compute = self._compute_s(tokens, attn, tokens, self.dev.decode_eff(tokens),
-                                  self.dev.decode_eff(tokens * self.q_per_kv))
+        # decode attention's GEMM rows: every query head sharing a KV head (MLA: all of them), of
+        # the sequences on one GPU under data-parallel attention
+        rows = tokens * self.q_per_kv * (float(np.max(spread)) / self.k.max() if self.dp_attention else 1.0)
+        compute = self._compute_s(tokens, attn, tokens, self.dev.decode_eff(tokens), self.dev.decode_eff(rows))
         alu = compute if self.dev.decode_half_rows is None else \
             self._compute_s(tokens, attn, tokens, self.dev.compute_efficiency)
         kv = batch * spread * self._per_stage(self._kv_fn, context)
@@ -296,37 +297,34 @@ class StepModel(PrefillPasses):
         hit = None if fused else self._sides.get((batch, context))
         if hit is not None:
             return hit
-        M = max(1, min(batch, self.microbatches))
-        # a GPU pipeline with fewer decoding sequences than stages: the prefill rides in a
-        # micro-batch of its own, following the decode ones through the stages
-        alone = fused and batch < self.microbatches
-        M, b = (batch + 1, 1) if alone else (M, math.ceil(batch / M))
-        r = batch if alone else batch - (b - 1) * M  # micro-batches of b sequences; the other M - r hold b - 1
-        fused_per = prefill_tokens / M if fused and not alone else 0.0
+        # a GPU pipeline with fewer decoding sequences than stages keeps a micro-batch per stage:
+        # the decoding sequences' and the spare ones each carry 1/M of the fused prefill, so it
+        # follows the decode ones through the stages rather than making them wait a full pass
+        alone = fused and 0 < batch < self.microbatches
+        M = self.microbatches if alone else max(1, min(batch, self.microbatches))
+        b = math.ceil(batch / M)
+        r = batch - (b - 1) * M  # micro-batches of b sequences; the other M - r hold b - 1
+        fused_per = prefill_tokens / M if fused else 0.0
         t = self.decode(b, context, fused_per, prompt, prefill_start)
-        hop_lat, hop_bw = self.hops(b * self.tokens_per_step)
-        base = float(np.add.reduce(t.latency_s) + np.add.reduce(hop_lat)) + self.dev.step_overhead_s
-        draft = 0.0
-        if self.sd is not None:  # each drafted token: draft_layers layers at one token per sequence
-            t1 = self.decode(b, context, tokens_per_seq=1)
-            per_layer = float(np.add.reduce(t1.latency_s) + np.add.reduce(self.hops(b)[0])) / self.shape.layers
-            draft = self.sd.draft_tokens * self.sd.draft_layers * per_layer
-        occ, link_busy, active, latency, small = r * t.occupancy_s, r * hop_bw, r * t.active_s, base + draft, None
-        if alone:  # its trip is not a decoding sequence's: it adds to the stages' cycle only
-            t0 = self.prefill(prompt, prefill_start, prefill_tokens / prompt)
-            lat0, bw0 = self.hops(prefill_tokens)
-            occ, active, link_busy = occ + t0.occupancy_s, active + t0.active_s, link_busy + bw0
-            small = (t0, lat0, bw0, 0.0)
-        elif r < M:  # the smaller micro-batches occupy the stages and travel for their own (shorter) times
-            t0 = self.decode(b - 1, context, fused_per, prompt, prefill_start)
-            lat0, bw0 = self.hops((b - 1) * self.tokens_per_step)
+        hop_lat, hop_bw = self.hops(b * self.tokens_per_step + fused_per)
+        draft = self._draft_s(b, context)
+        latency = float(np.add.reduce(t.latency_s) + np.add.reduce(hop_lat)) + self.dev.step_overhead_s + draft
+        occ, link_busy, active, small = r * t.occupancy_s, r * hop_bw, r * t.active_s, None
+        if r < M:  # the smaller micro-batches occupy the stages and travel for their own (shorter) times
+            t0 = self.decode(b - 1, context, fused_per, prompt, prefill_start) if b > 1 else \
+                self.prefill(prompt, prefill_start, fused_per / prompt)  # prefill only
+            lat0, bw0 = self.hops((b - 1) * self.tokens_per_step + fused_per)
             occ, active, link_busy = occ + (M - r) * t0.occupancy_s, active + (M - r) * t0.active_s, link_busy + (M - r) * bw0
-            trip0 = float(np.add.reduce(t0.latency_s) + np.add.reduce(lat0)) + self.dev.step_overhead_s + draft
-            # a sequence's mean time per step (its micro-batch's trip), weighted by tokens: the
-            # round that gives the right throughput; w = each kind's share of it
-            rate, rate0 = r * b / latency, (M - r) * (b - 1) / trip0
-            small = (t0, lat0, bw0, rate0 / (rate + rate0))
-            latency = batch / (rate + rate0)
+            if b > 1:
+                extra0 = self.dev.step_overhead_s + self._draft_s(b - 1, context)
+                trip0 = float(np.add.reduce(t0.latency_s) + np.add.reduce(lat0)) + extra0
+                # a sequence's mean time per step (its micro-batch's trip), weighted by tokens: the
+                # round that gives the right throughput; w = each kind's share of it
+                rate, rate0 = r * b / latency, (M - r) * (b - 1) / trip0
+                small = (t0, lat0, bw0, rate0 / (rate + rate0), extra0)
+                latency = batch / (rate + rate0)
+            else:  # a prefill-only micro-batch's trip is no decoding sequence's: the cycle only
+                small = (t0, lat0, bw0, 0.0, 0.0)
         busiest = int(occ.argmax())
         link_cycle = float(np.maximum.reduce(link_busy)) if self.S > 1 else 0.0
         hit = (M, r, t, small, hop_lat, hop_bw, latency, draft, busiest, float(occ[busiest]), link_cycle,
@@ -334,6 +332,15 @@ class StepModel(PrefillPasses):
         if not fused:
             self._sides[(batch, context)] = hit
         return hit
+
+    def _draft_s(self, b: int, context: float) -> float:
+        """Speculative decoding's draft time per step for a micro-batch of ``b`` sequences: each
+        drafted token ``draft_layers`` layers of the main model's mean per-layer latency."""
+        if self.sd is None:
+            return 0.0
+        t1 = self.decode(b, context, tokens_per_seq=1)
+        per_layer = float(np.add.reduce(t1.latency_s) + np.add.reduce(self.hops(b)[0])) / self.shape.layers
+        return self.sd.draft_tokens * self.sd.draft_layers * per_layer
 
     def steady_round(self, batch: int, context: float, prompt: int, output: int,
                      chunk: int = PREFILL_CHUNK, cached: int = 0) -> tuple[Round, Round]:

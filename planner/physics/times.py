@@ -60,8 +60,8 @@ def latency_parts(t: StageTimes, hop_lat: np.ndarray, hop_bw: np.ndarray, extra_
     (per layer, hop latencies, ``extra_s``: step overhead and drafts), link bytes, and each
     stage's roofline share of its latency (``latency - fixed - link``: ``layers_held x t_layer``
     on a wafer) as compute or memory as that stage is bound. ``small``: the smaller
-    micro-batches' (stage times, hop latency, hop bandwidth, share of the round); the two
-    trips' parts are then mixed by their shares."""
+    micro-batches' (stage times, hop latency, hop bandwidth, share of the round, their fixed
+    extra); the two trips' parts are then mixed by their shares."""
     work = t.latency_s - t.fixed_s - t.link_s
     bound = t.compute_s >= t.memory_s
     parts = dict(zip(PARTS, (float(t.fixed_s.sum() + (hop_lat - hop_bw).sum()) + extra_s,
@@ -69,8 +69,8 @@ def latency_parts(t: StageTimes, hop_lat: np.ndarray, hop_bw: np.ndarray, extra_
                              float(work[bound].sum()), float(work[~bound].sum()))))
     if small is None:
         return parts
-    t0, lat0, bw0, w = small
-    parts0 = latency_parts(t0, lat0, bw0, extra_s)
+    t0, lat0, bw0, w, extra0 = small
+    parts0 = latency_parts(t0, lat0, bw0, extra0)
     return {k: (1 - w) * v + w * parts0[k] for k, v in parts.items()}
 
 
