@@ -353,6 +353,13 @@ def test_one_more_sequence_than_micro_batches_adds_one_sequence_not_a_batch():
     assert r81.cycle_s == pytest.approx(((M - 1) * one + two).max())
     assert (M + 1) / r81.round_s >= M / r80.round_s  # more sequences, no less throughput
     assert r81.cycle_s < 1.05 * r80.cycle_s
+    # latency-bound: each micro-batch circulates at its own trip (the stages are not saturated, so
+    # none waits for another); the round is a sequence's token-weighted mean trip
+    def trip(b):
+        t = sm.decode(b, 8192)
+        return float(t.latency_s.sum() + sm.hops(b)[0].sum()) + d.step_overhead_s
+    assert r81.token_latency_s > r81.cycle_s
+    assert r81.token_latency_s == pytest.approx(81 / (1 * 2 / trip(2) + 79 * 1 / trip(1)), rel=1e-9)
 
 
 def test_data_parallel_attention_puts_a_sequence_on_one_gpu():
