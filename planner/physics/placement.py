@@ -132,7 +132,7 @@ def place_gpu(shape: ModelShape, dev: Device, count: int | None, w: np.ndarray, 
     gqa_heads = a.kv_heads if a is not None and a.type == "gqa" else \
         1 if a is not None and a.type == "mla" and mla_attention == "tp" else None
     # tensor-parallel attention shards whole query heads (engines require heads % TP == 0);
-    # MLA's data-parallel attention shards sequences instead, so any degree in the domain goes
+    # MLA's data-parallel attention shards sequences instead: no heads to divide
     heads = a.heads if a is not None and (a.type == "gqa" or mla_attention == "tp") else None
     sh = shared if shared is not None else np.zeros(len(w))
     cap, W, K, S = dev.capacity_bytes, float(w.sum()), float(kv.sum()), float(sh.sum())

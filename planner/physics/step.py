@@ -291,7 +291,8 @@ class StepModel(PrefillPasses):
         parts, latency, draft part, busiest stage, its cycle, the link's cycle, and per stage
         the M micro-batches' occupancy, link busy and active seconds.) ``batch`` sequences make
         M micro-batches: r of b = ceil(batch/M) sequences, M - r of b - 1 (``small``: their stage
-        times, hop latency and bandwidth, and share of the latency, else None); the latency is a
+        times, hop latency and bandwidth, share of the latency and fixed extra, else None; with
+        fewer decoders than stages, prefill-only micro-batches, share 0); the latency is a
         sequence's mean trip time weighted by tokens, which gives the round's throughput."""
         fused = prefill_tokens > 0 and not self.wafer
         hit = None if fused else self._sides.get((batch, context))
