@@ -216,3 +216,16 @@ def test_a_prompt_next_to_one_decoding_sequence_is_not_held_to_its_passes():
     assert (ttft >= idle * (1 - 1e-9)).all() and (ttft <= idle + 8 * step).all()
     assert (rq.finish_s.to_numpy()[:-2] < rq.arrival_s.to_numpy()[2:]).all()  # the one before the last is done
     assert (rq.first_token_s.to_numpy()[:-1] < rq.arrival_s.to_numpy()[1:]).all()  # the last one is decoding
+
+
+def test_the_batch_grid_breaks_where_data_parallel_attention_steps():
+    """DeepSeek-R1 on 72 GB200s: the busiest GPU's KV read jumps when the batch passes a multiple
+    of 72 (ceil(b/72) sequences each). The simulator's batch grid (steps of 2-8 above 64) must
+    not interpolate across the jump: it read up to 1% fast just past 144, 288 and 576."""
+    cfg = Config(catalog.load_model("deepseek-r1"), catalog.load_hardware("gb200-nvl72"), count=72, weights="fp8",
+                 context=32768)
+    built = build_point(cfg)
+    rounds = StepRounds(built)
+    ctx = 16 * rounds.q  # a context bucket's edge: no interpolation in context
+    for b in (143, 144, 145, 146, 289, 290, 577, 578, 583):
+        assert rounds.decode(b, ctx)[0] == pytest.approx(built.steps.decode_round(b, ctx).round_s, rel=1e-6), b

@@ -121,6 +121,9 @@ class StepRounds:
         self._budget: dict = {}
         self._budget_of, self._row_of = {}, {}  # _budget and _rows by exact batch (not grid point)
         self.wafer = self.sm.dev.kind == "wafer"
+        # data-parallel attention: the busiest GPU's step jumps where the batch passes a multiple
+        # of the group (ceil(b/k) sequences each), so the grid breaks there too
+        self._dp_k = int(self.sm.k.max()) if self.sm.dp_attention else 0
         self._rows: dict = {}  # (batch grid point, context bucket, tokens) -> {position bucket: mixed round}
         self._chunk: dict = {}  # (chunk tokens, start) -> one chunk's (cycle, pass) on an idle pipeline
         self._idle: dict = {}  # (tokens, cached, chunk) -> a prompt's TTFT on an idle replica
@@ -167,14 +170,18 @@ class StepRounds:
             hit = self._dec[key] = (r.round_s, stage_time(r), _peak(r.link_busy_s))
         return hit
 
-    @staticmethod
-    def _grid(b: int) -> tuple[int, int]:
-        """Batch grid points around ``b``: exact up to 64, then steps of 1/64 of the octave."""
+    def _grid(self, b: int) -> tuple[int, int]:
+        """Batch grid points around ``b``: exact up to 64, then steps of 1/64 of the octave, never
+        across a step of data-parallel attention (batches with the same ceil(b/k))."""
         if b <= 64:
             return b, b
         step = 1 << (b.bit_length() - 7)
         lo = b // step * step
-        return lo, lo + step
+        hi = lo + step
+        k = self._dp_k
+        if k:
+            lo, hi = max(lo, (b - 1) // k * k + 1), min(hi, -(-b // k) * k)
+        return lo, hi
 
     def decode(self, b: int, ctx: float):
         """(round seconds, stage busy seconds, busiest link's seconds) for ``b`` sequences at mean ``ctx``."""
