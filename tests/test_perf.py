@@ -390,6 +390,10 @@ def test_a_gpu_pipelines_mixed_round_does_not_fall_when_a_decoder_joins():
     assert all(x <= y * (1 + 1e-9) for x, y in zip(rounds, rounds[1:])), rounds
     pieces = sm.decode_round(1, 7168, 2048, 2048, 8192)
     assert pieces.microbatches == 3  # one decoder + two prefill-only micro-batches
+    # more micro-batches configured than stages: still one per stage for the spare prefill (each
+    # micro-batch's pass reads the weights again)
+    many = StepModel(s, p, d, "bf16", "bf16", microbatches=12)
+    assert many.decode_round(1, 7168, 2048, 2048, 8192).round_s == pytest.approx(pieces.round_s, rel=1e-12)
 
 
 def test_data_parallel_attention_runs_at_the_rows_one_gpu_holds():

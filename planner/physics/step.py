@@ -301,8 +301,9 @@ class StepModel(PrefillPasses):
         # a GPU pipeline with fewer decoding sequences than stages keeps a micro-batch per stage:
         # the decoding sequences' and the spare ones each carry 1/M of the fused prefill, so it
         # follows the decode ones through the stages rather than making them wait a full pass
-        alone = fused and 0 < batch < self.microbatches
-        M = self.microbatches if alone else max(1, min(batch, self.microbatches))
+        per_stage = min(self.microbatches, self.S)
+        alone = fused and 0 < batch < per_stage
+        M = per_stage if alone else max(1, min(batch, self.microbatches))
         b = math.ceil(batch / M)
         r = batch - (b - 1) * M  # micro-batches of b sequences; the other M - r hold b - 1
         fused_per = prefill_tokens / M if fused else 0.0
