@@ -214,13 +214,15 @@ class StepModel(PrefillPasses):
         with ``prefill_tokens`` of ``prompt``-long prompts in the same pass (chunked prefill:
         weights are read once for both). ``tokens_per_seq``: default the verified tokens."""
         tokens = batch * (tokens_per_seq or self.tokens_per_step)
-        # data-parallel attention: each sequence's KV and attention on one GPU of the group, so the
-        # busiest GPU holds ceil(batch/k) sequences, not batch/k (1 sequence on 72 GPUs: 72x)
-        spread = self.k * np.ceil(batch / self.k - 1e-9) / batch if self.dp_attention and batch > 0 else 1.0
+        # decode attention's GEMM rows: every query head sharing a KV head (MLA: all of them).
+        # Data-parallel attention puts each sequence's KV and attention on one GPU of the group:
+        # the busiest holds ceil(batch/k) sequences, not batch/k (1 sequence on 72 GPUs: 72x),
+        # and its attention GEMM has only their rows
+        spread, rows = 1.0, tokens * self.q_per_kv
+        if self.dp_attention and batch > 0:
+            per_gpu = np.ceil(batch / self.k - 1e-9)
+            spread, rows = self.k * per_gpu / batch, float(per_gpu.max()) * tokens / batch * self.q_per_kv
         attn = tokens * spread * self._per_stage(self.shape.decode_attn_flops, context)
-        # decode attention's GEMM rows: every query head sharing a KV head (MLA: all of them), of
-        # the sequences on one GPU under data-parallel attention
-        rows = tokens * self.q_per_kv * (float(np.max(spread)) / self.k.max() if self.dp_attention else 1.0)
         compute = self._compute_s(tokens, attn, tokens, self.dev.decode_eff(tokens), self.dev.decode_eff(rows))
         alu = compute if self.dev.decode_half_rows is None else \
             self._compute_s(tokens, attn, tokens, self.dev.compute_efficiency)
@@ -274,8 +276,8 @@ class StepModel(PrefillPasses):
         cycle = max(stage_cycle, link_cycle)
         neck, parts = "", {}
         if attribution:
-            parts = cycle_parts(weighted(t, r, small and small[0], M - r), busiest, p, link_cycle, stage_cycle,
-                                self.wafer) if cycle > latency else \
+            parts = cycle_parts(weighted(t, r, small[0] if small else None, M - r), busiest, p, link_cycle,
+                                stage_cycle, self.wafer) if cycle > latency else \
                 latency_parts(t, hop_lat, hop_bw, self.dev.step_overhead_s + draft, small)
             neck = max(parts, key=parts.get)
             if cycle > latency:

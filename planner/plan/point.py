@@ -151,8 +151,8 @@ def size(cfg: Config, built: Built | None, sc: Scenario, simulated: bool = False
     number and the simulator to run, users past what SRAM holds are a fixed load for it (they
     queue for room, or go beyond it with offload, swap or preempt), not a reason; the analytic
     figures stay at the batch SRAM holds. Without the simulator, a capacity search takes the
-    largest batch whose closed-form speed meets the SLO per replica. A demand in tokens/s (``workload.demand``) is sized by
-    demand_batch."""
+    largest batch whose closed-form speed meets the SLO per replica. A demand in tokens/s
+    (``workload.demand``) is sized by demand_batch."""
     est = estimate(cfg, built)
     if not est.fits:
         return cfg, est, None, ""
