@@ -290,6 +290,10 @@ class StepRounds:
         if row is None:
             grid = (self._grid(b)[0], key[1], -(-tokens // GRANULE) * GRANULE)
             row = self._row_of[key] = self._rows.setdefault(grid, {})
+        if k == 1:  # (the commonest run: one round)
+            hit = row.get(start // q) or self._row_entry(row, b, ctx, tokens, start, chunk)
+            count(busy, hit[1], 1)
+            return hit[0], hit[2]
         t = link = 0.0
         if k <= ROUND_BY_ROUND or q != int(q):  # a short run: round by round, a bucket's rounds at once
             last, n, hp, get = None, 0, start, row.get
