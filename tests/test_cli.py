@@ -71,6 +71,29 @@ def test_estimate_bad_inputs_exit_2(run):
     assert run("estimate", "--model", "llama-3.1-8b", "--hardware", "bonded-sram").exit_code == 2
 
 
+def test_estimate_separate_draft_model(run):
+    """--draft-layers/--draft-params describe a separate draft model (a dense model has no MTP
+    head): the CLI's figures are the step model's for that SpecDecode, and a deeper draft is slower."""
+    from planner import catalog
+    from planner.config.schema import SpecDecode
+    from planner.physics.point import Config
+    from planner.plan.estimate import estimate
+    args = ("estimate", "--model", "llama-3.3-70b", "--hardware", "cs3", "--count", "4", "--batch", "1",
+            "--spec-decode", "3", "0.7", "--json")
+    r = run(*args, "--draft-layers", "16", "--draft-params", "1.2B")
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.output)
+    cfg = Config(catalog.load_model("llama-3.3-70b"), catalog.load_hardware("cs3"), count=4, batch=1,
+                 spec_decode=SpecDecode(draft_tokens=3, acceptance_rate=0.7, draft_layers=16, draft_params=1.2e9))
+    assert d["decode_tok_s_per_user"] == pytest.approx(estimate(cfg).decode_tok_s_per_user, rel=1e-12)
+    shallow = json.loads(run(*args, "--draft-layers", "1", "--draft-params", "1.2B").output)
+    assert shallow["decode_tok_s_per_user"] > d["decode_tok_s_per_user"]
+    assert run(*args[:-1]).exit_code == 1  # no draft head and no draft model: does not fit, says why
+    assert run("estimate", "--model", "llama-3.3-70b", "--hardware", "cs3", "--draft-layers", "16").exit_code == 2
+    bad = run(*args, "--draft-params", "1.2Q")
+    assert bad.exit_code == 2 and "--draft-params" in bad.output
+
+
 def test_estimate_human_output(run):
     r = run("estimate", "--model", "llama-3.1-70b", "--hardware", "cs3", "--count", "4", "--batch", "1")
     assert r.exit_code == 0 and "tok/s per user" in r.output and "bottleneck" in r.output

@@ -19,6 +19,8 @@ from planner.config.units import UnitError, parse
     ("2 ms", "seconds", 2e-3),
     ("23 kW", "watts", 23e3),
     ("1e12", "number", 1e12),
+    ("1.2B", "number", 1.2e9),  # parameter counts: B is billions
+    ("1.2 G", "number", 1.2e9),
     ("1.6e12", "bytes", 1.6e12),
     (44e9, "bytes", 44e9),
     (3, "seconds", 3.0),

@@ -62,14 +62,20 @@ class Duration(click.ParamType):
 @click.option("--software", help="Software profile of the hardware spec (e.g. launch-2024-08).")
 @click.option("--spec-decode", nargs=2, type=(click.IntRange(1, 16), click.FloatRange(0, 1, min_open=True, max_open=True)),
               help="Speculative decoding: DRAFT_TOKENS ACCEPTANCE_RATE.")
+@click.option("--draft-layers", type=click.IntRange(1, 1000),
+              help="With --spec-decode, a separate draft model: its layers, each drafted token crossing them "
+                   "at the main model's mean per-layer latency (default 1: the model's own MTP head).")
+@click.option("--draft-params",
+              help="With --spec-decode, a separate draft model's parameters, held next to the weights "
+                   "(e.g. 1.2B; default: the model's own draft head).")
 @click.option("--allow-beyond-window", is_flag=True,
               help="Accept a context longer than the model's context window.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def estimate(model_name, hw_name, count, precision, kv_precision, mode, context, batch, prompt, output_tokens,
-             bonded_layers, software, spec_decode, allow_beyond_window, as_json):
+             bonded_layers, software, spec_decode, draft_layers, draft_params, allow_beyond_window, as_json):
     """Answer analytically: fit, devices, stages, speeds, TTFT, bottleneck, $/h, $/M tokens, kW."""
     from planner import catalog
-    from planner.config.schema import BondedSramSpec, Economics, SpecDecode
+    from planner.config.schema import BondedSramSpec, Economics
     from planner.physics.hardware import Infeasible
     from planner.physics.point import Config, build_point
     from planner.plan.economics import costs
@@ -89,7 +95,7 @@ def estimate(model_name, hw_name, count, precision, kv_precision, mode, context,
         raise click.BadParameter(f"{hw.name} has no software profile {software!r} (known: {known})"
                                  + did_you_mean(software, hw.software_profiles), param_hint="--software")
     bonded = catalog.load_hardware("bonded-sram") if bonded_layers else None
-    sd = SpecDecode(draft_tokens=spec_decode[0], acceptance_rate=spec_decode[1]) if spec_decode else None
+    sd = _spec_decode(spec_decode, draft_layers, draft_params)
     cfg = Config(model, hw, count=count, weights=precision, kv=kv_precision, mode=mode, context=context,
                  prompt=prompt, output=min(output_tokens, context), batch=batch, bonded=bonded,
                  bonded_layers=bonded_layers, software=software, spec_decode=sd)
@@ -113,6 +119,24 @@ def estimate(model_name, hw_name, count, precision, kv_precision, mode, context,
         _print_estimate(row)
     if not row["fits"]:
         sys.exit(1)
+
+
+def _spec_decode(spec_decode, draft_layers, draft_params):
+    """The SpecDecode the options describe (None without --spec-decode)."""
+    from pydantic import ValidationError
+
+    from planner.config.schema import SpecDecode
+    if spec_decode is None:
+        if draft_layers is not None or draft_params is not None:
+            raise click.BadParameter("needs --spec-decode DRAFT_TOKENS ACCEPTANCE",
+                                     param_hint="--draft-layers" if draft_layers is not None else "--draft-params")
+        return None
+    extra = {k: v for k, v in (("draft_layers", draft_layers), ("draft_params", draft_params)) if v is not None}
+    try:
+        return SpecDecode(draft_tokens=spec_decode[0], acceptance_rate=spec_decode[1], **extra)
+    except ValidationError as e:
+        raise click.BadParameter(f"{draft_params!r}: {e.errors()[0]['msg']} (e.g. 1.2B, 1.2G, 1.2e9)",
+                                 param_hint="--draft-params") from None
 
 
 def _print_estimate(r: dict) -> None:

@@ -6,7 +6,7 @@ Bits vs bytes is decided by case: ``B`` = byte, ``b`` = bit (so "1.2 Tb/s" = 150
 are quoted in bits per second. A memory size in ``b`` ("264 Gb") is an error, since memory is
 quoted in bytes and a lower-case b there is a typo far more often than bits; write "264 Gbit"
 to mean bits. Decimal prefixes (k, M, G, T, P, E) are powers of 1000; binary ones (KiB, MiB,
-GiB, TiB) of 1024.
+GiB, TiB) of 1024. A plain count (parameters) also takes ``B`` for billions ("1.2B").
 
 A bare number is SI (bytes, bytes/s, FLOP/s, Hz, s, W), as ``plan show`` prints it. Where a
 bare number is too small to be meant in SI (a memory size or bandwidth below 1e6, a compute
@@ -87,8 +87,8 @@ def _parse_str(text: str, kind: str) -> float:
     num, unit = _split(text)
     if unit == "":
         return _bare(num, kind)
-    if kind == "number":
-        return num * _prefix(unit)
+    if kind == "number":  # parameter counts: "B" is billions, as model names write them (1.2B = 1.2G)
+        return num * (1e9 if unit == "B" else _prefix(unit))
     if kind == "seconds":
         if unit in _TIME:
             return num * _TIME[unit]
