@@ -94,6 +94,23 @@ def test_estimate_separate_draft_model(run):
     assert bad.exit_code == 2 and "--draft-params" in bad.output
 
 
+def test_estimate_prefill_chunk(run):
+    """--prefill-chunk reaches the estimate: a 32K prompt on 8 x H100 in one chunk of 32k is the
+    step model's single prefill pass (the flow shop of one chunk), in 2k chunks sixteen passes."""
+    from planner import catalog
+    from planner.physics.point import Config, build_point
+    args = ("estimate", "--model", "llama-3.1-70b", "--hardware", "h100", "--count", "8", "--context", "33k",
+            "--prompt", "32k", "--output", "256", "--json")
+    one = json.loads(run(*args, "--prefill-chunk", "32k").output)
+    small = json.loads(run(*args, "--prefill-chunk", "2k").output)
+    sm = build_point(Config(catalog.load_model("llama-3.1-70b"), catalog.load_hardware("h100"), count=8,
+                            context=33 * 1024, prompt=32 * 1024, output=256)).steps
+    assert one["ttft_s"] == pytest.approx(sm.ttft_s(32 * 1024, 0, 32 * 1024), rel=1e-12)
+    assert small["ttft_s"] == pytest.approx(sm.ttft_s(32 * 1024, 0, 2048), rel=1e-12)
+    assert small["ttft_s"] > one["ttft_s"]  # sixteen passes pay the per-layer fixed costs sixteen times
+    assert run(*args, "--prefill-chunk", "0").exit_code == 2
+
+
 def test_estimate_human_output(run):
     r = run("estimate", "--model", "llama-3.1-70b", "--hardware", "cs3", "--count", "4", "--batch", "1")
     assert r.exit_code == 0 and "tok/s per user" in r.output and "bottleneck" in r.output

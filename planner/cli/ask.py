@@ -9,6 +9,7 @@ import click
 
 from planner.cli import PREC, Choice, main
 from planner.config.errors import did_you_mean
+from planner.config.defaults import PREFILL_CHUNK
 
 
 class Tokens(click.ParamType):
@@ -54,9 +55,12 @@ class Duration(click.ParamType):
 @click.option("--context", type=Tokens(), default=8192, show_default=True,
               help="Tokens per sequence the KV must hold (32k = 32,768).")
 @click.option("--batch", type=click.IntRange(min=1), help="Concurrent sequences; default: all that fit.")
-@click.option("--prompt", type=click.IntRange(min=1), help="Prompt tokens for TTFT (default: context - output).")
-@click.option("--output", "output_tokens", type=click.IntRange(min=1), default=1024, show_default=True,
+@click.option("--prompt", type=Tokens(), help="Prompt tokens for TTFT (default: context - output).")
+@click.option("--output", "output_tokens", type=Tokens(), default=1024, show_default=True,
               help="Output tokens per request (sets the prefill share in steady state).")
+@click.option("--prefill-chunk", type=Tokens(), default=PREFILL_CHUNK, show_default=True,
+              help="Prefill tokens per chunk (an engine's max batched tokens; the calibration and the main "
+                   "job use 8192).")
 @click.option("--bonded-layers", type=click.IntRange(min=0), default=0, show_default=True,
               help="Bonded SRAM layers per wafer (hardware_specs/bonded-sram.yaml).")
 @click.option("--software", help="Software profile of the hardware spec (e.g. launch-2024-08).")
@@ -72,7 +76,7 @@ class Duration(click.ParamType):
               help="Accept a context longer than the model's context window.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def estimate(model_name, hw_name, count, precision, kv_precision, mode, context, batch, prompt, output_tokens,
-             bonded_layers, software, spec_decode, draft_layers, draft_params, allow_beyond_window, as_json):
+             prefill_chunk, bonded_layers, software, spec_decode, draft_layers, draft_params, allow_beyond_window, as_json):
     """Answer analytically: fit, devices, stages, speeds, TTFT, bottleneck, $/h, $/M tokens, kW."""
     from planner import catalog
     from planner.config.schema import BondedSramSpec, Economics
@@ -97,7 +101,8 @@ def estimate(model_name, hw_name, count, precision, kv_precision, mode, context,
     bonded = catalog.load_hardware("bonded-sram") if bonded_layers else None
     sd = _spec_decode(spec_decode, draft_layers, draft_params)
     cfg = Config(model, hw, count=count, weights=precision, kv=kv_precision, mode=mode, context=context,
-                 prompt=prompt, output=min(output_tokens, context), batch=batch, bonded=bonded,
+                 prompt=prompt, output=min(output_tokens, context), batch=batch, prefill_chunk=prefill_chunk,
+                 bonded=bonded,
                  bonded_layers=bonded_layers, software=software, spec_decode=sd)
     try:
         built = build_point(cfg)
@@ -187,7 +192,7 @@ def _print_estimate(r: dict) -> None:
               help="Comma-separated hardware names (plan list hardware).")
 @click.option("--context", type=Tokens(), default=8192, show_default=True,
               help="Tokens per sequence (prompt + output; 32k = 32,768).")
-@click.option("--output", "output_tokens", type=click.IntRange(min=1), default=1024, show_default=True,
+@click.option("--output", "output_tokens", type=Tokens(), default=1024, show_default=True,
               help="Output tokens per request.")
 @click.option("--precision", "precisions", help="Comma-separated weight precisions (default: per hardware, "
                                                  "wafers bf16,fp8,fp4; GPUs fp8,nvfp4 or bf16,fp8).")

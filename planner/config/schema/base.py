@@ -5,6 +5,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 from planner.config import units
+from planner.config.defaults import PREFILL_CHUNK  # noqa: F401  (re-exported: the schema's default)
 from planner.config.precisions import PRECISIONS
 
 
@@ -37,8 +38,6 @@ MAX_REQUESTS = 2_000_000
 MAX_INT = 10 ** 12
 MAX_FLOAT = 1e24
 
-# tokens per prefill chunk unless a scenario says otherwise (chunked prefill; engines use 512-8192)
-PREFILL_CHUNK = 2048
 
 Precision = Literal[PRECISIONS]  # Literal["fp16", "bf16", ...]
 Confidence = Literal["measured", "vendor", "secondary", "estimate", "assumption", "hypothetical", "calibrated"]
