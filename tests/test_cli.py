@@ -88,10 +88,25 @@ def test_estimate_separate_draft_model(run):
     assert d["decode_tok_s_per_user"] == pytest.approx(estimate(cfg).decode_tok_s_per_user, rel=1e-12)
     shallow = json.loads(run(*args, "--draft-layers", "1", "--draft-params", "1.2B").output)
     assert shallow["decode_tok_s_per_user"] > d["decode_tok_s_per_user"]
-    assert run(*args[:-1]).exit_code == 1  # no draft head and no draft model: does not fit, says why
+    no_head = run(*args)  # no draft head and no draft model: a usage mistake, says what to add
+    assert no_head.exit_code == 2 and "--draft-params" in no_head.output
     assert run("estimate", "--model", "llama-3.3-70b", "--hardware", "cs3", "--draft-layers", "16").exit_code == 2
-    bad = run(*args, "--draft-params", "1.2Q")
-    assert bad.exit_code == 2 and "--draft-params" in bad.output
+    alone = run(*args, "--draft-params", "1.2B")  # a separate draft's depth is not guessed
+    assert alone.exit_code == 2 and "--draft-layers" in alone.output
+    bad = run(*args, "--draft-layers", "16", "--draft-params", "1.2Q")
+    assert bad.exit_code == 2 and "--draft-params" in bad.output and "Value error" not in bad.output
+
+
+def test_estimate_lengths_fit_the_context(run):
+    """The KV holds the context: an output or prompt + output beyond it is refused, not cut down."""
+    base = ("estimate", "--model", "llama-3.1-8b", "--hardware", "h100")
+    r = run(*base, "--context", "8k", "--prompt", "4k", "--output", "8k")
+    assert r.exit_code == 2 and "8,192" in r.output
+    r = run(*base, "--context", "8k", "--prompt", "8k")  # + the default 1,024 output tokens
+    assert r.exit_code == 2 and "prompt + output (9,216) > context (8,192)" in r.output
+    assert run(*base, "--context", "512").exit_code == 2  # the default output would leave no prompt
+    ok = json.loads(run(*base, "--context", "9k", "--prompt", "8k", "--json").output)
+    assert ok["prompt_tokens"] == 8192 and ok["prefill_chunk_tokens"] == 2048 and ok["spec_decode"] is None
 
 
 def test_estimate_prefill_chunk(run):

@@ -59,8 +59,9 @@ class Duration(click.ParamType):
 @click.option("--output", "output_tokens", type=Tokens(), default=1024, show_default=True,
               help="Output tokens per request (sets the prefill share in steady state).")
 @click.option("--prefill-chunk", type=Tokens(), default=PREFILL_CHUNK, show_default=True,
-              help="Prefill tokens per chunk (an engine's max batched tokens; the calibration and the main "
-                   "job use 8192).")
+              help="Prefill tokens per chunk, an engine's max batched tokens (the main job and the "
+                   "calibration's serving rows use 8192). On wafers smaller chunks pipeline through the layer "
+                   "regions: shorter TTFT.")
 @click.option("--bonded-layers", type=click.IntRange(min=0), default=0, show_default=True,
               help="Bonded SRAM layers per wafer (hardware_specs/bonded-sram.yaml).")
 @click.option("--software", help="Software profile of the hardware spec (e.g. launch-2024-08).")
@@ -69,9 +70,10 @@ class Duration(click.ParamType):
 @click.option("--draft-layers", type=click.IntRange(1, 1000),
               help="With --spec-decode, a separate draft model: its layers, each drafted token crossing them "
                    "at the main model's mean per-layer latency (default 1: the model's own MTP head).")
-@click.option("--draft-params",
-              help="With --spec-decode, a separate draft model's parameters, held next to the weights "
-                   "(e.g. 1.2B; default: the model's own draft head).")
+@click.option("--draft-params", metavar="PARAMS",
+              help="With --spec-decode and --draft-layers, a separate draft model's parameters, held next to "
+                   "the weights (e.g. 1.2B; 0: a draft with no weights of its own; default: the model's own "
+                   "draft head).")
 @click.option("--allow-beyond-window", is_flag=True,
               help="Accept a context longer than the model's context window.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
@@ -92,17 +94,23 @@ def estimate(model_name, hw_name, count, precision, kv_precision, mode, context,
         raise click.BadParameter(f"{context:,} tokens is beyond {model.name}'s context window "
                                  f"({model.context_window:,}); add --allow-beyond-window to plan it anyway",
                                  param_hint="--context")
-    if prompt is not None and prompt > context:
-        raise click.BadParameter(f"prompt ({prompt}) > context ({context})", param_hint="--prompt")
+    if output_tokens >= context:
+        raise click.BadParameter(f"output tokens ({output_tokens:,}) must be < context ({context:,}): lower "
+                                 "--output or raise --context", param_hint="--output")
+    if prompt is not None and prompt + output_tokens > context:
+        raise click.BadParameter(f"prompt + output ({prompt + output_tokens:,}) > context ({context:,}), the tokens "
+                                 "the KV holds: raise --context or lower --prompt or --output", param_hint="--prompt")
     if software is not None and software not in hw.software_profiles:
         known = ", ".join(sorted(hw.software_profiles)) or "none"
         raise click.BadParameter(f"{hw.name} has no software profile {software!r} (known: {known})"
                                  + did_you_mean(software, hw.software_profiles), param_hint="--software")
     bonded = catalog.load_hardware("bonded-sram") if bonded_layers else None
     sd = _spec_decode(spec_decode, draft_layers, draft_params)
+    if sd is not None and sd.draft_params is None and model.draft is None:
+        raise click.BadParameter(f"{model.name} has no draft (MTP) head: for a separate draft model add "
+                                 "--draft-params (e.g. 1.2B) and --draft-layers", param_hint="--spec-decode")
     cfg = Config(model, hw, count=count, weights=precision, kv=kv_precision, mode=mode, context=context,
-                 prompt=prompt, output=min(output_tokens, context), batch=batch, prefill_chunk=prefill_chunk,
-                 bonded=bonded,
+                 prompt=prompt, output=output_tokens, batch=batch, prefill_chunk=prefill_chunk, bonded=bonded,
                  bonded_layers=bonded_layers, software=software, spec_decode=sd)
     try:
         built = build_point(cfg)
@@ -110,6 +118,7 @@ def estimate(model_name, hw_name, count, precision, kv_precision, mode, context,
         built = None  # the estimate says why
     est = run_estimate(cfg, built)
     row = est.as_dict()
+    row.update(prefill_chunk_tokens=prefill_chunk, spec_decode=sd.model_dump() if sd else None)
     if est.fits:  # one replica at this batch, the default economics (README "Economics")
         c = costs(built.device, est.devices, Economics(), est.aggregate_tok_s, est.input_tok_s,
                   est.aggregate_tok_s / max(cfg.output, 1), activity=est.activity)
@@ -130,18 +139,23 @@ def _spec_decode(spec_decode, draft_layers, draft_params):
     """The SpecDecode the options describe (None without --spec-decode)."""
     from pydantic import ValidationError
 
+    from planner.config.load import message
     from planner.config.schema import SpecDecode
     if spec_decode is None:
         if draft_layers is not None or draft_params is not None:
-            raise click.BadParameter("needs --spec-decode DRAFT_TOKENS ACCEPTANCE",
+            raise click.BadParameter("needs --spec-decode DRAFT_TOKENS ACCEPTANCE_RATE",
                                      param_hint="--draft-layers" if draft_layers is not None else "--draft-params")
         return None
+    if draft_params is not None and draft_layers is None:  # else a 1-layer draft would be assumed unseen
+        raise click.BadParameter("a separate draft model needs its depth too: add --draft-layers",
+                                 param_hint="--draft-params")
     extra = {k: v for k, v in (("draft_layers", draft_layers), ("draft_params", draft_params)) if v is not None}
     try:
         return SpecDecode(draft_tokens=spec_decode[0], acceptance_rate=spec_decode[1], **extra)
     except ValidationError as e:
-        raise click.BadParameter(f"{draft_params!r}: {e.errors()[0]['msg']} (e.g. 1.2B, 1.2G, 1.2e9)",
-                                 param_hint="--draft-params") from None
+        err = e.errors()[0]
+        hint = " (e.g. 1.2B, 1.2G, 1.2e9)" if err["type"] == "value_error" else ""
+        raise click.BadParameter(f"{draft_params!r}: {message(err)}{hint}", param_hint="--draft-params") from None
 
 
 def _print_estimate(r: dict) -> None:

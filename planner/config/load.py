@@ -60,7 +60,8 @@ def _fields_at(cls: type[BaseModel], loc: tuple) -> list[str]:
     return []
 
 
-def _message(err: dict) -> str:
+def message(err: dict) -> str:
+    """A pydantic error's text without its type prefix, lower-cased as a clause."""
     msg = err["msg"]
     for prefix in ("Value error, ", "Assertion failed, "):
         if msg.startswith(prefix):
@@ -96,7 +97,7 @@ def problems_from(err: ValidationError, cls: type[BaseModel], loc: Located, pref
         else:
             got = _lookup(data, path)
             shown = got is not _MISSING and not isinstance(got, (dict, list))
-            out.append(loc.problem(full, _message(e), got, shown))
+            out.append(loc.problem(full, message(e), got, shown))
     return sorted(out, key=lambda p: (p.line or 0, p.col or 0))
 
 
