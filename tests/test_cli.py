@@ -126,6 +126,24 @@ def test_estimate_prefill_chunk(run):
     assert run(*args, "--prefill-chunk", "0").exit_code == 2
 
 
+def test_estimate_mla_attention(run):
+    """--mla-attention reaches the placement: DeepSeek-R1 on 8 H200 at batch 1 with tensor-parallel
+    attention is the step model's figure for that layout, and differs from data-parallel attention
+    (one GPU then holds the sequence's whole attention)."""
+    from planner import catalog
+    from planner.physics.point import Config
+    from planner.plan.estimate import estimate
+    args = ("estimate", "--model", "deepseek-r1", "--hardware", "h200", "--count", "8", "--precision", "fp8",
+            "--batch", "1", "--json")
+    tp = json.loads(run(*args, "--mla-attention", "tp").output)
+    dp = json.loads(run(*args).output)
+    cfg = Config(catalog.load_model("deepseek-r1"), catalog.load_hardware("h200"), count=8, weights="fp8", batch=1,
+                 mla_attention="tp")
+    assert tp["decode_tok_s_per_user"] == pytest.approx(estimate(cfg).decode_tok_s_per_user, rel=1e-12)
+    assert dp["mla_attention"] == "dp" and tp["decode_tok_s_per_user"] != pytest.approx(dp["decode_tok_s_per_user"])
+    assert run(*args, "--mla-attention", "ep").exit_code == 2
+
+
 def test_estimate_human_output(run):
     r = run("estimate", "--model", "llama-3.1-70b", "--hardware", "cs3", "--count", "4", "--batch", "1")
     assert r.exit_code == 0 and "tok/s per user" in r.output and "bottleneck" in r.output
