@@ -18,7 +18,12 @@ class PrefillPasses:
         t = self.prefill(tokens, start, seqs)
         hop_lat, _ = self.hops(tokens * seqs)
         cycle = float(np.maximum.reduce(t.occupancy_s))
-        return cycle, float(np.add.reduce(t.latency_s) + np.add.reduce(hop_lat)) + self.dev.step_overhead_s
+        return cycle, self._trip(t, hop_lat) + self.dev.step_overhead_s
+
+    @staticmethod
+    def _trip(t, hop_lat: np.ndarray) -> float:
+        """A piece of work's trip through every stage and the hops between them (seconds)."""
+        return float(np.add.reduce(t.latency_s) + np.add.reduce(hop_lat))
 
     def _chunks(self, prompt: float, cached: float, chunk: int):
         """(StageTimes, hops(n)) of each chunk of a prompt after ``cached`` tokens (attending to those before)."""

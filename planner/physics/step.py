@@ -312,7 +312,7 @@ class StepModel(PrefillPasses):
         t = self.decode(b, context, fused_per, prompt, prefill_start)
         hop_lat, hop_bw = self.hops(b * self.tokens_per_step + fused_per)
         draft = self._draft_s(b, context)
-        latency = float(np.add.reduce(t.latency_s) + np.add.reduce(hop_lat)) + self.dev.step_overhead_s + draft
+        latency = self._trip(t, hop_lat) + self.dev.step_overhead_s + draft
         occ, link_busy, active, small = r * t.occupancy_s, r * hop_bw, r * t.active_s, None
         if r < M:  # the smaller micro-batches occupy the stages and travel for their own (shorter) times
             t0 = self.decode(b - 1, context, fused_per, prompt, prefill_start) if b > 1 else \
@@ -321,7 +321,7 @@ class StepModel(PrefillPasses):
             occ, active, link_busy = occ + (M - r) * t0.occupancy_s, active + (M - r) * t0.active_s, link_busy + (M - r) * bw0
             if b > 1:
                 extra0 = self.dev.step_overhead_s + self._draft_s(b - 1, context)
-                trip0 = float(np.add.reduce(t0.latency_s) + np.add.reduce(lat0)) + extra0
+                trip0 = self._trip(t0, lat0) + extra0
                 # a sequence's mean time per step (its micro-batch's trip), weighted by tokens: the
                 # round that gives the right throughput; w = each kind's share of it
                 rate, rate0 = r * b / latency, (M - r) * (b - 1) / trip0
@@ -343,7 +343,7 @@ class StepModel(PrefillPasses):
         if self.sd is None:
             return 0.0
         t1 = self.decode(b, context, tokens_per_seq=1)
-        per_layer = float(np.add.reduce(t1.latency_s) + np.add.reduce(self.hops(b)[0])) / self.shape.layers
+        per_layer = self._trip(t1, self.hops(b)[0]) / self.shape.layers
         return self.sd.draft_tokens * self.sd.draft_layers * per_layer
 
     def steady_round(self, batch: int, context: float, prompt: int, output: int,
