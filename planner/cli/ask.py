@@ -8,7 +8,7 @@ import sys
 import click
 
 from planner.cli import PREC, Choice, main
-from planner.config.errors import did_you_mean
+from planner.config.errors import beyond_window, did_you_mean
 from planner.config.defaults import PREFILL_CHUNK
 
 
@@ -95,9 +95,8 @@ def estimate(model_name, hw_name, count, precision, kv_precision, mode, context,
     hw = catalog.load_hardware(hw_name)
     if isinstance(hw, BondedSramSpec):
         raise click.BadParameter(f"'{hw_name}' is a bonded-SRAM option; use --bonded-layers", param_hint="--hardware")
-    if context > model.context_window and not allow_beyond_window:
-        raise click.BadParameter(f"{context:,} tokens is beyond {model.name}'s context window "
-                                 f"({model.context_window:,}); add --allow-beyond-window to plan it anyway",
+    if beyond_window(context, model) and not allow_beyond_window:
+        raise click.BadParameter(beyond_window(context, model) + "; add --allow-beyond-window to plan it anyway",
                                  param_hint="--context")
     if output_tokens >= context:
         raise click.BadParameter(f"output tokens ({output_tokens:,}) must be < context ({context:,}): lower "

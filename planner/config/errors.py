@@ -64,3 +64,11 @@ def closest(word: str, choices, aliases: dict | None = None) -> str | None:
 def did_you_mean(word: str, choices, aliases: dict | None = None) -> str:
     close = closest(word, choices, aliases)
     return f"; did you mean '{close}'?" if close else ""
+
+
+def beyond_window(context: int, model) -> str:
+    """What is wrong with a context longer than ``model``'s window ("" when it fits): each
+    interface adds how to ask for it anyway (a flag, a scenario key)."""
+    if context <= model.context_window:
+        return ""
+    return f"{context:,} tokens is beyond {model.name}'s context window ({model.context_window:,})"

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from planner import catalog
 from planner.physics.point import Config
-from planner.config.errors import ConfigError, Problem, did_you_mean
+from planner.config.errors import ConfigError, Problem, beyond_window, did_you_mean
 from planner.config.load import validate
 from planner.config.schema import MAX_REQUESTS, BondedSramSpec, HardwareSpec, Scenario, skip_matches
 from planner.config.yamlio import Located, load_file, load_text
@@ -315,10 +315,9 @@ def _check_window(sc: Scenario, model, loc: Located) -> None:
     """A context beyond the model's window is refused unless ``workload.allow_beyond_window``;
     a closed loop must fit the simulator's request cap (it runs at least 3 x users)."""
     w = sc.workload
-    if w.context > model.context_window and not w.allow_beyond_window:
+    if beyond_window(w.context, model) and not w.allow_beyond_window:
         key = "context_tokens" if w.context_tokens is not None else "prompt_tokens"
-        raise ConfigError([loc.problem(("workload", key), f"a context of {w.context:,} tokens is beyond "
-                                       f"{model.name}'s context window ({model.context_window:,}); set "
+        raise ConfigError([loc.problem(("workload", key), f"a context of {beyond_window(w.context, model)}; set "
                                        "workload.allow_beyond_window: true to plan it anyway",
                                        getattr(w, key), True)])
     arr = w.arrival

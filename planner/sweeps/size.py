@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from planner import catalog
-from planner.config.errors import ConfigError, Problem, did_you_mean
+from planner.config.errors import ConfigError, Problem, beyond_window, did_you_mean
 from planner.config.schema import PRECISIONS, HardwareSpec
 from planner.physics.point import Config
 from planner.plan.estimate import estimate
@@ -65,9 +65,9 @@ def scenario(model: str, users: int, tok_s_per_user: float | None, ttft_p99_s: f
         raise ConfigError([Problem("", None, None, "--precision", f"unknown precision '{bad[0]}'"
                                    + did_you_mean(bad[0], PRECISIONS) + f" (choose from {', '.join(PRECISIONS)})")])
     spec = catalog.load_model(model)
-    if context > spec.context_window and not allow_beyond_window:
-        raise ConfigError([Problem("", None, None, "--context", f"{context:,} tokens is beyond {spec.name}'s context "
-                                   f"window ({spec.context_window:,}); add --allow-beyond-window to plan it anyway")])
+    if beyond_window(context, spec) and not allow_beyond_window:
+        raise ConfigError([Problem("", None, None, "--context", beyond_window(context, spec)
+                                   + "; add --allow-beyond-window to plan it anyway")])
     groups = []
     for name in hardware or DEFAULT_HARDWARE:
         hw = catalog.load_hardware(name)
