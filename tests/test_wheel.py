@@ -5,12 +5,14 @@ catalog, the hardware specs and the models sit next to the code whether or not t
 packaged. Here the wheel is built from a copy of the sources, installed (without touching
 the network) into a fresh virtualenv in a temporary folder, and `plan` is run from another
 temporary folder with no PYTHONPATH, so only what the wheel carries can be found.
-The build uses pip's isolated build environment (setuptools and wheel from the package index,
-as any `pip install .` would). The new environment borrows the test interpreter's installed dependencies through a .pth
+The build uses pip's isolated build environment (setuptools, wheel and Cython from the package
+index, as any `pip install .` would), so with a C compiler the wheel carries the compiled
+simulator (setup.py) and the last test checks it computes what the source tree computes. The new environment borrows the test interpreter's installed dependencies through a .pth
 file (a line per site-packages folder; .pth files inside them are not processed, so an
 editable install of the checkout stays invisible); the wheel's own copy comes first on
 sys.path, and the test checks that it is the one imported.
 """
+import ast
 import json
 import os
 import shutil
@@ -22,6 +24,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from planner.sweeps.runner import run
 from tests.conftest import REPO
 
 
@@ -49,7 +52,7 @@ def installed(tmp_path_factory):
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", "build", "outputs")
     for part in ("planner", "hardware_specs"):
         shutil.copytree(REPO / part, src / part, ignore=ignore)
-    for f in ("pyproject.toml", "README.md"):
+    for f in ("pyproject.toml", "setup.py", "README.md"):
         shutil.copy(REPO / f, src / f)
     dist = tmp / "dist"
     _sh([sys.executable, "-m", "pip", "wheel", ".", "--no-deps", "-w", dist], cwd=src)
@@ -98,3 +101,35 @@ def test_list_show_validate_and_a_tiny_sweep_from_the_wheel(installed, tmp_path)
     r = _sh([plan, "size", "--model", "deepseek-ai/DeepSeek-R1", "--users", "100", "--tok-s-per-user", "50",
              "--hardware", "cs3", "--analytic-only", "-o", tmp_path / "size", "-q"], cwd=tmp_path, env=env)
     assert "rank  hardware" in r.stdout and (tmp_path / "size" / "answer.csv").exists()
+
+
+def test_setup_compiles_modules_that_exist():
+    """Pins (fast, no build): every module setup.py compiles is a module of the package (a renamed
+    one would be left out silently), and annotations are not read as C types (they would change
+    the arithmetic: a ``float`` argument becomes a C double, an ``int`` result a float)."""
+    tree = ast.parse((REPO / "setup.py").read_text())
+    consts = {t.id: ast.literal_eval(n.value) for n in tree.body if isinstance(n, ast.Assign)
+              for t in n.targets if isinstance(t, ast.Name) and t.id in ("COMPILED", "DIRECTIVES")}
+    assert consts["COMPILED"] and all((REPO / p).is_file() for p in consts["COMPILED"])
+    assert consts["DIRECTIVES"]["annotation_typing"] is False
+
+
+@pytest.mark.slow
+def test_the_wheel_simulates_as_the_source_does(installed, tmp_path):
+    """Oracle: the installed package (compiled when this machine has a C compiler) and the source
+    tree give the same results.csv, byte for byte, on a simulated sweep; `plan --version` says
+    which simulator runs."""
+    bin_, env = installed
+    version = _sh([bin_ / "plan", "--version"], cwd=tmp_path, env=env).stdout
+    cc = (sysconfig.get_config_var("CC") or "cc").split()[0]
+    if shutil.which(cc) and sysconfig.get_paths()["include"] and Path(sysconfig.get_paths()["include"]).is_dir():
+        assert "compiled (Cython)" in version, version
+    scen = tmp_path / "tiny.yaml"
+    scen.write_text((REPO / "scenarios" / "llama-70b.yaml").read_text().split("sweep:")[0] + (
+        "sweep:\n  - name: two\n    axes:\n      deployment.hardware: [cs3, h100]\n      deployment.count: [4]\n"),
+        encoding="utf-8")
+    _sh([bin_ / "plan", "sweep", scen, "-j", "1", "-o", tmp_path / "wheel", "-q"], cwd=tmp_path, env=env)
+    run(str(scen), tmp_path / "source", quiet=True, jobs=1)
+    wheel, source = (tmp_path / d / "results.csv" for d in ("wheel", "source"))
+    assert pd.read_csv(wheel)["capacity_probes"].gt(0).any()  # the simulator ran
+    assert wheel.read_bytes() == source.read_bytes()

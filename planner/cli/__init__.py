@@ -68,8 +68,19 @@ def _os_line(e: OSError) -> str:
     return f"{where}{e.strerror}"
 
 
+def _version(ctx, _param, value):
+    """--version: also says whether the simulator runs compiled (imported only when asked)."""
+    if not value or ctx.resilient_parsing:
+        return
+    from planner.sim import compiled
+    how = "compiled (Cython)" if compiled() else "plain Python (same numbers, slower; `pip install .` with a C compiler compiles it)"
+    click.echo(f"plan, version {__version__}; simulator {how}")
+    ctx.exit()
+
+
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="plan")
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_version,
+              help="Show the version (and whether the simulator runs compiled) and exit.")
 def main():
     """Plan wafer-scale (and GPU) LLM inference: memory fit, speed, latency, cost."""
 
