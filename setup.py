@@ -47,8 +47,11 @@ class OptionalBuildExt(build_ext):
         except ImportError:
             warnings.warn("Cython is not installed: planner installs as plain Python (slower, same results)")
             return
-        self.extensions = cythonize(self.extensions, compiler_directives=DIRECTIVES, quiet=True,
-                                    build_dir=os.path.join(self.build_temp, "cython"))
+        done = cythonize(self.extensions, compiler_directives=DIRECTIVES, quiet=True,
+                         build_dir=os.path.join(self.build_temp, "cython"))
+        for ext, c in zip(self.extensions, done, strict=True):  # (finalize_options set up these objects)
+            assert ext.name == c.name, (ext.name, c.name)
+            ext.sources = c.sources
         if self.parallel is None:
             self.parallel = os.cpu_count() or 1
         super().run()
