@@ -10,6 +10,11 @@ the same order; the test suite and the main job's results are the same byte for 
   compiled module is missing. ``PLANNER_PURE_PYTHON=1`` skips compiling.
 - Without a C compiler the build warns and installs plain Python (slower, same results).
 ``plan --version`` says which one runs.
+
+Next to some modules a ``.pxd`` file declares their busiest classes' attributes (Replica,
+Recorder, the KV ledgers), so compiled code reads them as struct fields, not dict entries; each
+is a Python object, so the arithmetic is unchanged. Compiled, those classes are extension
+types: their methods can be overridden in a subclass, not patched on the class.
 """
 from __future__ import annotations
 

@@ -14,6 +14,7 @@ from planner.physics.point import Config, build_point
 from planner.plan import point as sweep
 from planner.plan.estimate import estimate
 from planner.plan.scenario import expand, load
+from planner.sim import engine
 from planner.sim.engine import InvariantError, SimSpec, simulate
 from planner.sim.replica import Replica
 from planner.sim.rounds import ConstantRounds, StepRounds
@@ -146,12 +147,11 @@ def test_invariant_catches_a_miscounted_prefill(monkeypatch):
     _, rounds = llama()
     spec = SimSpec(requests=20, rate_per_s=2.0, prompt=fixed(2000), output=fixed(50), cached_share=0.5)
     assert simulate(spec, rounds).summary.prefill_tokens == 20 * 1000
-    init = Replica.__init__
-
-    def miscounted(self, *a, **kw):  # a replica that claims one token it never prefilled
-        init(self, *a, **kw)
-        self.prefilled = 1
-    monkeypatch.setattr(Replica, "__init__", miscounted)
+    class Miscounted(Replica):  # a replica that claims one token it never prefilled
+        def __init__(self, *a, **kw):
+            super().__init__(*a, **kw)
+            self.prefilled = 1
+    monkeypatch.setattr(engine, "Replica", Miscounted)
     with pytest.raises(InvariantError, match="prefill"):
         simulate(spec, rounds)
 

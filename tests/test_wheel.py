@@ -15,6 +15,7 @@ sys.path, and the test checks that it is the one imported.
 import ast
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -133,3 +134,17 @@ def test_the_wheel_simulates_as_the_source_does(installed, tmp_path):
     wheel, source = (tmp_path / d / "results.csv" for d in ("wheel", "source"))
     assert pd.read_csv(wheel)["capacity_probes"].gt(0).any()  # the simulator ran
     assert wheel.read_bytes() == source.read_bytes()
+
+
+def test_pxd_declarations_name_attributes_the_code_sets():
+    """Pins (fast): every attribute a .pxd declares is still assigned (``self.NAME``) in its .py, so a
+    rename in the Python leaves no stale declaration behind (the new name would still work, through
+    the instance dict, but unseen and slower)."""
+    pxds = sorted((REPO / "planner").rglob("*.pxd"))
+    assert pxds
+    for pxd in pxds:
+        code = pxd.with_suffix(".py").read_text()
+        for line in pxd.read_text().splitlines():
+            if line.strip().startswith("cdef public object"):
+                for name in line.split("object", 1)[1].split(","):
+                    assert re.search(rf"\bself\.{name.strip()}\b", code), (pxd.name, name.strip())
