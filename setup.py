@@ -21,8 +21,13 @@ from __future__ import annotations
 import os
 import warnings
 
+import json
+import subprocess
+from pathlib import Path
+
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
+from setuptools.command.build_py import build_py
 
 # Where the main job spends its time (bench/bench_sweep.py; profile in the README "Speed").
 COMPILED = [
@@ -70,4 +75,28 @@ class OptionalBuildExt(build_ext):
             warnings.warn(f"could not compile {ext.name} ({e}); it runs as plain Python (slower, same results)")
 
 
-setup(ext_modules=[Extension(_module(p), [p]) for p in COMPILED], cmdclass={"build_ext": OptionalBuildExt})
+class BuildPyWithCommit(build_py):
+    """Also writes planner/_build.json: the git commit (and whether the tree had uncommitted
+    changes) an installed package was built from, so its run.json can name it (a checkout's
+    own run.json asks git directly; sweeps/provenance.py)."""
+
+    def run(self):
+        super().run()
+        if getattr(self, "editable_mode", False):
+            return
+        commit = dirty = None
+        try:
+            head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+            if head.returncode == 0:
+                commit = head.stdout.strip()
+                status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                                        capture_output=True, text=True, timeout=10)
+                dirty = bool(status.stdout.strip()) if status.returncode == 0 else None
+        except (OSError, subprocess.SubprocessError):
+            pass
+        out = Path(self.build_lib) / "planner" / "_build.json"
+        out.write_text(json.dumps({"git_commit": commit, "git_dirty": dirty}) + "\n", encoding="utf-8")
+
+
+setup(ext_modules=[Extension(_module(p), [p]) for p in COMPILED],
+      cmdclass={"build_ext": OptionalBuildExt, "build_py": BuildPyWithCommit})

@@ -90,6 +90,7 @@ def test_workbook_has_formats_filter_frozen_identity_columns_and_provenance(tmp_
     assert meta["python"] and meta["packages"]["pandas"] == pd.__version__
     assert "git_commit" in meta  # a hex id in a git checkout, None for an installed wheel
     assert meta["git_commit"] is None or re.fullmatch(r"[0-9a-f]{40}", meta["git_commit"])
+    assert meta["simulator"] in ("compiled", "python")
 
 
 def test_readme_documents_every_column():

@@ -98,7 +98,8 @@ def test_list_show_validate_and_a_tiny_sweep_from_the_wheel(installed, tmp_path)
     assert len(df) == 4 and df["feasible"].any() and list(df.columns[:3]) == ["point", "model", "hardware"]
     assert (out / "cost_vs_speed.png").stat().st_size > 10_000 and (out / "summary.md").exists()
     meta = json.loads((out / "run.json").read_text())
-    assert meta["git_commit"] is None and meta["packages"]["wafer-planner"]  # not a checkout
+    # built from a copy with no .git: no commit to name (a build in a checkout records its own)
+    assert meta["git_commit"] is None and meta["commit_source"] is None and meta["packages"]["wafer-planner"]
     r = _sh([plan, "size", "--model", "deepseek-ai/DeepSeek-R1", "--users", "100", "--tok-s-per-user", "50",
              "--hardware", "cs3", "--analytic-only", "-o", tmp_path / "size", "-q"], cwd=tmp_path, env=env)
     assert "rank  hardware" in r.stdout and (tmp_path / "size" / "answer.csv").exists()
@@ -148,3 +149,17 @@ def test_pxd_declarations_name_attributes_the_code_sets():
             if line.strip().startswith("cdef public object"):
                 for name in line.split("object", 1)[1].split(","):
                     assert re.search(rf"\bself\.{name.strip()}\b", code), (pxd.name, name.strip())
+
+
+def test_an_install_names_the_commit_it_was_built_from(tmp_path, monkeypatch):
+    """Pins: outside a checkout, run.json's commit is the one setup.py recorded at build time
+    (planner/_build.json), marked as such; unreadable or absent, it is null."""
+    from planner.sweeps import provenance as pv
+    monkeypatch.setattr(pv, "git_commit", lambda: (None, None))
+    monkeypatch.setattr(pv, "BUILD_INFO", tmp_path / "_build.json")
+    assert (pv.provenance()["git_commit"], pv.provenance()["commit_source"]) == (None, None)
+    (tmp_path / "_build.json").write_text(json.dumps({"git_commit": "ab" * 20, "git_dirty": False}))
+    meta = pv.provenance()
+    assert (meta["git_commit"], meta["git_dirty"], meta["commit_source"]) == ("ab" * 20, False, "install")
+    (tmp_path / "_build.json").write_text("[not json")
+    assert pv.provenance()["git_commit"] is None

@@ -5,6 +5,7 @@ number alone does not change between commits.
 """
 from __future__ import annotations
 
+import json
 import platform
 import subprocess
 import sys
@@ -44,7 +45,29 @@ def versions() -> dict[str, str | None]:
     return out
 
 
+BUILD_INFO = Path(__file__).resolve().parents[1] / "_build.json"  # written by setup.py into installs
+
+
+def built_from() -> tuple[str | None, bool | None]:
+    """(commit, dirty) an installed package was built from (setup.py records it when the build
+    ran in a git checkout); (None, None) when unknown (built from an sdist or a copy)."""
+    try:
+        info = json.loads(BUILD_INFO.read_text(encoding="utf-8"))
+        return info.get("git_commit"), info.get("git_dirty")
+    except (OSError, ValueError, AttributeError):
+        return None, None
+
+
 def provenance() -> dict:
+    """run.json's record of the code: the checkout's commit, else the one the install was built
+    from (``commit_source`` says which), and whether the simulator ran compiled (same numbers;
+    it explains the speed)."""
     commit, dirty = git_commit()
-    return {"git_commit": commit, "git_dirty": dirty, "python": sys.version.split()[0],
+    source = "checkout" if commit else None
+    if commit is None:
+        commit, dirty = built_from()
+        source = "install" if commit else None
+    from planner.sim import compiled
+    return {"git_commit": commit, "git_dirty": dirty, "commit_source": source,
+            "simulator": "compiled" if compiled() else "python", "python": sys.version.split()[0],
             "platform": platform.platform(), "packages": versions()}
