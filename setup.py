@@ -21,8 +21,8 @@ from __future__ import annotations
 import os
 import warnings
 
+import importlib.util
 import json
-import subprocess
 from pathlib import Path
 
 from setuptools import Extension, setup
@@ -75,25 +75,25 @@ class OptionalBuildExt(build_ext):
             warnings.warn(f"could not compile {ext.name} ({e}); it runs as plain Python (slower, same results)")
 
 
+def _git_commit() -> tuple:
+    """(commit, dirty) of the checkout being built: sweeps/provenance.py's own function, loaded
+    from its file (the package's dependencies need not be installed in the build environment)."""
+    spec = importlib.util.spec_from_file_location("_provenance", Path("planner/sweeps/provenance.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.git_commit(Path.cwd())
+
+
 class BuildPyWithCommit(build_py):
-    """Also writes planner/_build.json: the git commit (and whether the tree had uncommitted
-    changes) an installed package was built from, so its run.json can name it (a checkout's
-    own run.json asks git directly; sweeps/provenance.py)."""
+    """Also writes planner/_build.json: the git commit (and whether tracked files differed from
+    it) an installed package was built from, so its run.json can name it (a checkout's own
+    run.json asks git directly; sweeps/provenance.py)."""
 
     def run(self):
         super().run()
         if getattr(self, "editable_mode", False):
             return
-        commit = dirty = None
-        try:
-            head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
-            if head.returncode == 0:
-                commit = head.stdout.strip()
-                status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                                        capture_output=True, text=True, timeout=10)
-                dirty = bool(status.stdout.strip()) if status.returncode == 0 else None
-        except (OSError, subprocess.SubprocessError):
-            pass
+        commit, dirty = _git_commit()
         out = Path(self.build_lib) / "planner" / "_build.json"
         out.write_text(json.dumps({"git_commit": commit, "git_dirty": dirty}) + "\n", encoding="utf-8")
 

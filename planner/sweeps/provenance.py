@@ -67,7 +67,7 @@ def provenance() -> dict:
     if commit is None:
         commit, dirty = built_from()
         source = "install" if commit else None
-    from planner.sim import compiled
+    from planner.sim import compiled  # (here: setup.py loads this file with only the standard library)
     return {"git_commit": commit, "git_dirty": dirty, "commit_source": source,
             "simulator": "compiled" if compiled() else "python", "python": sys.version.split()[0],
             "platform": platform.platform(), "packages": versions()}
