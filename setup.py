@@ -44,16 +44,32 @@ def _module(path: str) -> str:
     return path[:-3].replace("/", ".")
 
 
+def _pure() -> bool:
+    return bool(os.environ.get("PLANNER_PURE_PYTHON"))
+
+
+def _drop_compiled(build_lib: str, paths=COMPILED) -> None:
+    """Delete compiled modules an earlier build left in ``build_lib`` (pip builds in the source
+    tree's build/): a plain-Python build, or a module that failed to compile, must not ship an
+    old binary that Python would import instead of the new .py."""
+    for p in paths:
+        stem = Path(build_lib) / p[:-3]
+        for old in stem.parent.glob(stem.name + ".*"):
+            if old.suffix in (".so", ".pyd"):
+                old.unlink()
+
+
 class OptionalBuildExt(build_ext):
-    """Cythonize and compile, unless editable or asked not to; a compiler failure warns and
-    leaves the plain-Python module in place."""
+    """Cythonize and compile, unless editable or asked not to; a module that fails to compile
+    (no compiler, no Python headers) runs as plain Python, and the build says so once."""
 
     def run(self):
-        if getattr(self, "editable_mode", False) or os.environ.get("PLANNER_PURE_PYTHON"):
+        if getattr(self, "editable_mode", False):
             return
         try:
             from Cython.Build import cythonize
         except ImportError:
+            _drop_compiled(self.build_lib)
             warnings.warn("Cython is not installed: planner installs as plain Python (slower, same results)")
             return
         done = cythonize(self.extensions, compiler_directives=DIRECTIVES, quiet=True,
@@ -63,7 +79,13 @@ class OptionalBuildExt(build_ext):
             ext.sources = c.sources
         if self.parallel is None:
             self.parallel = os.cpu_count() or 1
+        self.failed = []
         super().run()
+        if self.failed:
+            first = (self.failed[0][1].strip().splitlines() or ["?"])[-1][:160]
+            warnings.warn(f"could not compile {len(self.failed)} of {len(self.extensions)} modules "
+                          f"({', '.join(n for n, _ in self.failed)}; first error: {first}); they run as "
+                          "plain Python (slower, same results)")
 
     def build_extension(self, ext):
         if self.compiler.compiler_type == "unix":
@@ -71,7 +93,8 @@ class OptionalBuildExt(build_ext):
         try:
             super().build_extension(ext)
         except Exception as e:  # noqa: BLE001 (no compiler, missing headers: fall back, say so)
-            warnings.warn(f"could not compile {ext.name} ({e}); it runs as plain Python (slower, same results)")
+            _drop_compiled(self.build_lib, [ext.name.replace(".", "/") + ".py"])
+            self.failed.append((ext.name, str(e)))
 
 
 def _git_commit() -> tuple:
@@ -92,10 +115,13 @@ class BuildPyWithCommit(build_py):
         super().run()
         if getattr(self, "editable_mode", False):
             return
+        if _pure():  # (no build_ext then: nothing else would clear an earlier build's binaries)
+            _drop_compiled(self.build_lib)
         commit, dirty = _git_commit()
         out = Path(self.build_lib) / "planner" / "_build.json"
         out.write_text(json.dumps({"git_commit": commit, "git_dirty": dirty}) + "\n", encoding="utf-8")
 
 
-setup(ext_modules=[Extension(_module(p), [p]) for p in COMPILED],
+# PLANNER_PURE_PYTHON: no extensions at all, so the wheel is tagged pure Python (py3-none-any)
+setup(ext_modules=[] if _pure() else [Extension(_module(p), [p]) for p in COMPILED],
       cmdclass={"build_ext": OptionalBuildExt, "build_py": BuildPyWithCommit})

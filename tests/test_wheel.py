@@ -163,3 +163,23 @@ def test_an_install_names_the_commit_it_was_built_from(tmp_path, monkeypatch):
     assert (meta["git_commit"], meta["git_dirty"], meta["commit_source"]) == ("ab" * 20, False, "install")
     (tmp_path / "_build.json").write_text("[not json")
     assert pv.provenance()["git_commit"] is None
+
+
+def test_a_build_leaves_no_old_binary_to_shadow_the_source(tmp_path, monkeypatch):
+    """Pins (fast, no build): setup.py's clean-up deletes a compiled module an earlier build left in
+    build/ (pip reuses it), keeping the sources; a plain-Python build, or a module that failed to
+    compile, would otherwise ship the old binary, which Python imports before the edited .py."""
+    import runpy
+    import setuptools
+    monkeypatch.setattr(setuptools, "setup", lambda **kw: None)
+    monkeypatch.chdir(REPO)
+    drop = runpy.run_path(str(REPO / "setup.py"), run_name="setup")["_drop_compiled"]
+    sim = tmp_path / "planner" / "sim"
+    sim.mkdir(parents=True)
+    names = ["replica.py", "replica.pxd", "replica.cpython-311-x86_64-linux-gnu.so", "replica.pyd",
+             "rounds.cpython-311-x86_64-linux-gnu.so"]
+    for n in names:
+        (sim / n).write_text("x")
+    drop(str(tmp_path), ["planner/sim/replica.py"])
+    assert sorted(p.name for p in sim.iterdir()) == ["replica.pxd", "replica.py",
+                                                    "rounds.cpython-311-x86_64-linux-gnu.so"]
