@@ -19,7 +19,7 @@ from planner import catalog
 from planner.physics.point import Config, build_point
 from planner.plan.estimate import estimate
 from planner.config.schema import LengthDist
-from planner.sim import compiled
+from planner.sim import describe
 from planner.sim.engine import SimSpec, simulate
 from planner.sim.rounds import StepRounds
 from planner.sim.workload import Sampler
@@ -70,7 +70,7 @@ def events(label: str, cfg: Config, prompt: int, requests: int) -> None:
 
 def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 10_000
-    print(f"simulator: {'compiled (Cython)' if compiled() else 'plain Python (an editable install)'}; "
+    print(f"simulator: {describe()}; "
           f"planner from {Path(planner.__file__).parent}", flush=True)
     h100 = Config(catalog.load_model("llama-3.1-8b"), catalog.load_hardware("h100"), count=1, context=1280,
                   prompt=1024, output=256)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import planner
 from planner.plan.point import evaluate
-from planner.sim import compiled
+from planner.sim import describe
 from planner.sweeps.runner import load_source, run
 from planner.sweeps.tables import row
 
@@ -66,7 +66,7 @@ def sample(scenario: str, step: int) -> None:
 
 def main() -> None:
     args = sys.argv[1:]
-    print(f"simulator: {'compiled (Cython)' if compiled() else 'plain Python (an editable install)'}; "
+    print(f"simulator: {describe()}; "
           f"planner from {Path(planner.__file__).parent}", flush=True)
     if args[:1] == ["--sample"]:
         sample(args[2] if len(args) > 2 else "scenarios/deepseek.yaml", int(args[1]))

@@ -72,9 +72,8 @@ def _version(ctx, _param, value):
     """--version: also says whether the simulator runs compiled (imported only when asked)."""
     if not value or ctx.resilient_parsing:
         return
-    from planner.sim import compiled
-    how = "compiled (Cython)" if compiled() else "plain Python (same numbers, slower; `pip install .` with a C compiler compiles it)"
-    click.echo(f"plan, version {__version__}; simulator {how}")
+    from planner.sim import describe
+    click.echo(f"plan, version {__version__}; simulator {describe()}")
     ctx.exit()
 
 

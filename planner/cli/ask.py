@@ -95,8 +95,8 @@ def estimate(model_name, hw_name, count, precision, kv_precision, mode, context,
     hw = catalog.load_hardware(hw_name)
     if isinstance(hw, BondedSramSpec):
         raise click.BadParameter(f"'{hw_name}' is a bonded-SRAM option; use --bonded-layers", param_hint="--hardware")
-    if beyond_window(context, model) and not allow_beyond_window:
-        raise click.BadParameter(beyond_window(context, model) + "; add --allow-beyond-window to plan it anyway",
+    if (why := beyond_window(context, model)) and not allow_beyond_window:
+        raise click.BadParameter(why + "; add --allow-beyond-window to plan it anyway",
                                  param_hint="--context")
     if output_tokens >= context:
         raise click.BadParameter(f"output tokens ({output_tokens:,}) must be < context ({context:,}): lower "

@@ -315,9 +315,9 @@ def _check_window(sc: Scenario, model, loc: Located) -> None:
     """A context beyond the model's window is refused unless ``workload.allow_beyond_window``;
     a closed loop must fit the simulator's request cap (it runs at least 3 x users)."""
     w = sc.workload
-    if beyond_window(w.context, model) and not w.allow_beyond_window:
+    if (why := beyond_window(w.context, model)) and not w.allow_beyond_window:
         key = "context_tokens" if w.context_tokens is not None else "prompt_tokens"
-        raise ConfigError([loc.problem(("workload", key), f"a context of {beyond_window(w.context, model)}; set "
+        raise ConfigError([loc.problem(("workload", key), f"a context of {why}; set "
                                        "workload.allow_beyond_window: true to plan it anyway",
                                        getattr(w, key), True)])
     arr = w.arrival

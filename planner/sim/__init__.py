@@ -12,3 +12,9 @@ def compiled() -> bool:
     numbers are the same either way; only the speed differs."""
     from planner.sim import replica
     return not replica.__file__.endswith(".py")
+
+
+def describe() -> str:
+    """Which simulator runs, in words (``plan --version``, the benches)."""
+    return "compiled (Cython)" if compiled() else \
+        "plain Python (same numbers, slower; `pip install .` with a C compiler compiles it)"

@@ -65,8 +65,8 @@ def scenario(model: str, users: int, tok_s_per_user: float | None, ttft_p99_s: f
         raise ConfigError([Problem("", None, None, "--precision", f"unknown precision '{bad[0]}'"
                                    + did_you_mean(bad[0], PRECISIONS) + f" (choose from {', '.join(PRECISIONS)})")])
     spec = catalog.load_model(model)
-    if beyond_window(context, spec) and not allow_beyond_window:
-        raise ConfigError([Problem("", None, None, "--context", beyond_window(context, spec)
+    if (why := beyond_window(context, spec)) and not allow_beyond_window:
+        raise ConfigError([Problem("", None, None, "--context", why
                                    + "; add --allow-beyond-window to plan it anyway")])
     groups = []
     for name in hardware or DEFAULT_HARDWARE:
