@@ -92,11 +92,13 @@ def test_held_out_errors_on_the_shipped_data(shipped_fits):
     assert gpu["held_out_points"] >= 40 and wafer["held_out_points"] >= 8 and wafer["models"] >= 4
     # since decode efficiency grows with a step's rows (2026-11-30: held out 14.4% -> 14.1%,
     # validate rows 23% -> 17.5%) and all-reduces take their measured times by message size
-    # (2026-11-30: held out 14.1% -> 9.9%, in sample 12.9% -> 8.8%, validate rows 17.0%)
-    assert gpu["held_out_median"] <= 0.105 and gpu["in_sample_median"] <= 0.095
+    # (2026-11-30: held out 14.1% -> 9.9%, in sample 12.9% -> 8.8%, validate rows 17.0%), and an
+    # MLA layer pays its own fixed time on the B200 family (2026-11-30: held out 10.0% -> 9.5%,
+    # validate rows 17% -> 15%, worst 78% -> 67%)
+    assert gpu["held_out_median"] <= 0.10 and gpu["in_sample_median"] <= 0.095
     gpu_validate = [abs(x.error) for f in shipped_fits if f.family.group == "gpu" for x in f.predictions
                     if x.point.role == "validate"]
-    assert len(gpu_validate) >= 30 and np.median(gpu_validate) <= 0.175  # 23% with a constant decode efficiency
+    assert len(gpu_validate) >= 30 and np.median(gpu_validate) <= 0.16  # 23% with a constant decode efficiency
     # met since the launch profile's per-byte layer time and Kimi K2.6 at its W4A16 release
     # format (2026-11-30: 26.3% -> 13.9%, 3 parameters on 9 points)
     assert wafer["held_out_median"] <= 0.20 and wafer["in_sample_median"] <= 0.07
@@ -107,7 +109,7 @@ def test_held_out_errors_on_the_shipped_data(shipped_fits):
     # 61% -> 42% over 11 points); then four Q4-2025 docs-table rows (Llama 4 Scout, Maverick,
     # Kimi K2, Qwen3-32B) joined as validate rows: 15.9%, worst 59% (Maverick)
     assert chip["held_out_points"] >= 15 and chip["held_out_median"] <= 0.165 and chip["held_out_max"] <= 0.60
-    assert s["overall"]["held_out_max"] <= 0.80
+    assert s["overall"]["held_out_max"] <= 0.70
     for f in shipped_fits:
         assert f.dof > 0  # never as many parameters as points
 

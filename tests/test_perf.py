@@ -107,7 +107,13 @@ def test_gpu_batch_1_step_from_its_parts():
 def test_gpu_moe_pays_its_own_per_layer_time_and_ep_imbalance():
     sm, s, d, p = model_for("deepseek-r1", "b200", 8, "fp8", 8192)
     moe_layers, dense_layers = 58, 3
-    assert sm.layer_fixed[0] == pytest.approx(moe_layers * d.layer_moe_s + dense_layers * d.layer_dense_s)
+    # every layer is latent attention (MLA): its extra kernels cost layer_mla each, on top
+    assert d.layer_mla_s > 0  # fitted on the B200 family (README "Calibration")
+    assert sm.layer_fixed[0] == pytest.approx(moe_layers * d.layer_moe_s + dense_layers * d.layer_dense_s
+                                              + (moe_layers + dense_layers) * d.layer_mla_s)
+    # a GQA MoE model pays no MLA time: 94 MoE layers of layer_moe
+    gqa = model_for("qwen3-235b-a22b", "b200", 8, "fp8", 8192)[0]
+    assert gqa.layer_fixed[0] == pytest.approx(94 * d.layer_moe_s)
     # the busiest GPU's routed-expert work is ep_imbalance times the mean, in grouped GEMMs that
     # run at expert_efficiency of the dense ones
     t1 = sm._compute_s(1000.0, np.zeros(1), 0.0, 1.0)

@@ -49,6 +49,7 @@ class Device:
     alltoall_s: float  # GPU: one all-to-all's fixed cost (expert-parallel dispatch or combine)
     layer_dense_s: float  # GPU: fixed time per dense layer per step (launches, norms, sync)
     layer_moe_s: float  # GPU: fixed time per MoE layer per step (+ router, top-k, grouped GEMM)
+    layer_mla_s: float  # GPU: extra fixed time per MLA-attention layer per step (its extra kernels)
     ep_imbalance: float  # GPU: busiest GPU's routed-expert load over the mean
     step_overhead_s: float
     devices_per_system: int
@@ -168,7 +169,7 @@ def resolve(spec: HardwareSpec, bonded: BondedSramSpec | None = None, layers: in
         layer_base_s=lat["layer_base"], layer_per_khidden_s=lat["layer_per_khidden"],
         layer_per_gb_s=lat["layer_per_gb"],
         allreduce_s=lat["allreduce"], alltoall_s=lat["alltoall"] if lat["alltoall"] is not None else lat["allreduce"],
-        layer_dense_s=lat["layer_dense"], layer_moe_s=lat["layer_moe"],
+        layer_dense_s=lat["layer_dense"], layer_moe_s=lat["layer_moe"], layer_mla_s=lat["layer_mla"],
         ep_imbalance=su.ep_imbalance if su else 1.0, step_overhead_s=lat["step_overhead"],
         devices_per_system=spec.devices_per_system, system_power_w=power,
         system_load_w=power * (load.share if load else 1.0),

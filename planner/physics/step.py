@@ -22,9 +22,10 @@ layer's latency (the fabric term once per layer), and the token crosses every ch
 GPUs (synchronous steps): roofline + two all-reduces per layer in the TP group (measured times
 by message size, ``scale_up.allreduce_measured``; else ``allreduce`` + ring bytes / NVLink; MLA:
 all-to-alls, ``alltoall`` + bytes / NVLink) + a fixed time per layer (``layer_dense``/``layer_moe``:
-launches, norms, routing, top-k, sync); decode matmuls at ``decode_efficiency``; attention at the
-KV's compute class; the busiest expert-parallel GPU's routed work and reads x ``ep_imbalance``,
-its GEMMs at ``compute.expert_efficiency`` of dense ones, its reads at ``expert_efficiency`` of HBM.
+launches, norms, routing, top-k, sync; ``layer_mla`` more for a layer of latent attention);
+decode matmuls at ``decode_efficiency``; attention at the KV's compute class; the busiest
+expert-parallel GPU's routed work and reads x ``ep_imbalance``, its GEMMs at
+``compute.expert_efficiency`` of dense ones, its reads at ``expert_efficiency`` of HBM.
 
 Every stage boundary (``io.hops: layers``: at most one per layer): one link hop (io latency +
 activation bytes / io bandwidth), an extra hidden vector when the cut is inside a layer; per
@@ -94,8 +95,8 @@ class StepModel(PrefillPasses):
         att = shape.spec.attention
         self.q_per_kv = 1.0 if att is None else float(att.heads if att.type == "mla" else
                                                       att.heads / (att.kv_heads or att.heads))
-        self.dp_attention = placement.kind == "gpu" and att is not None and att.type == "mla" \
-            and placement.mla_attention == "dp"
+        self.mla = att is not None and att.type == "mla"
+        self.dp_attention = placement.kind == "gpu" and self.mla and placement.mla_attention == "dp"
         if self.dp_attention:
             self.allreduces = self.F @ (1.0 - self.moe)  # dense-MLP layers: one all-reduce each
             self.alltoalls = self.F @ self.moe
@@ -127,6 +128,8 @@ class StepModel(PrefillPasses):
                 + self.layer_bytes * dev.layer_per_gb_s / 1e9
         else:
             self.layer_fixed = self.F @ np.where(self.moe > 0, dev.layer_moe_s, dev.layer_dense_s)
+            if self.mla and dev.layer_mla_s:  # MLA's extra kernels, every layer
+                self.layer_fixed = self.layer_fixed + self.layers_held * dev.layer_mla_s
             self._fixed = np.where(self.k > 1, self.allreduces * dev.allreduce_fixed_s
                                    + 2 * self.alltoalls * dev.alltoall_s, 0.0) + self.layer_fixed
         self._zero = np.zeros(self.S)  # (shared, like every array a StageTimes holds: read-only)

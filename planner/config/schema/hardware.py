@@ -161,6 +161,10 @@ class LatencySpec(Sourced):
     # dense layers and MoE layers (+ router, top-k, grouped-GEMM set-up, permutes)
     layer_dense: Seconds = 0.0
     layer_moe: Seconds = 0.0
+    # GPU: extra fixed time per layer of multi-head latent attention (MLA: DeepSeek-style), for
+    # the kernels GQA does not run: the query and KV down-projections and their norms, the
+    # up-projections absorbed into the attention (two batched matmuls), the latent cache write
+    layer_mla: Seconds = 0.0
     step_overhead: Seconds = 0.0  # per decode/prefill step: scheduling, sampling, host
 
 
@@ -172,6 +176,7 @@ class LatencyOverride(Strict):
     alltoall: Seconds | None = None
     layer_dense: Seconds | None = None
     layer_moe: Seconds | None = None
+    layer_mla: Seconds | None = None
     step_overhead: Seconds | None = None
     source: str | None = None
 
