@@ -136,6 +136,12 @@ class StepModel(PrefillPasses):
         self._passes: dict = {}  # (prompt, cached, chunk) -> prefill_pass
         self._sides: dict = {}  # (batch, context) -> _decode_side without fused prefill
         self._per_prompt: dict = {}  # (fresh, cached, chunk) -> a GPU's prefill passes of one prompt (steady_round)
+        # decode's two halves, kept apart: a GPU step fuses one (batch, context) with many prefill
+        # pieces and one piece with many batches (decode)
+        self._work: dict = {}  # (batch, context, tokens_per_seq) -> (tokens, compute, alu, kv)
+        self._fused: dict = {}  # (prefill tokens, prompt, start) -> the piece's compute seconds
+        self._by_tokens: dict = {}  # a GPU step's tokens -> (experts' share, collectives): _token_terms
+        self._hops: dict = {}  # tokens -> hops(tokens)
 
     def with_device(self, dev: Device) -> StepModel:
         """The same layout under other device figures (a calibration fit moves parameters, not
@@ -167,7 +173,6 @@ class StepModel(PrefillPasses):
         ``alu``: the compute units' busy seconds for power (default ``compute``; a thin decode
         GEMM's extra time waits on data, not on arithmetic)."""
         alu = compute if alu is None else alu
-        dev, shape = self.dev, self.shape
         kv = kv_bytes if self.pl.kv_replication == 1 else kv_bytes * self.pl.kv_replication
         if self.wafer:
             # a core reads everything it holds for the layer: resident bytes, not touched ones
@@ -181,11 +186,23 @@ class StepModel(PrefillPasses):
                 latency = n * t_layer
             return StageTimes(compute, memory, self._zero, fixed, t_layer, latency + fixed,
                               self._active(alu, memory, t_layer if alu is compute else None))
+        hit = self._by_tokens.get(weight_tokens)
+        if hit is None:
+            hit = self._by_tokens[weight_tokens] = self._token_terms(weight_tokens)
+        frac, link = hit
+        memory = (self.weights - self.expert_bytes + kv) / self.bw + self.expert_bytes * frac / self._expert_bw
+        roof = np.maximum(compute, memory)
+        busy = roof + link + self._fixed
+        return StageTimes(compute, memory, link, self._fixed, busy, busy,
+                          self._active(alu, memory, roof if alu is compute else None))
+
+    def _token_terms(self, weight_tokens: float) -> tuple:
+        """A GPU step's terms set by its token count alone: the busiest GPU's share of the experts
+        touched, and each stage's collective seconds (all-reduces, all-to-alls)."""
+        shape, dev = self.shape, self.dev
         frac = experts_touched(shape.experts, shape.active_experts, weight_tokens) / shape.experts \
             if shape.experts else 1.0
         frac = np.minimum(1.0, frac * self.imbalance)  # the busiest GPU's experts
-        memory = (self.weights - self.expert_bytes + kv) / self.bw + self.expert_bytes * frac / self._expert_bw
-        roof = np.maximum(compute, memory)
         tp = self.k
         msg = weight_tokens * shape.spec.hidden * ACT_BYTES
         a2a = 2 * (msg / tp) * max(shape.active_experts, 1) * (tp - 1) / tp  # dispatch + combine
@@ -193,9 +210,7 @@ class StepModel(PrefillPasses):
         ar = 2 * (tp - 1) / tp * msg / dev.scale_up_bw_bytes_per_s if dev.allreduce_curve is None \
             else dev.allreduce_curve.seconds(int(tp.max()), msg)
         link = np.where(tp > 1, self.allreduces * ar + self.alltoalls * a2a / dev.scale_up_bw_bytes_per_s, 0.0)
-        busy = roof + link + self._fixed
-        return StageTimes(compute, memory, link, self._fixed, busy, busy,
-                          self._active(alu, memory, roof if alu is compute else None))
+        return frac, link
 
     def activity(self, stage_active_share) -> float:
         """The replica's devices' activity u (power = idle + (load - idle) x u, README "Power"):
@@ -216,6 +231,25 @@ class StepModel(PrefillPasses):
         """Every stage advancing ``batch`` sequences at ``context`` by one step; optionally fused
         with ``prefill_tokens`` of ``prompt``-long prompts in the same pass (chunked prefill:
         weights are read once for both). ``tokens_per_seq``: default the verified tokens."""
+        key = (batch, context, tokens_per_seq)
+        work = self._work.get(key)
+        if work is None:
+            work = self._work[key] = self._decode_work(batch, context, tokens_per_seq)
+        tokens, compute, alu, kv = work
+        if prefill_tokens > 0:
+            key = (prefill_tokens, prompt, prefill_start)
+            pre = self._fused.get(key)
+            if pre is None:
+                seqs = prefill_tokens / prompt
+                pattn = seqs * self._per_stage(self.shape.prefill_attn_flops, prefill_start, prompt)
+                pre = self._fused[key] = self._compute_s(prefill_tokens, pattn, seqs, self.dev.compute_efficiency)
+            compute, alu = compute + pre, alu + pre
+            tokens += prefill_tokens
+        return self._times(compute, tokens, kv, alu=alu)
+
+    def _decode_work(self, batch: float, context: float, tokens_per_seq: int | None) -> tuple:
+        """decode's own part: (tokens, compute seconds, the compute units' busy seconds, KV bytes),
+        alu the very compute array when they are the same (``_times`` reads that)."""
         tokens = batch * (tokens_per_seq or self.tokens_per_step)
         # decode attention's GEMM rows: every query head sharing a KV head (MLA: all of them).
         # Data-parallel attention puts each sequence's KV and attention on one GPU of the group:
@@ -230,13 +264,7 @@ class StepModel(PrefillPasses):
         alu = compute if self.dev.decode_half_rows is None else \
             self._compute_s(tokens, attn, tokens, self.dev.compute_efficiency)
         kv = batch * spread * self._per_stage(self._kv_fn, context)
-        if prefill_tokens > 0:
-            seqs = prefill_tokens / prompt
-            pattn = seqs * self._per_stage(self.shape.prefill_attn_flops, prefill_start, prompt)
-            pre = self._compute_s(prefill_tokens, pattn, seqs, self.dev.compute_efficiency)
-            compute, alu = compute + pre, alu + pre
-            tokens += prefill_tokens
-        return self._times(compute, tokens, kv, alu=alu)
+        return tokens, compute, alu, kv
 
     def prefill(self, tokens: float, start: float = 0.0, seqs: float = 1.0) -> StageTimes:
         """Every stage prefilling ``seqs`` sequences of ``tokens`` new tokens after ``start`` cached."""
@@ -259,8 +287,11 @@ class StepModel(PrefillPasses):
 
     def hops(self, tokens: float) -> tuple[np.ndarray, np.ndarray]:
         """(latency, bandwidth part) of each hop i -> i+1 carrying ``tokens`` activations."""
-        bw = tokens * self.shape.spec.hidden * ACT_BYTES * self._mid1 / self.dev.io_bw_bytes_per_s
-        return (self.dev.io_latency_s + bw) * self.hop_share, bw
+        hit = self._hops.get(tokens)
+        if hit is None:
+            bw = tokens * self.shape.spec.hidden * ACT_BYTES * self._mid1 / self.dev.io_bw_bytes_per_s
+            hit = self._hops[tokens] = ((self.dev.io_latency_s + bw) * self.hop_share, bw)
+        return hit
 
     # ------------------------------------------------------------ whole pipeline
     def decode_round(self, batch: int, context: float, prefill_tokens: float = 0.0, prompt: float = 1.0,
