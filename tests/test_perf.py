@@ -174,10 +174,27 @@ def test_more_batch_means_slower_users_and_more_throughput():
     sm, *_ = model_for("deepseek-v3", "cs3", 24, "fp8", 8192)
     prev_user, prev_agg = float("inf"), 0.0
     for b in (1, 24, 96, 192):
-        _, mixed = sm.steady_round(b, 8192, 7168, 1024)
-        user = mixed.accepted_tokens / mixed.round_s
-        assert user <= prev_user * (1 + 1e-9) and b * user >= prev_agg
-        prev_user, prev_agg = user, b * user
+        _, mixed, serving_s = sm.steady_round(b, 8192, 7168, 1024)
+        user, agg = mixed.accepted_tokens / mixed.round_s, b * mixed.accepted_tokens / serving_s
+        assert user <= prev_user * (1 + 1e-9) and agg >= prev_agg
+        assert agg <= b * user * (1 + 1e-9)  # the replica also prefills each sequence's own replacement
+        prev_user, prev_agg = user, agg
+
+
+def test_throughput_counts_every_replacements_prefill():
+    """Each round finishes b x accepted / output sequences, and the replica prefills all their
+    replacements: b of them at the others' cost when others decode meanwhile, one sequence
+    alone waits for its own (an idle prefill per output/accepted rounds)."""
+    sm, *_ = model_for("llama-3.1-70b", "h100", 8, "fp8", 16384)
+    r, mixed, serving_s = sm.steady_round(1, 12288, 8192, 1024, chunk=8192)
+    assert mixed is r  # one sequence: nobody else's prefill slows its tokens
+    ttft = sm.prefill_pass(8192, 0, 8192)[0]
+    assert serving_s == pytest.approx(r.round_s + ttft / 1024, rel=1e-12)
+    # batch 16 on a GPU: the per-user round carries 15 prompts' passes per 1,024 rounds, the
+    # replica's time all 16 (one 8,192-token pass per prompt)
+    r, mixed, serving_s = sm.steady_round(16, 12288, 8192, 1024, chunk=8192)
+    per_prompt = mixed.round_s - r.round_s  # 15/1024 of one prompt's pass
+    assert serving_s - r.round_s == pytest.approx(per_prompt * 16 / 15, rel=1e-9)
 
 
 def test_speculative_decoding_acceptance_formula():
@@ -306,7 +323,7 @@ def test_gpu_pipeline_stages_prefill_in_parallel_in_the_steady_state():
     one, *_ = model_for("deepseek-r1", "gb200-nvl72", 72, "bf16", 8192)
     two, s, d, p = model_for("deepseek-r1", "gb200-nvl72", 144, "bf16", 8192)
     assert two.S == 2
-    r, mixed = two.steady_round(2000, 7680, 7168, 1024, chunk=8192)
+    r, mixed, _ = two.steady_round(2000, 7680, 7168, 1024, chunk=8192)
     pieces = list(two._chunks(7168, 0, 8192))
     per_prompt = sum(max(t.occupancy_s.max(), bw.max(initial=0.0)) for t, (_, bw) in pieces)
     assert per_prompt < 0.75 * sum(t.occupancy_s.sum() for t, _ in pieces)  # not the stages' sum

@@ -131,7 +131,7 @@ def test_analytic_prefill_falls_by_exactly_the_cached_share():
     assert e.ttft_s < e0.ttft_s and e.decode_tok_s_per_user >= e0.decode_tok_s_per_user
     # the steady state's interleaved prefill: (B - 1) a fresh / output tokens per round, from `cached`
     sm = build_point(cfg).steps
-    r, mixed = sm.steady_round(4, 6144 + 512, 6144, 1024, cfg.prefill_chunk, 2764)
+    r, mixed, _ = sm.steady_round(4, 6144 + 512, 6144, 1024, cfg.prefill_chunk, 2764)
     tokens = 3 * r.accepted_tokens * (6144 - 2764) / 1024
     assert mixed.round_s == pytest.approx(sm.decode_round(4, 6144 + 512, tokens, 6144 - 2764, 2764).round_s)
     # an idle replica, one request: the engine's TTFT is the closed form's (one chunk of 1,984 fresh

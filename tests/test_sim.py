@@ -99,6 +99,19 @@ def test_low_load_matches_analytic():
     assert s.queue_max_s == 0.0
 
 
+def test_one_users_throughput_pays_its_own_prefill():
+    """A closed loop of one user alternates its prompt's prefill and its decode: the analytic
+    throughput (steady_round's replica time) is output / (TTFT + decode time), as simulated.
+    An 8K prompt on 4 x CS-3 takes about a third of each request's time."""
+    cfg, rounds = llama(context=8192 + 256, prompt=8192, output=256, batch=1)
+    est = estimate(cfg)
+    res = simulate(SimSpec(requests=60, process="closed", users=1, prompt=fixed(8192), output=fixed(256)), rounds)
+    s = res.summary
+    assert est.ttft_s / (est.ttft_s + 256 / est.decode_tok_s_per_user) > 0.2  # the prefill matters here
+    assert s.throughput_out_tok_s == pytest.approx(est.aggregate_tok_s, rel=0.02)
+    assert est.aggregate_tok_s < 0.85 * est.decode_tok_s_per_user  # not the decode speed alone
+
+
 def test_saturation_throughput_approaches_analytic_capacity():
     """Every KV slot busy: the simulated throughput never beats the analytic steady state and
     reaches at least half of it. The steady state assumes the slots' prefills spread out in

@@ -92,9 +92,10 @@ def predict_prepared(pp: _Prepared, spec: HardwareSpec, devices: dict | None = N
         r = sm.decode_round(1, mean_ctx)
         return r.accepted_tokens / r.round_s
     # serving: the others' prefills interleave, in the engines' usual 8,192-token chunks
-    _, mixed = sm.steady_round(batch, mean_ctx, p.prompt, p.output, ENGINE_CHUNK)
-    per_user = mixed.accepted_tokens / mixed.round_s
-    return per_user if p.metric == "decode_tok_s_per_user" else per_user * batch
+    _, mixed, serving_s = sm.steady_round(batch, mean_ctx, p.prompt, p.output, ENGINE_CHUNK)
+    if p.metric == "decode_tok_s_per_user":
+        return mixed.accepted_tokens / mixed.round_s
+    return batch * mixed.accepted_tokens / serving_s  # every replacement's prefill in the replica's time
 
 
 def predict(p: Point, spec: HardwareSpec) -> float:

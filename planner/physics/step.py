@@ -42,21 +42,21 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import replace
 
 import numpy as np
 
-from planner.config.schema import PREFILL_CHUNK, SpecDecode
+from planner.config.schema import SpecDecode
 from planner.physics.hardware import Device
 from planner.physics.model import PRECISION_BYTES, ModelShape, experts_touched
 from planner.physics.placement import Placement
 from planner.physics.prefill import PrefillPasses
+from planner.physics.steady import SteadyRounds
 from planner.physics.times import Round, StageTimes, accepted_per_step, cycle_parts, latency_parts, weighted
 
 ACT_BYTES = 2.0  # activations cross links in 16-bit
 
 
-class StepModel(PrefillPasses):
+class StepModel(PrefillPasses, SteadyRounds):
     """Step times of one placement. Built once per point; cheap to call many times."""
 
     def __init__(self, shape: ModelShape, placement: Placement, dev: Device, weight_precision: str,
@@ -379,41 +379,3 @@ class StepModel(PrefillPasses):
         t1 = self.decode(b, context, tokens_per_seq=1)
         per_layer = self._trip(t1, self.hops(b)[0]) / self.shape.layers
         return self.sd.draft_tokens * self.sd.draft_layers * per_layer
-
-    def steady_round(self, batch: int, context: float, prompt: int, output: int,
-                     chunk: int = PREFILL_CHUNK, cached: int = 0) -> tuple[Round, Round]:
-        """(pure decode round, round with the other sequences' prefills interleaved).
-
-        In steady state each round finishes batch*accepted/output sequences whose
-        replacements need prefilling; a sequence's own prefill is in its TTFT, so the
-        others' share is (batch-1)*accepted*fresh/output prompt tokens per round, where
-        fresh = prompt - cached: a cached prefix (prefix caching) is not prefilled, but the
-        fresh tokens attend to it (their prefill starts at position ``cached``).
-        Wafers fill their pipeline bubbles with it. GPUs pay it as whole ``chunk``-token
-        prefill passes amortised over the rounds between them (each pass reads the weights,
-        touches the experts and pays the per-layer fixed time once), not as thin slices fused
-        into every round, which would make every round touch the experts of the prompt; a pass
-        costs a pipeline its busiest stage's (or link's) time, the other stages serving other work."""
-        r = self.decode_round(batch, context)
-        fresh = prompt - cached
-        tokens = (batch - 1) * r.accepted_tokens * fresh / output
-        if tokens <= 0:
-            return r, r
-        if self.wafer:
-            return r, self.decode_round(batch, context, tokens, fresh, cached)
-        key = (fresh, cached, max(1, min(chunk, fresh)))
-        hit = self._per_prompt.get(key)
-        if hit is None:  # the same for every batch an estimate tries
-            pieces = list(self._chunks(fresh, cached, key[2]))
-            hit = self._per_prompt[key] = (sum(max(float(t.occupancy_s.max()), float(bw.max(initial=0.0)))
-                                               for t, (_, bw) in pieces),
-                                           sum(t.occupancy_s for t, _ in pieces), sum(t.active_s for t, _ in pieces))
-        per_prompt, occupancy, active_s = hit
-        extra = tokens / fresh * per_prompt
-        busy = tokens / fresh * occupancy  # each stage's share of the passes
-        active = tokens / fresh * active_s
-        mixed = replace(r, round_s=r.round_s + extra, cycle_s=r.cycle_s + extra,
-                        parts={**r.parts, "prefill": extra}, stage_busy_s=r.stage_busy_s + busy,
-                        stage_active_s=r.stage_active_s + active,
-                        bottleneck=r.bottleneck if extra < r.round_s else "prefill")
-        return r, mixed

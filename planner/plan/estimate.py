@@ -123,8 +123,9 @@ def estimate(cfg: Config, built: Built | None = None) -> Estimate:
     # a cached prefix is read by attention like the rest of the context, but not prefilled
     mean_ctx = min(cfg.context, prompt + cfg.output / 2)
     cached = cfg.cached
-    r, mixed = sm.steady_round(batch, mean_ctx, prompt, cfg.output, cfg.prefill_chunk, cached)
+    r, mixed, serving_s = sm.steady_round(batch, mean_ctx, prompt, cfg.output, cfg.prefill_chunk, cached)
     t_round = mixed.round_s
+    out_tok_s = batch * r.accepted_tokens / serving_s  # every replacement's prefill in the replica's time
     single = sm.decode_round(1, mean_ctx)
     per_user = r.accepted_tokens / t_round
     lo, hi = speed_band(dev, mixed)
@@ -138,8 +139,8 @@ def estimate(cfg: Config, built: Built | None = None) -> Estimate:
         fits=True, batch=batch, microbatches=r.microbatches,
         decode_tok_s_per_user=per_user, tpot_s=1.0 / per_user,
         single_stream_tok_s=single.accepted_tokens / single.round_s,
-        aggregate_tok_s=batch * per_user, input_tok_s=batch * per_user * (prompt - cached) / cfg.output,
-        cached_input_tok_s=batch * per_user * cached / cfg.output,
+        aggregate_tok_s=out_tok_s, input_tok_s=out_tok_s * (prompt - cached) / cfg.output,
+        cached_input_tok_s=out_tok_s * cached / cfg.output,
         ttft_s=ttft, round_s=t_round, decode_round_s=r.round_s,
         token_latency_s=r.token_latency_s, cycle_s=r.cycle_s, prefill_share=1.0 - r.round_s / t_round,
         activity=activity,

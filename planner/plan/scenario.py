@@ -385,5 +385,5 @@ def to_config(loaded: Loaded, sc: Scenario, loc: Located) -> Config | None:
                   output=w.output_tokens, batch=None, bonded=bonded, bonded_layers=bs.layers,
                   software=d.software, spec_decode=d.spec_decode, microbatches=d.microbatches,
                   prefill_chunk=d.prefill_chunk_tokens, cached=p.cached(w.prompt) if p else 0,
-                  shared_prefix=p.cached_tokens if p and p.shared else 0)
+                  shared_prefix=p.cached_tokens if p and p.shared else 0, mla_attention=d.mla_attention)
 

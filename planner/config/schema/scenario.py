@@ -55,6 +55,10 @@ class Deployment(Strict):
     # null: every replica prefills and decodes; else the replicas above only decode, behind a prefill pool
     disaggregated: Disaggregated | None = None
     software: str | None = None  # a software profile of the hardware spec (calibrated era)
+    # GPUs serving MLA models (DeepSeek): data-parallel attention, each GPU the latent KV of its own
+    # sequences (throughput recipes), or tensor-parallel, the latent KV on every GPU of the group
+    # (min-latency recipes: faster at small batch, fewer sequences fit). No effect elsewhere
+    mla_attention: Literal["dp", "tp"] = "dp"
     router: Literal["round_robin", "least_outstanding", "most_free_kv"] = "least_outstanding"
     kv_policy: Literal["wait", "preempt", "swap", "offload"] = "wait"
     # offload: a sequence whose KV is partly off-chip decodes apart at its reads' pace (separate),
