@@ -190,7 +190,8 @@ def _print_estimate(r: dict) -> None:
     e = Economics()
     click.echo(f"  cost               ${r['usd_per_h']:,.2f}/h, ${r['cost_usd_per_mtok_out']:,.3f} per M output tokens "
                f"(capex ${r['capex_usd']:,.0f} over {e.amortisation_years:g} years, ${e.usd_per_kwh:g}/kWh, "
-               f"PUE {e.pue:g})")
+               f"PUE {e.pue:g}; the $/h split between output and input tokens at "
+               f"{e.price_ratio.output:g}:{e.price_ratio.input:g} per token)")
     click.echo(f"  power              {r['power_kw']:,.1f} kW at the wall at this load (activity "
                f"{r['activity']:.2f}; nameplate {r['power_kw_nameplate']:,.1f} kW), {r['facility_power_kw']:,.1f} kW "
                f"with PUE ({r['power_source']})")
