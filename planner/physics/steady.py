@@ -39,7 +39,7 @@ class SteadyRounds:
         if fresh <= 0:
             return r, r, r.round_s
         if batch <= 1:
-            return r, r, r.round_s + q * self.prefill_pass(fresh, cached, max(1, min(chunk, fresh)))[0]
+            return r, r, r.round_s + q * self.prefill_pass(fresh, cached, chunk)[0]  # (estimate's own key)
         tokens, everyone = (batch - 1) * q * fresh, batch * q * fresh
         if self.wafer:
             return (r, self.decode_round(batch, context, tokens, fresh, cached),

@@ -138,7 +138,9 @@ class StepModel(PrefillPasses, SteadyRounds):
         self._per_prompt: dict = {}  # (fresh, cached, chunk) -> a GPU's prefill passes of one prompt (steady_round)
         # decode's two halves, kept apart: a GPU step fuses one (batch, context) with many prefill
         # pieces and one piece with many batches (decode)
-        self._work: dict = {}  # (batch, context, tokens_per_seq) -> (tokens, compute, alu, kv)
+        self._decoded: dict = {}  # (batch, context, tokens_per_seq) -> decode without prefill
+        self._work: dict = {}  # the same key -> (tokens, compute, alu, kv): decode fused with prefill pieces
+        self._prefilled: dict = {}  # (tokens, start, seqs) -> prefill
         self._fused: dict = {}  # (prefill tokens, prompt, start) -> the piece's compute seconds
         self._by_tokens: dict = {}  # a GPU step's tokens -> (experts' share, collectives): _token_terms
         self._hops: dict = {}  # tokens -> hops(tokens)
@@ -232,20 +234,23 @@ class StepModel(PrefillPasses, SteadyRounds):
         with ``prefill_tokens`` of ``prompt``-long prompts in the same pass (chunked prefill:
         weights are read once for both). ``tokens_per_seq``: default the verified tokens."""
         key = (batch, context, tokens_per_seq)
+        if prefill_tokens <= 0:  # the prompt and its position do not enter: the whole result kept
+            hit = self._decoded.get(key)
+            if hit is None:
+                tokens, compute, alu, kv = self._work.get(key) or self._decode_work(batch, context, tokens_per_seq)
+                hit = self._decoded[key] = self._times(compute, tokens, kv, alu=alu)
+            return hit
         work = self._work.get(key)
         if work is None:
             work = self._work[key] = self._decode_work(batch, context, tokens_per_seq)
         tokens, compute, alu, kv = work
-        if prefill_tokens > 0:
-            key = (prefill_tokens, prompt, prefill_start)
-            pre = self._fused.get(key)
-            if pre is None:
-                seqs = prefill_tokens / prompt
-                pattn = seqs * self._per_stage(self.shape.prefill_attn_flops, prefill_start, prompt)
-                pre = self._fused[key] = self._compute_s(prefill_tokens, pattn, seqs, self.dev.compute_efficiency)
-            compute, alu = compute + pre, alu + pre
-            tokens += prefill_tokens
-        return self._times(compute, tokens, kv, alu=alu)
+        key = (prefill_tokens, prompt, prefill_start)
+        pre = self._fused.get(key)
+        if pre is None:
+            seqs = prefill_tokens / prompt
+            pattn = seqs * self._per_stage(self.shape.prefill_attn_flops, prefill_start, prompt)
+            pre = self._fused[key] = self._compute_s(prefill_tokens, pattn, seqs, self.dev.compute_efficiency)
+        return self._times(compute + pre, tokens + prefill_tokens, kv, alu=alu + pre)
 
     def _decode_work(self, batch: float, context: float, tokens_per_seq: int | None) -> tuple:
         """decode's own part: (tokens, compute seconds, the compute units' busy seconds, KV bytes),
@@ -267,11 +272,16 @@ class StepModel(PrefillPasses, SteadyRounds):
         return tokens, compute, alu, kv
 
     def prefill(self, tokens: float, start: float = 0.0, seqs: float = 1.0) -> StageTimes:
-        """Every stage prefilling ``seqs`` sequences of ``tokens`` new tokens after ``start`` cached."""
-        attn = seqs * self._per_stage(self.shape.prefill_attn_flops, start, tokens)
-        compute = self._compute_s(seqs * tokens, attn, seqs, self.dev.compute_efficiency)
-        kv = seqs * self._per_stage(self._kv_fn, start)
-        return self._times(compute, seqs * tokens, kv, split=True)
+        """Every stage prefilling ``seqs`` sequences of ``tokens`` new tokens after ``start`` cached
+        (kept per arguments: a wafer round pairs one piece with many batches)."""
+        key = (tokens, start, seqs)
+        hit = self._prefilled.get(key)
+        if hit is None:
+            attn = seqs * self._per_stage(self.shape.prefill_attn_flops, start, tokens)
+            compute = self._compute_s(seqs * tokens, attn, seqs, self.dev.compute_efficiency)
+            kv = seqs * self._per_stage(self._kv_fn, start)
+            hit = self._prefilled[key] = self._times(compute, seqs * tokens, kv, split=True)
+        return hit
 
     def _per_stage(self, per_layer, *args) -> np.ndarray:
         """``F @ per_layer(*args)``, kept per (figure, arguments): the engine asks for one context

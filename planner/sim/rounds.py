@@ -12,7 +12,6 @@ which is what the queueing-theory tests need.
 """
 from __future__ import annotations
 
-import copy
 import math
 from typing import Protocol
 
@@ -80,38 +79,10 @@ def _peak(link_busy: np.ndarray) -> float:
     return float(np.maximum.reduce(link_busy)) if len(link_busy) else 0.0
 
 
-def _memoised(sm):
-    """A private copy of the step model whose per-stage pieces are memoised: a round's memo key
-    (batch, context, prefill tokens, position) misses often, but its decode part repeats across
-    positions and its prefill part across batches (a wafer round combines the two). Pure
-    functions of their arguments, so the same figures; the shared model is left alone."""
-    sm = copy.copy(sm)
-    decode, prefill, dec, pre = sm.decode, sm.prefill, {}, {}
-
-    def decode_memo(batch, context, prefill_tokens=0.0, prompt=1.0, prefill_start=0.0, tokens_per_seq=None):
-        if prefill_tokens > 0:  # fused with prefill (GPU steps): keyed on too much to repeat
-            return decode(batch, context, prefill_tokens, prompt, prefill_start, tokens_per_seq)
-        key = (batch, context, tokens_per_seq)  # without prefill the prompt and its position do not enter
-        hit = dec.get(key)
-        if hit is None:
-            hit = dec[key] = decode(batch, context, tokens_per_seq=tokens_per_seq)
-        return hit
-
-    def prefill_memo(tokens, start=0.0, seqs=1.0):
-        key = (tokens, start, seqs)
-        hit = pre.get(key)
-        if hit is None:
-            hit = pre[key] = prefill(tokens, start, seqs)
-        return hit
-
-    sm.decode, sm.prefill = decode_memo, prefill_memo
-    return sm
-
-
 class StepRounds:
     def __init__(self, built: Built, external_bytes_per_device: float = 0.0, external_bw: float = 0.0,
                  tier_shared_by: int = 1, tier_port_bw: float | None = None):
-        self.sm, pl, dev, shape = _memoised(built.steps), built.placement, built.device, built.shape
+        self.sm, pl, dev, shape = built.steps, built.placement, built.device, built.shape
         self.accepted = self.sm.accepted
         self.stages = len(pl.stages)
         self.q = max(16.0, pl.context / 64.0)  # context bucket width, tokens
