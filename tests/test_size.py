@@ -25,7 +25,11 @@ def test_size_scenario_is_hardware_x_precision_x_sensible_counts():
     """Pins the sweep `plan size` writes: per hardware and precision, wafers null/m/2m, GPUs m/2m and
     the whole NVLink domain; capacity search at the SLO for the users."""
     m = size.scenario("deepseek-ai/DeepSeek-R1", 1000, 50, 3.0, ["cs3", "gb200-nvl72"], 32768)
-    assert m["model"] == "deepseek-r1" and m["name"] == "size-deepseek-r1-1000users-32k"
+    assert m["model"] == "deepseek-r1" and m["name"].startswith("size-deepseek-r1-1000users-32k-")
+    # another SLO, hardware list or precision is another question: its own folder; the same one, the same
+    assert size.scenario("deepseek-r1", 1000, 60, 3.0, ["cs3", "gb200-nvl72"], 32768)["name"] != m["name"]
+    assert size.scenario("deepseek-r1", 1000, 50, 3.0, ["cs3"], 32768)["name"] != m["name"]
+    assert size.scenario("deepseek-ai/DeepSeek-R1", 1000, 50, 3.0, ["cs3", "gb200-nvl72"], 32768)["name"] == m["name"]
     assert m["capacity"] == {"search": True} and m["slo"] == {"decode_tok_s_per_user_p50": 50, "ttft_p99_s": 3.0}
     assert m["workload"] == {"context_tokens": 32768, "output_tokens": 1024, "concurrent_users": 1000}
     groups = {g["name"]: g["axes"] for g in m["sweep"]}
@@ -131,3 +135,25 @@ def test_plan_size_simulated_small(tmp_path):
     assert r.exit_code == 0, r.output
     ans = pd.read_csv(out / "answer.csv")
     assert ans["slo_pass"].any() and (ans[ans["slo_pass"]]["throughput_source"] == "sim").all()
+
+
+def test_answer_labels_speculative_rows_and_ranks_one_row_per_distinct_answer():
+    """A ranked row that assumes speculative decoding says so in its precision label (its speed
+    and $/M rest on it); two sweep values resolving to the same deployment rank once."""
+    import pandas as pd
+    from planner.sweeps.answer import answer, text
+    base = dict(model="m", context_tokens=8192, hardware="b200", weights_precision="nvfp4", kv_precision="fp8",
+                decode_tok_s_per_user_p50=60.0, ttft_p99_s=0.5, slo_pass=True, feasible=True, reason="",
+                replicas=1, power_kw=10.0, bottleneck="memory", hypothetical=False, throughput_source="simulated")
+    df = pd.DataFrame([
+        {**base, "point": 0, "devices": 8, "cost_usd_per_mtok_out": 0.2,
+         "deployment.spec_decode.draft_tokens": 3, "deployment.spec_decode.acceptance_rate": 0.77},
+        {**base, "point": 1, "devices": 8, "cost_usd_per_mtok_out": 0.8,
+         "deployment.spec_decode.draft_tokens": None, "deployment.spec_decode.acceptance_rate": None},
+        {**base, "point": 2, "devices": 8, "cost_usd_per_mtok_out": 0.8,  # the same answer as point 1
+         "deployment.spec_decode.draft_tokens": None, "deployment.spec_decode.acceptance_rate": None},
+    ])
+    ans = answer(df)
+    assert list(ans["precision"]) == ["nvfp4/fp8 spec 3@0.77", "nvfp4/fp8"]
+    assert list(ans["point"]) == [0, 1] and list(ans["rank"]) == [1, 2]
+    assert "price ratio" in text(ans)

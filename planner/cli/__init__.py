@@ -55,9 +55,24 @@ class _Group(click.Group):
             for p in e.problems:
                 click.echo(str(p), err=True)
             ctx.exit(2)
+        except BrokenPipeError:  # the reader stopped (`plan list models | head`): no error to tell
+            _quiet_stdout()
+            ctx.exit(141)  # 128 + SIGPIPE, as a tool killed by the broken pipe exits
         except OSError as e:
             click.echo(f"error: {_os_line(e)}", err=True)
             ctx.exit(1)
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's final flush does not fail on the closed
+    pipe again (Python's documented way: "Note on SIGPIPE" in the signal module)."""
+    import os
+    import sys
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 def _os_line(e: OSError) -> str:

@@ -73,7 +73,8 @@ def run_cmd(scenario, sets, out, quiet):
 @main.command()
 @click.argument("scenario", type=click.Path(dir_okay=False))
 @click.option("-o", "--out", type=click.Path(file_okay=False), help="Output folder (default outputs/<scenario name>).")
-@click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
+@click.option("-q", "--quiet", is_flag=True,
+              help="For scripts: no progress and no answer table; print only results.csv's path.")
 @click.option("-j", "--jobs", type=click.IntRange(min=1),
               help="Worker processes (default: all cores; with --executor dask and no scheduler: local workers).")
 @click.option("--executor", type=Choice(["local", "dask"]), default="local", show_default=True,
@@ -112,7 +113,7 @@ def sweep(scenario, out, quiet, jobs, executor, scheduler, analytic_only, xlsx, 
             slo = {k: v for k, v in loaded.scenario.slo.model_dump().items() if v is not None}
             click.echo("cheapest configuration per hardware meeting the SLO:\n"
                        + text(answer(df, per_hardware=True, slo=slo), slo).rstrip())
-        if (path / "summary.md").exists():
+        if not no_report and (path / "summary.md").exists():  # (--no-report: an old one is not this run's)
             click.echo(f"plots and summary: {path / 'summary.md'}")
     click.echo(str(path / "results.csv"))
 

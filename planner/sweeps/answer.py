@@ -30,7 +30,8 @@ def answer(df: pd.DataFrame, per_hardware: bool = False, slo: dict | None = None
     if df.empty:
         return pd.DataFrame(columns=ANSWER_COLUMNS)
     d = df.assign(
-        precision=df["weights_precision"].astype(str) + "/" + df["kv_precision"].astype(str) + sram_suffix(df),
+        precision=df["weights_precision"].astype(str) + "/" + df["kv_precision"].astype(str) + sram_suffix(df)
+        + spec_suffix(df),
         tok_s_per_user=_pick(df, "decode_tok_s_per_user_p50", "decode_tok_s_per_user_analytic"),
         ttft_p99_s=_pick(df, "ttft_p99_s", "ttft_analytic_s"),
         slo_pass=df["slo_pass"].fillna(False).astype(bool))
@@ -38,6 +39,10 @@ def answer(df: pd.DataFrame, per_hardware: bool = False, slo: dict | None = None
     out = []
     for _, g in d.groupby(keys, sort=True, dropna=False):
         ok = g[g["slo_pass"]].sort_values(["cost_usd_per_mtok_out", "devices", "point"], kind="stable")
+        # one row per distinct answer: two sweep values can resolve to the same deployment (plan
+        # size's "fewest that fit" and its explicit count m), which is one choice, not two
+        ok = ok.drop_duplicates(["hardware", "precision", "devices", "replicas", "tok_s_per_user", "ttft_p99_s",
+                                 "cost_usd_per_mtok_out"])
         if per_hardware:
             ok = ok.groupby("hardware", sort=False).head(1)
         rows = [ok]
@@ -79,6 +84,24 @@ def sram_suffix(df: pd.DataFrame) -> pd.Series:
         return pd.Series("", index=df.index)
     b = pd.to_numeric(df["hardware.bonded_sram.layers"], errors="coerce").fillna(0).astype(int)
     return pd.Series(np.where(b > 0, " +" + b.astype(str) + " SRAM", ""), index=df.index)
+
+
+def spec_suffix(df: pd.DataFrame) -> pd.Series:
+    """" spec 3@0.77" for a row that assumes speculative decoding (draft tokens @ acceptance
+    rate; MTP for DeepSeek), else "": its speed and $/M rest on that assumption, so a ranked
+    row must say so next to rows that do not make it."""
+    n_col, a_col = "deployment.spec_decode.draft_tokens", "deployment.spec_decode.acceptance_rate"
+    if n_col not in df:
+        return pd.Series("", index=df.index)
+    n = pd.to_numeric(df[n_col], errors="coerce")
+    a = pd.to_numeric(df[a_col], errors="coerce") if a_col in df else pd.Series(np.nan, index=df.index)
+    return pd.Series([f" spec {int(k)}@{r:g}" if pd.notna(k) and k > 0 else "" for k, r in zip(n, a)],
+                     index=df.index)
+
+
+COST_NOTE = ("$/M out: the $/h divided between output and input tokens at the price ratio "
+             "(economics.price_ratio; columns.md, cost_usd_per_mtok_out), not $/h over output tokens alone; "
+             "'spec N@a': assumes speculative decoding, N drafted tokens accepted at rate a.")
 
 
 def _num(v, digits: int = 3) -> str:
@@ -127,4 +150,5 @@ def text(ans: pd.DataFrame, slo: dict | None = None, top: int = 10) -> str:
                                    for i, (v, w) in enumerate(zip(row, widths))).rstrip() for row in rows]
         lines += notes
         lines.append("")
-    return "\n".join(lines)
+    lines.append(COST_NOTE)
+    return "\n".join(lines) + "\n"

@@ -13,6 +13,9 @@ GPUs with native FP4: fp8, nvfp4; others bf16, fp8. KV at the weights' precision
 """
 from __future__ import annotations
 
+import hashlib
+import json
+
 from pathlib import Path
 
 import pandas as pd
@@ -81,8 +84,12 @@ def scenario(model: str, users: int, tok_s_per_user: float | None, ttft_p99_s: f
     slo = {k: v for k, v in (("decode_tok_s_per_user_p50", tok_s_per_user), ("ttft_p99_s", ttft_p99_s))
            if v is not None}
     ctx = f"{context // 1024}k" if context % 1024 == 0 else str(context)
+    # the rest of the question in a short digest, so another SLO, hardware list or precision
+    # gets its own folder (the same question re-asked reuses its own)
+    question = json.dumps([slo, hardware, precisions, output, allow_beyond_window], sort_keys=True)
+    tag = hashlib.sha256(question.encode()).hexdigest()[:6]
     return {
-        "name": f"size-{spec.name}-{users}users-{ctx}",
+        "name": f"size-{spec.name}-{users}users-{ctx}-{tag}",
         "description": f"plan size: {spec.name} for {users:,} users, context {context:,}, SLO "
                        + ", ".join(f"{k} {v:g}" for k, v in slo.items()),
         "model": spec.name,
