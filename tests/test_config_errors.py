@@ -95,6 +95,27 @@ sweep:
     assert any(m.startswith(f"{p}:9:29: deployment.count:") and "(got -4)" in m for m in msgs), msgs
 
 
+def test_a_bad_value_inside_a_mapping_axis_value_points_at_that_value(write):
+    """A mapping swept as one value ({weights: fp6}): the error names the line of the key inside
+    it, not the base file's line for the same path (which holds a valid value)."""
+    p = write("s.yaml", """
+name: t
+model: llama-3.1-8b
+deployment: {hardware: h100, count: 1, precision: {weights: bf16}}
+workload: {context_tokens: 4096, output_tokens: 512}
+sweep:
+  - name: g
+    axes:
+      deployment.precision:
+        - {weights: fp8}
+        - {weights: fp6}
+""")
+    with pytest.raises(ConfigError) as e:
+        load(p)
+    msgs = [str(x) for x in e.value.problems]
+    assert any(m.startswith(f"{p}:10:21: deployment.precision.weights:") and "'fp6'" in m for m in msgs), msgs
+
+
 def test_unknown_catalog_name_suggests(write):
     p = write("s.yaml", GOOD.replace("llama-3.1-8b", "llama-3.1-8bb"))
     with pytest.raises(ConfigError) as e:
