@@ -126,6 +126,14 @@ def dotted(path: Path_) -> str:
     return out
 
 
+def inner_paths(value, prefix: Path_ = ()):
+    """Key paths inside a mapping or list value, depth first (none for a scalar)."""
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for k, v in items:
+        yield prefix + (k,)
+        yield from inner_paths(v, prefix + (k,))
+
+
 def _mark(node) -> tuple[int, int]:
     return node.start_mark.line + 1, node.start_mark.column + 1
 

@@ -23,7 +23,7 @@ from planner.physics.point import Config
 from planner.config.errors import ConfigError, Problem, beyond_window, did_you_mean
 from planner.config.load import validate
 from planner.config.schema import MAX_REQUESTS, BondedSramSpec, HardwareSpec, Scenario, skip_matches
-from planner.config.yamlio import Located, load_file, load_text
+from planner.config.yamlio import Located, inner_paths, load_file, load_text
 from planner.plan.pools import prefill_config
 
 
@@ -217,21 +217,13 @@ def pt_loc(loaded: Loaded, pt: Point, gi: int | None = None) -> Located:
         target = tuple(axis.split("."))
         marks[target] = loc.value_marks.get(ax + (j,), loc.where(ax))
         keys[target] = loc.key_marks.get(ax, loc.where(ax, key=True))
-        for sub in _inner_paths(value):  # a mapping value ({weights: fp8}): its keys' own lines
+        for sub in inner_paths(value):  # a mapping value ({weights: fp8}): its keys' own lines
             src = ax + (j,) + sub
             if src in loc.value_marks:
                 marks[target + sub] = loc.value_marks[src]
             if src in loc.key_marks:
                 keys[target + sub] = loc.key_marks[src]
     return Located(loc.data, loc.file, marks, keys)
-
-
-def _inner_paths(value, prefix: tuple = ()):
-    """Key paths inside a mapping or list value (none for a scalar)."""
-    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
-    for k, v in items:
-        yield prefix + (k,)
-        yield from _inner_paths(v, prefix + (k,))
 
 
 def _expand(loaded: Loaded, problems: list[Problem], groups: dict[str, int]) -> list[Point]:
