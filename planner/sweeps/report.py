@@ -52,17 +52,14 @@ def summary_md(df: pd.DataFrame, best: pd.DataFrame, run: dict, images: list[Pat
                   "| model | hardware | weights/KV | context | devices | users at SLO | tok/s per user (p50) "
                   "| p99 TTFT (s) | $/M out tokens | capex ($) | kW |",
                   "|---|---|---|---|---|---|---|---|---|---|---|"]
-        spec = spec_suffix(best)
+        # the labels the answer table uses (answer.py): bonded SRAM after the hardware, drafts
+        # after the precision; carried as columns so the row picked as cheapest keeps its own
+        best = best.assign(_sram=sram_suffix(best), _spec=spec_suffix(best))
         for _, r in best.iterrows():
-            extra = ""
-            if "hardware.bonded_sram.layers" in r and pd.notna(r["hardware.bonded_sram.layers"]) \
-                    and r["hardware.bonded_sram.layers"]:
-                extra = f" +{int(r['hardware.bonded_sram.layers'])} SRAM"
-            if str(r.get("hypothetical")) == "True":
-                extra += " (hypothetical)"
+            extra = r["_sram"] + (" (hypothetical)" if str(r.get("hypothetical")) == "True" else "")
             users = r.get("capacity_users", r.get("concurrent_users"))
             lines.append(f"| {r['model']} | {r['hardware']}{extra} | {r['weights_precision']}/{r['kv_precision']}"
-                         f"{spec[r.name]} "
+                         f"{r['_spec']} "
                          f"| {_fmt(r['context_tokens'])} | {_fmt(r['devices'])} | {_fmt(users)} "
                          f"| {_fmt(r.get('decode_tok_s_per_user_p50'))} | {_fmt(r.get('ttft_p99_s'))} "
                          f"| {_fmt(r['cost_usd_per_mtok_out'])} | {_fmt(r['capex_usd'])} | {_fmt(r['power_kw'])} |")
@@ -71,7 +68,7 @@ def summary_md(df: pd.DataFrame, best: pd.DataFrame, run: dict, images: list[Pat
         sram = top.get("hardware.bonded_sram.layers")
         sram = f" with {int(sram)} bonded SRAM layers" if pd.notna(sram) and sram else ""
         lines += [f"Cheapest overall: **{top['model']} on {_fmt(top['devices'])} x {top['hardware']}{sram}** "
-                  f"({top['weights_precision']} weights{spec[top.name]}, context {_fmt(top['context_tokens'])}) at "
+                  f"({top['weights_precision']} weights{top['_spec']}, context {_fmt(top['context_tokens'])}) at "
                   f"${_fmt(top['cost_usd_per_mtok_out'])} per million output tokens.", ""]
     else:
         lines += ["No configuration meets the SLO.", ""]

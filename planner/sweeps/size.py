@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-
 from pathlib import Path
 
 import pandas as pd
