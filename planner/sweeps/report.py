@@ -53,22 +53,23 @@ def summary_md(df: pd.DataFrame, best: pd.DataFrame, run: dict, images: list[Pat
                   "| p99 TTFT (s) | $/M out tokens | capex ($) | kW |",
                   "|---|---|---|---|---|---|---|---|---|---|---|"]
         # the labels the answer table uses (answer.py): bonded SRAM after the hardware, drafts
-        # after the precision; carried as columns so the row picked as cheapest keeps its own
-        best = best.assign(_sram=sram_suffix(best), _spec=spec_suffix(best))
-        for _, r in best.iterrows():
-            extra = r["_sram"] + (" (hypothetical)" if str(r.get("hypothetical")) == "True" else "")
+        # after the precision; by position, so the row picked as cheapest keeps its own
+        sram, spec = sram_suffix(best).tolist(), spec_suffix(best).tolist()
+        for (_, r), sr, sp in zip(best.iterrows(), sram, spec):
+            extra = sr + (" (hypothetical)" if str(r.get("hypothetical")) == "True" else "")
             users = r.get("capacity_users", r.get("concurrent_users"))
             lines.append(f"| {r['model']} | {r['hardware']}{extra} | {r['weights_precision']}/{r['kv_precision']}"
-                         f"{r['_spec']} "
+                         f"{sp} "
                          f"| {_fmt(r['context_tokens'])} | {_fmt(r['devices'])} | {_fmt(users)} "
                          f"| {_fmt(r.get('decode_tok_s_per_user_p50'))} | {_fmt(r.get('ttft_p99_s'))} "
                          f"| {_fmt(r['cost_usd_per_mtok_out'])} | {_fmt(r['capex_usd'])} | {_fmt(r['power_kw'])} |")
         lines += ["", COST_NOTE, ""]
-        top = best.sort_values("cost_usd_per_mtok_out").iloc[0]
+        i = best["cost_usd_per_mtok_out"].reset_index(drop=True).sort_values().index[0]
+        top = best.iloc[i]
         sram = top.get("hardware.bonded_sram.layers")
         sram = f" with {int(sram)} bonded SRAM layers" if pd.notna(sram) and sram else ""
         lines += [f"Cheapest overall: **{top['model']} on {_fmt(top['devices'])} x {top['hardware']}{sram}** "
-                  f"({top['weights_precision']} weights{top['_spec']}, context {_fmt(top['context_tokens'])}) at "
+                  f"({top['weights_precision']} weights{spec[i]}, context {_fmt(top['context_tokens'])}) at "
                   f"${_fmt(top['cost_usd_per_mtok_out'])} per million output tokens.", ""]
     else:
         lines += ["No configuration meets the SLO.", ""]
