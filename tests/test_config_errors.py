@@ -124,6 +124,38 @@ def test_unknown_catalog_name_suggests(write):
     assert str(e.value).startswith(f"{p}:2:8: model:")
 
 
+def test_one_run_lists_every_problem_of_base_axes_and_names(write):
+    """Schema problems of the base, of an axis key, and unknown catalog names (in the base and
+    in an axis value) all in one run, not one stage after another is fixed."""
+    p = write("s.yaml", """
+name: t
+model: llama-3.3-70bx
+deployment: {hardware: h100, count: 8, precison: {weights: fp8}}
+workload: {context_tokens: 4096, output_tokens: 512}
+sweep:
+  - name: g
+    axes:
+      deployment.cont: [1, 2]
+      deployment.hardware: [h100, cs-3x]
+""")
+    with pytest.raises(ConfigError) as e:
+        load(p)
+    msgs = [str(x) for x in e.value.problems]
+    want = [(2, "model: no model named 'llama-3.3-70bx'"), (3, "deployment.precison: unknown key"),
+            (8, "deployment.cont: unknown key"), (9, "deployment.hardware: no hardware named 'cs-3x'")]
+    for line, text in want:
+        assert any(m.startswith(f"{p}:{line}:") and text in m for m in msgs), (line, text, msgs)
+    assert len(msgs) == len(want), msgs  # each once, however many points repeat it
+
+
+def test_a_point_lists_its_model_and_hardware_problems_together(write):
+    p = write("s.yaml", GOOD.replace("llama-3.1-8b", "llama-3.1-8bb").replace("cs3", "cs-3"))
+    with pytest.raises(ConfigError) as e:
+        load(p)
+    msgs = [str(x) for x in e.value.problems]
+    assert len(msgs) == 2 and "no model named" in msgs[0] and "no hardware named 'cs-3'" in msgs[1], msgs
+
+
 def test_yaml_syntax_error_is_located():
     with pytest.raises(ConfigError) as e:
         load_text("a: [1, 2\nb: 3\n", "y.yaml")

@@ -18,13 +18,13 @@ from collections import ChainMap
 from dataclasses import dataclass
 from pathlib import Path
 
-from planner import catalog
 from planner.physics.point import Config
-from planner.config.errors import ConfigError, Problem, beyond_window, did_you_mean
+from planner.config.errors import ConfigError, Problem, did_you_mean
 from planner.config.load import validate
-from planner.config.schema import MAX_REQUESTS, BondedSramSpec, HardwareSpec, Scenario, skip_matches
+from planner.config.schema import Scenario, skip_matches
 from planner.config.yamlio import Located, inner_paths, load_file, load_text
 from planner.plan.pools import prefill_config
+from planner.plan.resolve import name_problems, to_config
 
 
 @dataclass(frozen=True)
@@ -129,13 +129,17 @@ def load(path: str | Path, text: str | None = None, max_points: int | None = Non
     ``max_points``, a sweep of more points raises TooManyPoints before any point is validated."""
     p = Path(path)
     loc = load_file(p) if text is None else load_text(text, str(p))
-    sc = validate(Scenario, loc)
+    try:
+        sc, problems = validate(Scenario, loc), []
+    except ConfigError as e:  # still check the sweep's points: one run lists every problem
+        sc, problems = Scenario.sweep_only(loc.data), list(e.problems)
+        if sc is None:  # no sweep: the base's names are the point's
+            raise _every(problems + name_problems(loc.data, p.parent, loc)) from None
     if max_points is not None:
         n, exact = count_points(sc)
         if n > max_points:
             raise TooManyPoints(n, exact, max_points)
     loaded = Loaded(p, loc, sc)
-    problems: list[Problem] = []
     names = [g.name for g in sc.sweep]
     if sc.reference_group is not None and sc.reference_group not in names:
         problems.append(loc.problem(("reference_group",), f"not a sweep group{did_you_mean(sc.reference_group, names)}"
@@ -146,16 +150,21 @@ def load(path: str | Path, text: str | None = None, max_points: int | None = Non
     for pt in points:
         try:
             loc_pt = pt_loc(loaded, pt, groups.get(pt.group))
-            cfg = to_config(loaded, pt.scenario, loc_pt)
+            cfg = to_config(loaded.base_dir, pt.scenario, loc_pt)
             pre = prefill_config(loaded.base_dir, pt.scenario, loc_pt, cfg)
             resolved.append(dataclasses.replace(pt, config=cfg, prefill=pre))
         except ConfigError as e:
             problems.extend(e.problems)
         problems.extend(check_files(loaded, pt, seen))
     if problems:
-        uniq = list({str(q): q for q in problems}.values())  # a problem's value may be unhashable
-        raise ConfigError(sorted(uniq, key=lambda q: (q.line or 0, q.col or 0)))
+        raise _every(problems)
     return Loaded(p, loc, sc, tuple(resolved), text if text is not None else p.read_text(encoding="utf-8"))
+
+
+def _every(problems: list[Problem]) -> ConfigError:
+    """One error listing each distinct problem once, in file order."""
+    uniq = list({str(q): q for q in problems}.values())  # a problem's value may be unhashable
+    return ConfigError(sorted(uniq, key=lambda q: (q.line or 0, q.col or 0)))
 
 
 def _file_refs(sc: Scenario):
@@ -247,10 +256,11 @@ def _expand(loaded: Loaded, problems: list[Problem], groups: dict[str, int]) -> 
             for a, v in zip(names, combo):
                 _set(raw, tuple(a.split(".")), v)
             tmp = Point(len(points), g.name, values, sc, "")
+            loc_pt = pt_loc(loaded, tmp, groups[g.name])
             try:
-                ps = validate(Scenario, pt_loc(loaded, tmp, groups[g.name]), raw)
+                ps = validate(Scenario, loc_pt, raw)
             except ConfigError as e:
-                problems.extend(e.problems)
+                problems.extend(e.problems + name_problems(raw, loaded.base_dir, loc_pt))
                 continue
             points.append(Point(len(points), g.name, values, ps, config_hash(ps)))
     return points
@@ -308,88 +318,10 @@ def override(loaded: Loaded, sets: list[str]) -> Point:
     except ConfigError as e:
         raise ConfigError([_flag(p, values) for p in e.problems]) from None
     sc = sc.model_copy(update={"sweep": []})
-    cfg = to_config(loaded, sc, loc)
+    cfg = to_config(loaded.base_dir, sc, loc)
     return Point(0, "run", values, sc, config_hash(sc), cfg, prefill_config(loaded.base_dir, sc, loc, cfg))
 
 
 def _flag(p: Problem, values: dict) -> Problem:
     hit = next((k for k in values if p.path == k or p.path.startswith(k + ".")), None)
     return Problem("--set", None, None, p.path, p.message, p.got, p.has_got) if hit else p
-
-
-def _check_window(sc: Scenario, model, loc: Located) -> None:
-    """A context beyond the model's window is refused unless ``workload.allow_beyond_window``;
-    a closed loop must fit the simulator's request cap (it runs at least 3 x users)."""
-    w = sc.workload
-    if (why := beyond_window(w.context, model)) and not w.allow_beyond_window:
-        key = "context_tokens" if w.context_tokens is not None else "prompt_tokens"
-        raise ConfigError([loc.problem(("workload", key), f"a context of {why}; set "
-                                       "workload.allow_beyond_window: true to plan it anyway",
-                                       getattr(w, key), True)])
-    arr = w.arrival
-    users = (arr.users if arr is not None and arr.process == "closed" else None) or (
-        w.concurrent_users if arr is None or arr.process == "closed" else None)
-    if w.simulate and w.agentic is None and users and 3 * users > MAX_REQUESTS:
-        key = ("workload", "arrival", "users") if arr is not None and arr.users else ("workload", "concurrent_users")
-        raise ConfigError([loc.problem(key, f"a closed loop of {users:,} users simulates at least 3 x users "
-                                       f"requests, above the cap of {MAX_REQUESTS:,} (set workload.simulate: "
-                                       "false for the analytic figures)", users, True)])
-
-
-def to_config(loaded: Loaded, sc: Scenario, loc: Located) -> Config | None:
-    """Resolve names to specs (model, hardware, bonded option) and build the analytic Config
-    (None for a service profile: nothing to place)."""
-    base = loaded.base_dir
-    ag = sc.workload.agentic
-    if ag is not None:
-        if sc.capacity.search:
-            raise ConfigError([loc.problem(("capacity", "search"), "capacity search is not available for "
-                                           "agentic sessions (sweep the agents or the task rate instead)")])
-        if sc.service is None and sc.deployment.kv_policy != "wait":
-            raise ConfigError([loc.problem(("deployment", "kv_policy"), "agentic sessions run with kv_policy "
-                                           "wait; choose what happens to a task's KV between its calls with "
-                                           "workload.agentic.kv_between_turns", sc.deployment.kv_policy, True)])
-    if sc.service is not None:
-        return None
-    model = catalog.load_model(sc.model, base, loc, ("model",))
-    _check_window(sc, model, loc)
-    hw = catalog.load_hardware(sc.deployment.hardware, base, loc, ("deployment", "hardware"))
-    if not isinstance(hw, HardwareSpec):
-        raise ConfigError([loc.problem(("deployment", "hardware"), f"'{hw.name}' is a {hw.kind} option, "
-                                       "not a device (use hardware.bonded_sram)", sc.deployment.hardware, True)])
-    bonded = None
-    bs = sc.hardware.bonded_sram
-    if bs.layers:
-        spec = catalog.load_hardware(bs.spec, base, loc, ("hardware", "bonded_sram", "spec"))
-        if not isinstance(spec, BondedSramSpec):
-            raise ConfigError([loc.problem(("hardware", "bonded_sram", "spec"), "not a bonded_sram spec",
-                                           bs.spec, True)])
-        upd = {k: v for k, v in (("bytes_per_layer", bs.bytes_per_layer), ("bandwidth", bs.bandwidth)) if v}
-        bonded = spec.model_copy(update=upd)
-    if sc.deployment.software is not None and sc.deployment.software not in hw.software_profiles:
-        known = ", ".join(sorted(hw.software_profiles)) or "none"
-        raise ConfigError([loc.problem(("deployment", "software"),
-                                       f"{hw.name} has no software profile of that name (known: {known})"
-                                       + did_you_mean(sc.deployment.software, hw.software_profiles),
-                                       sc.deployment.software, True)])
-    if sc.capacity.search:
-        if not sc.slo.targets():
-            raise ConfigError([loc.problem(("capacity", "search"), "capacity search needs at least one slo "
-                                           "target (ttft_p99_s, tpot_p99_s or decode_tok_s_per_user_p50)")])
-        if sc.workload.arrival is not None and sc.workload.arrival.process == "trace":
-            raise ConfigError([loc.problem(("capacity", "search"), "capacity search varies the arrival rate or "
-                                           "the closed-loop users; a trace has neither")])
-    w, d = sc.workload, sc.deployment
-    if w.demand is not None and not sc.capacity.search and w.arrival is not None \
-            and w.arrival.process == "closed" and w.arrival.users is None:
-        raise ConfigError([loc.problem(("workload", "demand"), "a closed loop sized by demand needs "
-                                       "capacity.search (it finds the users a replica carries within the SLO) "
-                                       "or workload.arrival.users")])
-    p = w.prefix
-    return Config(model=model, hardware=hw, count=d.count, weights=d.precision.weights, kv=d.precision.kv,
-                  mode=d.precision.mode, embeddings=d.precision.embeddings, context=w.context, prompt=w.prompt,
-                  output=w.output_tokens, batch=None, bonded=bonded, bonded_layers=bs.layers,
-                  software=d.software, spec_decode=d.spec_decode, microbatches=d.microbatches,
-                  prefill_chunk=d.prefill_chunk_tokens, cached=p.cached(w.prompt) if p else 0,
-                  shared_prefix=p.cached_tokens if p and p.shared else 0, mla_attention=d.mla_attention)
-

@@ -3,7 +3,7 @@
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, TypeAdapter, ValidationError, field_validator, model_validator
 
 from planner.config.schema.base import (MAX_DEVICES, MAX_TOKENS, PREFILL_CHUNK, Bytes, BytesPerS, Fraction,
                                         Number, Precision, Seconds, Strict, _q)
@@ -229,3 +229,16 @@ class Scenario(Strict):
         if self.service is not None and self.workload.agentic is None:
             raise ValueError("a service is simulated with agentic sessions only (set workload.agentic)")
         return self
+
+    @classmethod
+    def sweep_only(cls, data) -> "Scenario | None":
+        """A Scenario holding only ``data``'s sweep groups (the rest unvalidated defaults), or None
+        when they are absent or invalid: a file whose base has problems still has every sweep
+        point checked, so one run lists the axes' problems beside the base's."""
+        if not isinstance(data, dict) or not data.get("sweep"):
+            return None
+        try:
+            groups = TypeAdapter(list[SweepGroup]).validate_python(data["sweep"])
+        except ValidationError:
+            return None
+        return cls.model_construct(sweep=groups)
