@@ -69,6 +69,18 @@ def test_estimate_bad_inputs_exit_2(run):
     assert run("estimate", "--model", "llama-3.1-8b", "--hardware", "cs3", "--precision", "fp9").exit_code == 2
     assert run("estimate", "--model", "llama-3.1-8b", "--hardware", "cs3", "--count", "0").exit_code == 2
     assert run("estimate", "--model", "llama-3.1-8b", "--hardware", "bonded-sram").exit_code == 2
+    r = run("estimate", "--model", "llama-3.1-8b", "--hardware", "h100", "--bonded-layers", "2")
+    assert r.exit_code == 2 and "stack on wafers; 'h100' is a gpu" in r.output
+    r = run("estimate", "--model", "llama-3.1-8b", "--hardware", "/nonexistent/x.yaml")
+    assert r.exit_code == 2 and "hardware spec file '/nonexistent/x.yaml' not found" in r.output
+    r = run("estimate", "--model", "llama-3.1-8b", "--hardware", "h100", "--spec-decode", "3", "0.7",
+            "--draft-layers", "2", "--draft-params", "foo")
+    assert r.exit_code == 2 and r.output.count("'foo'") == 1, r.output
+
+
+def test_groq_is_listed_as_the_sram_chip_calibrate_groups_it_as(run):
+    assert any(line.split()[:2] == ["groq-lpu", "sram-chip"] for line in run("list", "hardware").output.splitlines())
+    assert "(sram-chip spec)" in run("validate", REPO / "hardware_specs" / "groq-lpu.yaml").output
 
 
 def test_estimate_separate_draft_model(run):

@@ -144,7 +144,11 @@ def _load_raw(kind: str, path: Path, chain: tuple = ()) -> Located:
 
 def _ref_problem(kind: str, ref: str, where: Located | None, path: tuple, base_dir: Path | None) -> ConfigError:
     known = aliases(base_dir) if kind == "model" else {}
-    msg = f"no {kind} named '{ref}'" + did_you_mean(ref, names(kind, base_dir), known)
+    if ref.endswith((".yaml", ".yml")) or (kind != "model" and "/" in ref):  # a path, as find took it
+        where_ = f" (relative to {base_dir} or the current folder)" if base_dir and not Path(ref).is_absolute() else ""
+        msg = f"{kind} spec file '{ref}' not found{where_}"
+    else:
+        msg = f"no {kind} named '{ref}'" + did_you_mean(ref, names(kind, base_dir), known)
     if where is None:
         return ConfigError([Problem("", None, None, "", msg)])
     return ConfigError([where.problem(path, msg, ref, True)])

@@ -113,7 +113,7 @@ def validate(files):
             kind = _file_kind(load_file(f).data, Path(f))
             if kind == "hardware":
                 spec = catalog.load_hardware(f)
-                click.echo(f"{f}: ok ({spec.kind} spec)")
+                click.echo(f"{f}: ok ({getattr(spec, 'layout', spec.kind)} spec)")
             elif kind == "model":
                 catalog.load_model(f)
                 click.echo(f"{f}: ok (model spec)")
@@ -163,7 +163,7 @@ def list_(what):
                              "hypothetical"))
                 continue
             c = h.compute.peaks()
-            rows.append((h.name, h.kind, fmt_bytes(h.memory.capacity), fmt_rate(h.memory.bandwidth, "B/s"),
+            rows.append((h.name, h.layout, fmt_bytes(h.memory.capacity), fmt_rate(h.memory.bandwidth, "B/s"),
                          fmt_rate(c["fp16"], "FLOP/s"), fmt_rate(c["fp8"], "FLOP/s") if "fp8" in c else "-",
                          fmt_rate(c["fp4"], "FLOP/s") if "fp4" in c else "-", fmt_rate(h.io.bandwidth, "B/s"),
                          f"{h.power.watts / 1e3:.3g} kW", f"${h.cost.capex_usd:,.0f}",

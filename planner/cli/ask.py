@@ -108,6 +108,9 @@ def estimate(model_name, hw_name, count, precision, kv_precision, mode, context,
         known = ", ".join(sorted(hw.software_profiles)) or "none"
         raise click.BadParameter(f"{hw.name} has no software profile {software!r} (known: {known})"
                                  + did_you_mean(software, hw.software_profiles), param_hint="--software")
+    if bonded_layers and hw.kind != "wafer":
+        raise click.BadParameter(f"bonded SRAM layers stack on wafers; '{hw.name}' is a {hw.kind}",
+                                 param_hint="--bonded-layers")
     bonded = catalog.load_hardware("bonded-sram") if bonded_layers else None
     sd = _spec_decode(spec_decode, draft_layers, draft_params)
     if sd is not None and sd.draft_params is None and model.draft is None:
@@ -159,7 +162,9 @@ def _spec_decode(spec_decode, draft_layers, draft_params):
     except ValidationError as e:
         err = e.errors()[0]
         hint = " (e.g. 1.2B, 1.2G, 1.2e9)" if err["type"] == "value_error" else ""
-        raise click.BadParameter(f"{draft_params!r}: {message(err)}{hint}", param_hint="--draft-params") from None
+        msg = message(err)
+        msg = msg if repr(draft_params) in msg else f"{draft_params!r}: {msg}"
+        raise click.BadParameter(msg + hint, param_hint="--draft-params") from None
 
 
 def _n(count, one: str, many: str | None = None) -> str:
@@ -173,7 +178,8 @@ def _print_estimate(r: dict) -> None:
     click.echo(f"{r['model']} on {r['hardware']}  weights {r['weights_precision']}  KV {r['kv_precision']}  "
                f"context {r['context_tokens']:,}")
     if "devices" in r:
-        click.echo(f"  devices            {r['devices']} ({_n(r['systems'], 'system')}), {_n(r['stages'], 'pipeline stage')}, "
+        systems = f" ({_n(r['systems'], 'system')})" if r['systems'] != r['devices'] else ""  # priced per device
+        click.echo(f"  devices            {r['devices']}{systems}, {_n(r['stages'], 'pipeline stage')}, "
                    f"TP {r['tp']}, {r['layers_per_stage']} layers/stage, {r['layers_split']} layers split")
         click.echo(f"  weights            {fmt_bytes(r['weight_bytes'])}  (usable {fmt_bytes(r['capacity_bytes_per_device'])}/device)")
         click.echo(f"  KV                 {r['kv_bytes_per_token']:,.0f} B/token, {fmt_bytes(r['kv_bytes_per_seq'])}/sequence")

@@ -53,7 +53,14 @@ def calibrate(data, families, no_cv, write, markdown):
         atomic_write_text(Path(markdown), cal.markdown(fits))
         click.echo(f"wrote {markdown}")
     if write:
-        for f in cal.write_back(fits):
+        from planner import catalog
+        installed = catalog.hardware_dir().name == "_hardware_specs"  # the wheel's copy, not a checkout's
+        written = cal.write_back(fits)
+        for f in written:
             click.echo(f"wrote {f}")
+        if installed and any(Path(f).parent == catalog.hardware_dir() for f in written):
+            click.echo("note: that is the installed package's copy of the catalog; reinstalling planner "
+                       "replaces it. To keep a fit, copy the spec files into ./hardware_specs/ where you run "
+                       "plan (the catalog reads that folder before its own) and run --write there.", err=True)
 
 

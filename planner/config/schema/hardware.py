@@ -267,6 +267,12 @@ class HardwareSpec(Strict):
     software_profiles: dict[str, LatencyOverride] = {}
     uncertainty: Uncertainty | None = None
 
+    @property
+    def layout(self) -> str:
+        """What tables call it: 'gpu', 'wafer', or 'sram-chip' (a wafer-kind spec whose token
+        crosses every chip, ``io.hops: devices``: Groq), as ``plan calibrate`` groups them."""
+        return "sram-chip" if self.kind == "wafer" and self.io.hops == "devices" else self.kind
+
     @model_validator(mode="after")
     def _gpu_has_scale_up(self):
         if self.kind == "gpu" and self.scale_up is None:
