@@ -27,6 +27,13 @@ def problems(text: str, cls=Scenario) -> list[str]:
     return [str(p) for p in e.value.problems]
 
 
+def load_problems(path) -> list[str]:
+    """The located lines loading the scenario at ``path`` reports (it must fail)."""
+    with pytest.raises(ConfigError) as e:
+        load(path)
+    return [str(p) for p in e.value.problems]
+
+
 def test_good_scenario_validates():
     sc = validate(Scenario, load_text(GOOD, "s.yaml"))
     assert sc.workload.prompt == 4096 - 512
@@ -89,9 +96,7 @@ sweep:
     axes:
       deployment.count: [1, -4]
 """)
-    with pytest.raises(ConfigError) as e:
-        load(p)
-    msgs = [str(x) for x in e.value.problems]
+    msgs = load_problems(p)
     assert any(m.startswith(f"{p}:9:29: deployment.count:") and "(got -4)" in m for m in msgs), msgs
 
 
@@ -110,9 +115,7 @@ sweep:
         - {weights: fp8}
         - {weights: fp6}
 """)
-    with pytest.raises(ConfigError) as e:
-        load(p)
-    msgs = [str(x) for x in e.value.problems]
+    msgs = load_problems(p)
     assert any(m.startswith(f"{p}:10:21: deployment.precision.weights:") and "'fp6'" in m for m in msgs), msgs
 
 
@@ -138,9 +141,7 @@ sweep:
       deployment.cont: [1, 2]
       deployment.hardware: [h100, cs-3x]
 """)
-    with pytest.raises(ConfigError) as e:
-        load(p)
-    msgs = [str(x) for x in e.value.problems]
+    msgs = load_problems(p)
     want = [(2, "model: no model named 'llama-3.3-70bx'"), (3, "deployment.precison: unknown key"),
             (8, "deployment.cont: unknown key"), (9, "deployment.hardware: no hardware named 'cs-3x'")]
     for line, text in want:
@@ -150,9 +151,7 @@ sweep:
 
 def test_a_point_lists_its_model_and_hardware_problems_together(write):
     p = write("s.yaml", GOOD.replace("llama-3.1-8b", "llama-3.1-8bb").replace("cs3", "cs-3"))
-    with pytest.raises(ConfigError) as e:
-        load(p)
-    msgs = [str(x) for x in e.value.problems]
+    msgs = load_problems(p)
     assert len(msgs) == 2 and "no model named" in msgs[0] and "no hardware named 'cs-3'" in msgs[1], msgs
 
 
