@@ -59,7 +59,7 @@ def calibrate(data, families, no_cv, write, markdown):
         for f in written:
             click.echo(f"wrote {f}")
         if installed and any(Path(f).parent == catalog.hardware_dir() for f in written):
-            click.echo("note: that is the installed package's copy of the catalog; reinstalling planner "
+            click.echo("note: these files are the installed package's copy of the catalog; reinstalling planner "
                        "replaces it. To keep a fit, copy the spec files into ./hardware_specs/ where you run "
                        "plan (the catalog reads that folder before its own) and run --write there.", err=True)
 
