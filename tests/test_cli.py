@@ -169,6 +169,21 @@ def test_calibrate_reports_errors(run):
     assert run("calibrate", "--family", "groqq").exit_code == 2
 
 
+def test_calibrate_write_into_an_installed_catalog_says_so(run, tmp_path, monkeypatch):
+    """From a wheel the catalog is the package's own copy (_hardware_specs): --write still
+    writes it, and says that a reinstall replaces it; a checkout's folder gets no such note."""
+    import shutil
+    from planner import catalog
+    monkeypatch.chdir(tmp_path)
+    for folder, note in (("_hardware_specs", True), ("hardware_specs", False)):
+        specs = tmp_path / "lib" / folder
+        shutil.copytree(REPO / "hardware_specs", specs)
+        monkeypatch.setattr(catalog, "hardware_dir", lambda specs=specs: specs)
+        r = run("calibrate", "--family", "groq-lpu", "--no-cv", "--write")
+        assert r.exit_code == 0 and f"wrote {specs / 'groq-lpu.yaml'}" in r.output, r.output
+        assert ("installed package's copy" in r.output) == note, r.output
+
+
 def test_sweep_writes_csv_and_run_json(run, write, tmp_path):
     sc = write("mini.yaml", """
         name: mini
