@@ -208,3 +208,83 @@ def test_a_malformed_allreduce_table_is_located():
     for sizes, times, what in (("1e6, 1e3", "4, 40", "increase"), ("1e3, 1e6", "4", "1 values for 2")):
         out = problems(base.replace("SIZES", sizes).replace("TIMES", times), HardwareSpec)
         assert len(out) == 1 and LINE.match(out[0]) and "allreduce_measured" in out[0] and what in out[0], out
+
+
+def _at(msgs: list[str], path, line: int, text: str) -> bool:
+    return any(m.startswith(f"{path}:{line}:") and text in m for m in msgs)
+
+
+def test_schema_problems_do_not_hide_names_files_window_or_yaml_problems(write):
+    """A duplicate key, a value out of range, an unknown software profile and bonded spec, a
+    missing file and a context beyond the window: one run, each once."""
+    p = write("s.yaml", """
+name: t
+model: llama-3.1-70b
+deployment:
+  hardware: cs3
+  count: 4
+  count: 5
+  software: launch
+hardware: {bonded_sram: {layers: 1, spec: bonded-sramm}}
+workload:
+  context_tokens: 2000000
+  output_tokens: 512
+  prompt_dist: {dist: empirical, file: nofile.csv, column: prompt}
+economics: {pue: 9}
+""")
+    msgs = load_problems(p)
+    for line, text in ((6, "duplicate key"), (7, "cs3 has no software profile"), (8, "no hardware named 'bonded-sramm'"),
+                       (10, "beyond llama-3.1-70b's context window"), (12, "file not found"), (13, "economics.pue")):
+        assert _at(msgs, p, line, text), (line, text, msgs)
+    assert len(msgs) == 6, msgs
+
+
+def test_a_broken_group_or_skip_entry_does_not_hide_the_other_points(write):
+    """A zip group of unequal axes (said with the lengths, at its axes) stands in empty; a bad
+    skip entry is reported while its group's points are still checked."""
+    p = write("s.yaml", GOOD + """
+sweep:
+  - name: z
+    mode: zip
+    axes:
+      deployment.count: [1, 2]
+      deployment.hardware: [cs3]
+  - name: p
+    axes:
+      deployment.hardware: [cs3, b2000]
+    skip:
+      - {deployment.hardwar: cs3}
+""")
+    msgs = load_problems(p)
+    assert _at(msgs, p, 10, "zip axes must all have the same number of values (got deployment.count 2, "
+                           "deployment.hardware 1)"), msgs
+    assert _at(msgs, p, 14, "no hardware named 'b2000'"), msgs
+    assert _at(msgs, p, 16, "not an axis of group 'p'"), msgs
+    assert len(msgs) == 3, msgs
+
+
+def test_a_misspelt_required_key_is_one_problem_and_huge_integers_say_so(write):
+    p = write("s.yaml", GOOD.replace("count: 1}", "count: 1, disaggregated: {prefill: {hardwre: b200}}}")
+              .replace("output_tokens: 512}", "output_tokens: 512, requests: 1e99}"))
+    msgs = load_problems(p)
+    assert [m for m in msgs if "prefill" in m] == [f"{p}:3:65: deployment.disaggregated.prefill.hardwre: unknown key; "
+                                                   "did you mean 'hardware'?"], msgs
+    assert any("workload.requests: too large a number for this key" in m for m in msgs), msgs
+
+
+def test_a_single_scenario_refuses_options_its_hardware_or_model_cannot_take(write):
+    """Bonded SRAM on a GPU, speculative decoding with no draft: input mistakes (exit 2) for one
+    scenario; a sweep keeps such points as infeasible rows."""
+    one = GOOD.replace("model: llama-3.1-8b", "model: llama-3.1-8b\nhardware: {bonded_sram: {layers: 2}}") \
+        .replace("hardware: cs3, count: 1", "hardware: h100, count: 1, spec_decode: {draft_tokens: 3, acceptance_rate: 0.7}")
+    msgs = load_problems(write("s.yaml", one))
+    assert any("bonded SRAM layers stack on wafers; 'h100' is a gpu" in m for m in msgs), msgs
+    assert any("has no draft (MTP) head" in m for m in msgs), msgs
+    swept = GOOD + """
+sweep:
+  - name: g
+    axes:
+      deployment.hardware: [cs3, h100]
+      hardware.bonded_sram.layers: [0, 2]
+"""
+    assert len(load(write("w.yaml", swept)).points) == 4

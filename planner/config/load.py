@@ -5,12 +5,13 @@ Why here and not in the schema: positions belong to the file, not to the data mo
 """
 from __future__ import annotations
 
+import copy
 import types
 import typing
 
 from pydantic import BaseModel, ValidationError
 
-from planner.config.errors import ConfigError, Problem, did_you_mean
+from planner.config.errors import ConfigError, Problem, closest, did_you_mean
 from planner.config.yamlio import Located
 
 _MISSING = object()
@@ -62,6 +63,8 @@ def _fields_at(cls: type[BaseModel], loc: tuple) -> list[str]:
 
 def message(err: dict) -> str:
     """A pydantic error's text without its type prefix, lower-cased as a clause."""
+    if err["type"] == "int_parsing_size":  # pydantic's wording names its parser, not the limit
+        return "too large a number for this key"
     msg = err["msg"]
     for prefix in ("Value error, ", "Assertion failed, "):
         if msg.startswith(prefix):
@@ -83,13 +86,19 @@ def problems_from(err: ValidationError, cls: type[BaseModel], loc: Located, pref
     """Located problems for every error pydantic found in ``data`` (found at ``prefix``)."""
     out: list[Problem] = []
     data = loc.data if data is None else data
-    for e in err.errors(include_url=False):
+    errors = err.errors(include_url=False)
+    # a misspelt required key is one problem: the unknown key, with the name it was meant as
+    meant = {tuple(e["loc"][:-1]) + (_closest_field(cls, tuple(e["loc"])),) for e in errors
+             if e["type"] == "extra_forbidden"}
+    for e in errors:
         path = tuple(p for p in e["loc"])
         full = prefix + path
         kind = e["type"]
         if kind == "extra_forbidden":
             hint = did_you_mean(path[-1], _fields_at(cls, path[:-1]))
             out.append(loc.problem(full, "unknown key" + hint, key=True))
+        elif kind == "missing" and path in meant:
+            continue
         elif kind == "missing":
             out.append(loc.problem(full[:-1], f"required key '{path[-1]}' is missing"))
             out[-1] = Problem(out[-1].file, out[-1].line, out[-1].col, ".".join(map(str, full)),
@@ -101,6 +110,11 @@ def problems_from(err: ValidationError, cls: type[BaseModel], loc: Located, pref
     return sorted(out, key=lambda p: (p.line or 0, p.col or 0))
 
 
+def _closest_field(cls: type[BaseModel], path: tuple):
+    """The field an unknown key at ``path`` most likely meant (None: none close)."""
+    return closest(str(path[-1]), _fields_at(cls, path[:-1]))
+
+
 def validate(cls: type[BaseModel], loc: Located, data=None, prefix: tuple = ()):
     """``cls`` validated from ``data`` (default: the whole document), or ConfigError."""
     data = loc.data if data is None else data
@@ -110,3 +124,33 @@ def validate(cls: type[BaseModel], loc: Located, data=None, prefix: tuple = ()):
         return cls.model_validate(data)
     except ValidationError as err:
         raise ConfigError(problems_from(err, cls, loc, prefix, data)) from None
+
+
+def validate_dropping(cls: type[BaseModel], data: dict, rounds: int = 4):
+    """(``cls`` validated from ``data`` with every key it refuses dropped, the paths dropped), or
+    (None, paths) when a refusal cannot be dropped (a required key, the document as a whole): the
+    checks that need a whole model (catalog names, files) still run on data with schema problems."""
+    data, dropped = copy.deepcopy(data), []
+    for _ in range(rounds):
+        try:
+            return cls.model_validate(data), dropped
+        except ValidationError as err:
+            errors = err.errors(include_url=False)
+            if any(e["type"] == "missing" for e in errors):
+                return None, dropped
+            cut = [tuple(e["loc"]) for e in errors if _drop(data, tuple(e["loc"]))]
+            if not cut:
+                return None, dropped
+            dropped += cut
+    return None, dropped
+
+
+def _drop(data, path: tuple) -> bool:
+    """Delete the mapping key at ``path`` (not a list item: the others' indices would move)."""
+    if not path:
+        return False
+    parent = _lookup(data, path[:-1])
+    if isinstance(parent, dict) and path[-1] in parent:
+        del parent[path[-1]]
+        return True
+    return False

@@ -100,6 +100,7 @@ class Located:
     file: str
     value_marks: dict = field(default_factory=dict)  # path -> (line, col) of the value
     key_marks: dict = field(default_factory=dict)  # path -> (line, col) of the key
+    problems: list = field(default_factory=list)  # found while reading, kept (keep_going): a duplicate key...
 
     def where(self, path: Path_, key: bool = False) -> tuple[int | None, int | None]:
         """Position of ``path``, or of its nearest ancestor that has one."""
@@ -138,7 +139,10 @@ def _mark(node) -> tuple[int, int]:
     return node.start_mark.line + 1, node.start_mark.column + 1
 
 
-def load_text(text: str, file: str = "<string>") -> Located:
+def load_text(text: str, file: str = "<string>", keep_going: bool = False) -> Located:
+    """The document's data and positions. A YAML syntax error always raises; problems found while
+    building the data (a duplicate key keeps its first value) raise too, unless ``keep_going``,
+    which keeps them in ``problems`` so the caller can report them with its own."""
     size = len(text.encode("utf-8", "surrogatepass"))
     if size > MAX_BYTES:
         raise _too_big(file, size)
@@ -165,12 +169,13 @@ def load_text(text: str, file: str = "<string>") -> Located:
         loc.data = {}
         return loc
     loc.data = _build(node, (), loc, problems, _Loader(""))
-    if problems:
+    if problems and not keep_going:
         raise ConfigError(problems)
+    loc.problems = problems
     return loc
 
 
-def load_file(path: str | Path) -> Located:
+def load_file(path: str | Path, keep_going: bool = False) -> Located:
     p = Path(path)
     try:
         with p.open("rb") as f:
@@ -189,7 +194,7 @@ def load_file(path: str | Path) -> Located:
         raise ConfigError([Problem(str(path), line, col, "", f"byte 0x{raw[e.start]:02X} is not valid UTF-8 "
                                                              "(save the file as UTF-8)")]) from None
     # as Path.read_text did (universal newlines), so values and positions do not change
-    return load_text(text.replace("\r\n", "\n").replace("\r", "\n"), str(path))
+    return load_text(text.replace("\r\n", "\n").replace("\r", "\n"), str(path), keep_going)
 
 
 def _too_big(file: str, size: int) -> ConfigError:

@@ -8,7 +8,10 @@ from planner import catalog
 from planner.config.errors import ConfigError, Problem, beyond_window, did_you_mean
 from planner.config.schema import MAX_REQUESTS, BondedSramSpec, HardwareSpec, Scenario
 from planner.config.yamlio import Located
+from planner.physics.model import COMPUTE_CLASS
 from planner.physics.point import Config
+
+PREFILL_HW = ("deployment", "disaggregated", "prefill", "hardware")
 
 
 def _window_problems(sc: Scenario, model, loc: Located) -> list[Problem]:
@@ -86,9 +89,30 @@ def _mode_problems(sc: Scenario, loc: Located) -> list[Problem]:
     return out
 
 
-def to_config(base: Path, sc: Scenario, loc: Located) -> Config | None:
+def _option_problems(sc: Scenario, model, hw: HardwareSpec, bonded, loc: Located) -> list[Problem]:
+    """Options the model or hardware cannot take: in a single scenario (or ``plan run``) a
+    mistake in the input; a sweep point keeps them as infeasible rows."""
+    out, d, bs = [], sc.deployment, sc.hardware.bonded_sram
+    if bs.layers and hw.kind != "wafer":
+        out.append(loc.problem(("hardware", "bonded_sram", "layers"), f"bonded SRAM layers stack on wafers; "
+                               f"'{hw.name}' is a {hw.kind}", bs.layers, True))
+    elif bs.layers and bonded is not None and bs.layers > bonded.max_layers:
+        out.append(loc.problem(("hardware", "bonded_sram", "layers"), f"'{bonded.name}' takes at most "
+                               f"{bonded.max_layers} layers", bs.layers, True))
+    if d.spec_decode is not None and d.spec_decode.draft_params is None and model.draft is None:
+        out.append(loc.problem(("deployment", "spec_decode"), f"{model.name} has no draft (MTP) head: set "
+                               "spec_decode.draft_params (a separate draft model) or use a model with one"))
+    cls = COMPUTE_CLASS[d.precision.weights]
+    if d.precision.mode == "native" and cls not in hw.compute.peaks():
+        out.append(loc.problem(("deployment", "precision", "mode"), f"{hw.name} has no native {cls} compute "
+                               "(use mode storage or auto)", "native", True))
+    return out
+
+
+def to_config(base: Path, sc: Scenario, loc: Located, strict: bool = False) -> Config | None:
     """Resolve names to specs and build the analytic Config (None for a service profile:
-    nothing to place); a ConfigError lists every problem found, not only the first."""
+    nothing to place); a ConfigError lists every problem found, not only the first. ``strict``
+    (one scenario, not a sweep point): options the model or hardware cannot take are problems."""
     problems = _mode_problems(sc, loc)
     if sc.service is not None:
         if problems:
@@ -98,6 +122,11 @@ def to_config(base: Path, sc: Scenario, loc: Located) -> Config | None:
     if model is not None:
         problems += _window_problems(sc, model, loc)
     hw, bonded = _hardware(sc, base, loc, problems)
+    if strict and model is not None and hw is not None:
+        problems += _option_problems(sc, model, hw, bonded, loc)
+    dis = sc.deployment.disaggregated
+    if problems and dis is not None:  # the prefill pool's checks (plan/pools.py) need this Config
+        _named(catalog.load_hardware, problems, dis.prefill.hardware, base, loc, PREFILL_HW)
     if problems:
         raise ConfigError(problems)
     w, d, bs, p = sc.workload, sc.deployment, sc.hardware.bonded_sram, sc.workload.prefix
@@ -109,15 +138,20 @@ def to_config(base: Path, sc: Scenario, loc: Located) -> Config | None:
                   shared_prefix=p.cached_tokens if p and p.shared else 0, mla_attention=d.mla_attention)
 
 
+# names a point's data gives whatever its other values (a bonded spec counts only with layers)
+NAME_KEYS = {("model",): catalog.load_model, ("deployment", "hardware"): catalog.load_hardware,
+             PREFILL_HW: catalog.load_hardware}
+
+
 def name_problems(raw: dict, base: Path, loc: Located) -> list[Problem]:
-    """Catalog names of a point that failed validation (its model and hardware, where they are
-    names): reported with its other problems rather than after those are fixed."""
+    """Catalog names in a point's data (model, hardware, the prefill pool's hardware)
+    when the point cannot be validated as a whole: reported with its other problems rather
+    than after those are fixed."""
     out: list[Problem] = []
-    model = raw.get("model") if isinstance(raw, dict) else None
-    if isinstance(model, str):
-        _named(catalog.load_model, out, model, base, loc, ("model",))
-    dep = raw.get("deployment") if isinstance(raw, dict) else None
-    hw = dep.get("hardware") if isinstance(dep, dict) else None
-    if isinstance(hw, str):
-        _named(catalog.load_hardware, out, hw, base, loc, ("deployment", "hardware"))
+    for path, load in NAME_KEYS.items():
+        ref = raw
+        for k in path:
+            ref = ref.get(k) if isinstance(ref, dict) else None
+        if isinstance(ref, str):
+            _named(load, out, ref, base, loc, path)
     return out

@@ -20,11 +20,11 @@ from pathlib import Path
 
 from planner.physics.point import Config
 from planner.config.errors import ConfigError, Problem, did_you_mean
-from planner.config.load import validate
+from planner.config.load import validate, validate_dropping
 from planner.config.schema import Scenario, skip_matches
 from planner.config.yamlio import Located, inner_paths, load_file, load_text
 from planner.plan.pools import prefill_config
-from planner.plan.resolve import name_problems, to_config
+from planner.plan.resolve import NAME_KEYS, PREFILL_HW, name_problems, to_config
 
 
 @dataclass(frozen=True)
@@ -106,6 +106,8 @@ def count_points(sc: Scenario) -> tuple[int, bool]:
         return 1, True
     total, exact = 0, True
     for g in sc.sweep:
+        if not g.axes:  # a group with problems of its own (Scenario.sweep_only): no points
+            continue
         lens = [len(v) for v in g.axes.values()]
         n = min(lens) if g.mode == "zip" else math.prod(lens)
         if g.skip and n <= SKIP_SCAN:
@@ -128,13 +130,18 @@ def load(path: str | Path, text: str | None = None, max_points: int | None = Non
     remote worker was sent); ``path`` still names it and anchors relative paths. With
     ``max_points``, a sweep of more points raises TooManyPoints before any point is validated."""
     p = Path(path)
-    loc = load_file(p) if text is None else load_text(text, str(p))
+    loc = load_file(p, keep_going=True) if text is None else load_text(text, str(p), keep_going=True)
+    problems = list(loc.problems)  # a duplicate key, say: the rest is still checked
     try:
-        sc, problems = validate(Scenario, loc), []
+        sc = validate(Scenario, loc)
     except ConfigError as e:  # still check the sweep's points: one run lists every problem
-        sc, problems = Scenario.sweep_only(loc.data), list(e.problems)
-        if sc is None:  # no sweep: the base's names are the point's
-            raise _every(problems + name_problems(loc.data, p.parent, loc)) from None
+        sc = Scenario.sweep_only(loc.data)
+        problems += e.problems
+        if sc is None:  # no sweep: the base is the point
+            seen: set = set()
+            problems += _past_schema(Loaded(p, loc, Scenario.model_construct(sweep=[])), loc.data, loc,
+                                     Point(0, "base", {}, None, ""), seen)
+            raise _every(problems) from None
     if max_points is not None:
         n, exact = count_points(sc)
         if n > max_points:
@@ -148,17 +155,49 @@ def load(path: str | Path, text: str | None = None, max_points: int | None = Non
     points = _expand(loaded, problems, groups) if sc.sweep else [Point(0, "base", {}, sc, config_hash(sc))]
     resolved, seen = [], set()
     for pt in points:
-        try:
-            loc_pt = pt_loc(loaded, pt, groups.get(pt.group))
-            cfg = to_config(loaded.base_dir, pt.scenario, loc_pt)
-            pre = prefill_config(loaded.base_dir, pt.scenario, loc_pt, cfg)
-            resolved.append(dataclasses.replace(pt, config=cfg, prefill=pre))
-        except ConfigError as e:
-            problems.extend(e.problems)
-        problems.extend(check_files(loaded, pt, seen))
+        done, found = _resolve(loaded, pt, pt_loc(loaded, pt, groups.get(pt.group)), seen, not sc.sweep)
+        problems += found
+        if done is not None:
+            resolved.append(done)
     if problems:
         raise _every(problems)
     return Loaded(p, loc, sc, tuple(resolved), text if text is not None else p.read_text(encoding="utf-8"))
+
+
+def _resolve(loaded: Loaded, pt: Point, loc: Located, seen: set,
+             strict: bool = False) -> tuple[Point | None, list[Problem]]:
+    """The point with its names resolved (None if it has problems), and all its problems (a
+    single scenario's also options its model or hardware cannot take: resolve.to_config)."""
+    out = check_files(loaded, pt, seen)
+    try:
+        cfg = to_config(loaded.base_dir, pt.scenario, loc, strict)
+        pre = prefill_config(loaded.base_dir, pt.scenario, loc, cfg)
+    except ConfigError as e:
+        return None, e.problems + out
+    return (dataclasses.replace(pt, config=cfg, prefill=pre) if not out else None), out
+
+
+WINDOW_INPUTS = ("context_tokens", "prompt_tokens", "output_tokens", "allow_beyond_window")
+
+
+def _past_schema(loaded: Loaded, raw: dict, loc: Located, pt: Point, seen: set) -> list[Problem]:
+    """The checks beyond the schema for a point the schema refused, run on its data with the
+    refused keys dropped. Kept: the checks whose inputs all survived the drop (a dropped value
+    falls back to its default, which could raise a problem the file does not have): catalog
+    names, a software profile of a kept hardware name, the model's window, the files read."""
+    sc, dropped = validate_dropping(Scenario, raw)
+    if sc is None:
+        return name_problems(raw, loaded.base_dir, loc)
+    gone = {tuple(d) for d in dropped}
+    keep = {".".join(k) for k in NAME_KEYS} | {"hardware.bonded_sram.spec"}
+    for software, hardware in ((("deployment", "software"), ("deployment", "hardware")),
+                               (PREFILL_HW[:-1] + ("software",), PREFILL_HW)):
+        if hardware not in gone:
+            keep.add(".".join(software))
+    if not gone & ({("model",)} | {("workload", k) for k in WINDOW_INPUTS}):
+        keep |= {f"workload.{k}" for k in WINDOW_INPUTS}
+    _, found = _resolve(loaded, dataclasses.replace(pt, scenario=sc), loc, seen)
+    return [q for q in found if q.path in keep or q.file != loc.file or q.path.endswith((".file", ".trace"))]
 
 
 def _every(problems: list[Problem]) -> ConfigError:
@@ -239,13 +278,16 @@ def _expand(loaded: Loaded, problems: list[Problem], groups: dict[str, int]) -> 
     sc, loc = loaded.scenario, loaded.loc
     base = {k: v for k, v in loc.data.items() if k != "sweep"}
     points: list[Point] = []
+    seen: set = set()  # files checked (check_files)
     for gi, g in enumerate(sc.sweep):
         bad = [a for a in g.axes if a.split(".")[0] in ("sweep", "name") or not a.split(".")[0]]
         for a in bad:
             problems.append(loc.problem(("sweep", gi, "axes", a), f"cannot sweep '{a}'", key=True))
-        bad += _bad_skips(loc, gi, g, problems)
-        if bad:
+        if bad or not g.axes:  # (no axes: a group with problems of its own)
             continue
+        bad_skip = _bad_skips(loc, gi, g, problems)  # the group's points are still checked
+        if bad_skip:
+            g = g.model_copy(update={"skip": [r for i, r in enumerate(g.skip) if i not in bad_skip]})
         names = list(g.axes)
         combos = zip(*g.axes.values()) if g.mode == "zip" else itertools.product(*g.axes.values())
         for combo in combos:
@@ -260,7 +302,7 @@ def _expand(loaded: Loaded, problems: list[Problem], groups: dict[str, int]) -> 
             try:
                 ps = validate(Scenario, loc_pt, raw)
             except ConfigError as e:
-                problems.extend(e.problems + name_problems(raw, loaded.base_dir, loc_pt))
+                problems.extend(e.problems + _past_schema(loaded, raw, loc_pt, tmp, seen))
                 continue
             points.append(Point(len(points), g.name, values, ps, config_hash(ps)))
     return points
@@ -314,12 +356,14 @@ def override(loaded: Loaded, sets: list[str]) -> Point:
         for marks in (loc.value_marks, loc.key_marks):
             marks.pop(tuple(key.split(".")), None)
     try:
-        sc = validate(Scenario, loc, raw)
-    except ConfigError as e:
-        raise ConfigError([_flag(p, values) for p in e.problems]) from None
-    sc = sc.model_copy(update={"sweep": []})
-    cfg = to_config(loaded.base_dir, sc, loc)
-    return Point(0, "run", values, sc, config_hash(sc), cfg, prefill_config(loaded.base_dir, sc, loc, cfg))
+        sc = validate(Scenario, loc, raw).model_copy(update={"sweep": []})
+    except ConfigError as e:  # the names and files too, in the same run
+        found = e.problems + _past_schema(loaded, raw, loc, Point(0, "run", values, None, ""), set())
+        raise _every([_flag(p, values) for p in found]) from None
+    pt, found = _resolve(loaded, Point(0, "run", values, sc, config_hash(sc)), loc, set(), strict=True)
+    if found:
+        raise _every([_flag(p, values) for p in found])
+    return pt
 
 
 def _flag(p: Problem, values: dict) -> Problem:

@@ -3,7 +3,7 @@
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, TypeAdapter, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from planner.config.schema.base import (MAX_DEVICES, MAX_TOKENS, PREFILL_CHUNK, Bytes, BytesPerS, Fraction,
                                         Number, Precision, Seconds, Strict, _q)
@@ -167,20 +167,17 @@ class SweepGroup(Strict):
 
     @field_validator("axes")
     @classmethod
-    def _non_empty(cls, v):
+    def _non_empty(cls, v, info):
         for k, vals in v.items():
             if not vals:
                 raise ValueError(f"axis {k!r} has no values")
+        if info.data.get("mode") == "zip" and len({len(vals) for vals in v.values()}) > 1:
+            lens = ", ".join(f"{k} {len(vals)}" for k, vals in v.items())
+            raise ValueError(f"zip axes must all have the same number of values (got {lens})")
         return v
 
     def skipped(self, values: dict) -> bool:
         return any(all(skip_matches(want, values[a]) for a, want in rule.items()) for rule in self.skip)
-
-    @model_validator(mode="after")
-    def _zip_lengths(self):
-        if self.mode == "zip" and len({len(v) for v in self.axes.values()}) > 1:
-            raise ValueError("zip axes must all have the same number of values")
-        return self
 
 
 class Scenario(Strict):
@@ -235,10 +232,14 @@ class Scenario(Strict):
         """A Scenario holding only ``data``'s sweep groups (the rest unvalidated defaults), or None
         when they are absent or invalid: a file whose base has problems still has every sweep
         point checked, so one run lists the axes' problems beside the base's."""
-        if not isinstance(data, dict) or not data.get("sweep"):
+        raw = data.get("sweep") if isinstance(data, dict) else None
+        if not raw or not isinstance(raw, list):
             return None
-        try:
-            groups = TypeAdapter(list[SweepGroup]).validate_python(data["sweep"])
-        except ValidationError:
-            return None
+        groups = []
+        for g in raw:  # a group with problems of its own stands in empty (no points), so the
+            try:       # others keep their indices (and so their lines)
+                groups.append(SweepGroup.model_validate(g))
+            except ValidationError:
+                groups.append(SweepGroup.model_construct(name=g.get("name") if isinstance(g, dict) else None,
+                                                         axes={}, skip=[], mode="product"))
         return cls.model_construct(sweep=groups)
