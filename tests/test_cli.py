@@ -233,6 +233,15 @@ def test_run_writes_summary_requests_timeseries(run, tmp_path):
     assert list(ts.columns) == ["t_s", "replica", "batch", "queued", "kv_bytes"] and len(ts) > 10
 
 
+def test_run_says_why_the_slo_was_missed(run, tmp_path):
+    """On the console, not only in summary.json; one replica said in the singular."""
+    r = run("run", REPO / "scenarios" / "llama-70b.yaml", "--set", "deployment.hardware=h100", "--set",
+            "deployment.count=8", "-o", tmp_path / "o")
+    assert r.exit_code == 0, r.output
+    assert "SLO not met: SLO missed even at the lowest load" in r.output and "(1 replica)" in r.output, r.output
+    assert "decode_tok_s_per_user_p50" in r.output and "the replica carried" in r.output
+
+
 def test_run_bad_override_exits_2(run):
     r = run("run", REPO / "scenarios" / "llama-70b.yaml", "--set", "deployment.kv_policy=forget")
     assert r.exit_code == 2 and r.output.startswith("--set: deployment.kv_policy:")

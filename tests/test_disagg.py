@@ -335,7 +335,7 @@ def test_plan_run_says_both_pools(write, tmp_path):
     from planner.cli import main
     r = CliRunner().invoke(main, ["run", str(write("s.yaml", SMALL)), "-o", str(tmp_path / "o")])
     assert r.exit_code == 0, r.output
-    assert "x cs3 decoding (1 replicas) behind" in r.output and "KV handoff p50/p99" in r.output
+    assert "x cs3 decoding (1 replica) behind" in r.output and "KV handoff p50/p99" in r.output
     q = pd.read_csv(tmp_path / "o" / "requests.csv")
     assert {"prefill_replica", "handoff_s", "kv_transfer_s", "decode_join_s"} <= set(q.columns)
     assert (q.decode_join_s >= q.handoff_s + q.kv_transfer_s - 1e-9).all()

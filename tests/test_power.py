@@ -5,6 +5,7 @@ import dataclasses
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from planner import catalog
@@ -221,3 +222,21 @@ def test_more_load_draws_more_power_along_the_frontier():
     # the most that fit stay memory bound (KV reads): ~1.45x the one-user power, not the load power
     assert len(kw) > 5 and np.all(np.diff(kw) >= -1e-12) and kw[-1] > 1.4 * kw[0]
     assert math.isclose(kw[0], power(b.device, 1, estimate(dataclasses.replace(cfg, batch=1), b).activity).kw)
+
+
+def test_the_power_cap_table_keeps_drafted_rows_apart_and_labels_them():
+    """A row that assumes speculative decoding and one that does not, same hardware: both
+    shown, the drafted one labelled as the other tables label it (not passed off as plain)."""
+    from planner.sweeps.report import cap_md
+    base = dict(slo_pass=True, context_tokens=8192, hypothetical=False, hardware="cs3", weights_precision="fp4",
+                kv_precision="fp8", devices_per_replica=16, cap_replicas=10, cap_facility_mw=90.0,
+                cost_usd_per_mtok_out=0.5, power_source="assumed", cap_lower_bound=False,
+                decode_tok_s_per_user_p50=600.0)
+    df = pd.DataFrame([dict(base, point=0, cap_out_tok_s=2e7),
+                       dict(base, point=1, cap_out_tok_s=1e7, decode_tok_s_per_user_p50=2500.0,
+                            **{"deployment.spec_decode.draft_tokens": 3, "deployment.spec_decode.acceptance_rate": 0.77})])
+    df.loc[0, "deployment.spec_decode.draft_tokens"] = np.nan
+    rows = [line for line in cap_md(df, 100e6) if line.startswith("| 8,192 |") or line.startswith("| 8192 |")]
+    assert len(rows) == 2, rows
+    assert any("fp4/fp8 spec 3@0.77 |" in r and "2,500" in r for r in rows), rows
+    assert any("fp4/fp8 |" in r and "600" in r for r in rows), rows

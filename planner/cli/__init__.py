@@ -43,6 +43,11 @@ class Choice(click.Choice):
 PREC = Choice(PRECISIONS)
 
 
+def counted(count, one: str, many: str | None = None) -> str:
+    """"1 system", "4 systems": a count with its noun in the right number."""
+    return f"{count:,} {one if count == 1 else (many or one + 's')}"
+
+
 class _Group(click.Group):
     """Turns ConfigError anywhere below into located lines and exit code 2, and an OSError
     (an output that cannot be written, a locked folder, an unreachable scheduler) into one

@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from planner.cli import PREC, Choice, main
+from planner.cli import PREC, Choice, counted, main
 from planner.config.errors import beyond_window, did_you_mean
 from planner.config.defaults import PREFILL_CHUNK
 
@@ -167,27 +167,22 @@ def _spec_decode(spec_decode, draft_layers, draft_params):
         raise click.BadParameter(msg + hint, param_hint="--draft-params") from None
 
 
-def _n(count, one: str, many: str | None = None) -> str:
-    """"1 system", "4 systems": a count with its noun in the right number."""
-    return f"{count:,} {one if count == 1 else (many or one + 's')}"
-
-
 def _print_estimate(r: dict) -> None:
     from planner.config.schema import Economics
     from planner.config.units import fmt_bytes
     click.echo(f"{r['model']} on {r['hardware']}  weights {r['weights_precision']}  KV {r['kv_precision']}  "
                f"context {r['context_tokens']:,}")
     if "devices" in r:
-        systems = f" ({_n(r['systems'], 'system')})" if r['systems'] != r['devices'] else ""  # priced per device
-        click.echo(f"  devices            {r['devices']}{systems}, {_n(r['stages'], 'pipeline stage')}, "
+        systems = f" ({counted(r['systems'], 'system')})" if r['systems'] != r['devices'] else ""  # priced per device
+        click.echo(f"  devices            {r['devices']}{systems}, {counted(r['stages'], 'pipeline stage')}, "
                    f"TP {r['tp']}, {r['layers_per_stage']} layers/stage, {r['layers_split']} layers split")
         click.echo(f"  weights            {fmt_bytes(r['weight_bytes'])}  (usable {fmt_bytes(r['capacity_bytes_per_device'])}/device)")
         click.echo(f"  KV                 {r['kv_bytes_per_token']:,.0f} B/token, {fmt_bytes(r['kv_bytes_per_seq'])}/sequence")
-        click.echo(f"  max concurrent     {_n(r['max_concurrent_sequences'], 'sequence')}")
+        click.echo(f"  max concurrent     {counted(r['max_concurrent_sequences'], 'sequence')}")
     if not r["fits"]:
         click.echo(f"  DOES NOT FIT: {r['reason']}")
         return
-    click.echo(f"  batch              {r['batch']:,} ({_n(r['microbatches'], 'micro-batch', 'micro-batches')}), "
+    click.echo(f"  batch              {r['batch']:,} ({counted(r['microbatches'], 'micro-batch', 'micro-batches')}), "
                f"compute {r['compute_mode']}")
     lo, hi = r["speed_band_low"], r["speed_band_high"]
     click.echo(f"  decode             {r['decode_tok_s_per_user']:,.1f} tok/s per user "

@@ -8,7 +8,7 @@ import click
 
 from planner.config.errors import ConfigError
 
-from planner.cli import Choice, main
+from planner.cli import Choice, counted, main
 
 
 # ---------------------------------------------------------------- run
@@ -35,23 +35,26 @@ def run_cmd(scenario, sets, out, quiet):
         elif res is None:  # a service profile: agent tasks timed in closed form
             click.echo(f"{row['model']} (service): {row['tasks']} tasks", err=True)
         else:
-            where = (f"{row['decode_devices']} x {row['decode_hardware']} decoding ({row['replicas']} replicas) behind "
-                     f"{row['prefill_devices']} x {row['prefill_hardware']} prefilling ({row['prefill_replicas']} "
-                     "replicas)" if row.get("disaggregated") else
-                     f"{row['devices']} x {row['device']} ({row['replicas']} replicas)")
+            where = (f"{row['decode_devices']} x {row['decode_hardware']} decoding ({counted(row['replicas'], 'replica')})"
+                     f" behind {row['prefill_devices']} x {row['prefill_hardware']} prefilling "
+                     f"({counted(row['prefill_replicas'], 'replica')})" if row.get("disaggregated") else
+                     f"{row['devices']} x {row['device']} ({counted(row['replicas'], 'replica')})")
             click.echo(f"{row['model']} on {where}, "
                        f"{row['sim_requests']} requests simulated in {row['wall_s']:.2f} s wall "
                        f"({row['events_per_request']:.2f} events/request)", err=True)
             click.echo(f"  throughput {row['throughput_out_tok_s']:,.0f} out tok/s; per user p50 "
                        f"{row['decode_tok_s_per_user_p50']:,.1f} tok/s; TTFT p50/p99 {row['ttft_p50_s'] * 1e3:,.1f}/"
                        f"{row['ttft_p99_s'] * 1e3:,.1f} ms; E2E p99 {row['e2e_p99_s']:,.2f} s", err=True)
-            click.echo(f"  each of {row['replicas']} replicas carried {row['throughput_req_s_per_replica']:,.3g} req/s: "
+            each = "the replica" if row["replicas"] == 1 else f"each of {row['replicas']} replicas"
+            click.echo(f"  {each} carried {row['throughput_req_s_per_replica']:,.3g} req/s: "
                        f"{row['throughput_in_tok_s_per_replica']:,.0f} fresh + "
                        f"{row['throughput_cached_in_tok_s_per_replica']:,.0f} cached input and "
                        f"{row['throughput_out_tok_s_per_replica']:,.0f} output tok/s, "
                        f"{row['users_per_replica']:,.1f} users", err=True)
             click.echo(f"  ${row['cost_usd_per_mtok_out']:,.3f}/M output tokens; SLO attainment "
                        f"{row['slo_attainment']:.1%}; bottleneck {row['bottleneck']}", err=True)
+            if not row.get("slo_pass", True) and row.get("reason"):  # why, not only summary.json
+                click.echo(f"  SLO not met: {row['reason']}", err=True)
             if row.get("disaggregated"):
                 click.echo(f"  KV handoff p50/p99 {row['handoff_p50_s'] * 1e3:,.1f}/{row['handoff_p99_s'] * 1e3:,.1f} ms "
                            f"(transfer {row['kv_transfer_p50_s'] * 1e3:,.1f}/{row['kv_transfer_p99_s'] * 1e3:,.1f} ms); "

@@ -58,12 +58,15 @@ def summary_md(df: pd.DataFrame, best: pd.DataFrame, run: dict, images: list[Pat
         for (_, r), sr, sp in zip(best.iterrows(), sram, spec):
             extra = sr + (" (hypothetical)" if str(r.get("hypothetical")) == "True" else "")
             users = r.get("capacity_users", r.get("concurrent_users"))
+            ge = ">= " if str(r.get("capacity_limit")) == "target" else ""  # the search stopped at the target
             lines.append(f"| {r['model']} | {r['hardware']}{extra} | {r['weights_precision']}/{r['kv_precision']}"
                          f"{sp} "
-                         f"| {_fmt(r['context_tokens'])} | {_fmt(r['devices'])} | {_fmt(users)} "
+                         f"| {_fmt(r['context_tokens'])} | {_fmt(r['devices'])} | {ge}{_fmt(users)} "
                          f"| {_fmt(r.get('decode_tok_s_per_user_p50'))} | {_fmt(r.get('ttft_p99_s'))} "
                          f"| {_fmt(r['cost_usd_per_mtok_out'])} | {_fmt(r['capex_usd'])} | {_fmt(r['power_kw'])} |")
-        lines += ["", COST_NOTE, ""]
+        at_target = best.get("capacity_limit", pd.Series(dtype=object)).astype(str).eq("target").any()
+        lines += ["", COST_NOTE + (" '>=': the capacity search stopped at the target users; a replica may carry "
+                                   "more." if at_target else ""), ""]
         i = best["cost_usd_per_mtok_out"].reset_index(drop=True).sort_values().index[0]
         top = best.iloc[i]
         sram = top.get("hardware.bonded_sram.layers")
@@ -109,12 +112,12 @@ def cap_md(df: pd.DataFrame, cap_w) -> list[str]:
     mw = f"{cap_w / 1e6:,.4g} MW"
     head = [f"## Most output tokens within {mw} of facility power", "",
             f"Replicas as many as fit in {mw} at nameplate power x PUE (a facility provisions for the most "
-            "its systems can draw), each at its operating load meeting the SLO; per context and hardware the "
-            "configuration serving the most. MW drawn: at that load (power follows load). "
+            "its systems can draw), each at its operating load meeting the SLO; per context, hardware and option "
+            "(bonded SRAM, drafts) the configuration serving the most. MW drawn: at that load (power follows load). "
             "'>=': the capacity search stopped at the target users, a replica may carry more.", ""]
     if ok.empty:
         return head + ["No configuration meeting the SLO fits in the cap.", ""]
-    ok["sram"] = sram_suffix(ok)
+    ok["sram"], ok["spec"] = sram_suffix(ok), spec_suffix(ok)  # labels as in the tables above
     lines = head + ["| context | hardware | weights/KV | devices/replica | replicas | output tok/s | tok/s per user "
                     "| MW drawn | $/M out | power |", "|---|---|---|---|---|---|---|---|---|---|"]
     speed = ok["decode_tok_s_per_user_p50"] if "decode_tok_s_per_user_p50" in ok else \
@@ -122,13 +125,13 @@ def cap_md(df: pd.DataFrame, cap_w) -> list[str]:
     ok["speed"] = speed.fillna(ok.get("decode_tok_s_per_user_analytic", np.nan))
     for ctx, g in ok.groupby("context_tokens", sort=True):
         top = g.sort_values(["cap_out_tok_s", "point"], ascending=[False, True], kind="stable")
-        top = top.groupby(["hypothetical", "hardware", "sram"], sort=False).head(1)
+        top = top.groupby(["hypothetical", "hardware", "sram", "spec"], sort=False).head(1)
         top = top.sort_values(["hypothetical", "cap_out_tok_s"], ascending=[True, False], kind="stable")
         for _, r in top.iterrows():
             ge = ">= " if str(r.get("cap_lower_bound")) == "True" else ""
             flag = " (hypothetical)" if str(r["hypothetical"]) == "True" else ""
             lines.append(f"| {_fmt(ctx)} | {r['hardware']}{r['sram']}{flag} | {r['weights_precision']}/"
-                         f"{r['kv_precision']} | {_fmt(r['devices_per_replica'])} | {_fmt(r['cap_replicas'])} "
+                         f"{r['kv_precision']}{r['spec']} | {_fmt(r['devices_per_replica'])} | {_fmt(r['cap_replicas'])} "
                          f"| {ge}{_fmt(r['cap_out_tok_s'])} | {_fmt(r['speed'])} | {_fmt(r['cap_facility_mw'])} "
                          f"| {_fmt(r['cost_usd_per_mtok_out'])} | {r.get('power_source', '')} |")
     return lines + [""]
