@@ -114,6 +114,22 @@ def test_held_out_errors_on_the_shipped_data(shipped_fits):
         assert f.dof > 0  # never as many parameters as points
 
 
+def test_offline_maxima_run_at_the_batch_trtllm_bench_sets():
+    """A row with no stated batch is predicted at min(what the KV holds, 4096) for a checkpoint
+    trtllm-bench's heuristic tunes (NVFP4 here), at its 2,048 default for MXFP4 (gpt-oss)."""
+    import dataclasses
+    from planner.calibration.fit import predict_prepared, prepare
+    rows = {(p.hardware, p.model): p for p in POINTS if p.batch is None and p.role == "validate"}
+    for key, cap in ((("b200", "llama-4-maverick"), 4096), (("gb200-nvl72", "gpt-oss-120b"), 2048)):
+        p = rows[key]
+        spec = catalog.load_hardware(p.hardware)
+        pp = prepare(p, spec)
+        batch = min(pp.built.placement.max_concurrent, cap)
+        assert pp.built.placement.max_concurrent > 2048  # the cap binds on one of them at least
+        explicit = dataclasses.replace(p, batch=batch)
+        assert predict_prepared(pp, spec) == pytest.approx(predict_prepared(prepare(explicit, spec), spec), rel=1e-12)
+
+
 @pytest.mark.slow
 def test_shipped_values_are_the_fit(shipped_fits):
     """The spec files hold what the fitter finds: a refit from them moves no parameter much."""

@@ -66,7 +66,18 @@ FAMILIES = (
     Family("groq-lpu", ("groq-lpu",), ("layer_base", "io.latency"), "sram-chip"),
 )
 LOO_MAX = 40
-OFFLINE_MAX_BATCH = 2048  # rows with no stated batch (offline max throughput): the engines' usual cap
+# Rows with no stated batch are offline maxima from trtllm-bench (every one in the shipped file):
+# its heuristic (tensorrt_llm/bench/tuning/heuristics.py, finetune_setting) runs min(the requests
+# the KV holds, 4096) for the checkpoints it tunes (16-bit, FP8, NVFP4) and TorchLlmArgs' default
+# max_batch_size, 2048, for the rest (gpt-oss's MXFP4)
+OFFLINE_MAX_BATCH = 4096
+OFFLINE_DEFAULT_BATCH = 2048
+OFFLINE_TUNED = ("fp16", "bf16", "fp8", "nvfp4")
+
+
+def offline_batch_cap(precision: str) -> int:
+    """The batch an offline-maximum row ran at most (the KV bounds it too)."""
+    return OFFLINE_MAX_BATCH if precision in OFFLINE_TUNED else OFFLINE_DEFAULT_BATCH
 ENGINE_CHUNK = 8192  # vLLM / SGLang / TensorRT-LLM default prefill chunk (max batched tokens)
 FOLDS = 10
 

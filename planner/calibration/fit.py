@@ -31,7 +31,7 @@ from planner.config.errors import ConfigError, Problem
 from planner.physics.point import Config, build_point
 from planner.config.schema import HardwareSpec
 from planner.physics.hardware import Infeasible, resolve
-from planner.calibration.data import (ENGINE_CHUNK, FAMILIES, FOLDS, LOO_MAX, OFFLINE_MAX_BATCH, PARAMS, Family,
+from planner.calibration.data import (ENGINE_CHUNK, FAMILIES, FOLDS, LOO_MAX, PARAMS, Family, offline_batch_cap,
                                       Point, current_value, with_params)
 
 # ---------------------------------------------------------------- prediction
@@ -79,7 +79,7 @@ def predict_prepared(pp: _Prepared, spec: HardwareSpec, devices: dict | None = N
         if devices is not None:
             devices[key] = dev
     sm = b.steps.with_device(dev)
-    batch = p.batch if p.batch is not None else min(b.placement.max_concurrent, OFFLINE_MAX_BATCH)
+    batch = p.batch if p.batch is not None else min(b.placement.max_concurrent, offline_batch_cap(p.precision))
     if p.metric == "ttft_s":
         if batch > 1:  # several prompts prefilled together (e.g. one per attention data-parallel rank)
             return sm.prefill_round(p.prompt, 0, batch)[1]
