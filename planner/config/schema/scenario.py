@@ -240,6 +240,7 @@ class Scenario(Strict):
             try:       # others keep their indices (and so their lines)
                 groups.append(SweepGroup.model_validate(g))
             except ValidationError:
-                groups.append(SweepGroup.model_construct(name=g.get("name") if isinstance(g, dict) else None,
+                name = g.get("name") if isinstance(g, dict) else None
+                groups.append(SweepGroup.model_construct(name=name if isinstance(name, str) else None,
                                                          axes={}, skip=[], mode="product"))
         return cls.model_construct(sweep=groups)
