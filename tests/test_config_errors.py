@@ -288,3 +288,17 @@ sweep:
       hardware.bonded_sram.layers: [0, 2]
 """
     assert len(load(write("w.yaml", swept)).points) == 4
+
+
+def test_groups_of_one_name_and_broken_groups_report_without_a_traceback(write):
+    """Found by a property test: an empty group, a group whose axes are not a mapping and a
+    third of the same name, whose point must still be checked against its own axes."""
+    p = write("s.yaml", GOOD + """
+sweep:
+  - {name: a, axes: {}}
+  - {name: a, axes: null}
+  - {name: a, axes: {deployment.count: [0]}}
+""")
+    msgs = load_problems(p)
+    assert any("deployment.count: input should be greater than or equal to 1" in m for m in msgs), msgs
+    assert any("sweep[0].axes:" in m for m in msgs) and any("sweep[1].axes:" in m for m in msgs), msgs

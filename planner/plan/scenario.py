@@ -152,7 +152,7 @@ def load(path: str | Path, text: str | None = None, max_points: int | None = Non
         problems.append(loc.problem(("reference_group",), f"not a sweep group{did_you_mean(sc.reference_group, names)}"
                                     f" (groups: {', '.join(names) or 'none'})", sc.reference_group, True))
     groups = _group_index(sc)
-    points = _expand(loaded, problems, groups) if sc.sweep else [Point(0, "base", {}, sc, config_hash(sc))]
+    points = _expand(loaded, problems) if sc.sweep else [Point(0, "base", {}, sc, config_hash(sc))]
     resolved, seen = [], set()
     for pt in points:
         done, found = _resolve(loaded, pt, pt_loc(loaded, pt, groups.get(pt.group)), seen, not sc.sweep)
@@ -259,7 +259,7 @@ def pt_loc(loaded: Loaded, pt: Point, gi: int | None = None) -> Located:
     if gi is None:
         gi = next(i for i, g in enumerate(loaded.scenario.sweep) if g.name == pt.group)
     for axis, value in pt.values.items():
-        vals = loaded.scenario.sweep[gi].axes[axis]
+        vals = loaded.scenario.sweep[gi].axes.get(axis, [])  # (another group of the same name: an error)
         j = vals.index(value) if value in vals else 0
         ax = ("sweep", gi, "axes", axis)
         target = tuple(axis.split("."))
@@ -274,7 +274,7 @@ def pt_loc(loaded: Loaded, pt: Point, gi: int | None = None) -> Located:
     return Located(loc.data, loc.file, marks, keys)
 
 
-def _expand(loaded: Loaded, problems: list[Problem], groups: dict[str, int]) -> list[Point]:
+def _expand(loaded: Loaded, problems: list[Problem]) -> list[Point]:
     sc, loc = loaded.scenario, loaded.loc
     base = {k: v for k, v in loc.data.items() if k != "sweep"}
     points: list[Point] = []
@@ -298,7 +298,7 @@ def _expand(loaded: Loaded, problems: list[Problem], groups: dict[str, int]) -> 
             for a, v in zip(names, combo):
                 _set(raw, tuple(a.split(".")), v)
             tmp = Point(len(points), g.name, values, sc, "")
-            loc_pt = pt_loc(loaded, tmp, groups[g.name])
+            loc_pt = pt_loc(loaded, tmp, gi)
             try:
                 ps = validate(Scenario, loc_pt, raw)
             except ConfigError as e:
