@@ -302,3 +302,40 @@ sweep:
     msgs = load_problems(p)
     assert any("deployment.count: input should be greater than or equal to 1" in m for m in msgs), msgs
     assert any("sweep[0].axes:" in m for m in msgs) and any("sweep[1].axes:" in m for m in msgs), msgs
+
+
+_paths = st.sampled_from(["deployment.count", "deployment.hardware", "model", "workload.context_tokens",
+                          "deployment.precision", "deployment.precision.weights", "hardware.bonded_sram.layers",
+                          "economics.pue", "sweep", "name", "", "deployment.spec_decode", "workload.prompt_dist",
+                          "deployment.disaggregated.prefill.hardware"])
+_vals = st.one_of(st.integers(-5, 10 ** 6), st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=6),
+                  st.sampled_from(["cs3", "h100", "b2000", "fp8", "fp6", "llama-3.1-8bb"]), st.none(),
+                  st.lists(st.integers(0, 3), max_size=2),
+                  st.dictionaries(st.sampled_from(["weights", "kv", "hardware", "dist", "file"]),
+                                  st.sampled_from(["fp8", "fp6", "cs3", "empirical", "nofile.csv", 3]), max_size=2))
+_group = st.fixed_dictionaries(
+    {"name": st.one_of(st.text(max_size=2), st.lists(st.integers(), max_size=1), st.none()),
+     "axes": st.one_of(st.dictionaries(_paths, st.lists(_vals, max_size=3), max_size=3), _vals)},
+    optional={"mode": st.sampled_from(["zip", "product", "bogus"]),
+              "skip": st.lists(st.dictionaries(_paths, _vals, max_size=2), max_size=2)})
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck))
+@given(groups=st.lists(_group, max_size=3), sets=st.lists(st.tuples(_paths, _vals), max_size=2))
+def test_broken_sweeps_and_overrides_list_their_problems_once_and_never_traceback(groups, sets, tmp_path_factory):
+    """Random sweep groups (bad names, axes, modes, skips) over a valid base, then random --set
+    overrides: either it loads, or every problem is reported once, located or flagged."""
+    import json
+    import yaml
+    from planner.plan.scenario import override
+    p = tmp_path_factory.mktemp("s") / "s.yaml"
+    data = yaml.safe_load(GOOD)
+    if groups:
+        data["sweep"] = groups
+    p.write_text(yaml.safe_dump(data), encoding="utf-8")
+    try:
+        loaded = load(p)
+        override(loaded, [f"{k}={json.dumps(v)}" for k, v in sets])  # JSON is YAML
+    except ConfigError as e:
+        shown = [str(x) for x in e.problems]
+        assert shown and len(set(shown)) == len(shown), shown

@@ -350,7 +350,7 @@ def override(loaded: Loaded, sets: list[str]) -> Point:
         _set(raw, tuple(key.split(".")), value)
         values[key] = value
     if problems:
-        raise ConfigError(problems)
+        raise _every(problems)
     loc = Located(raw, loaded.loc.file, dict(loaded.loc.value_marks), dict(loaded.loc.key_marks))
     for key in values:  # errors on overridden keys name the flag, not a file line
         for marks in (loc.value_marks, loc.key_marks):
