@@ -87,7 +87,7 @@ def estimate(model_name, hw_name, count, precision, kv_precision, mode, context,
     """Answer analytically: fit, devices, stages, speeds, TTFT, bottleneck, $/h, $/M tokens, kW."""
     from planner import catalog
     from planner.config.schema import BondedSramSpec, Economics
-    from planner.physics.hardware import Infeasible
+    from planner.physics.hardware import Infeasible, bonded_misfit
     from planner.physics.point import Config, build_point
     from planner.plan.economics import costs
     from planner.plan.estimate import estimate as run_estimate
@@ -108,10 +108,9 @@ def estimate(model_name, hw_name, count, precision, kv_precision, mode, context,
         known = ", ".join(sorted(hw.software_profiles)) or "none"
         raise click.BadParameter(f"{hw.name} has no software profile {software!r} (known: {known})"
                                  + did_you_mean(software, hw.software_profiles), param_hint="--software")
-    if bonded_layers and hw.kind != "wafer":
-        raise click.BadParameter(f"bonded SRAM layers stack on wafers; '{hw.name}' is a {hw.kind}",
-                                 param_hint="--bonded-layers")
     bonded = catalog.load_hardware("bonded-sram") if bonded_layers else None
+    if why := bonded_misfit(hw, bonded, bonded_layers):
+        raise click.BadParameter(why, param_hint="--bonded-layers")
     sd = _spec_decode(spec_decode, draft_layers, draft_params)
     if sd is not None and sd.draft_params is None and model.draft is None:
         raise click.BadParameter(f"{model.name} has no draft (MTP) head: for a separate draft model add "

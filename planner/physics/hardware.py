@@ -89,10 +89,10 @@ class Device:
 
         storage-only: weights are dequantised and multiplied at the 16-bit rate (capacity gain only).
         """
+        if why := native_misfit(self.name, self.peak_flops, weight_precision, mode):
+            raise Infeasible(why)
         cls = COMPUTE_CLASS[weight_precision]
         native = cls in self.peak_flops
-        if mode == "native" and not native:
-            raise Infeasible(f"{self.name} has no native {cls} compute (use precision mode storage or auto)")
         if mode == "storage" or not native:
             return self.peak_flops["fp16"], "storage" if cls != "fp16" else "native"
         return self.peak_flops[cls] * self.achievable.get(cls, 1.0), "native"
@@ -134,13 +134,9 @@ def resolve(spec: HardwareSpec, bonded: BondedSramSpec | None = None, layers: in
              "high": spec.cost.capex_high_usd or spec.cost.capex_usd}
     power = spec.power.watts
     idle, load = spec.power.idle, spec.power.load
+    if why := bonded_misfit(spec, bonded, layers):
+        raise Infeasible(why)
     if layers:
-        if spec.kind != "wafer":
-            raise Infeasible(f"bonded SRAM applies to wafer hardware, not {spec.kind} '{spec.name}'")
-        if bonded is None:
-            raise Infeasible("bonded SRAM layers requested but no bonded_sram spec given")
-        if layers > bonded.max_layers:
-            raise Infeasible(f"{layers} bonded SRAM layers > max_layers {bonded.max_layers} of '{bonded.name}'")
         extra = layers * bonded.bytes_per_layer
         # Data spread over both tiers in proportion to capacity, both read in parallel:
         # the slower tier per byte sets the pace.
@@ -183,6 +179,27 @@ def resolve(spec: HardwareSpec, bonded: BondedSramSpec | None = None, layers: in
         allreduce_curve=AllReduceCurve.from_table(su.allreduce_measured.message_bytes,
                                                   su.allreduce_measured.latency_us)
         if su and su.allreduce_measured else None)
+
+
+def bonded_misfit(spec: HardwareSpec, bonded: BondedSramSpec | None, layers: int) -> str | None:
+    """Why ``layers`` bonded SRAM layers of ``bonded`` cannot go on ``spec`` (None: they can)."""
+    if not layers:
+        return None
+    if spec.kind != "wafer":
+        return f"bonded SRAM layers stack on wafers; '{spec.name}' is a {spec.kind}"
+    if bonded is None:
+        return "bonded SRAM layers requested but no bonded_sram spec given"
+    if layers > bonded.max_layers:
+        return f"{layers} bonded SRAM layers > max_layers {bonded.max_layers} of '{bonded.name}'"
+    return None
+
+
+def native_misfit(name: str, peaks: dict, weight_precision: str, mode: str) -> str | None:
+    """Why precision mode ``native`` cannot run on hardware with these ``peaks`` (None: it can)."""
+    cls = COMPUTE_CLASS[weight_precision]
+    if mode == "native" and cls not in peaks:
+        return f"{name} has no native {cls} compute (use precision mode storage or auto)"
+    return None
 
 
 def _band(unc, extra) -> tuple[float, float]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from planner.config.schema import PREFILL_CHUNK, BondedSramSpec, HardwareSpec, ModelSpec, SpecDecode
-from planner.physics.hardware import Device, Infeasible, resolve
+from planner.physics.hardware import Device, Infeasible, bonded_misfit, native_misfit, resolve
 from planner.physics.model import ModelShape, build
 from planner.physics.placement import Placement, place
 from planner.physics.step import StepModel
@@ -61,19 +61,36 @@ class Built:
     steps: StepModel
 
 
+def draft_misfit(cfg: Config) -> str | None:
+    """Why ``cfg``'s speculative decoding has no draft to run (None: it has one)."""
+    sd = cfg.spec_decode
+    if sd is not None and sd.draft_params is None and cfg.model.draft is None:
+        return f"{cfg.model.name} has no draft (MTP) head: set spec_decode.draft_params"
+    return None
+
+
+def misfits(cfg: Config) -> list[tuple[str, str]]:
+    """(option, why) for each option the model or hardware cannot take: bonded SRAM layers off
+    a wafer or beyond their spec's maximum, native precision without its rate, drafts with no
+    draft. build_point raises them as Infeasible (a sweep's infeasible rows); a single
+    scenario reports them as input mistakes (plan/resolve.py)."""
+    hw = cfg.hardware
+    found = (("bonded_layers", bonded_misfit(hw, cfg.bonded, cfg.bonded_layers)),
+             ("mode", native_misfit(hw.name, hw.compute.peaks(), cfg.weights, cfg.mode)),
+             ("spec_decode", draft_misfit(cfg)))
+    return [(option, why) for option, why in found if why]
+
+
 def build_point(cfg: Config) -> Built:
     """Model shape, device, placement and step model for ``cfg``; raises Infeasible."""
     shape = build(cfg.model)
     dev = resolve(cfg.hardware, cfg.bonded, cfg.bonded_layers, cfg.software)
     dev.flops_for(cfg.weights, cfg.mode)  # fail early on an impossible precision mode
+    if why := draft_misfit(cfg):
+        raise Infeasible(why)
     draft = 0.0
     if cfg.spec_decode is not None:
-        if cfg.spec_decode.draft_params is not None:
-            draft = cfg.spec_decode.draft_params
-        elif cfg.model.draft is not None:
-            draft = cfg.model.draft.params
-        else:
-            raise Infeasible(f"{cfg.model.name} has no draft (MTP) head: set spec_decode.draft_params")
+        draft = cfg.spec_decode.draft_params if cfg.spec_decode.draft_params is not None else cfg.model.draft.params
     pl = place(shape, dev, cfg.count, cfg.weights, cfg.kv_precision, cfg.context, cfg.embeddings, draft,
                min_sequences=cfg.min_sequences, mla_attention=cfg.mla_attention, shared_tokens=cfg.shared_prefix)
     steps = StepModel(shape, pl, dev, cfg.weights, cfg.kv_precision, cfg.mode, cfg.spec_decode, cfg.microbatches)

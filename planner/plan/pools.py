@@ -6,11 +6,11 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from planner import catalog
-from planner.config.errors import ConfigError, did_you_mean
-from planner.config.schema import HardwareSpec, Scenario
+from planner.config.errors import ConfigError
+from planner.config.schema import Scenario
 from planner.config.yamlio import Located
 from planner.physics.point import Config
+from planner.plan.resolve import device
 
 AT = ("deployment", "disaggregated")
 
@@ -49,18 +49,10 @@ def prefill_config(base_dir: Path, sc: Scenario, loc: Located, decode: Config | 
     if dis.prefill.replicas is None and sc.slo.ttft_p99_s is None:
         problems.append(loc.problem(AT + ("prefill",), "sizing the prefill pool needs slo.ttft_p99_s (or set "
                                     "deployment.disaggregated.prefill.replicas)"))
+    p = dis.prefill
+    hw = device(p.hardware, p.software, base_dir, loc, AT + ("prefill", "hardware"), problems)
     if problems:
         raise ConfigError(problems)
-    p = dis.prefill
-    where = AT + ("prefill", "hardware")
-    hw = catalog.load_hardware(p.hardware, base_dir, loc, where)
-    if not isinstance(hw, HardwareSpec):
-        raise ConfigError([loc.problem(where, f"'{hw.name}' is a {hw.kind} option, not a device", p.hardware, True)])
-    if p.software is not None and p.software not in hw.software_profiles:
-        known = ", ".join(sorted(hw.software_profiles)) or "none"
-        raise ConfigError([loc.problem(AT + ("prefill", "software"), f"{hw.name} has no software profile of that "
-                                       f"name (known: {known}){did_you_mean(p.software, hw.software_profiles)}",
-                                       p.software, True)])
     prec = p.precision or sc.deployment.precision
     # the same model, context and prompt; no draft head (speculative decoding is the decode
     # pool's), no bonded SRAM (an option of the decode wafers), at least one prompt's KV

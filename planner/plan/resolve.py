@@ -8,8 +8,7 @@ from planner import catalog
 from planner.config.errors import ConfigError, Problem, beyond_window, did_you_mean
 from planner.config.schema import MAX_REQUESTS, BondedSramSpec, HardwareSpec, Scenario
 from planner.config.yamlio import Located
-from planner.physics.model import COMPUTE_CLASS
-from planner.physics.point import Config
+from planner.physics.point import Config, misfits
 
 PREFILL_HW = ("deployment", "disaggregated", "prefill", "hardware")
 
@@ -33,13 +32,27 @@ def _window_problems(sc: Scenario, model, loc: Located) -> list[Problem]:
     return out
 
 
+def device(ref: str, software: str | None, base: Path, loc: Located, at: tuple,
+           problems: list[Problem]) -> HardwareSpec | None:
+    """The device spec ``ref`` (set at key path ``at``) names, its ``software`` profile (at the
+    sibling key ``software``) checked; None, with its problems added, when it has one. The
+    decode hardware's and a disaggregated prefill pool's alike."""
+    hw = _named(catalog.load_hardware, problems, ref, base, loc, at)
+    if hw is not None and not isinstance(hw, HardwareSpec):
+        problems.append(loc.problem(at, f"'{hw.name}' is a {hw.kind} option, not a device (use "
+                                    "hardware.bonded_sram)", ref, True))
+        return None
+    if hw is not None and software is not None and software not in hw.software_profiles:
+        known = ", ".join(sorted(hw.software_profiles)) or "none"
+        problems.append(loc.problem(at[:-1] + ("software",), f"{hw.name} has no software profile of that "
+                                    f"name (known: {known})" + did_you_mean(software, hw.software_profiles),
+                                    software, True))
+    return hw
+
+
 def _hardware(sc: Scenario, base: Path, loc: Located, problems: list[Problem]):
     """(device spec, bonded SRAM spec or None); None for the device when it has a problem."""
-    hw = _named(catalog.load_hardware, problems, sc.deployment.hardware, base, loc, ("deployment", "hardware"))
-    if hw is not None and not isinstance(hw, HardwareSpec):
-        problems.append(loc.problem(("deployment", "hardware"), f"'{hw.name}' is a {hw.kind} option, "
-                                    "not a device (use hardware.bonded_sram)", sc.deployment.hardware, True))
-        hw = None
+    hw = device(sc.deployment.hardware, sc.deployment.software, base, loc, ("deployment", "hardware"), problems)
     bonded, bs = None, sc.hardware.bonded_sram
     if bs.layers:
         spec = _named(catalog.load_hardware, problems, bs.spec, base, loc, ("hardware", "bonded_sram", "spec"))
@@ -48,11 +61,6 @@ def _hardware(sc: Scenario, base: Path, loc: Located, problems: list[Problem]):
         elif spec is not None:
             upd = {k: v for k, v in (("bytes_per_layer", bs.bytes_per_layer), ("bandwidth", bs.bandwidth)) if v}
             bonded = spec.model_copy(update=upd)
-    sw = sc.deployment.software
-    if hw is not None and sw is not None and sw not in hw.software_profiles:
-        known = ", ".join(sorted(hw.software_profiles)) or "none"
-        problems.append(loc.problem(("deployment", "software"), f"{hw.name} has no software profile of that "
-                                    f"name (known: {known})" + did_you_mean(sw, hw.software_profiles), sw, True))
     return hw, bonded
 
 
@@ -89,30 +97,11 @@ def _mode_problems(sc: Scenario, loc: Located) -> list[Problem]:
     return out
 
 
-def _option_problems(sc: Scenario, model, hw: HardwareSpec, bonded, loc: Located) -> list[Problem]:
-    """Options the model or hardware cannot take: in a single scenario (or ``plan run``) a
-    mistake in the input; a sweep point keeps them as infeasible rows."""
-    out, d, bs = [], sc.deployment, sc.hardware.bonded_sram
-    if bs.layers and hw.kind != "wafer":
-        out.append(loc.problem(("hardware", "bonded_sram", "layers"), f"bonded SRAM layers stack on wafers; "
-                               f"'{hw.name}' is a {hw.kind}", bs.layers, True))
-    elif bs.layers and bonded is not None and bs.layers > bonded.max_layers:
-        out.append(loc.problem(("hardware", "bonded_sram", "layers"), f"'{bonded.name}' takes at most "
-                               f"{bonded.max_layers} layers", bs.layers, True))
-    if d.spec_decode is not None and d.spec_decode.draft_params is None and model.draft is None:
-        out.append(loc.problem(("deployment", "spec_decode"), f"{model.name} has no draft (MTP) head: set "
-                               "spec_decode.draft_params (a separate draft model) or use a model with one"))
-    cls = COMPUTE_CLASS[d.precision.weights]
-    if d.precision.mode == "native" and cls not in hw.compute.peaks():
-        out.append(loc.problem(("deployment", "precision", "mode"), f"{hw.name} has no native {cls} compute "
-                               "(use mode storage or auto)", "native", True))
-    return out
-
-
 def to_config(base: Path, sc: Scenario, loc: Located, strict: bool = False) -> Config | None:
     """Resolve names to specs and build the analytic Config (None for a service profile:
     nothing to place); a ConfigError lists every problem found, not only the first. ``strict``
-    (one scenario, not a sweep point): options the model or hardware cannot take are problems."""
+    (one scenario, not a sweep point): options the model or hardware cannot take
+    (point.misfits) are problems too, once the names resolve."""
     problems = _mode_problems(sc, loc)
     if sc.service is not None:
         if problems:
@@ -122,20 +111,30 @@ def to_config(base: Path, sc: Scenario, loc: Located, strict: bool = False) -> C
     if model is not None:
         problems += _window_problems(sc, model, loc)
     hw, bonded = _hardware(sc, base, loc, problems)
-    if strict and model is not None and hw is not None:
-        problems += _option_problems(sc, model, hw, bonded, loc)
     dis = sc.deployment.disaggregated
-    if problems and dis is not None:  # the prefill pool's checks (plan/pools.py) need this Config
-        _named(catalog.load_hardware, problems, dis.prefill.hardware, base, loc, PREFILL_HW)
+    if problems and dis is not None:  # the prefill pool's own checks (plan/pools.py) need this Config
+        device(dis.prefill.hardware, dis.prefill.software, base, loc, PREFILL_HW, problems)
     if problems:
         raise ConfigError(problems)
     w, d, bs, p = sc.workload, sc.deployment, sc.hardware.bonded_sram, sc.workload.prefix
-    return Config(model=model, hardware=hw, count=d.count, weights=d.precision.weights, kv=d.precision.kv,
+    cfg = Config(model=model, hardware=hw, count=d.count, weights=d.precision.weights, kv=d.precision.kv,
                   mode=d.precision.mode, embeddings=d.precision.embeddings, context=w.context, prompt=w.prompt,
                   output=w.output_tokens, batch=None, bonded=bonded, bonded_layers=bs.layers,
                   software=d.software, spec_decode=d.spec_decode, microbatches=d.microbatches,
                   prefill_chunk=d.prefill_chunk_tokens, cached=p.cached(w.prompt) if p else 0,
                   shared_prefix=p.cached_tokens if p and p.shared else 0, mla_attention=d.mla_attention)
+    if strict and (found := misfits(cfg)):
+        raise ConfigError([_misfit(cfg, option, why, loc) for option, why in found])
+    return cfg
+
+
+def _misfit(cfg: Config, option: str, why: str, loc: Located) -> Problem:
+    """point.misfits' finding at the scenario key that sets the option, with its value."""
+    if option == "bonded_layers":
+        return loc.problem(("hardware", "bonded_sram", "layers"), why, cfg.bonded_layers, True)
+    if option == "mode":
+        return loc.problem(("deployment", "precision", "mode"), why, cfg.mode, True)
+    return loc.problem(("deployment", option), why)
 
 
 # names a point's data gives whatever its other values (a bonded spec counts only with layers)

@@ -55,18 +55,18 @@ def summary_md(df: pd.DataFrame, best: pd.DataFrame, run: dict, images: list[Pat
         # the labels the answer table uses (answer.py): bonded SRAM after the hardware, drafts
         # after the precision; by position, so the row picked as cheapest keeps its own
         sram, spec = sram_suffix(best).tolist(), spec_suffix(best).tolist()
-        for (_, r), sr, sp in zip(best.iterrows(), sram, spec):
+        # '>= ': the capacity search stopped at the target users (a lower bound)
+        bound = [">= " if str(v) == "target" else "" for v in best.get("capacity_limit", [None] * len(best))]
+        for (_, r), sr, sp, ge in zip(best.iterrows(), sram, spec, bound):
             extra = sr + (" (hypothetical)" if str(r.get("hypothetical")) == "True" else "")
             users = r.get("capacity_users", r.get("concurrent_users"))
-            ge = ">= " if str(r.get("capacity_limit")) == "target" else ""  # the search stopped at the target
             lines.append(f"| {r['model']} | {r['hardware']}{extra} | {r['weights_precision']}/{r['kv_precision']}"
                          f"{sp} "
                          f"| {_fmt(r['context_tokens'])} | {_fmt(r['devices'])} | {ge}{_fmt(users)} "
                          f"| {_fmt(r.get('decode_tok_s_per_user_p50'))} | {_fmt(r.get('ttft_p99_s'))} "
                          f"| {_fmt(r['cost_usd_per_mtok_out'])} | {_fmt(r['capex_usd'])} | {_fmt(r['power_kw'])} |")
-        at_target = best.get("capacity_limit", pd.Series(dtype=object)).astype(str).eq("target").any()
         lines += ["", COST_NOTE + (" '>=': the capacity search stopped at the target users; a replica may carry "
-                                   "more." if at_target else ""), ""]
+                                   "more." if any(bound) else ""), ""]
         i = best["cost_usd_per_mtok_out"].reset_index(drop=True).sort_values().index[0]
         top = best.iloc[i]
         sram = top.get("hardware.bonded_sram.layers")
