@@ -1,6 +1,7 @@
 """Calibration: the data file, the fitter (against data made from known parameters), held-out
 validation on the shipped data, and write-back."""
 import csv
+import math
 import shutil
 
 import numpy as np
@@ -96,11 +97,13 @@ def test_held_out_errors_on_the_shipped_data(shipped_fits):
     # MLA layer pays its own fixed time on the B200 family (2026-11-30: held out 10.0% -> 9.5%,
     # validate rows 17% -> 15%, worst 78% -> 67%); then (2026-12-01) 29 other-length rows of the
     # TensorRT-LLM offline table joined as validate rows, output-heavy ones 1.2-2.1x too fast
-    # (README "Other sequence lengths"): held out 9.7% -> 10.8%, validate rows 14% -> 23%
-    assert gpu["held_out_median"] <= 0.11 and gpu["in_sample_median"] <= 0.095
+    # (README "Other sequence lengths"): held out 9.7% -> 10.8%, validate rows 14% -> 23%; then
+    # (2026-12-01) offline rows at TensorRT-LLM's KV accounting of sliding windows, its batch cap per
+    # scheduler and the run's finite requests (README "Offline maxima"): 10.4%, validate rows 16%
+    assert gpu["held_out_median"] <= 0.105 and gpu["in_sample_median"] <= 0.095
     gpu_validate = [abs(x.error) for f in shipped_fits if f.family.group == "gpu" for x in f.predictions
                     if x.point.role == "validate"]
-    assert len(gpu_validate) >= 80 and np.median(gpu_validate) <= 0.24  # 14% over 53 before those 29 rows
+    assert len(gpu_validate) >= 80 and np.median(gpu_validate) <= 0.17  # 14% over 53 before those 29 rows
     # met since the launch profile's per-byte layer time and Kimi K2.6 at its W4A16 release
     # format (2026-11-30: 26.3% -> 13.9%, 3 parameters on 9 points)
     assert wafer["held_out_median"] <= 0.20 and wafer["in_sample_median"] <= 0.07
@@ -111,25 +114,58 @@ def test_held_out_errors_on_the_shipped_data(shipped_fits):
     # 61% -> 42% over 11 points); then four Q4-2025 docs-table rows (Llama 4 Scout, Maverick,
     # Kimi K2, Qwen3-32B) joined as validate rows: 15.9%, worst 59% (Maverick)
     assert chip["held_out_points"] >= 15 and chip["held_out_median"] <= 0.165 and chip["held_out_max"] <= 0.60
-    assert s["overall"]["held_out_max"] <= 1.15  # 0.67 before the output-heavy offline rows (1.13)
+    # 0.67 before the output-heavy offline rows, 1.13 with them, 0.61 with the offline rule above
+    assert s["overall"]["held_out_max"] <= 0.62
     for f in shipped_fits:
         assert f.dof > 0  # never as many parameters as points
 
 
 def test_offline_maxima_run_at_the_batch_trtllm_bench_sets():
-    """A row with no stated batch is predicted at min(what the KV holds, 4096) for a checkpoint
-    trtllm-bench's heuristic tunes (NVFP4 here), at its 2,048 default for MXFP4 (gpt-oss)."""
-    import dataclasses
+    """A row with no stated batch runs at what TensorRT-LLM holds: its KV cache manager gives a
+    sliding-window layer as many blocks as a full one (gpt-oss: 18 of 36 layers hold a 128-token
+    window, so at 2,000 tokens it holds (18 x 2000 + 18 x 128) / (36 x 2000) of the planner's
+    sequences), capped at 2,048 per scheduler for MXFP4 (one scheduler per GPU for a MoE model's
+    attention data parallelism) and at the run's requests (3,000 for 1000/1000)."""
     from planner.calibration.fit import predict_prepared, prepare
     rows = {(p.hardware, p.model): p for p in POINTS if p.batch is None and p.role == "validate" and p.prompt == 1000}
-    for key, cap in ((("b200", "llama-4-maverick"), 4096), (("gb200-nvl72", "gpt-oss-120b"), 2048)):
-        p = rows[key]
-        spec = catalog.load_hardware(p.hardware)
-        pp = prepare(p, spec)
-        batch = min(pp.built.placement.max_concurrent, cap)
-        assert pp.built.placement.max_concurrent > 2048  # the cap binds on one of them at least
-        explicit = dataclasses.replace(p, batch=batch)
-        assert predict_prepared(pp, spec) == pytest.approx(predict_prepared(prepare(explicit, spec), spec), rel=1e-12)
+    p = rows[("gb200-nvl72", "gpt-oss-120b")]
+    spec = catalog.load_hardware(p.hardware)
+    pp = prepare(p, spec)
+    assert int((pp.built.steps.shape.window == 128).sum()) == 18 and pp.built.steps.shape.layers == 36
+    held = math.floor(pp.built.placement.max_concurrent * (18 * 2000 + 18 * 128) / (36 * 2000))
+    assert 1000 < held < 2048 and p.requests == 3000  # the KV binds, not the cap
+    assert predict_prepared(pp, spec) == pytest.approx(_waves(p, spec, held), rel=1e-12)
+    p = rows[("b200", "llama-4-maverick")]  # 8 schedulers of 4,096: the 3,000 requests bind
+    spec = catalog.load_hardware(p.hardware)
+    pp = prepare(p, spec)
+    assert pp.built.placement.max_concurrent > 4096
+    assert predict_prepared(pp, spec) == pytest.approx(_waves(p, spec, 3000), rel=1e-12)
+
+
+def _waves(p, spec, batch):
+    """A finite run by hand: full waves of ``batch`` at its steady throughput, then the rest."""
+    import dataclasses
+    from planner.calibration.fit import predict_prepared, prepare
+
+    def steady(b):
+        return predict_prepared(prepare(dataclasses.replace(p, batch=b, requests=None), spec), spec)
+    full, rest = divmod(p.requests, batch)
+    return p.requests / (full * batch / steady(batch) + (rest / steady(rest) if rest else 0.0))
+
+
+def test_a_finite_run_pays_for_its_last_wave():
+    """2.5 batches of requests: two full waves, then one of half a batch, which decodes faster per
+    step but not twice as fast, so the run's throughput falls below the steady one."""
+    import dataclasses
+    from planner.calibration.fit import predict_prepared, prepare
+    p = next(p for p in POINTS if p.batch is None and p.model == "llama-3.3-70b" and p.hardware == "h200")
+    spec = catalog.load_hardware(p.hardware)
+    q = dataclasses.replace(p, batch=100, requests=250)
+    steady = {b: predict_prepared(prepare(dataclasses.replace(q, batch=b, requests=None), spec), spec)
+              for b in (100, 50)}
+    run = predict_prepared(prepare(q, spec), spec)
+    assert run == pytest.approx(250 / (2 * 100 / steady[100] + 50 / steady[50]), rel=1e-12)
+    assert steady[50] < run < steady[100]
 
 
 @pytest.mark.slow

@@ -13,7 +13,7 @@ from planner.config.errors import ConfigError, Problem
 from planner.config.schema import PRECISIONS, HardwareSpec, SpecDecode
 
 COLUMNS = ("date", "source", "hardware", "count", "model", "precision", "kv_precision", "metric", "value",
-           "batch", "context", "prompt", "output", "software", "spec_draft_tokens", "spec_acceptance",
+           "batch", "requests", "context", "prompt", "output", "software", "spec_draft_tokens", "spec_acceptance",
            "spec_draft_layers", "spec_draft_params", "attention_parallel", "role", "notes")
 METRICS = {"decode_tok_s_per_user", "single_stream_tok_s", "aggregate_tok_s", "ttft_s", "tpot_s"}
 ROLES = ("calibrate", "validate", "reference")
@@ -76,8 +76,27 @@ OFFLINE_TUNED = ("fp16", "bf16", "fp8", "nvfp4")
 
 
 def offline_batch_cap(precision: str) -> int:
-    """The batch an offline-maximum row ran at most (the KV bounds it too)."""
+    """The batch an offline-maximum row ran at most per scheduler (the KV bounds it too)."""
     return OFFLINE_MAX_BATCH if precision in OFFLINE_TUNED else OFFLINE_DEFAULT_BATCH
+
+
+def offline_batch(p: Point, max_concurrent: int, shape, devices: int) -> int:
+    """The concurrency of an offline-maximum row (no stated batch), as TensorRT-LLM sets it:
+    - its KV cache manager (V1, the default until gpt-oss moved to V2 in 2026-07) gives a
+      sliding-window layer as many blocks per sequence as a full-attention one ("SWA allocates
+      blocks linearly, and we need as many blocks as full attention", kvCacheManager.cpp), so
+      the requests it holds are the planner's ``max_concurrent`` x (windowed / full KV bytes);
+    - the batch cap applies per scheduler, and the perf-overview recipes run MoE models with
+      attention data parallelism: one scheduler per GPU (dense models: one);
+    - at most the run's requests (all queued at once)."""
+    context = float(p.context)
+    per_token = shape.kv_bytes_per_token("bf16")
+    windowed = float(per_token @ shape.held_tokens(context)) / float(per_token.sum() * context)
+    held = math.floor(max_concurrent * windowed + 1e-9)
+    schedulers = devices if shape.experts and p.attention_parallel == "dp" else 1
+    return max(1, min(held, schedulers * offline_batch_cap(p.precision), p.requests or held))
+
+
 ENGINE_CHUNK = 8192  # vLLM / SGLang / TensorRT-LLM default prefill chunk (max batched tokens)
 FOLDS = 10
 
@@ -115,6 +134,7 @@ class Point:
     notes: str = ""
     attention_parallel: str = "dp"
     file: str = ""
+    requests: int | None = None  # a finite run's requests, all queued at once (None: steady state)
 
     @property
     def ref(self) -> str:
@@ -126,7 +146,7 @@ class Point:
         return self.role != "reference"
 
 
-OPTIONAL = {"spec_draft_layers", "spec_draft_params", "attention_parallel"}
+OPTIONAL = {"spec_draft_layers", "spec_draft_params", "attention_parallel", "requests"}
 
 
 def read_points(path: Path | list[Path] | None = None) -> list[Point]:
@@ -187,14 +207,15 @@ def parse_row(n: int, r: dict, file: str = "") -> Point:
                           draft_layers=_int(r["spec_draft_layers"], 1),
                           draft_params=float(r["spec_draft_params"]) if r["spec_draft_params"].strip() else None)
     prompt, output = _int(r["prompt"], 1024), _int(r["output"], 1024)
+    requests = _int(r["requests"])
     for c, v in (("count", _int(r["count"])), ("batch", _int(r["batch"])), ("context", _int(r["context"])),
-                 ("prompt", prompt), ("output", output)):
+                 ("prompt", prompt), ("output", output), ("requests", requests)):
         if v is not None and v < 1:
             raise ValueError(f"{c} must be >= 1 (got {v})")
     return Point(n, r["date"], r["source"], r["hardware"], _int(r["count"]), r["model"], r["precision"],
                  r["kv_precision"].strip() or None, r["metric"], value, _int(r["batch"]),
                  _int(r["context"], prompt + output), prompt, output, r["software"].strip() or None, spec,
-                 r["role"], r["notes"], _parallel(r["attention_parallel"]), file)
+                 r["role"], r["notes"], _parallel(r["attention_parallel"]), file, requests)
 
 
 def _parallel(v: str) -> str:

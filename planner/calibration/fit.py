@@ -31,7 +31,7 @@ from planner.config.errors import ConfigError, Problem
 from planner.physics.point import Config, build_point
 from planner.config.schema import HardwareSpec
 from planner.physics.hardware import Infeasible, resolve
-from planner.calibration.data import (ENGINE_CHUNK, FAMILIES, FOLDS, LOO_MAX, PARAMS, Family, offline_batch_cap,
+from planner.calibration.data import (ENGINE_CHUNK, FAMILIES, FOLDS, LOO_MAX, PARAMS, Family, offline_batch,
                                       Point, current_value, with_params)
 
 # ---------------------------------------------------------------- prediction
@@ -79,7 +79,8 @@ def predict_prepared(pp: _Prepared, spec: HardwareSpec, devices: dict | None = N
         if devices is not None:
             devices[key] = dev
     sm = b.steps.with_device(dev)
-    batch = p.batch if p.batch is not None else min(b.placement.max_concurrent, offline_batch_cap(p.precision))
+    batch = p.batch if p.batch is not None else \
+        offline_batch(p, b.placement.max_concurrent, sm.shape, b.placement.devices)
     if p.metric == "ttft_s":
         if batch > 1:  # several prompts prefilled together (e.g. one per attention data-parallel rank)
             return sm.prefill_round(p.prompt, 0, batch)[1]
@@ -92,10 +93,24 @@ def predict_prepared(pp: _Prepared, spec: HardwareSpec, devices: dict | None = N
         r = sm.decode_round(1, mean_ctx)
         return r.accepted_tokens / r.round_s
     # serving: the others' prefills interleave, in the engines' usual 8,192-token chunks
-    _, mixed, serving_s = sm.steady_round(batch, mean_ctx, p.prompt, p.output, ENGINE_CHUNK)
     if p.metric == "decode_tok_s_per_user":
+        _, mixed, _ = sm.steady_round(batch, mean_ctx, p.prompt, p.output, ENGINE_CHUNK)
         return mixed.accepted_tokens / mixed.round_s
-    return batch * mixed.accepted_tokens / serving_s  # every replacement's prefill in the replica's time
+    if not p.requests:
+        return _aggregate(sm, batch, mean_ctx, p)
+    # a finite run of equal requests queued at once: full waves of ``batch``, then the rest
+    full, rest = divmod(p.requests, batch)
+    seconds = full * batch / _aggregate(sm, batch, mean_ctx, p) if full else 0.0
+    if rest:
+        seconds += rest / _aggregate(sm, rest, mean_ctx, p)
+    return p.requests / seconds
+
+
+def _aggregate(sm, batch: int, mean_ctx: float, p: Point) -> float:
+    """Output tokens per second of ``batch`` sequences decoding while the ones that finish are
+    replaced (every replacement's prefill in the replica's time)."""
+    _, mixed, serving_s = sm.steady_round(batch, mean_ctx, p.prompt, p.output, ENGINE_CHUNK)
+    return batch * mixed.accepted_tokens / serving_s
 
 
 def predict(p: Point, spec: HardwareSpec) -> float:
