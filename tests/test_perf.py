@@ -134,6 +134,25 @@ def test_attention_runs_at_the_kv_precision_not_the_weights():
     assert 0 < b.achievable["fp4"] < 1
 
 
+def test_attention_with_an_fp8_kv_runs_at_the_measured_speed_up():
+    """An FP8 KV: B200 decode attention at min(FP8 peak x achievable, BF16 x 1.96), its prefill
+    at BF16 x 1.23; H100/H200 decode at BF16 x 1.12, prefill x 1.18 (TensorRT-LLM's kernels,
+    measured); a 16-bit KV at the BF16 rate; a spec without measured speed-ups (CS-3, FP8
+    wafer) at the KV's class rate."""
+    b, h = device("b200"), device("h200")
+    bf16 = b.peak_flops["fp16"]
+    assert b.attention_flops_for("nvfp4", "fp8", "auto", "decode") == pytest.approx(
+        min(b.peak_flops["fp8"] * b.achievable["fp8"], bf16 * 1.96))
+    assert b.attention_flops_for("nvfp4", "fp8", "auto", "prefill") == pytest.approx(2.25e15 * 1.23)
+    assert h.attention_flops_for("fp8", "fp8", "auto", "decode") == pytest.approx(0.99e15 * 1.12)
+    assert h.attention_flops_for("fp8", "fp8", "auto", "prefill") == pytest.approx(0.99e15 * 1.18)
+    assert h.attention_flops_for("fp8", "bf16", "auto", "prefill") == pytest.approx(0.99e15)
+    w = device("wse3-fp8")
+    assert w.low_precision_attention is None
+    assert w.attention_flops_for("fp8", "fp8", "auto", "prefill") == pytest.approx(
+        w.peak_flops["fp8"] * w.achievable["fp8"])
+
+
 def test_coarse_model_experts_touched_grow_with_batch():
     """DeepSeek-V4-Pro (coarse, 384 experts top-6 assumed): at batch 64 the touched experts are
     E (1 - (1 - k/E)^64) = 384 (1 - 0.98438^64) = 384 x 0.6350 = 243.8 by hand, so HBM reads grow with the batch."""

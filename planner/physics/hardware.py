@@ -67,6 +67,7 @@ class Device:
     speed_band: tuple = (1.0, 1.0)  # held-out measured/predicted spread (10th, 90th pct)
     speed_band_source: str = ""
     allreduce_curve: AllReduceCurve | None = None  # GPU: measured all-reduce times (collectives.py)
+    low_precision_attention: dict | None = None  # phase -> measured speed-up of attention over 16-bit
 
     def decode_eff(self, rows: float) -> float:
         """Share of the dense peak a decode step's matmuls reach with ``rows`` tokens in the
@@ -97,13 +98,18 @@ class Device:
             return self.peak_flops["fp16"], "storage" if cls != "fp16" else "native"
         return self.peak_flops[cls] * self.achievable.get(cls, 1.0), "native"
 
-    def attention_flops_for(self, weight_precision: str, kv_precision: str, mode: str) -> float:
-        """Peak FLOP/s of attention: it multiplies activations by the KV cache, so it runs at
-        the KV's compute class, never faster than the weights' (activations are no narrower)."""
+    def attention_flops_for(self, weight_precision: str, kv_precision: str, mode: str,
+                            phase: str = "decode") -> float:
+        """Peak FLOP/s of attention in ``phase`` (decode or prefill): it multiplies activations by
+        the KV cache, so it runs at the KV's compute class, never faster than the weights'
+        (activations are no narrower); with a measured speed-up for a low-precision KV in that
+        phase (``low_precision_attention``), at most the 16-bit rate times it."""
         w_peak, _ = self.flops_for(weight_precision, mode)
         kv_cls = COMPUTE_CLASS[kv_precision]
         kv_peak = self.peak_flops[kv_cls] * self.achievable.get(kv_cls, 1.0) if kv_cls in self.peak_flops \
             else self.peak_flops["fp16"]
+        if kv_cls != "fp16" and self.low_precision_attention and phase in self.low_precision_attention:
+            kv_peak = min(kv_peak, self.peak_flops["fp16"] * self.low_precision_attention[phase])
         return min(w_peak, kv_peak)
 
 
@@ -156,6 +162,7 @@ def resolve(spec: HardwareSpec, bonded: BondedSramSpec | None = None, layers: in
         expert_mem_efficiency=spec.memory.expert_efficiency or spec.memory.efficiency,
         peak_flops=spec.compute.peaks(), compute_efficiency=spec.compute.efficiency,
         achievable={"fp8": spec.compute.fp8_achievable, "fp4": spec.compute.fp4_achievable},
+        low_precision_attention=spec.compute.low_precision_attention,
         decode_efficiency=spec.compute.decode_efficiency or spec.compute.efficiency,
         decode_half_rows=spec.compute.decode_half_rows,
         expert_compute_efficiency=spec.compute.expert_efficiency,

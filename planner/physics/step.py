@@ -112,7 +112,8 @@ class StepModel(PrefillPasses, SteadyRounds):
         """What the device's figures set (the layout above does not depend on them)."""
         self.dev = dev
         self.peak_flops, self.compute_mode = dev.flops_for(self.wp, self.mode)
-        self.attn_flops = dev.attention_flops_for(self.wp, self.kvp, self.mode)
+        self.attn_flops = dev.attention_flops_for(self.wp, self.kvp, self.mode, "decode")
+        self.prefill_attn_rate = dev.attention_flops_for(self.wp, self.kvp, self.mode, "prefill")
         self.imbalance = np.where((self.k > 1) & (self.expert2 > 0), dev.ep_imbalance, 1.0) \
             if not self.wafer else np.ones(self.S)  # expert-parallel imbalance when experts shard
         S, L = self.S, self.shape.layers  # hops: every boundary, or at most one per layer (io.hops)
@@ -154,11 +155,12 @@ class StepModel(PrefillPasses, SteadyRounds):
 
     # ------------------------------------------------------------ per-stage work
     def _compute_s(self, tokens: float, attn_flops: np.ndarray, seqs: float, eff: float,
-                   attn_eff: float | None = None) -> np.ndarray:
+                   attn_eff: float | None = None, prefill: bool = False) -> np.ndarray:
         """Seconds of compute per stage: ``tokens`` through the matmuls (the busiest GPU's routed
         experts weighted by the imbalance), ``seqs`` lm-head rows, attention at its own rate
-        and efficiency (default ``eff``)."""
-        attn = attn_flops / self.attn_flops / (eff if attn_eff is None else attn_eff)
+        (``prefill``: the prefill kernels') and efficiency (default ``eff``)."""
+        rate = self.prefill_attn_rate if prefill else self.attn_flops
+        attn = attn_flops / rate / (eff if attn_eff is None else attn_eff)
         if self.wafer:
             mat = tokens * self.active2 + seqs * self.head
             if tokens > 0:
@@ -249,7 +251,8 @@ class StepModel(PrefillPasses, SteadyRounds):
         if pre is None:
             seqs = prefill_tokens / prompt
             pattn = seqs * self._per_stage(self.shape.prefill_attn_flops, prefill_start, prompt)
-            pre = self._fused[key] = self._compute_s(prefill_tokens, pattn, seqs, self.dev.compute_efficiency)
+            pre = self._fused[key] = self._compute_s(prefill_tokens, pattn, seqs, self.dev.compute_efficiency,
+                                                     prefill=True)
         return self._times(compute + pre, tokens + prefill_tokens, kv, alu=alu + pre)
 
     def _decode_work(self, batch: float, context: float, tokens_per_seq: int | None) -> tuple:
@@ -278,7 +281,7 @@ class StepModel(PrefillPasses, SteadyRounds):
         hit = self._prefilled.get(key)
         if hit is None:
             attn = seqs * self._per_stage(self.shape.prefill_attn_flops, start, tokens)
-            compute = self._compute_s(seqs * tokens, attn, seqs, self.dev.compute_efficiency)
+            compute = self._compute_s(seqs * tokens, attn, seqs, self.dev.compute_efficiency, prefill=True)
             kv = seqs * self._per_stage(self._kv_fn, start)
             hit = self._prefilled[key] = self._times(compute, seqs * tokens, kv, split=True)
         return hit

@@ -67,6 +67,10 @@ class ComputeSpec(Sourced):
     # kernels less mature): the datasheet peak stays the claim, this is what the kernels reach
     fp8_achievable: Fraction = 1.0
     fp4_achievable: Fraction = 1.0
+    # attention with a KV cache narrower than 16 bits, per phase: its speed-up over the 16-bit
+    # rate as measured kernels reach it (at most the KV class's rate x its achievable share);
+    # unset, attention runs at that class rate (README "Attention with a low-precision KV")
+    low_precision_attention: dict[Literal["decode", "prefill"], Annotated[float, Field(ge=1, le=8)]] | None = None
 
     @model_validator(mode="after")
     def _one_source(self):
