@@ -10,6 +10,7 @@ import pytest
 from planner import calibration as calibrate
 from planner import catalog
 from planner.config.errors import ConfigError
+from tests.conftest import shape
 
 POINTS = calibrate.read_points()
 GROQ = [f for f in calibrate.FAMILIES if f.head == "groq-lpu"]
@@ -135,11 +136,31 @@ def test_offline_maxima_run_at_the_batch_trtllm_bench_sets():
     held = math.floor(pp.built.placement.max_concurrent * (18 * 2000 + 18 * 128) / (36 * 2000))
     assert 1000 < held < 2048 and p.requests == 3000  # the KV binds, not the cap
     assert predict_prepared(pp, spec) == pytest.approx(_waves(p, spec, held), rel=1e-12)
-    p = rows[("b200", "llama-4-maverick")]  # 8 schedulers of 4,096: the 3,000 requests bind
+    p = rows[("b200", "llama-4-maverick")]  # more than 4,096 fit, the 3,000 requests bind
     spec = catalog.load_hardware(p.hardware)
     pp = prepare(p, spec)
     assert pp.built.placement.max_concurrent > 4096
     assert predict_prepared(pp, spec) == pytest.approx(_waves(p, spec, 3000), rel=1e-12)
+
+
+def test_the_offline_batch_cap_is_per_scheduler():
+    """4,096 per scheduler for a tuned precision, 2,048 for MXFP4; a MoE model under attention
+    data parallelism has one scheduler per GPU, a dense model or tensor-parallel attention one;
+    a row dated after TensorRT-LLM's KV manager V2 holds what the planner's KV model holds."""
+    import dataclasses
+    from planner.calibration.data import offline_batch
+    free = {p.model: dataclasses.replace(p, requests=None) for p in POINTS
+            if p.batch is None and p.model in ("llama-3.3-70b", "qwen3-235b-a22b", "gpt-oss-120b")}
+    dense, moe = shape("llama-3.3-70b"), shape("qwen3-235b-a22b")
+    assert offline_batch(dataclasses.replace(free["llama-3.3-70b"], precision="fp8"), 10_000, dense, 8) == 4096
+    q = dataclasses.replace(free["qwen3-235b-a22b"], precision="fp8", attention_parallel="dp")
+    assert offline_batch(q, 10_000, moe, 8) == 10_000 and offline_batch(q, 40_000, moe, 8) == 8 * 4096
+    assert offline_batch(dataclasses.replace(q, attention_parallel="tp"), 10_000, moe, 8) == 4096
+    assert offline_batch(dataclasses.replace(q, precision="mxfp4"), 10_000, moe, 2) == 2 * 2048
+    g = dataclasses.replace(free["gpt-oss-120b"], prompt=1000, output=1000, context=2000, date="2025-12")
+    windowed = (18 * 2000 + 18 * 128) / (36 * 2000)
+    assert offline_batch(g, 1000, shape("gpt-oss-120b"), 1) == math.floor(1000 * windowed)
+    assert offline_batch(dataclasses.replace(g, date="2026-09"), 1000, shape("gpt-oss-120b"), 1) == 1000
 
 
 def _waves(p, spec, batch):

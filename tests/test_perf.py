@@ -153,6 +153,20 @@ def test_attention_with_an_fp8_kv_runs_at_the_measured_speed_up():
         w.peak_flops["fp8"] * w.achievable["fp8"])
 
 
+def test_prefill_attention_takes_the_prefill_speed_up():
+    """A B200 prefill of DeepSeek-R1 with an FP8 KV: its attention at the BF16 rate x 1.23 (the
+    measured prefill speed-up), not at the decode rate, so a step's compute is the matmuls
+    at their rate plus that attention, by hand."""
+    sm, s, d, _ = model_for("deepseek-r1", "b200", 8, "fp8", 16384)
+    assert sm.prefill_attn_rate == pytest.approx(2.25e15 * 1.23) and sm.attn_flops > sm.prefill_attn_rate
+    t = sm.prefill(8192, 8192)
+    attn = (sm.F @ s.prefill_attn_flops(8192, 8192)) / (2.25e15 * 1.23) / d.compute_efficiency
+    dense = 8192 * (sm.active2 - sm.expert2) + sm.head
+    experts = 8192 * sm.imbalance * sm.expert2 / d.expert_compute_efficiency
+    mat = (dense + experts) / sm.peak_flops / d.compute_efficiency
+    assert t.compute_s[0] == pytest.approx(float(((mat + attn) / sm.k)[0]), rel=1e-9)
+
+
 def test_coarse_model_experts_touched_grow_with_batch():
     """DeepSeek-V4-Pro (coarse, 384 experts top-6 assumed): at batch 64 the touched experts are
     E (1 - (1 - k/E)^64) = 384 (1 - 0.98438^64) = 384 x 0.6350 = 243.8 by hand, so HBM reads grow with the batch."""

@@ -80,18 +80,23 @@ def offline_batch_cap(precision: str) -> int:
     return OFFLINE_MAX_BATCH if precision in OFFLINE_TUNED else OFFLINE_DEFAULT_BATCH
 
 
+KV_MANAGER_V1_UNTIL = "2026-07"  # TensorRT-LLM moved gpt-oss to KVCacheManagerV2 (pull request #16942)
+
+
 def offline_batch(p: Point, max_concurrent: int, shape, devices: int) -> int:
     """The concurrency of an offline-maximum row (no stated batch), as TensorRT-LLM sets it:
-    - its KV cache manager (V1, the default until gpt-oss moved to V2 in 2026-07) gives a
-      sliding-window layer as many blocks per sequence as a full-attention one ("SWA allocates
-      blocks linearly, and we need as many blocks as full attention", kvCacheManager.cpp), so
-      the requests it holds are the planner's ``max_concurrent`` x (windowed / full KV bytes);
+    - its KV cache manager V1 (rows dated up to ``KV_MANAGER_V1_UNTIL``) gives a sliding-window
+      layer as many blocks per sequence as a full-attention one ("SWA allocates blocks
+      linearly, and we need as many blocks as full attention", kvCacheManager.cpp), so the
+      requests it holds are the planner's ``max_concurrent`` x (windowed / full KV bytes);
+      V2 sizes the window's pool apart, as the planner's own KV model does;
     - the batch cap applies per scheduler, and the perf-overview recipes run MoE models with
       attention data parallelism: one scheduler per GPU (dense models: one);
     - at most the run's requests (all queued at once)."""
     context = float(p.context)
     per_token = shape.kv_bytes_per_token("bf16")
-    windowed = float(per_token @ shape.held_tokens(context)) / float(per_token.sum() * context)
+    windowed = float(per_token @ shape.held_tokens(context)) / float(per_token.sum() * context) \
+        if p.date[:7] <= KV_MANAGER_V1_UNTIL else 1.0
     held = math.floor(max_concurrent * windowed + 1e-9)
     schedulers = devices if shape.experts and p.attention_parallel == "dp" else 1
     return max(1, min(held, schedulers * offline_batch_cap(p.precision), p.requests or held))
