@@ -93,10 +93,8 @@ def offline_batch(p: Point, max_concurrent: int, shape, devices: int) -> int:
     - the batch cap applies per scheduler, and the perf-overview recipes run MoE models with
       attention data parallelism: one scheduler per GPU (dense models: one);
     - at most the run's requests (all queued at once)."""
-    context = float(p.context)
-    per_token = shape.kv_bytes_per_token("bf16")
-    windowed = float(per_token @ shape.held_tokens(context)) / float(per_token.sum() * context) \
-        if p.date[:7] <= KV_MANAGER_V1_UNTIL else 1.0
+    windowed = float(shape.kv_bytes_per_sequence("bf16", p.context).sum()) \
+        / float(shape.kv_bytes_per_token("bf16").sum() * p.context) if p.date[:7] <= KV_MANAGER_V1_UNTIL else 1.0
     held = math.floor(max_concurrent * windowed + 1e-9)
     schedulers = devices if shape.experts and p.attention_parallel == "dp" else 1
     return max(1, min(held, schedulers * offline_batch_cap(p.precision), p.requests or held))
@@ -212,13 +210,13 @@ def parse_row(n: int, r: dict, file: str = "") -> Point:
                           draft_layers=_int(r["spec_draft_layers"], 1),
                           draft_params=float(r["spec_draft_params"]) if r["spec_draft_params"].strip() else None)
     prompt, output = _int(r["prompt"], 1024), _int(r["output"], 1024)
-    requests = _int(r["requests"])
-    for c, v in (("count", _int(r["count"])), ("batch", _int(r["batch"])), ("context", _int(r["context"])),
+    count, batch, requests = _int(r["count"]), _int(r["batch"]), _int(r["requests"])
+    for c, v in (("count", count), ("batch", batch), ("context", _int(r["context"])),
                  ("prompt", prompt), ("output", output), ("requests", requests)):
         if v is not None and v < 1:
             raise ValueError(f"{c} must be >= 1 (got {v})")
-    return Point(n, r["date"], r["source"], r["hardware"], _int(r["count"]), r["model"], r["precision"],
-                 r["kv_precision"].strip() or None, r["metric"], value, _int(r["batch"]),
+    return Point(n, r["date"], r["source"], r["hardware"], count, r["model"], r["precision"],
+                 r["kv_precision"].strip() or None, r["metric"], value, batch,
                  _int(r["context"], prompt + output), prompt, output, r["software"].strip() or None, spec,
                  r["role"], r["notes"], _parallel(r["attention_parallel"]), file, requests)
 

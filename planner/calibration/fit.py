@@ -37,11 +37,12 @@ from planner.calibration.data import (ENGINE_CHUNK, FAMILIES, FOLDS, LOO_MAX, PA
 # ---------------------------------------------------------------- prediction
 @dataclass
 class _Prepared:
-    """One point's shape and placement, built once: fitted parameters move neither."""
+    """One point's shape, placement and batch, built once: fitted parameters move none of them."""
 
     point: Point
     cfg: Config
     built: object
+    batch: int  # the stated batch, or the one an offline maximum ran at (offline_batch)
 
 
 def _config(p: Point, spec: HardwareSpec) -> Config:
@@ -60,7 +61,9 @@ def prepare(p: Point, spec: HardwareSpec) -> _Prepared:
     if p.batch is not None and p.batch > built.placement.max_concurrent:
         raise _row_error(p, f"batch {p.batch} > {built.placement.max_concurrent} "
                          f"sequences that fit on {built.placement.devices} x {p.hardware}")
-    return _Prepared(p, cfg, built)
+    batch = p.batch if p.batch is not None else \
+        offline_batch(p, built.placement.max_concurrent, built.steps.shape, built.placement.devices)
+    return _Prepared(p, cfg, built, batch)
 
 
 def _row_error(p: Point, message: str) -> ConfigError:
@@ -71,7 +74,7 @@ def predict_prepared(pp: _Prepared, spec: HardwareSpec, devices: dict | None = N
     """The row's metric under ``spec`` (fitted values applied), reusing the placement and its
     step model's layout (StepModel.with_device). ``devices``: resolved specs by (hardware,
     software), shared by the rows of one evaluation."""
-    p, cfg, b = pp.point, pp.cfg, pp.built
+    p, cfg, b, batch = pp.point, pp.cfg, pp.built, pp.batch
     key = (p.hardware, p.software)
     dev = devices.get(key) if devices is not None else None
     if dev is None:
@@ -79,8 +82,6 @@ def predict_prepared(pp: _Prepared, spec: HardwareSpec, devices: dict | None = N
         if devices is not None:
             devices[key] = dev
     sm = b.steps.with_device(dev)
-    batch = p.batch if p.batch is not None else \
-        offline_batch(p, b.placement.max_concurrent, sm.shape, b.placement.devices)
     if p.metric == "ttft_s":
         if batch > 1:  # several prompts prefilled together (e.g. one per attention data-parallel rank)
             return sm.prefill_round(p.prompt, 0, batch)[1]
