@@ -189,6 +189,24 @@ def test_a_finite_run_pays_for_its_last_wave():
     assert steady[50] < run < steady[100]
 
 
+def test_a_balanced_router_row_carries_no_expert_imbalance():
+    """A row whose source routes tokens evenly (``routing: balanced``, as AIConfigurator's grid
+    with ``--routing balanced``) is predicted with ``ep_imbalance`` 1: its busiest GPU carries the
+    mean expert load. A row with the engine's own router (blank) keeps the family's figure."""
+    import dataclasses
+    from planner.calibration.fit import predict_prepared, prepare
+    p = next(p for p in POINTS if p.file.endswith("calibration_aic.csv") and p.model == "qwen3-235b-a22b"
+             and p.hardware == "b200" and p.metric == "tpot_s" and p.batch == 256)
+    assert p.routing == ""
+    spec = catalog.load_hardware("b200")
+    assert spec.scale_up.ep_imbalance > 1.1
+    even = calibrate.with_params(spec, {"ep_imbalance": 1.0})
+    balanced = dataclasses.replace(p, routing="balanced")
+    assert predict_prepared(prepare(balanced, spec), spec) == \
+        pytest.approx(predict_prepared(prepare(p, even), even), rel=1e-12)
+    assert predict_prepared(prepare(balanced, spec), spec) < predict_prepared(prepare(p, spec), spec)
+
+
 @pytest.mark.slow
 def test_shipped_values_are_the_fit(shipped_fits):
     """The spec files hold what the fitter finds: a refit from them moves no parameter much."""
@@ -218,11 +236,13 @@ def test_bad_rows_are_reported_with_row_numbers(tmp_path):
         w.writerow({**base, "metric": "speed", "value": "1800"})
         w.writerow({**base, "metric": "decode_tok_s_per_user", "value": "-5"})
         w.writerow({**base, "metric": "decode_tok_s_per_user", "value": "5", "role": "maybe"})
+        w.writerow({**base, "metric": "decode_tok_s_per_user", "value": "5", "routing": "power_law"})
     with pytest.raises(ConfigError) as e:
         calibrate.read_points(bad)
     lines = str(e.value).splitlines()
     assert lines[0].startswith(f"{bad}:2:1: metric 'speed'") and lines[1].startswith(f"{bad}:3:1: value must be > 0")
     assert lines[2].startswith(f"{bad}:4:1: role 'maybe' not one of")
+    assert lines[3].startswith(f"{bad}:5:1: routing 'power_law' not one of")
 
 
 def test_write_back_keeps_comments(tmp_path, monkeypatch):

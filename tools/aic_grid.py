@@ -63,7 +63,7 @@ from pathlib import Path
 
 COLUMNS = ("date", "source", "hardware", "count", "model", "precision", "kv_precision", "metric", "value",
            "batch", "context", "prompt", "output", "software", "spec_draft_tokens", "spec_acceptance",
-           "spec_draft_layers", "spec_draft_params", "attention_parallel", "role", "notes")
+           "spec_draft_layers", "spec_draft_params", "attention_parallel", "routing", "role", "notes")
 
 BACKEND = "trtllm"
 
@@ -91,6 +91,8 @@ VARIANTS: dict[str, dict[str, tuple[str, dict]]] = {
                     "nvfp4": ("nvidia/DeepSeek-V3.1-NVFP4", {})},
     "gpt-oss-120b": {"mxfp4": ("openai/gpt-oss-120b", {})},
 }
+
+MOE_MODELS = {"qwen3-235b-a22b", "deepseek-v3", "gpt-oss-120b"}  # the grid's mixture-of-experts models
 
 # (prompt, output, tpot batches for tp configs, tpot per-rank batches for attention-dp configs)
 WORKLOADS = [(1024, 1024, (1, 4, 16, 64, 256), (1, 4, 16, 32)),
@@ -202,10 +204,29 @@ def _source_shares(lat: dict, src: dict) -> str:
     return "/".join(f"{k} {100 * v / tot:.0f}%" for k, v in sorted(acc.items(), key=lambda kv: -kv[1]))
 
 
+def _route(distribution: str) -> None:
+    """Make every AIConfigurator model route tokens by ``distribution``. Its MoE kernel tables are
+    measured under three routings (``balanced``, ``power_law_1.01``, ``power_law_1.2``); its models
+    pick the power law (alpha 1.2 for generic MoE, 1.01 for DeepSeek) through the
+    ``ModelConfig.workload_distribution`` default, which no API argument reaches (AIC 0.12.0)."""
+    from aiconfigurator_core.sdk.config import ModelConfig
+
+    init = ModelConfig.__init__
+
+    def routed(self, *a, **k):
+        init(self, *a, **k)
+        self.workload_distribution = distribution
+
+    ModelConfig.__init__ = routed
+
+
 class Runner:
-    def __init__(self, stride: int):
+    def __init__(self, stride: int, routing: str):
         from aiconfigurator.cli.api import cli_estimate  # imported lazily: needs the aic venv
         from aiconfigurator.sdk.errors import PerfDataNotAvailableError
+
+        if routing != "power_law":
+            _route(routing)
 
         self.cli_estimate = cli_estimate
         self.no_data_exc = PerfDataNotAvailableError
@@ -238,7 +259,7 @@ def _short(e: Exception) -> str:
 
 
 def make_row(case: Case, r, metric: str, value_s: float, batch_global: int, per_rank: int,
-             prompt: int, output: int, date: str, aic_version: str) -> dict:
+             prompt: int, output: int, date: str, aic_version: str, routing: str) -> dict:
     raw = r.raw
     s = r.summary
     if metric == "tpot_s":
@@ -252,6 +273,8 @@ def make_row(case: Case, r, metric: str, value_s: float, batch_global: int, per_
     bits += [f"{BACKEND} {r.backend_version} static batch" + (" decode, mean step over OSL" if metric == "tpot_s"
                                                               else " prefill"),
              quant, f"mem {float(raw.get('memory', 0.0)):.1f} GiB/GPU", f"sources {shares}", "no MTP/spec"]
+    if case.model in MOE_MODELS:
+        bits.append(f"experts routed {routing.replace('_', ' ')}")
     for fb in r.moe_comm_fallbacks or ():
         bits.append(f"A2A {fb.comm_backend} substituted: measured ep{fb.measurement_ep_size}/"
                     f"{fb.measurement_node_num} node for ep{fb.requested_ep_size}/{fb.requested_node_num} nodes")
@@ -267,7 +290,9 @@ def make_row(case: Case, r, metric: str, value_s: float, batch_global: int, per_
         "kv_precision": _kv_label(str(raw.get("kvcache"))), "metric": metric, "value": f"{value_s:.6g}",
         "batch": batch_global, "context": prompt + output, "prompt": prompt, "output": output,
         "software": "", "spec_draft_tokens": "", "spec_acceptance": "", "spec_draft_layers": "",
-        "spec_draft_params": "", "attention_parallel": _attention(case.model, case.par.dp), "role": "calibrate",
+        "spec_draft_params": "", "attention_parallel": _attention(case.model, case.par.dp),
+        "routing": routing if routing == "balanced" and case.model in MOE_MODELS else "",
+        "role": "calibrate",
         "notes": "; ".join(bits),
     }
 
@@ -324,6 +349,9 @@ def main(argv=None) -> int:
     ap.add_argument("--models", default=",".join(VARIANTS), help="comma list of " + ", ".join(VARIANTS))
     ap.add_argument("--quick", action="store_true", help="batch 1 at 1024/1024 only (smoke test)")
     ap.add_argument("--stride", type=int, default=32, help="AIC decode-step sampling stride (default 32)")
+    ap.add_argument("--routing", choices=("power_law", "balanced"), default="power_law",
+                    help="how the MoE kernels' tokens are routed to experts (default power_law: "
+                    "AIConfigurator's own; balanced: every expert the same load)")
     ap.add_argument("--date", default=_dt.date.today().isoformat(), help="date column (default: today)")
     ap.add_argument("--restamp", metavar="CSV", help="re-apply columns and roles to an existing grid file "
                     "(no AIConfigurator run) and write it to --out")
@@ -344,7 +372,7 @@ def main(argv=None) -> int:
     try:
         from importlib.metadata import version
         aic_version = version("aiconfigurator")
-        runner = Runner(args.stride)
+        runner = Runner(args.stride, args.routing)
     except Exception as e:  # noqa: BLE001
         print(f"aiconfigurator is not importable ({e}).\nInstall it in its own venv:\n"
               "  python3 -m venv /tmp/aic-venv && /tmp/aic-venv/bin/pip install aiconfigurator==0.12.0\n"
@@ -388,7 +416,7 @@ def main(argv=None) -> int:
                     skipped_detail[key]["zero value"] += 1
                     continue
                 rows.append(make_row(case, r, metric, ms / 1000.0, per_rank * case.par.dp, per_rank,
-                                     prompt, output, args.date, aic_version))
+                                     prompt, output, args.date, aic_version, args.routing))
         print(f"[{i}/{len(cases)}] {case.hardware:12s} {case.model:16s} {case.precision:6s} "
               f"{case.par.label():22s} rows +{len(rows) - n_before:3d}  ({time.time() - t0:.0f}s)",
               file=sys.stderr, flush=True)

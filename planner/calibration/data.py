@@ -14,7 +14,7 @@ from planner.config.schema import PRECISIONS, HardwareSpec, SpecDecode
 
 COLUMNS = ("date", "source", "hardware", "count", "model", "precision", "kv_precision", "metric", "value",
            "batch", "requests", "context", "prompt", "output", "software", "spec_draft_tokens", "spec_acceptance",
-           "spec_draft_layers", "spec_draft_params", "attention_parallel", "role", "notes")
+           "spec_draft_layers", "spec_draft_params", "attention_parallel", "routing", "role", "notes")
 METRICS = {"decode_tok_s_per_user", "single_stream_tok_s", "aggregate_tok_s", "ttft_s", "tpot_s"}
 ROLES = ("calibrate", "validate", "reference")
 
@@ -138,6 +138,7 @@ class Point:
     attention_parallel: str = "dp"
     file: str = ""
     requests: int | None = None  # a finite run's requests, all queued at once (None: steady state)
+    routing: str = ""  # "": the serving engine's own router; "balanced": every expert the same load
 
     @property
     def ref(self) -> str:
@@ -149,7 +150,8 @@ class Point:
         return self.role != "reference"
 
 
-OPTIONAL = {"spec_draft_layers", "spec_draft_params", "attention_parallel", "requests"}
+OPTIONAL = {"spec_draft_layers", "spec_draft_params", "attention_parallel", "requests", "routing"}
+ROUTINGS = ("", "balanced")
 
 
 def read_points(path: Path | list[Path] | None = None) -> list[Point]:
@@ -218,7 +220,14 @@ def parse_row(n: int, r: dict, file: str = "") -> Point:
     return Point(n, r["date"], r["source"], r["hardware"], count, r["model"], r["precision"],
                  r["kv_precision"].strip() or None, r["metric"], value, batch,
                  _int(r["context"], prompt + output), prompt, output, r["software"].strip() or None, spec,
-                 r["role"], r["notes"], _parallel(r["attention_parallel"]), file, requests)
+                 r["role"], r["notes"], _parallel(r["attention_parallel"]), file, requests, _routing(r["routing"]))
+
+
+def _routing(v: str) -> str:
+    v = v.strip()
+    if v not in ROUTINGS:
+        raise ValueError(f"routing {v!r} not one of: blank (the engine's router), balanced")
+    return v
 
 
 def _parallel(v: str) -> str:

@@ -20,6 +20,7 @@ the uncertainty band written to the spec (``uncertainty``).
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 
@@ -75,10 +76,12 @@ def predict_prepared(pp: _Prepared, spec: HardwareSpec, devices: dict | None = N
     step model's layout (StepModel.with_device). ``devices``: resolved specs by (hardware,
     software), shared by the rows of one evaluation."""
     p, cfg, b, batch = pp.point, pp.cfg, pp.built, pp.batch
-    key = (p.hardware, p.software)
+    key = (p.hardware, p.software, p.routing)
     dev = devices.get(key) if devices is not None else None
     if dev is None:
         dev = resolve(spec, None, 0, p.software)
+        if p.routing == "balanced":  # a synthetic router that loads every expert alike
+            dev = dataclasses.replace(dev, ep_imbalance=1.0)
         if devices is not None:
             devices[key] = dev
     sm = b.steps.with_device(dev)
