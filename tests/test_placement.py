@@ -84,6 +84,30 @@ def test_gpu_concurrency_hand_calc():
     assert p.max_concurrent == int((8 * 80e9 * 0.9 - w.sum()) // kv.sum())
 
 
+def test_data_parallel_attention_puts_the_attention_weights_on_every_gpu():
+    """DeepSeek-V3 on 8 x H200, FP8. An MLA layer's attention weights (q down 7168 x 1536, q up
+    1536 x 128 x 192, KV down 7168 x 576, KV up 512 x 128 x 256, output 128 x 128 x 7168:
+    187,105,280 per layer, 61 layers, 1 byte) sit once per GPU when each GPU runs every head for
+    its own sequences (TensorRT-LLM's attention DP: 'weight_divisor = 1', modeling_deepseekv3.py),
+    once per replica when attention is tensor parallel. A decode step at batch 1 then reads a whole
+    copy on the GPU that serves the sequence: 7 x 11.4 GB more bytes over the group's bandwidth."""
+    from planner.physics.step import StepModel
+    s, d = shape("deepseek-v3"), device("h200")
+    attention = 61 * 187_105_280
+    assert float(s.attn_params.sum()) == attention
+    w, kv = resident_bytes(s, "fp8", "bf16", "fp8", 8192, 0.0)
+    dp = place(s, d, 8, "fp8", "fp8", 8192)
+    tp = place(s, d, 8, "fp8", "fp8", 8192, mla_attention="tp")
+    assert dp.weight_bytes == pytest.approx(w.sum() + 7 * attention)
+    assert tp.weight_bytes == pytest.approx(w.sum())
+    assert dp.max_concurrent == int((8 * d.capacity_bytes - w.sum() - 7 * attention) // kv.sum())
+    extra = StepModel(s, dp, d, "fp8", "fp8").decode(1, 8192).memory_s - \
+        StepModel(s, tp, d, "fp8", "fp8").decode(1, 8192).memory_s
+    # the KV reads are alike: tensor-parallel attention reads the one latent KV on all 8 GPUs, and
+    # the data-parallel GPU serving the sequence is the step's busiest (8 x its share of the group)
+    assert float(extra[0]) == pytest.approx(7 * attention / (8 * d.mem_bw_bytes_per_s * d.mem_efficiency))
+
+
 def test_groq_splits_layers_over_many_chips():
     p = place(shape("llama-3.1-70b"), device("groq-lpu"), None, "fp8", "fp8", 2048)
     assert p.devices > 300 and np.mean([st.end - st.start for st in p.stages]) < 1

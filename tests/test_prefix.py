@@ -57,13 +57,15 @@ def test_shared_prefix_is_held_once_on_a_wafer():
 
 def test_shared_prefix_on_every_data_parallel_gpu():
     """8 x B200, DeepSeek-V3 FP8 with data-parallel MLA attention: each GPU serves its own
-    sequences, so each holds the 16K-token prefix (8 x 16,384 x 35,136 B)."""
+    sequences, so each holds the 16K-token prefix (8 x 16,384 x 35,136 B), as it holds its own
+    copy of the attention weights (7 more copies of 61 x 187,105,280 FP8 bytes)."""
     s, d = shape("deepseek-v3"), device("b200")
     w, _ = resident_bytes(s, "fp8", "bf16", "fp8", 32768, 0.0)
     p = place(s, d, 8, "fp8", "fp8", 32768, shared_tokens=16384)
     assert p.shared_kv_bytes == 8 * 16384 * DEEPSEEK_KV_FP8
     assert p.kv_bytes_per_seq == 16384 * DEEPSEEK_KV_FP8
-    assert p.max_concurrent == int((8 * d.capacity_bytes - w.sum() - 8 * 16384 * DEEPSEEK_KV_FP8)
+    copies = 7 * 61 * 187_105_280
+    assert p.max_concurrent == int((8 * d.capacity_bytes - w.sum() - copies - 8 * 16384 * DEEPSEEK_KV_FP8)
                                    // (16384 * DEEPSEEK_KV_FP8))
 
 

@@ -363,6 +363,7 @@ def main(argv=None) -> int:
         for r in rows:
             r.setdefault("spec_draft_layers", "")
             r.setdefault("spec_draft_params", "")
+            r.setdefault("routing", "")
             dp = 2 if "attn dp" in r["notes"] else 1
             r["attention_parallel"] = r.get("attention_parallel") or _attention(r["model"], dp)
         _write(Path(args.out), assign_roles(rows))

@@ -62,6 +62,7 @@ class ModelShape:
     attend_cap: np.ndarray  # per layer: attended tokens cap (window or DSA top-k; 0 = none)
     embed_params: float  # input embedding table
     head_params: float  # lm head (0 extra params if tied, but still computed)
+    attn_params: np.ndarray | None = None  # per layer: attention's weights (part of fixed; coarse: unknown)
 
     @property
     def layers(self) -> int:
@@ -211,7 +212,7 @@ def build(spec: ModelSpec) -> ModelShape:
                       kv_elems=np.full(L, float(kv_elems)), kv_fixed_bytes=np.full(L, idx_bytes),
                       window=window, attn_decode_flops=np.full(L, dec), attn_prefill_flops=np.full(L, pre),
                       indexer_flops=np.full(L, idx_flops), attend_cap=attend_cap,
-                      embed_params=embed, head_params=embed)
+                      embed_params=embed, head_params=embed, attn_params=np.full(L, float(attn_params + idx_params)))
 
 
 def experts_touched(experts: int, active: int, tokens: float) -> float:

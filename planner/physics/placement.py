@@ -16,6 +16,10 @@ domains (PP = count / TP); weights and experts shard evenly (expert parallel); G
 over KV heads and is replicated beyond them; MLA KV is sharded by sequence (data-parallel
 attention, as SGLang/vLLM serve DeepSeek); a shared prefix is replicated as the KV is (MLA
 data-parallel attention: on every GPU of the group, each serving its own sequences).
+Data-parallel attention also puts a whole copy of the attention weights on every GPU of the
+group (each runs every head for its own sequences): TP x the attention bytes are resident,
+and each GPU reads its whole copy every step (the step model reads a stage's resident bytes
+over its GPUs, so the copies cost exactly that).
 """
 from __future__ import annotations
 
@@ -125,7 +129,10 @@ def place_wafer(shape: ModelShape, dev: Device, count: int | None, w: np.ndarray
 
 def place_gpu(shape: ModelShape, dev: Device, count: int | None, w: np.ndarray, kv: np.ndarray,
               context: int, max_devices: int, min_sequences: int = 1, mla_attention: str = "dp",
-              shared: np.ndarray | None = None, shared_tokens: int = 0) -> Placement:
+              shared: np.ndarray | None = None, shared_tokens: int = 0,
+              attn: np.ndarray | None = None) -> Placement:
+    """``attn``: per-layer attention weight bytes, copied to every GPU of the group under MLA's
+    data-parallel attention."""
     a = shape.spec.attention
     # KV heads to shard over: GQA's; MLA's one latent head when attention is tensor parallel
     # (every GPU then holds the whole latent KV); MLA data-parallel attention shards by sequence
@@ -135,7 +142,13 @@ def place_gpu(shape: ModelShape, dev: Device, count: int | None, w: np.ndarray, 
     # MLA's data-parallel attention shards sequences instead: no heads to divide
     heads = a.heads if a is not None and (a.type == "gqa" or mla_attention == "tp") else None
     sh = shared if shared is not None else np.zeros(len(w))
-    cap, W, K, S = dev.capacity_bytes, float(w.sum()), float(kv.sum()), float(sh.sum())
+    copied = attn if attn is not None and a is not None and a.type == "mla" and mla_attention == "dp" \
+        else np.zeros(len(w))  # one more copy of these per further GPU of the group
+    cap, K, S = dev.capacity_bytes, float(kv.sum()), float(sh.sum())
+
+    def resident(n: int) -> np.ndarray:
+        """Per-layer weight bytes on n GPUs: the model once, the copied attention (TP - 1) more times."""
+        return w + copied * (degree(n) - 1)
 
     def degree(n: int) -> int:
         """The TP degree on n GPUs: the largest within the NVLink domain that divides n (the rest
@@ -154,7 +167,7 @@ def place_gpu(shape: ModelShape, dev: Device, count: int | None, w: np.ndarray, 
 
     def concurrency(n: int) -> tuple[int, float]:
         repl, sh_copies = copies(n)
-        free = cap * n - W - S * sh_copies
+        free = cap * n - float(resident(n).sum()) - S * sh_copies
         return (int(free // (K * repl)) if free > 0 else 0), repl
 
     if count is None:
@@ -164,6 +177,8 @@ def place_gpu(shape: ModelShape, dev: Device, count: int | None, w: np.ndarray, 
             raise Infeasible(f"{min_sequences} sequences of {context} tokens do not fit on "
                              f"{max_devices} x {dev.name}", "capacity")
     tp = degree(count)
+    wc = resident(count)
+    W = float(wc.sum())
     if W > count * cap:
         raise Infeasible(f"weights do not fit: {fmt_bytes(W)} > {count} x {fmt_bytes(cap)} usable on {dev.name}",
                          "capacity")
@@ -172,7 +187,7 @@ def place_gpu(shape: ModelShape, dev: Device, count: int | None, w: np.ndarray, 
         raise Infeasible(f"KV of one {context}-token sequence does not fit next to the weights "
                          f"{'and the shared prefix ' if S else ''}on {count} x {dev.name}", "capacity")
     sh_copies = copies(count)[1]
-    return Placement("gpu", count, _stages(w, kv, n, count // tp, tp, sh * sh_copies), W, K, K / (context - shared_tokens), n, cap,
+    return Placement("gpu", count, _stages(wc, kv, n, count // tp, tp, sh * sh_copies), W, K, K / (context - shared_tokens), n, cap,
                      context, tp=tp, kv_replication=repl, mla_attention=mla_attention, shared_tokens=shared_tokens,
                      shared_kv_bytes=S * sh_copies)
 
@@ -189,5 +204,6 @@ def place(shape: ModelShape, dev: Device, count: int | None, weight_precision: s
     shared = shape.kv_bytes_per_sequence(kv_precision, shared_tokens) if shared_tokens else None
     if dev.kind == "wafer":
         return place_wafer(shape, dev, count, w, kv, context, max_devices, min_sequences, shared, shared_tokens)
+    attn = None if shape.attn_params is None else shape.attn_params * PRECISION_BYTES[weight_precision]
     return place_gpu(shape, dev, count, w, kv, context, max_devices, min_sequences, mla_attention, shared,
-                     shared_tokens)
+                     shared_tokens, attn)
