@@ -156,6 +156,19 @@ def test_estimate_mla_attention(run):
     assert run(*args, "--mla-attention", "ep").exit_code == 2
 
 
+def test_estimate_gqa_attention(run):
+    """--gqa-attention reaches the placement: Qwen3-235B on 8 H200 with data-parallel attention
+    holds each sequence's KV once (tensor-parallel attention replicates its 4 KV heads twice over
+    8 GPUs), less a copy of the attention weights per further GPU."""
+    args = ("estimate", "--model", "qwen3-235b-a22b", "--hardware", "h200", "--count", "8", "--precision", "fp8",
+            "--context", "8192", "--json")
+    tp, dp = json.loads(run(*args).output), json.loads(run(*args, "--gqa-attention", "dp").output)
+    assert tp["gqa_attention"] == "tp" and dp["gqa_attention"] == "dp"
+    tp_n, dp_n = tp["max_concurrent_sequences"], dp["max_concurrent_sequences"]
+    assert 1.8 * tp_n < dp_n < 2 * tp_n
+    assert run(*args, "--gqa-attention", "ep").exit_code == 2
+
+
 def test_estimate_human_output(run):
     r = run("estimate", "--model", "llama-3.1-70b", "--hardware", "cs3", "--count", "4", "--batch", "1")
     assert r.exit_code == 0 and "tok/s per user" in r.output and "bottleneck" in r.output

@@ -84,6 +84,15 @@ def test_gpu_concurrency_hand_calc():
     assert p.max_concurrent == int((8 * 80e9 * 0.9 - w.sum()) // kv.sum())
 
 
+def _both_attentions(model: str, hardware: str, attention: int, dp: dict, tp: dict):
+    """The model on 8 GPUs at FP8 and 8K, with data- and tensor-parallel attention, once its
+    attention weights match the hand count: (shape, device, attention, weights, KV, dp, tp)."""
+    s, d = shape(model), device(hardware)
+    assert float(s.attn_params.sum()) == attention
+    w, kv = resident_bytes(s, "fp8", "bf16", "fp8", 8192, 0.0)
+    return s, d, attention, w, kv, place(s, d, 8, "fp8", "fp8", 8192, **dp), place(s, d, 8, "fp8", "fp8", 8192, **tp)
+
+
 def test_data_parallel_attention_puts_the_attention_weights_on_every_gpu():
     """DeepSeek-V3 on 8 x H200, FP8. An MLA layer's attention weights (q down 7168 x 1536, q up
     1536 x 128 x 192, KV down 7168 x 576, KV up 512 x 128 x 256, output 128 x 128 x 7168:
@@ -92,12 +101,8 @@ def test_data_parallel_attention_puts_the_attention_weights_on_every_gpu():
     once per replica when attention is tensor parallel. A decode step at batch 1 then reads a whole
     copy on the GPU that serves the sequence: 7 x 11.4 GB more bytes over the group's bandwidth."""
     from planner.physics.step import StepModel
-    s, d = shape("deepseek-v3"), device("h200")
-    attention = 61 * 187_105_280
-    assert float(s.attn_params.sum()) == attention
-    w, kv = resident_bytes(s, "fp8", "bf16", "fp8", 8192, 0.0)
-    dp = place(s, d, 8, "fp8", "fp8", 8192)
-    tp = place(s, d, 8, "fp8", "fp8", 8192, mla_attention="tp")
+    s, d, attention, w, kv, dp, tp = _both_attentions("deepseek-v3", "h200", 61 * 187_105_280, {},
+                                                      {"mla_attention": "tp"})
     assert dp.weight_bytes == pytest.approx(w.sum() + 7 * attention)
     assert tp.weight_bytes == pytest.approx(w.sum())
     assert dp.max_concurrent == int((8 * d.capacity_bytes - w.sum() - 7 * attention) // kv.sum())
@@ -106,6 +111,26 @@ def test_data_parallel_attention_puts_the_attention_weights_on_every_gpu():
     # the KV reads are alike: tensor-parallel attention reads the one latent KV on all 8 GPUs, and
     # the data-parallel GPU serving the sequence is the step's busiest (8 x its share of the group)
     assert float(extra[0]) == pytest.approx(7 * attention / (8 * d.mem_bw_bytes_per_s * d.mem_efficiency))
+
+
+def test_gqa_data_parallel_attention_shards_the_kv_by_sequence():
+    """Qwen3-235B-A22B (4 KV heads) on 8 x B200, FP8, as TensorRT-LLM's attention-DP recipe runs it:
+    each GPU holds all 4 KV heads of its own sequences (no replication, where tensor-parallel
+    attention holds each KV head on 2 GPUs) and a copy of the attention weights (64 x 128 query
+    and output, 2 x 4 x 128 KV projections of 4096: 71,303,168 per layer, 94 layers); its MoE
+    layers pay an all-to-all dispatch and combine instead of two all-reduces."""
+    from planner.physics.step import StepModel
+    s, d, attention, w, kv, dp, tp = _both_attentions("qwen3-235b-a22b", "b200", 94 * 71_303_168,
+                                                      {"gqa_attention": "dp"}, {})
+    assert (tp.dp_attention, tp.kv_replication) == (False, 2.0) and tp.weight_bytes == pytest.approx(w.sum())
+    assert (dp.dp_attention, dp.kv_replication) == (True, 1.0)
+    assert dp.weight_bytes == pytest.approx(w.sum() + 7 * attention)
+    assert dp.max_concurrent == int((8 * d.capacity_bytes - w.sum() - 7 * attention) // kv.sum())
+    steps = StepModel(s, dp, d, "fp8", "fp8")
+    assert float(steps.alltoalls[0]) == 94 and float(steps.allreduces[0]) == 0
+    assert float(StepModel(s, tp, d, "fp8", "fp8").allreduces[0]) == 2 * 94
+    # a 64-head model on 6 GPUs: tensor-parallel attention cannot split the heads 6 ways, DP can
+    assert place(s, d, 6, "fp8", "fp8", 8192).tp != 6 and place(s, d, 6, "fp8", "fp8", 8192, gqa_attention="dp").tp == 6
 
 
 def test_groq_splits_layers_over_many_chips():

@@ -96,8 +96,15 @@ def offline_batch(p: Point, max_concurrent: int, shape, devices: int) -> int:
     windowed = float(shape.kv_bytes_per_sequence("bf16", p.context).sum()) \
         / float(shape.kv_bytes_per_token("bf16").sum() * p.context) if p.date[:7] <= KV_MANAGER_V1_UNTIL else 1.0
     held = math.floor(max_concurrent * windowed + 1e-9)
-    schedulers = devices if shape.experts and p.attention_parallel == "dp" else 1
+    schedulers = devices if shape.experts and attention(p, shape) == "dp" else 1
     return max(1, min(held, schedulers * offline_batch_cap(p.precision), p.requests or held))
+
+
+def attention(p: Point, shape) -> str:
+    """How the row's attention is parallel: as stated, else MLA's data-parallel and GQA's
+    tensor-parallel default (the planner's ``mla_attention`` / ``gqa_attention``)."""
+    att = shape.spec.attention
+    return p.attention_parallel or ("dp" if att is not None and att.type == "mla" else "tp")
 
 
 ENGINE_CHUNK = 8192  # vLLM / SGLang / TensorRT-LLM default prefill chunk (max batched tokens)
@@ -135,7 +142,7 @@ class Point:
     spec: SpecDecode | None
     role: str
     notes: str = ""
-    attention_parallel: str = "dp"
+    attention_parallel: str = ""  # "dp" or "tp"; "": the model's default (MLA dp, GQA tp)
     file: str = ""
     requests: int | None = None  # a finite run's requests, all queued at once (None: steady state)
     routing: str = ""  # "": the serving engine's own router; "balanced": every expert the same load
@@ -231,8 +238,8 @@ def _routing(v: str) -> str:
 
 
 def _parallel(v: str) -> str:
-    v = v.strip() or "dp"
-    if v not in ("dp", "tp"):
+    v = v.strip()
+    if v not in ("", "dp", "tp"):
         raise ValueError(f"attention_parallel {v!r} not one of dp, tp")
     return v
 

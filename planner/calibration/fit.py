@@ -49,7 +49,8 @@ class _Prepared:
 def _config(p: Point, spec: HardwareSpec) -> Config:
     return Config(catalog.load_model(p.model), spec, count=p.count, weights=p.precision, kv=p.kv_precision,
                   context=p.context, prompt=p.prompt, output=p.output, batch=p.batch or 1, software=p.software,
-                  spec_decode=p.spec, prefill_chunk=max(p.prompt, 1), mla_attention=p.attention_parallel)
+                  spec_decode=p.spec, prefill_chunk=max(p.prompt, 1), mla_attention=p.attention_parallel or "dp",
+                  gqa_attention=p.attention_parallel or "tp")
 
 
 def prepare(p: Point, spec: HardwareSpec) -> _Prepared:

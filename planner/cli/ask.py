@@ -66,6 +66,11 @@ class Duration(click.ParamType):
               help="GPUs serving MLA models (DeepSeek, Kimi K2): dp, each sequence's latent KV and attention "
                    "on one GPU (throughput setups); tp, heads split and the latent KV replicated (engines' "
                    "min-latency setting). No effect elsewhere.")
+@click.option("--gqa-attention", type=Choice(["tp", "dp"]), default="tp", show_default=True,
+              help="GPUs serving GQA models: tp, heads split over the group and the KV replicated beyond its "
+                   "KV heads; dp, each sequence's KV and attention on one GPU with a copy of the attention "
+                   "weights per GPU (TensorRT-LLM's attention DP / DEP throughput recipes for MoE models). "
+                   "No effect elsewhere.")
 @click.option("--bonded-layers", type=click.IntRange(min=0), default=0, show_default=True,
               help="Bonded SRAM layers per wafer (hardware_specs/bonded-sram.yaml).")
 @click.option("--software", help="Software profile of the hardware spec (e.g. launch-2024-08).")
@@ -82,7 +87,7 @@ class Duration(click.ParamType):
               help="Accept a context longer than the model's context window.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def estimate(model_name, hw_name, count, precision, kv_precision, mode, context, batch, prompt, output_tokens,
-             prefill_chunk, mla_attention, bonded_layers, software, spec_decode, draft_layers, draft_params,
+             prefill_chunk, mla_attention, gqa_attention, bonded_layers, software, spec_decode, draft_layers, draft_params,
              allow_beyond_window, as_json):
     """Answer analytically: fit, devices, stages, speeds, TTFT, bottleneck, $/h, $/M tokens, kW."""
     from planner import catalog
@@ -117,14 +122,16 @@ def estimate(model_name, hw_name, count, precision, kv_precision, mode, context,
                                  "--draft-params (e.g. 1.2B) and --draft-layers", param_hint="--spec-decode")
     cfg = Config(model, hw, count=count, weights=precision, kv=kv_precision, mode=mode, context=context,
                  prompt=prompt, output=output_tokens, batch=batch, prefill_chunk=prefill_chunk, bonded=bonded,
-                 bonded_layers=bonded_layers, software=software, spec_decode=sd, mla_attention=mla_attention)
+                 bonded_layers=bonded_layers, software=software, spec_decode=sd, mla_attention=mla_attention,
+                 gqa_attention=gqa_attention)
     try:
         built = build_point(cfg)
     except Infeasible:
         built = None  # the estimate says why
     est = run_estimate(cfg, built)
     row = est.as_dict()
-    row.update(prefill_chunk_tokens=prefill_chunk, mla_attention=mla_attention, spec_decode=sd.model_dump() if sd else None)
+    row.update(prefill_chunk_tokens=prefill_chunk, mla_attention=mla_attention, gqa_attention=gqa_attention,
+               spec_decode=sd.model_dump() if sd else None)
     if est.fits:  # one replica at this batch, the default economics (README "Economics")
         c = costs(built.device, est.devices, Economics(), est.aggregate_tok_s, est.input_tok_s,
                   est.aggregate_tok_s / max(cfg.output, 1), activity=est.activity)

@@ -16,6 +16,9 @@ domains (PP = count / TP); weights and experts shard evenly (expert parallel); G
 over KV heads and is replicated beyond them; MLA KV is sharded by sequence (data-parallel
 attention, as SGLang/vLLM serve DeepSeek); a shared prefix is replicated as the KV is (MLA
 data-parallel attention: on every GPU of the group, each serving its own sequences).
+GQA models may run data-parallel attention too (``gqa_attention="dp"``, the recipes
+TensorRT-LLM calls attention DP / DEP for MoE models): their KV then shards by sequence with
+every KV head, as MLA's, and no query heads need dividing.
 Data-parallel attention also puts a whole copy of the attention weights on every GPU of the
 group (each runs every head for its own sequences): TP x the attention bytes are resident,
 and each GPU reads its whole copy every step (the step model reads a stage's resident bytes
@@ -67,6 +70,7 @@ class Placement:
     tp: int = 1
     kv_replication: float = 1.0
     mla_attention: str = "dp"  # GPUs, MLA models: data-parallel ("dp") or tensor-parallel ("tp") attention
+    dp_attention: bool = False  # GPUs: attention data parallel (each GPU its own sequences, every head)
     shared_tokens: int = 0  # a prefix shared by every sequence, held once
     shared_kv_bytes: float = 0.0  # its KV, replication included
 
@@ -130,20 +134,19 @@ def place_wafer(shape: ModelShape, dev: Device, count: int | None, w: np.ndarray
 def place_gpu(shape: ModelShape, dev: Device, count: int | None, w: np.ndarray, kv: np.ndarray,
               context: int, max_devices: int, min_sequences: int = 1, mla_attention: str = "dp",
               shared: np.ndarray | None = None, shared_tokens: int = 0,
-              attn: np.ndarray | None = None) -> Placement:
-    """``attn``: per-layer attention weight bytes, copied to every GPU of the group under MLA's
-    data-parallel attention."""
+              attn: np.ndarray | None = None, gqa_attention: str = "tp") -> Placement:
+    """``attn``: per-layer attention weight bytes, copied to every GPU of the group under
+    data-parallel attention (MLA's ``mla_attention``, GQA's ``gqa_attention``)."""
     a = shape.spec.attention
-    # KV heads to shard over: GQA's; MLA's one latent head when attention is tensor parallel
-    # (every GPU then holds the whole latent KV); MLA data-parallel attention shards by sequence
-    gqa_heads = a.kv_heads if a is not None and a.type == "gqa" else \
-        1 if a is not None and a.type == "mla" and mla_attention == "tp" else None
+    dp = a is not None and (mla_attention if a.type == "mla" else gqa_attention) == "dp"
+    # KV heads to shard over: GQA's under tensor-parallel attention; MLA's one latent head (every
+    # GPU then holds the whole latent KV); data-parallel attention shards by sequence instead
+    gqa_heads = None if a is None or dp else a.kv_heads if a.type == "gqa" else 1
     # tensor-parallel attention shards whole query heads (engines require heads % TP == 0);
-    # MLA's data-parallel attention shards sequences instead: no heads to divide
-    heads = a.heads if a is not None and (a.type == "gqa" or mla_attention == "tp") else None
+    # data-parallel attention shards sequences instead: no heads to divide
+    heads = a.heads if a is not None and not dp else None
     sh = shared if shared is not None else np.zeros(len(w))
-    copied = attn if attn is not None and a is not None and a.type == "mla" and mla_attention == "dp" \
-        else np.zeros(len(w))  # one more copy of these per further GPU of the group
+    copied = attn if attn is not None and dp else np.zeros(len(w))  # one more copy per further GPU of the group
     cap, K, S = dev.capacity_bytes, float(kv.sum()), float(sh.sum())
 
     def resident(n: int) -> np.ndarray:
@@ -163,7 +166,7 @@ def place_gpu(shape: ModelShape, dev: Device, count: int | None, w: np.ndarray, 
         so each holds the shared prefix."""
         tp = degree(n)
         repl = max(1.0, tp / gqa_heads) if gqa_heads else 1.0
-        return repl, (float(tp) if gqa_heads is None and a is not None and a.type == "mla" else repl)
+        return repl, (float(tp) if dp else repl)
 
     def concurrency(n: int) -> tuple[int, float]:
         repl, sh_copies = copies(n)
@@ -188,14 +191,14 @@ def place_gpu(shape: ModelShape, dev: Device, count: int | None, w: np.ndarray, 
                          f"{'and the shared prefix ' if S else ''}on {count} x {dev.name}", "capacity")
     sh_copies = copies(count)[1]
     return Placement("gpu", count, _stages(wc, kv, n, count // tp, tp, sh * sh_copies), W, K, K / (context - shared_tokens), n, cap,
-                     context, tp=tp, kv_replication=repl, mla_attention=mla_attention, shared_tokens=shared_tokens,
-                     shared_kv_bytes=S * sh_copies)
+                     context, tp=tp, kv_replication=repl, mla_attention=mla_attention, dp_attention=dp,
+                     shared_tokens=shared_tokens, shared_kv_bytes=S * sh_copies)
 
 
 def place(shape: ModelShape, dev: Device, count: int | None, weight_precision: str, kv_precision: str,
           context: int, emb_precision: str = "bf16", draft_params: float = 0.0,
           max_devices: int = 4096, min_sequences: int = 1, mla_attention: str = "dp",
-          shared_tokens: int = 0) -> Placement:
+          shared_tokens: int = 0, gqa_attention: str = "tp") -> Placement:
     """Fit ``shape`` on ``count`` devices (None: the fewest that hold ``min_sequences``
     sequences of ``context`` tokens, the first ``shared_tokens`` of them a prefix held once), or
     raise Infeasible."""
@@ -206,4 +209,4 @@ def place(shape: ModelShape, dev: Device, count: int | None, weight_precision: s
         return place_wafer(shape, dev, count, w, kv, context, max_devices, min_sequences, shared, shared_tokens)
     attn = None if shape.attn_params is None else shape.attn_params * PRECISION_BYTES[weight_precision]
     return place_gpu(shape, dev, count, w, kv, context, max_devices, min_sequences, mla_attention, shared,
-                     shared_tokens, attn)
+                     shared_tokens, attn, gqa_attention)

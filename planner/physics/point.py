@@ -40,6 +40,7 @@ class Config:
     cached: int = 0  # tokens of each prompt found cached (workload.prefix): not prefilled
     shared_prefix: int = 0  # a prefix every request shares, its KV held once per replica (then cached = it)
     mla_attention: str = "dp"  # GPUs serving MLA models: "dp" (sharded by sequence) or "tp" (latent KV replicated)
+    gqa_attention: str = "tp"  # GPUs serving GQA models: "tp" (heads sharded) or "dp" (sharded by sequence)
 
     @property
     def kv_precision(self) -> str:
@@ -92,6 +93,7 @@ def build_point(cfg: Config) -> Built:
     if cfg.spec_decode is not None:
         draft = cfg.spec_decode.draft_params if cfg.spec_decode.draft_params is not None else cfg.model.draft.params
     pl = place(shape, dev, cfg.count, cfg.weights, cfg.kv_precision, cfg.context, cfg.embeddings, draft,
-               min_sequences=cfg.min_sequences, mla_attention=cfg.mla_attention, shared_tokens=cfg.shared_prefix)
+               min_sequences=cfg.min_sequences, mla_attention=cfg.mla_attention, shared_tokens=cfg.shared_prefix,
+               gqa_attention=cfg.gqa_attention)
     steps = StepModel(shape, pl, dev, cfg.weights, cfg.kv_precision, cfg.mode, cfg.spec_decode, cfg.microbatches)
     return Built(shape, dev, pl, steps)

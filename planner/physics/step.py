@@ -88,15 +88,15 @@ class StepModel(PrefillPasses, SteadyRounds):
         self.pass2 = 2.0 * (self.F @ shape.layer_params + holds * shape.head_params)
         self.expert2 = self.F @ (2.0 * shape.expert_active_params)  # routed-expert part of it
         self.moe = (shape.expert_params > 0).astype(float)
-        # GPU collectives per layer. GQA: tensor-parallel attention and MLP, two ring all-reduces
-        # per layer. MLA (DeepSeek-style serving): data-parallel attention (no collective), MoE
-        # layers an all-to-all dispatch + combine of each GPU's own tokens to top-k experts, dense
-        # MLP layers one all-reduce.
+        # GPU collectives per layer. Tensor-parallel attention and MLP: two ring all-reduces per
+        # layer. Data-parallel attention (MLA's default, DeepSeek-style serving; GQA's attention DP):
+        # no collective for attention, MoE layers an all-to-all dispatch + combine of each GPU's own
+        # tokens to top-k experts, dense MLP layers one all-reduce.
         att = shape.spec.attention
         self.q_per_kv = 1.0 if att is None else float(att.heads if att.type == "mla" else
                                                       att.heads / (att.kv_heads or att.heads))
         self.mla = att is not None and att.type == "mla"
-        self.dp_attention = placement.kind == "gpu" and self.mla and placement.mla_attention == "dp"
+        self.dp_attention = placement.kind == "gpu" and placement.dp_attention
         if self.dp_attention:
             self.allreduces = self.F @ (1.0 - self.moe)  # dense-MLP layers: one all-reduce each
             self.alltoalls = self.F @ self.moe

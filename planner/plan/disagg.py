@@ -60,15 +60,13 @@ def nic_rates(built: Built) -> tuple[float, float]:
     """(bytes/s all of a replica's NICs move for one sequence's KV together, bytes/s one
     sequence's KV can move at most). A sequence's KV is spread over the stages by their share,
     each stage's part over its devices' NICs (``io.bandwidth``, each direction) at once, so the
-    replica moves KV as fast as its busiest stage allows: io / max(share / devices). MLA KV under
+    replica moves KV as fast as its busiest stage allows: io / max(share / devices). KV under
     data-parallel attention lies on one GPU per stage: one sequence gets one NIC per stage."""
     pl, dev = built.placement, built.device
     per = np.array([s.kv_bytes_per_seq for s in pl.stages], float)
     share = per / per.sum()
     devs = np.array([s.devices for s in pl.stages], float)
-    att = built.shape.spec.attention
-    one = np.ones_like(devs) if pl.kind == "gpu" and att is not None and att.type == "mla" \
-        and pl.mla_attention == "dp" else devs
+    one = np.ones_like(devs) if pl.kind == "gpu" and pl.dp_attention else devs
     io = dev.io_bw_bytes_per_s
     return io / float(np.max(share / devs)), io / float(np.max(share / one))
 

@@ -122,7 +122,8 @@ def to_config(base: Path, sc: Scenario, loc: Located, strict: bool = False) -> C
                   output=w.output_tokens, batch=None, bonded=bonded, bonded_layers=bs.layers,
                   software=d.software, spec_decode=d.spec_decode, microbatches=d.microbatches,
                   prefill_chunk=d.prefill_chunk_tokens, cached=p.cached(w.prompt) if p else 0,
-                  shared_prefix=p.cached_tokens if p and p.shared else 0, mla_attention=d.mla_attention)
+                  shared_prefix=p.cached_tokens if p and p.shared else 0, mla_attention=d.mla_attention,
+                  gqa_attention=d.gqa_attention)
     if strict and (found := misfits(cfg)):
         raise ConfigError([_misfit(cfg, option, why, loc) for option, why in found])
     return cfg

@@ -59,6 +59,10 @@ class Deployment(Strict):
     # sequences (throughput recipes), or tensor-parallel, the latent KV on every GPU of the group
     # (min-latency recipes: faster at small batch, fewer sequences fit). No effect elsewhere
     mla_attention: Literal["dp", "tp"] = "dp"
+    # GPUs serving GQA models: tensor-parallel attention (heads and KV heads sharded, KV replicated
+    # beyond the KV heads) or data-parallel (each GPU every head for its own sequences: TensorRT-LLM's
+    # attention DP / DEP max-throughput recipes for MoE models). No effect elsewhere
+    gqa_attention: Literal["tp", "dp"] = "tp"
     router: Literal["round_robin", "least_outstanding", "most_free_kv"] = "least_outstanding"
     kv_policy: Literal["wait", "preempt", "swap", "offload"] = "wait"
     # offload: a sequence whose KV is partly off-chip decodes apart at its reads' pace (separate),
