@@ -100,11 +100,12 @@ def test_held_out_errors_on_the_shipped_data(shipped_fits):
     # TensorRT-LLM offline table joined as validate rows, output-heavy ones 1.2-2.1x too fast
     # (README "Other sequence lengths"): held out 9.7% -> 10.8%, validate rows 14% -> 23%; then
     # (2026-12-01) offline rows at TensorRT-LLM's KV accounting of sliding windows, its batch cap per
-    # scheduler and the run's finite requests (README "Offline maxima"): 10.4%, validate rows 16%
-    assert gpu["held_out_median"] <= 0.105 and gpu["in_sample_median"] <= 0.095
+    # scheduler and the run's finite requests (README "Offline maxima"): 10.4%, validate rows 16%;
+    # then (2026-12-01) GQA models' data-parallel attention where their recipes run it: 10.1%, 13%
+    assert gpu["held_out_median"] <= 0.103 and gpu["in_sample_median"] <= 0.095
     gpu_validate = [abs(x.error) for f in shipped_fits if f.family.group == "gpu" for x in f.predictions
                     if x.point.role == "validate"]
-    assert len(gpu_validate) >= 80 and np.median(gpu_validate) <= 0.17  # 14% over 53 before those 29 rows
+    assert len(gpu_validate) >= 80 and np.median(gpu_validate) <= 0.14  # 14% over 53 before those 29 rows
     # met since the launch profile's per-byte layer time and Kimi K2.6 at its W4A16 release
     # format (2026-11-30: 26.3% -> 13.9%, 3 parameters on 9 points)
     assert wafer["held_out_median"] <= 0.20 and wafer["in_sample_median"] <= 0.07
