@@ -206,6 +206,25 @@ def test_a_balanced_router_row_carries_no_expert_imbalance():
     assert predict_prepared(prepare(balanced, spec), spec) == \
         pytest.approx(predict_prepared(prepare(p, even), even), rel=1e-12)
     assert predict_prepared(prepare(balanced, spec), spec) < predict_prepared(prepare(p, spec), spec)
+    # rows of one evaluation share resolved devices: a balanced row must not take the engine row's
+    devices: dict = {}
+    engine = predict_prepared(prepare(p, spec), spec, devices)
+    assert predict_prepared(prepare(balanced, spec), spec, devices) < engine
+
+
+def test_the_routing_cell_reaches_the_row(tmp_path):
+    """A CSV row's ``routing`` cell is read into the point (blank: the engine's router)."""
+    path = tmp_path / "routing.csv"
+    base = {c: "" for c in calibrate.COLUMNS}
+    base.update(date="2026-11-29", source="synthetic routing rows", hardware="b200", count="8",
+                model="qwen3-235b-a22b", precision="fp8", metric="tpot_s", value="0.01", batch="256",
+                role="calibrate")
+    with path.open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=calibrate.COLUMNS)
+        w.writeheader()
+        w.writerow({**base, "routing": "balanced"})
+        w.writerow(base)
+    assert [p.routing for p in calibrate.read_points(path)] == ["balanced", ""]
 
 
 @pytest.mark.slow

@@ -40,12 +40,16 @@ Install (in its own venv, outside the repository)
     python3 -m venv /tmp/aic-venv
     /tmp/aic-venv/bin/pip install aiconfigurator==0.12.0
 
-Regenerate (from the repository root; takes ~15-20 min on 2 cores)
--------------------------------------------------------------------
+Regenerate (from the repository root; 336 s on 2 cores on 2026-12-01)
+----------------------------------------------------------------------
     /tmp/aic-venv/bin/python tools/aic_grid.py --out hardware_specs/calibration_aic.csv
 
 Options: ``--hardware h100,b200`` / ``--models llama-3.1-8b`` restrict the grid,
-``--quick`` runs batch 1 at 1024/1024 only (smoke test).
+``--quick`` runs batch 1 at 1024/1024 only (smoke test), ``--routing balanced`` routes every
+MoE kernel's tokens evenly over the experts instead of AIConfigurator's own power law
+(``--routing power_law``, the default: alpha 1.2 for generic MoE models, 1.01 for DeepSeek) and
+marks those rows ``routing: balanced``, which ``plan calibrate`` predicts with ``ep_imbalance`` 1.
+``--restamp CSV`` re-applies columns and roles to an existing grid, keeping its routing marks.
 """
 from __future__ import annotations
 
