@@ -11,6 +11,7 @@ from pathlib import Path
 from planner import catalog
 from planner.config.errors import ConfigError, Problem
 from planner.config.schema import PRECISIONS, HardwareSpec, SpecDecode
+from planner.physics.point import Config
 
 COLUMNS = ("date", "source", "hardware", "count", "model", "precision", "kv_precision", "metric", "value",
            "batch", "requests", "context", "prompt", "output", "software", "spec_draft_tokens", "spec_acceptance",
@@ -101,10 +102,11 @@ def offline_batch(p: Point, max_concurrent: int, shape, devices: int) -> int:
 
 
 def attention(p: Point, shape) -> str:
-    """How the row's attention is parallel: as stated, else MLA's data-parallel and GQA's
-    tensor-parallel default (the planner's ``mla_attention`` / ``gqa_attention``)."""
+    """How the row's attention is parallel: as stated, else the planner's default for the
+    model's kind of attention (``Config.mla_attention`` / ``Config.gqa_attention``)."""
     att = shape.spec.attention
-    return p.attention_parallel or ("dp" if att is not None and att.type == "mla" else "tp")
+    return p.attention_parallel or (Config.mla_attention if att is not None and att.type == "mla"
+                                    else Config.gqa_attention)
 
 
 ENGINE_CHUNK = 8192  # vLLM / SGLang / TensorRT-LLM default prefill chunk (max batched tokens)

@@ -47,10 +47,13 @@ class _Prepared:
 
 
 def _config(p: Point, spec: HardwareSpec) -> Config:
+    # a stated attention_parallel sets the model's kind of attention (the other field is unread);
+    # blank keeps Config's defaults
+    par = {"mla_attention": p.attention_parallel, "gqa_attention": p.attention_parallel} \
+        if p.attention_parallel else {}
     return Config(catalog.load_model(p.model), spec, count=p.count, weights=p.precision, kv=p.kv_precision,
                   context=p.context, prompt=p.prompt, output=p.output, batch=p.batch or 1, software=p.software,
-                  spec_decode=p.spec, prefill_chunk=max(p.prompt, 1), mla_attention=p.attention_parallel or "dp",
-                  gqa_attention=p.attention_parallel or "tp")
+                  spec_decode=p.spec, prefill_chunk=max(p.prompt, 1), **par)
 
 
 def prepare(p: Point, spec: HardwareSpec) -> _Prepared:

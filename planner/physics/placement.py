@@ -69,7 +69,6 @@ class Placement:
     context: int
     tp: int = 1
     kv_replication: float = 1.0
-    mla_attention: str = "dp"  # GPUs, MLA models: data-parallel ("dp") or tensor-parallel ("tp") attention
     dp_attention: bool = False  # GPUs: attention data parallel (each GPU its own sequences, every head)
     shared_tokens: int = 0  # a prefix shared by every sequence, held once
     shared_kv_bytes: float = 0.0  # its KV, replication included
@@ -191,7 +190,7 @@ def place_gpu(shape: ModelShape, dev: Device, count: int | None, w: np.ndarray, 
                          f"{'and the shared prefix ' if S else ''}on {count} x {dev.name}", "capacity")
     sh_copies = copies(count)[1]
     return Placement("gpu", count, _stages(wc, kv, n, count // tp, tp, sh * sh_copies), W, K, K / (context - shared_tokens), n, cap,
-                     context, tp=tp, kv_replication=repl, mla_attention=mla_attention, dp_attention=dp,
+                     context, tp=tp, kv_replication=repl, dp_attention=dp,
                      shared_tokens=shared_tokens, shared_kv_bytes=S * sh_copies)
 
 
