@@ -16,7 +16,8 @@ from planner.physics.point import Config
 COLUMNS = ("date", "source", "hardware", "count", "model", "precision", "kv_precision", "metric", "value",
            "batch", "requests", "context", "prompt", "output", "software", "spec_draft_tokens", "spec_acceptance",
            "spec_draft_layers", "spec_draft_params", "attention_parallel", "routing", "role", "notes")
-METRICS = {"decode_tok_s_per_user", "single_stream_tok_s", "aggregate_tok_s", "ttft_s", "tpot_s"}
+METRICS = {"decode_tok_s_per_user", "single_stream_tok_s", "aggregate_tok_s", "ttft_s", "client_ttft_s", "tpot_s"}
+TTFT_METRICS = ("ttft_s", "client_ttft_s")  # not speeds: left out of the bands
 ROLES = ("calibrate", "validate", "reference")
 
 # parameter name -> (key path in the spec file, bounds). ``name@profile`` puts a latency in
@@ -30,6 +31,7 @@ PARAMS = {
     "layer_mla": (("latency", "layer_mla"), (1e-8, 1e-3)),
     "alltoall": (("latency", "alltoall"), (1e-7, 2e-4)),
     "step_overhead": (("latency", "step_overhead"), (1e-7, 1e-1)),
+    "client_ttft_overhead": (("latency", "client_ttft_overhead"), (1e-4, 1.0)),
     "memory.efficiency": (("memory", "efficiency"), (0.2, 1.0)),
     "compute.efficiency": (("compute", "efficiency"), (0.05, 1.0)),
     "compute.decode_efficiency": (("compute", "decode_efficiency"), (0.05, 1.0)),
@@ -60,7 +62,8 @@ FAMILIES = (
     Family("b200", ("b200", "gb200-nvl72"), ("layer_dense", "layer_moe", "layer_mla", "alltoall", "memory.efficiency",
                                              "memory.expert_efficiency", "compute.decode_half_rows",
                                              "compute.efficiency", "compute.expert_efficiency",
-                                             "compute.fp8_achievable", "compute.fp4_achievable", "ep_imbalance"),
+                                             "compute.fp8_achievable", "compute.fp4_achievable", "ep_imbalance",
+                                             "client_ttft_overhead"),
            "gpu"),
     Family("cs3", ("cs3",), ("layer_per_gb@launch-2024-08", "io.latency", "step_overhead"),
            "wafer"),

@@ -32,8 +32,8 @@ from planner.config.errors import ConfigError, Problem
 from planner.physics.point import Config, build_point
 from planner.config.schema import HardwareSpec
 from planner.physics.hardware import Infeasible, resolve
-from planner.calibration.data import (ENGINE_CHUNK, FAMILIES, FOLDS, LOO_MAX, PARAMS, Family, offline_batch,
-                                      Point, current_value, with_params)
+from planner.calibration.data import (ENGINE_CHUNK, FAMILIES, FOLDS, LOO_MAX, PARAMS, TTFT_METRICS, Family,
+                                      Point, current_value, offline_batch, with_params)
 
 # ---------------------------------------------------------------- prediction
 @dataclass
@@ -89,10 +89,13 @@ def predict_prepared(pp: _Prepared, spec: HardwareSpec, devices: dict | None = N
         if devices is not None:
             devices[key] = dev
     sm = b.steps.with_device(dev)
-    if p.metric == "ttft_s":
+    if p.metric in TTFT_METRICS:
         if batch > 1:  # several prompts prefilled together (e.g. one per attention data-parallel rank)
-            return sm.prefill_round(p.prompt, 0, batch)[1]
-        return sm.ttft_s(p.prompt, 0, cfg.prefill_chunk)
+            engine = sm.prefill_round(p.prompt, 0, batch)[1]
+        else:
+            engine = sm.ttft_s(p.prompt, 0, cfg.prefill_chunk)
+        # a benchmark client also waits on the serving stack around the engine
+        return engine + (dev.client_ttft_overhead_s if p.metric == "client_ttft_s" else 0.0)
     mean_ctx = min(p.context, p.prompt + p.output / 2)
     if p.metric == "tpot_s":  # a static batch of pure decode steps (AIConfigurator's TPOT)
         r = sm.decode_round(batch, mean_ctx)
@@ -171,7 +174,7 @@ class FamilyFit:
         """(10th, 90th) percentile of held-out measured / predicted *speed* (a TPOT ratio is
         inverted; TTFT rows are left out): multipliers on predicted per-user speed."""
         r = [(x.held_out / x.point.value) if x.point.metric == "tpot_s" else (x.point.value / x.held_out)
-             for x in self.predictions if x.held_out is not None and x.point.metric != "ttft_s"]
+             for x in self.predictions if x.held_out is not None and x.point.metric not in TTFT_METRICS]
         if not r:
             return 1.0, 1.0
         return min(1.0, float(np.quantile(r, 0.1))), max(1.0, float(np.quantile(r, 0.9)))

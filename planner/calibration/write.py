@@ -22,7 +22,9 @@ def _format(name: str, v: float) -> str:
     base = name.partition("@")[0]
     if base == "clock":
         return f"{v / 1e9:.4g} GHz"
-    return f"{v * 1e6:.4g} us" if PARAMS[base][0][0] in ("latency", "io") else f"{v:.4g}"
+    if PARAMS[base][0][0] not in ("latency", "io"):
+        return f"{v:.4g}"
+    return f"{v * 1e3:.4g} ms" if v >= 1e-3 else f"{v * 1e6:.4g} us"
 
 
 def write_back(fits: list[FamilyFit]) -> list[str]:

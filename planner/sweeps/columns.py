@@ -30,8 +30,11 @@ SECTIONS = [
         ("demand_tok_s", "tok/s", "workload.demand: the tokens/s the deployment is sized to carry within the SLO "
                                   "(of the kind demand_unit says)"),
         ("demand_unit", "", "out tok/s (output tokens) or tok/s (every token: output, fresh and cached input)"),
-        ("ttft_p99_s", "s", "time to first token, 99th percentile (simulated)"),
-        ("ttft_analytic_s", "s", "time to first token on an idle replica, closed form"),
+        ("ttft_p99_s", "s", "time to first token, 99th percentile (simulated; the engine's time: a "
+                               "serving stack's HTTP, tokenisation and streaming, ~150 ms in InferenceX's "
+                               "SGLang runs, are not in it)"),
+        ("ttft_analytic_s", "s", "time to first token on an idle replica, closed form (engine time, as "
+                                    "ttft_p99_s)"),
         ("cost_usd_per_mtok_out", "$/M tokens", "$ per million output tokens: usd_per_h split among token kinds "
                                                 "by economics.price_ratio (default output 4 : input 1 : cached 0.1)"),
         ("usd_per_h", "$/h", "the deployment's cost per hour: amortised capex + energy + hosting (or rental)"),

@@ -170,6 +170,10 @@ class LatencySpec(Sourced):
     # up-projections absorbed into the attention (two batched matmuls), the latent cache write
     layer_mla: Seconds = 0.0
     step_overhead: Seconds = 0.0  # per decode/prefill step: scheduling, sampling, host
+    # calibration only: what a benchmark client's TTFT holds beyond the engine's prefill (HTTP,
+    # tokenisation, scheduling, streaming the first chunk) for a ``client_ttft_s`` row. The
+    # planner's own TTFTs are engine times and do not include it (README "Calibration")
+    client_ttft_overhead: Seconds = 0.0
 
 
 class LatencyOverride(Strict):
@@ -182,6 +186,7 @@ class LatencyOverride(Strict):
     layer_moe: Seconds | None = None
     layer_mla: Seconds | None = None
     step_overhead: Seconds | None = None
+    client_ttft_overhead: Seconds | None = None
     source: str | None = None
 
 
