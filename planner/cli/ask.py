@@ -198,7 +198,8 @@ def _print_estimate(r: dict) -> None:
                f"(band {r['aggregate_tok_s'] * lo:,.0f}-{r['aggregate_tok_s'] * hi:,.0f}), "
                f"{r['input_tok_s']:,.0f} input tok/s")
     click.echo(f"  band from          {r['speed_band_source']}" + ("  [HYPOTHETICAL hardware]" if r["hypothetical"] else ""))
-    click.echo(f"  TTFT               {r['ttft_s'] * 1e3:,.1f} ms for {r['prompt_tokens']:,} prompt tokens (idle replica)")
+    click.echo(f"  TTFT               {r['ttft_s'] * 1e3:,.1f} ms for {r['prompt_tokens']:,} prompt tokens "
+               "(idle replica; engine time, before a serving stack's own)")
     click.echo(f"  bottleneck         {r['bottleneck']}")
     e = Economics()
     click.echo(f"  cost               ${r['usd_per_h']:,.2f}/h, ${r['cost_usd_per_mtok_out']:,.3f} per M output tokens "

@@ -107,7 +107,8 @@ SLO_TARGETS = (("ttft_p99_s", 1, "ttft_s"), ("tpot_p99_s", 1, "tpot_s"),
 
 
 class SLO(Strict):
-    """Targets on the simulated percentiles; times take units ("3 s", "500 ms"), speeds "50 tok/s"."""
+    """Targets on the simulated percentiles; times take units ("3 s", "500 ms"), speeds "50 tok/s".
+    TTFT is the engine's time: a serving stack's HTTP, tokenisation and streaming are not in it."""
 
     ttft_p99_s: Annotated[float, _q("seconds"), Field(gt=0, le=1e7)] | None = None
     tpot_p99_s: Annotated[float, _q("seconds"), Field(gt=0, le=1e7)] | None = None
