@@ -183,6 +183,15 @@ class FamilyFit:
         return min(1.0, float(np.quantile(r, 0.1))), max(1.0, float(np.quantile(r, 0.9)))
 
 
+# the full fit (the one written back) tries this many starts; each held-out refit starts from the
+# shipped values only (a fold's optimum lies near the full one: 10 x the starts would cost minutes)
+FULL_FIT_STARTS = 4
+START_SPREAD = 0.5  # log-space sigma of the scattered starts (x/ 1.65)
+# a scattered start replaces the shipped one's fit only when its cost is lower by this share: another
+# basin, not the last digits of the same flat one (which would move every --write a little)
+BETTER_BASIN = 1e-3
+
+
 def _fit_values(family: Family, specs: dict[str, HardwareSpec], prepared: list[_Prepared],
                 starts: int = 1) -> np.ndarray:
     """Least-squares fit of the family's parameters on ``prepared``; log-values. Least squares is
@@ -215,15 +224,6 @@ def _fit_values(family: Family, specs: dict[str, HardwareSpec], prepared: list[_
         if best is None or r.cost < best.cost * (1 - BETTER_BASIN):
             best = r
     return best.x
-
-
-# the full fit (the one written back) tries this many starts; each held-out refit starts from the
-# shipped values only (a fold's optimum lies near the full one: 10 x the starts would cost minutes)
-FULL_FIT_STARTS = 4
-START_SPREAD = 0.5  # log-space sigma of the scattered starts (x/ 1.65)
-# a scattered start replaces the shipped one's fit only when its cost is lower by this share: another
-# basin, not the last digits of the same flat one (which would move every --write a little)
-BETTER_BASIN = 1e-3
 
 
 def _folds(n: int) -> list[list[int]]:
