@@ -11,6 +11,7 @@ from pathlib import Path
 from planner import catalog
 from planner.config.errors import ConfigError, Problem
 from planner.config.schema import PRECISIONS, HardwareSpec, SpecDecode
+from planner.physics.placement import data_parallel_attention
 from planner.physics.point import Config
 
 COLUMNS = ("date", "source", "hardware", "count", "model", "precision", "kv_precision", "metric", "value",
@@ -100,16 +101,10 @@ def offline_batch(p: Point, max_concurrent: int, shape, devices: int) -> int:
     windowed = float(shape.kv_bytes_per_sequence("bf16", p.context).sum()) \
         / float(shape.kv_bytes_per_token("bf16").sum() * p.context) if p.date[:7] <= KV_MANAGER_V1_UNTIL else 1.0
     held = math.floor(max_concurrent * windowed + 1e-9)
-    schedulers = devices if shape.experts and attention(p, shape) == "dp" else 1
+    dp = data_parallel_attention(shape.spec.attention, p.attention_parallel or Config.mla_attention,
+                                 p.attention_parallel or Config.gqa_attention)
+    schedulers = devices if shape.experts and dp else 1
     return max(1, min(held, schedulers * offline_batch_cap(p.precision), p.requests or held))
-
-
-def attention(p: Point, shape) -> str:
-    """How the row's attention is parallel: as stated, else the planner's default for the
-    model's kind of attention (``Config.mla_attention`` / ``Config.gqa_attention``)."""
-    att = shape.spec.attention
-    return p.attention_parallel or (Config.mla_attention if att is not None and att.type == "mla"
-                                    else Config.gqa_attention)
 
 
 ENGINE_CHUNK = 8192  # vLLM / SGLang / TensorRT-LLM default prefill chunk (max batched tokens)

@@ -98,7 +98,7 @@ def predict_prepared(pp: _Prepared, spec: HardwareSpec, devices: dict | None = N
         else:
             engine = sm.ttft_s(p.prompt, 0, cfg.prefill_chunk)
         # a benchmark client also waits on the serving stack around the engine
-        return engine + (dev.client_ttft_overhead_s if p.metric == "client_ttft_s" else 0.0)
+        return engine + (spec.latency.client_ttft_overhead if p.metric == "client_ttft_s" else 0.0)
     mean_ctx = min(p.context, p.prompt + p.output / 2)
     if p.metric == "tpot_s":  # a static batch of pure decode steps (AIConfigurator's TPOT)
         r = sm.decode_round(batch, mean_ctx)

@@ -52,7 +52,6 @@ class Device:
     layer_mla_s: float  # GPU: extra fixed time per MLA-attention layer per step (its extra kernels)
     ep_imbalance: float  # GPU: busiest GPU's routed-expert load over the mean
     step_overhead_s: float
-    client_ttft_overhead_s: float  # calibration only: a client's TTFT beyond the engine's prefill
     devices_per_system: int
     system_power_w: float  # nameplate (what a facility provisions)
     system_idle_w: float  # weights loaded, no work
@@ -175,7 +174,6 @@ def resolve(spec: HardwareSpec, bonded: BondedSramSpec | None = None, layers: in
         allreduce_s=lat["allreduce"], alltoall_s=lat["alltoall"] if lat["alltoall"] is not None else lat["allreduce"],
         layer_dense_s=lat["layer_dense"], layer_moe_s=lat["layer_moe"], layer_mla_s=lat["layer_mla"],
         ep_imbalance=su.ep_imbalance if su else 1.0, step_overhead_s=lat["step_overhead"],
-        client_ttft_overhead_s=lat["client_ttft_overhead"],
         devices_per_system=spec.devices_per_system, system_power_w=power,
         system_load_w=power * (load.share if load else 1.0),
         system_idle_w=power * (idle.share if idle else load.share if load else 1.0),

@@ -130,6 +130,12 @@ def place_wafer(shape: ModelShape, dev: Device, count: int | None, w: np.ndarray
                      shared_tokens=shared_tokens, shared_kv_bytes=S)
 
 
+def data_parallel_attention(attention, mla_attention: str, gqa_attention: str) -> bool:
+    """Whether a GPU group runs this attention data parallel: the knob of its kind (MLA's
+    ``mla_attention``, GQA's ``gqa_attention``) says ``dp``; no attention, no."""
+    return attention is not None and (mla_attention if attention.type == "mla" else gqa_attention) == "dp"
+
+
 def place_gpu(shape: ModelShape, dev: Device, count: int | None, w: np.ndarray, kv: np.ndarray,
               context: int, max_devices: int, min_sequences: int = 1, mla_attention: str = "dp",
               shared: np.ndarray | None = None, shared_tokens: int = 0,
@@ -137,7 +143,7 @@ def place_gpu(shape: ModelShape, dev: Device, count: int | None, w: np.ndarray, 
     """``attn``: per-layer attention weight bytes, copied to every GPU of the group under
     data-parallel attention (MLA's ``mla_attention``, GQA's ``gqa_attention``)."""
     a = shape.spec.attention
-    dp = a is not None and (mla_attention if a.type == "mla" else gqa_attention) == "dp"
+    dp = data_parallel_attention(a, mla_attention, gqa_attention)
     # KV heads to shard over: GQA's under tensor-parallel attention; MLA's one latent head (every
     # GPU then holds the whole latent KV); data-parallel attention shards by sequence instead
     gqa_heads = None if a is None or dp else a.kv_heads if a.type == "gqa" else 1

@@ -186,7 +186,6 @@ class LatencyOverride(Strict):
     layer_moe: Seconds | None = None
     layer_mla: Seconds | None = None
     step_overhead: Seconds | None = None
-    client_ttft_overhead: Seconds | None = None
     source: str | None = None
 
 
