@@ -7,7 +7,7 @@ from pathlib import Path
 import planner
 
 ROOT = Path(planner.__file__).resolve().parent
-RANK = {"config": 0, "catalog": 0, "version": 0, "physics": 1, "sim": 2, "plan": 3, "calibration": 3,
+RANK = {"config": 0, "catalog": 0, "version": 0, "pool": 0, "physics": 1, "sim": 2, "plan": 3, "calibration": 3,
         "sweeps": 4, "cli": 5, "__init__": 5}
 
 

@@ -14,7 +14,7 @@ a fit is scipy's least_squares on log(predicted / measured) in log-parameter spa
 fit tries several starts (``FULL_FIT_STARTS``: least squares is local, and a family can have more
 than one basin).
 
-Held out: every calibrate row is also predicted by a fit that did not see it: leave-one-out
+Held out (run.py): every calibrate row is also predicted by a fit that did not see it: leave-one-out
 when a family has at most ``LOO_MAX`` calibrate rows, else ``FOLDS``-fold cross-validation
 (rows assigned to folds by a fixed rule, so the report is reproducible). Validate rows
 count as held out too. The spread of held-out measured/predicted ratios per family gives
@@ -35,7 +35,7 @@ from planner.config.errors import ConfigError, Problem
 from planner.physics.point import Config, build_point
 from planner.config.schema import HardwareSpec
 from planner.physics.hardware import Infeasible, resolve
-from planner.calibration.data import (ENGINE_CHUNK, FAMILIES, FOLDS, LOO_MAX, PARAMS, TTFT_METRICS, Family,
+from planner.calibration.data import (ENGINE_CHUNK, PARAMS, TTFT_METRICS, Family,
                                       Point, current_value, offline_batch, with_params)
 
 # ---------------------------------------------------------------- prediction
@@ -192,19 +192,32 @@ START_SPREAD = 0.5  # log-space sigma of the scattered starts (x/ 1.65)
 BETTER_BASIN = 1e-3
 
 
-def _fit_values(family: Family, specs: dict[str, HardwareSpec], prepared: list[_Prepared],
-                starts: int = 1) -> np.ndarray:
-    """Least-squares fit of the family's parameters on ``prepared``; log-values. Least squares is
-    local: with ``starts`` > 1 it also starts from that many - 1 points scattered about the shipped
-    values (log-normal, sigma ``START_SPREAD``, seeded by the family, so the same data gives the
-    same fit) and keeps the lowest cost (``BETTER_BASIN``)."""
-    head = specs[family.head]
-    names = family.params
-    lo = np.log([PARAMS[n.partition("@")[0]][1][0] for n in names])
-    hi = np.log([PARAMS[n.partition("@")[0]][1][1] for n in names])
-    cur = np.array([current_value(head, n) for n in names])
+def _bounds(family: Family) -> tuple[np.ndarray, np.ndarray]:
+    """Each parameter's (low, high) in log space."""
+    names = [n.partition("@")[0] for n in family.params]
+    return np.log([PARAMS[n][1][0] for n in names]), np.log([PARAMS[n][1][1] for n in names])
+
+
+def _starts(family: Family, specs: dict[str, HardwareSpec], n: int) -> list[np.ndarray]:
+    """Where a fit starts (log-values): the shipped values (an unset, zero one mid-range), then
+    n - 1 points scattered about them (log-normal, sigma ``START_SPREAD``, seeded by the family:
+    the same data gives the same fit)."""
+    lo, hi = _bounds(family)
+    cur = np.array([current_value(specs[family.head], n) for n in family.params])
     x0 = np.clip(np.log(np.where(cur > 0, cur, 1.0)), lo + 1e-9, hi - 1e-9)
-    x0 = np.where(cur > 0, x0, (lo + hi) / 2)  # an unset (zero) value starts mid-range
+    x0 = np.where(cur > 0, x0, (lo + hi) / 2)
+    rng = np.random.default_rng(zlib.crc32(family.head.encode()))
+    return [x0] + [np.clip(x0 + rng.normal(0.0, START_SPREAD, len(x0)), lo + 1e-9, hi - 1e-9) for _ in range(n - 1)]
+
+
+def fit_from(family: Family, specs: dict[str, HardwareSpec], prepared: list[_Prepared],
+             start: np.ndarray) -> tuple[np.ndarray, float]:
+    """One least-squares fit of the family's parameters on ``prepared`` from ``start``:
+    (log-values, cost). A weak pull towards the shipped values keeps parameters the data
+    cannot see where they were."""
+    names = family.params
+    lo, hi = _bounds(family)
+    x0 = _starts(family, specs, 1)[0]
 
     def resid(x):
         vals = dict(zip(names, np.exp(x)))
@@ -212,54 +225,28 @@ def _fit_values(family: Family, specs: dict[str, HardwareSpec], prepared: list[_
         return [math.log(predict_prepared(pp, fitted[pp.point.hardware], devices) / pp.point.value)
                 for pp in prepared]
 
-    # a weak pull towards the shipped values keeps parameters the data cannot see where they were
     def objective(x):
         return np.concatenate([resid(x), 1e-3 * (x - x0)])
 
-    rng = np.random.default_rng(zlib.crc32(family.head.encode()))
-    best = None
-    for k in range(starts):
-        start = x0 if k == 0 else np.clip(x0 + rng.normal(0.0, START_SPREAD, len(x0)), lo + 1e-9, hi - 1e-9)
-        r = least_squares(objective, start, bounds=(lo, hi), diff_step=1e-3, xtol=1e-6, ftol=1e-6)
-        if best is None or r.cost < best.cost * (1 - BETTER_BASIN):
+    r = least_squares(objective, start, bounds=(lo, hi), diff_step=1e-3, xtol=1e-6, ftol=1e-6)
+    return r.x, float(r.cost)
+
+
+def best_start(results: list[tuple[np.ndarray, float]]) -> np.ndarray:
+    """Of fits from several starts (in start order, the shipped values first), the first whose
+    cost no later one beats by more than ``BETTER_BASIN``."""
+    best = results[0]
+    for r in results[1:]:
+        if r[1] < best[1] * (1 - BETTER_BASIN):
             best = r
-    return best.x
+    return best[0]
 
 
-def _folds(n: int) -> list[list[int]]:
-    if n <= LOO_MAX:
-        return [[i] for i in range(n)]
-    return [list(range(k, n, FOLDS)) for k in range(FOLDS)]
-
-
-def fit(points: list[Point], families=FAMILIES, cross_validate: bool = True) -> list[FamilyFit]:
-    out = []
-    for fam in families:
-        rows = [p for p in points if p.hardware in fam.members and p.evaluable]
-        cal = [p for p in rows if p.role == "calibrate"]
-        if not cal:
-            continue
-        specs = {h: catalog.load_hardware(h) for h in fam.members}
-        prep = {p.ref: prepare(p, specs[p.hardware]) for p in rows}
-        xs = _fit_values(fam, specs, [prep[p.ref] for p in cal], FULL_FIT_STARTS)
-        vals = dict(zip(fam.params, np.exp(xs)))
-        fitted = {h: with_params(s, vals) for h, s in specs.items()}
-        held: dict[int, float] = {}
-        if cross_validate and len(cal) > len(fam.params):
-            for fold in _folds(len(cal)):
-                train = [prep[p.ref] for i, p in enumerate(cal) if i not in fold]
-                xf = _fit_values(fam, specs, train)
-                fs = {h: with_params(s, dict(zip(fam.params, np.exp(xf)))) for h, s in specs.items()}
-                for i in fold:
-                    held[cal[i].ref] = predict_prepared(prep[cal[i].ref], fs[cal[i].hardware])
-        ff = FamilyFit(fam, {n: (current_value(specs[fam.head], n), float(v)) for n, v in vals.items()},
-                       cv=("leave-one-out" if len(cal) <= LOO_MAX else f"{FOLDS}-fold") if held else "none")
-        for p in rows:
-            f_val = predict_prepared(prep[p.ref], fitted[p.hardware])
-            ho = held.get(p.ref) if p.role == "calibrate" else f_val
-            ff.predictions.append(Prediction(p, predict_prepared(prep[p.ref], specs[p.hardware]), f_val, ho))
-        out.append(ff)
-    return out
+def _fit_values(family: Family, specs: dict[str, HardwareSpec], prepared: list[_Prepared],
+                starts: int = 1) -> np.ndarray:
+    """The fit (log-values) from ``starts`` starts, in this process. Least squares is local:
+    a family can have more than one basin."""
+    return best_start([fit_from(family, specs, prepared, x) for x in _starts(family, specs, starts)])
 
 
 def summary(fits: list[FamilyFit]) -> list[dict]:

@@ -1,6 +1,7 @@
 """``plan calibrate``: fit the step model's named parameters to published measurements."""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
@@ -17,7 +18,10 @@ from planner.cli import main
 @click.option("--no-cv", is_flag=True, help="Skip the held-out (leave-one-out / k-fold) refits: in-sample only.")
 @click.option("--write", is_flag=True, help="Write the fitted values and uncertainty bands into the hardware YAML files.")
 @click.option("--markdown", type=click.Path(dir_okay=False), help="Also write the per-point table as Markdown.")
-def calibrate(data, families, no_cv, write, markdown):
+@click.option("-j", "--jobs", type=click.IntRange(min=1),
+              help="Worker processes for the fits (default: all cores); the report is the same whatever the number.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
+def calibrate(data, families, no_cv, write, markdown, jobs, quiet):
     """Fit the named step-time parameters to published measurements; report per-point, per-group
     and overall errors, in sample and held out (points a fit did not see)."""
     from planner import calibration as cal
@@ -27,7 +31,16 @@ def calibrate(data, families, no_cv, write, markdown):
         raise click.BadParameter(f"unknown family {bad[0]!r} (known: {', '.join(known)})", param_hint="--family")
     pts = cal.read_points([Path(d) for d in data] if data else None)
     chosen = [f for f in cal.FAMILIES if not families or f.head in families]
-    fits = cal.fit(pts, chosen, cross_validate=not no_cv)
+    from planner.sweeps.interrupt import exit_code, sigterm_as_interrupt
+    from planner.pool import worker_count
+    from planner.sweeps.progress import Progress
+    with sigterm_as_interrupt():
+        try:
+            fits = cal.fit(pts, chosen, cross_validate=not no_cv, jobs=worker_count(jobs),
+                           progress=lambda n: Progress(n, quiet, unit="fit"))
+        except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM: the workers are ended, nothing was written
+            click.echo("\ninterrupted: nothing written", err=True)
+            sys.exit(exit_code(e))
     for g in fits:
         click.echo(f"\n{g.family.head} (fits {', '.join(g.family.members)}): {g.calibrate_points} calibrate points, "
                    f"{len(g.params)} parameters, {g.dof} degrees of freedom; held out by {g.cv}")

@@ -25,11 +25,12 @@ def _dur(s: float) -> str:
 
 
 class Progress:
-    """Points done of ``total``; ``step()`` per finished point, ``note(msg)`` for a message that
-    must not be drawn over, ``done()`` at the end."""
+    """Points (or other ``unit``s) done of ``total``; ``step()`` per finished one, ``note(msg)`` for
+    a message that must not be drawn over, ``done()`` at the end."""
 
-    def __init__(self, total: int, quiet: bool, stream=None, interval: float = INTERVAL_S, tty: bool | None = None):
-        self.total, self.quiet, self.done_n = total, quiet, 0
+    def __init__(self, total: int, quiet: bool, stream=None, interval: float = INTERVAL_S, tty: bool | None = None,
+                 unit: str = "point"):
+        self.total, self.quiet, self.done_n, self.unit = total, quiet, 0, unit
         self.stream = stream or sys.stderr
         self.tty = self.stream.isatty() if tty is None else tty
         self.interval, self.t0, self.last = interval, time.monotonic(), -1.0
@@ -42,17 +43,18 @@ class Progress:
             return
         # a pseudo-terminal of unknown size (script, some CI runners) reports 0 x 0: tqdm would draw nothing
         width = {} if shutil.get_terminal_size((0, 0)).columns else {"ncols": 100, "nrows": 24}
-        self.bar = tqdm(total=total, unit="point", file=self.stream, dynamic_ncols=not width, smoothing=0.1,
-                        desc="points", leave=True, **width)
+        self.bar = tqdm(total=total, unit=unit, file=self.stream, dynamic_ncols=not width, smoothing=0.1,
+                        desc=unit + "s", leave=True, **width)
 
     def line(self) -> str:
         el = time.monotonic() - self.t0
         rate = self.done_n / el if el > 0 else 0.0
         eta = (self.total - self.done_n) / rate if rate > 0 else float("nan")
         eta_s = _dur(eta) if eta == eta else "?"
-        return (f"[{self.done_n}/{self.total}] points, {_dur(el)} elapsed, {rate:.2f} points/s, "
+        u = self.unit + "s"
+        return (f"[{self.done_n}/{self.total}] {u}, {_dur(el)} elapsed, {rate:.2f} {u}/s, "
                 f"ETA {eta_s}" if self.done_n < self.total else
-                f"[{self.done_n}/{self.total}] points in {_dur(el)} ({rate:.2f} points/s)")
+                f"[{self.done_n}/{self.total}] {u} in {_dur(el)} ({rate:.2f} {u}/s)")
 
     def step(self) -> None:
         self.done_n += 1

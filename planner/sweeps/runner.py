@@ -14,11 +14,9 @@
 from __future__ import annotations
 
 import hashlib
-import multiprocessing
-import os
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from pathlib import Path
 
 import pandas as pd
@@ -32,6 +30,7 @@ from planner.sweeps import frontier
 from planner.sweeps.columns import markdown as columns_markdown
 from planner.sweeps.export import csv_text, json_text, publish_all, require, stage_text
 from planner.sweeps.outdir import claim
+from planner.pool import start_pool, stop_pool, worker_count
 from planner.sweeps.progress import Progress
 from planner.sweeps.provenance import provenance
 from planner.sweeps.store import Store
@@ -79,44 +78,8 @@ def _inline(loaded: Loaded, todo: list[int], simulate, **_):
         yield i, evaluated(loaded, loaded.points[i], simulate)
 
 
-def _worker_init(parent: int) -> None:
-    """In each pool worker: leave Ctrl-C to the parent (it ends the workers itself, at once), and
-    exit if the parent (pid ``parent``) dies without ending them (kill -9), so no worker
-    outlives its sweep."""
-    import signal
-    import threading
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-    def watch():
-        while os.getppid() == parent:
-            time.sleep(0.5)
-        os._exit(1)
-    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
-
-
-def stop_pool(pool: ProcessPoolExecutor) -> None:
-    """End a process pool now: pending points cancelled, running ones abandoned, workers killed
-    and reaped (a plain shutdown would wait for the points in progress)."""
-    if hasattr(pool, "terminate_workers"):  # Python 3.14+
-        pool.terminate_workers()
-        return
-    procs = list((getattr(pool, "_processes", None) or {}).values())  # no public handle before 3.14
-    pool.shutdown(wait=False, cancel_futures=True)
-    for p in procs:
-        if p.is_alive():
-            p.terminate()
-    for p in procs:
-        p.join(timeout=5)
-        if p.is_alive():
-            p.kill()
-            p.join(timeout=5)
-    pool.shutdown(wait=True)
-
-
 def _local(loaded: Loaded, todo: list[int], simulate, jobs: int, **_):
-    ctx = multiprocessing.get_context("spawn")
-    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_worker_init,
-                               initargs=(os.getpid(),))
+    pool = start_pool(jobs)
     try:
         futures = {pool.submit(evaluate_index, loaded.text, str(loaded.path), i, simulate): i for i in todo}
         for fut in as_completed(futures):
@@ -308,11 +271,6 @@ def write_tables(out: Path, tables: dict[str, pd.DataFrame], meta: dict, xlsx: b
             Path(tmp).unlink(missing_ok=True)
         raise
     publish_all(staged)
-
-
-def worker_count(jobs: int | None) -> int:
-    """Worker processes: as asked, else one per core."""
-    return max(1, jobs or os.cpu_count() or 1)
 
 
 def results_frame(loaded: Loaded, rows: list[dict]) -> pd.DataFrame:
