@@ -198,7 +198,7 @@ def _bounds(family: Family) -> tuple[np.ndarray, np.ndarray]:
     return np.log([PARAMS[n][1][0] for n in names]), np.log([PARAMS[n][1][1] for n in names])
 
 
-def _starts(family: Family, specs: dict[str, HardwareSpec], n: int) -> list[np.ndarray]:
+def fit_starts(family: Family, specs: dict[str, HardwareSpec], n: int) -> list[np.ndarray]:
     """Where a fit starts (log-values): the shipped values (an unset, zero one mid-range), then
     n - 1 points scattered about them (log-normal, sigma ``START_SPREAD``, seeded by the family:
     the same data gives the same fit)."""
@@ -217,7 +217,7 @@ def fit_from(family: Family, specs: dict[str, HardwareSpec], prepared: list[_Pre
     cannot see where they were."""
     names = family.params
     lo, hi = _bounds(family)
-    x0 = _starts(family, specs, 1)[0]
+    x0 = fit_starts(family, specs, 1)[0]
 
     def resid(x):
         vals = dict(zip(names, np.exp(x)))
@@ -233,8 +233,8 @@ def fit_from(family: Family, specs: dict[str, HardwareSpec], prepared: list[_Pre
 
 
 def best_start(results: list[tuple[np.ndarray, float]]) -> np.ndarray:
-    """Of fits from several starts (in start order, the shipped values first), the first whose
-    cost no later one beats by more than ``BETTER_BASIN``."""
+    """Of fits from several starts, taken in start order (the shipped values first): a later one
+    replaces the best so far only when its cost is lower by more than ``BETTER_BASIN``."""
     best = results[0]
     for r in results[1:]:
         if r[1] < best[1] * (1 - BETTER_BASIN):
@@ -246,7 +246,7 @@ def _fit_values(family: Family, specs: dict[str, HardwareSpec], prepared: list[_
                 starts: int = 1) -> np.ndarray:
     """The fit (log-values) from ``starts`` starts, in this process. Least squares is local:
     a family can have more than one basin."""
-    return best_start([fit_from(family, specs, prepared, x) for x in _starts(family, specs, starts)])
+    return best_start([fit_from(family, specs, prepared, x) for x in fit_starts(family, specs, starts)])
 
 
 def summary(fits: list[FamilyFit]) -> list[dict]:

@@ -17,7 +17,7 @@ import numpy as np
 
 from planner import catalog
 from planner.calibration.data import FAMILIES, FOLDS, LOO_MAX, Family, Point, current_value, with_params
-from planner.calibration.fit import (FULL_FIT_STARTS, FamilyFit, Prediction, _starts, best_start, fit_from,
+from planner.calibration.fit import (FULL_FIT_STARTS, FamilyFit, Prediction, fit_starts, best_start, fit_from,
                                      predict_prepared, prepare)
 
 
@@ -106,7 +106,7 @@ def fit(points: list[Point], families=FAMILIES, cross_validate: bool = True, job
         if not cal:
             continue
         folds = _folds(len(cal)) if cross_validate and len(cal) > len(fam.params) else []
-        starts = _starts(fam, specs, FULL_FIT_STARTS)
+        starts = fit_starts(fam, specs, FULL_FIT_STARTS)
         plans.append((fam, rows, cal, specs, prep, folds))
         tasks += [FitTask(fam.head, x, ()) for x in starts] + [FitTask(fam.head, starts[0], tuple(f)) for f in folds]
     local = {fam.head: (fam, specs, [prep[p.ref] for p in cal]) for fam, _, cal, specs, prep, _ in plans}
