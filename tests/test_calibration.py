@@ -103,11 +103,15 @@ def test_held_out_errors_on_the_shipped_data(shipped_fits):
     # scheduler and the run's finite requests (README "Offline maxima"): 10.4%, validate rows 16%;
     # then (2026-12-01) GQA models' data-parallel attention where their recipes run it: 10.1%, 13%;
     # then (2026-12-01) a client-measured TTFT's serving overhead (README "Calibration"): in sample
-    # 8.9% -> 8.2%, held out 10.13% -> 10.15%
-    assert gpu["held_out_median"] <= 0.103 and gpu["in_sample_median"] <= 0.085
+    # 8.9% -> 8.2%, held out 10.13% -> 10.15%; then (2026-12-01) GEMMs and attention as kernels run
+    # in turn, each its own roofline, with HBM efficiency a measured streaming read (0.90, 0.91), not
+    # fitted (README "Attention after the GEMMs"): in sample 8.2% -> 7.6%, held out 10.15% -> 9.0%,
+    # worst 61% -> 57%, validate rows 13.2% -> 14.4% but none beyond 40% (3 before, worst 61%)
+    assert gpu["held_out_median"] <= 0.092 and gpu["in_sample_median"] <= 0.078 and gpu["held_out_max"] <= 0.58
     gpu_validate = [abs(x.error) for f in shipped_fits if f.family.group == "gpu" for x in f.predictions
                     if x.point.role == "validate"]
-    assert len(gpu_validate) >= 80 and np.median(gpu_validate) <= 0.14  # 14% over 53 before those 29 rows
+    assert len(gpu_validate) >= 80 and np.median(gpu_validate) <= 0.145  # 14% over 53 before those 29 rows
+    assert max(gpu_validate) <= 0.40
     # met since the launch profile's per-byte layer time and Kimi K2.6 at its W4A16 release
     # format (2026-11-30: 26.3% -> 13.9%, 3 parameters on 9 points)
     assert wafer["held_out_median"] <= 0.20 and wafer["in_sample_median"] <= 0.07
@@ -118,8 +122,9 @@ def test_held_out_errors_on_the_shipped_data(shipped_fits):
     # 61% -> 42% over 11 points); then four Q4-2025 docs-table rows (Llama 4 Scout, Maverick,
     # Kimi K2, Qwen3-32B) joined as validate rows: 15.9%, worst 59% (Maverick)
     assert chip["held_out_points"] >= 15 and chip["held_out_median"] <= 0.165 and chip["held_out_max"] <= 0.60
-    # 0.67 before the output-heavy offline rows, 1.13 with them, 0.61 with the offline rule above
-    assert s["overall"]["held_out_max"] <= 0.62
+    # 0.67 before the output-heavy offline rows, 1.13 with them, 0.61 with the offline rule above,
+    # 0.59 (Groq's Maverick) since the GPU kernels' rooflines are summed
+    assert s["overall"]["held_out_max"] <= 0.60
     for f in shipped_fits:
         assert f.dof > 0  # never as many parameters as points
 
@@ -251,22 +256,33 @@ def test_the_routing_cell_reaches_the_row(tmp_path):
     assert [p.routing for p in calibrate.read_points(path)] == ["balanced", ""]
 
 
+def test_a_start_replaces_the_shipped_fit_only_from_another_basin():
+    """Of fits from several starts (the shipped values first), a later one wins only when its cost
+    is lower by more than BETTER_BASIN: the last digits of one flat basin must not move every
+    --write a little."""
+    from planner.calibration.fit import BETTER_BASIN, best_start
+    shipped, near, other, other_near = (np.full(1, v) for v in (0.0, 1.0, 2.0, 3.0))
+    assert best_start([(shipped, 2.0), (near, 2.0 * (1 - BETTER_BASIN / 2))]) is shipped
+    assert best_start([(shipped, 2.0), (other, 1.9), (other_near, 1.9 * (1 - BETTER_BASIN / 2))]) is other
+
+
 @pytest.mark.slow
-def test_the_full_fit_leaves_a_worse_basin():
-    """Least squares is local. The B200 family has two basins (2026-12-01: summed squared log
-    errors 1.974 at the shipped values, 1.999 where thin-GEMM and expert-imbalance terms trade
-    places: decode_half_rows ~159, ep_imbalance ~1.39). Started in the worse one, a single start
-    stays there; the full fit's scattered starts reach the better one, so what ``--write`` ships
-    does not depend on where the last run left the file."""
+def test_the_b200_fit_reaches_the_shipped_basin_from_the_old_second_one():
+    """Least squares is local. Until 2026-12-01 the B200 family had two basins (summed squared
+    log errors 1.974 and 1.999, where the thin-GEMM ramp and the expert imbalance traded places:
+    decode_half_rows ~159, ep_imbalance ~1.39), and a fit started in the worse one stayed there.
+    With the GEMMs and attention as kernels run in turn the ramp no longer stands in for the KV
+    reads, and one start from that old point reaches the shipped fit: what --write ships does not
+    depend on where the last run left the file."""
     import math
-    from planner.calibration.fit import FULL_FIT_STARTS, _fit_values, predict_prepared, prepare
+    from planner.calibration.fit import _fit_values, predict_prepared, prepare
     fam = next(f for f in calibrate.FAMILIES if f.head == "b200")
-    worse = {"layer_dense": 5.33e-05, "layer_moe": 5.09e-05, "layer_mla": 3.16e-05, "alltoall": 3.75e-05,
-             "memory.efficiency": 0.863, "memory.expert_efficiency": 0.761, "compute.decode_half_rows": 159,
-             "compute.efficiency": 0.555, "compute.expert_efficiency": 0.52, "compute.fp8_achievable": 0.834,
-             "compute.fp4_achievable": 0.451, "ep_imbalance": 1.39, "client_ttft_overhead": 0.149}
-    assert set(worse) == set(fam.params)
-    specs = {h: calibrate.with_params(catalog.load_hardware(h), worse) for h in fam.members}
+    old = {"layer_dense": 5.33e-05, "layer_moe": 5.09e-05, "layer_mla": 3.16e-05, "alltoall": 3.75e-05,
+           "memory.expert_efficiency": 0.761, "compute.decode_half_rows": 159,
+           "compute.efficiency": 0.555, "compute.expert_efficiency": 0.52, "compute.fp8_achievable": 0.834,
+           "compute.fp4_achievable": 0.451, "ep_imbalance": 1.39, "client_ttft_overhead": 0.149}
+    assert set(old) == set(fam.params)
+    specs = {h: calibrate.with_params(catalog.load_hardware(h), old) for h in fam.members}
     prep = [prepare(p, specs[p.hardware]) for p in POINTS
             if p.hardware in fam.members and p.evaluable and p.role == "calibrate"]
 
@@ -274,11 +290,10 @@ def test_the_full_fit_leaves_a_worse_basin():
         fitted = {h: calibrate.with_params(s, dict(zip(fam.params, np.exp(x)))) for h, s in specs.items()}
         return sum(math.log(predict_prepared(pp, fitted[pp.point.hardware]) / pp.point.value) ** 2 for pp in prep)
 
-    one, full = cost(_fit_values(fam, specs, prep, 1)), cost(_fit_values(fam, specs, prep, FULL_FIT_STARTS))
-    assert full < one * 0.995  # another basin, not the last digits of this one
     shipped = {h: catalog.load_hardware(h) for h in fam.members}
-    assert full == pytest.approx(cost(np.log([calibrate.current_value(shipped["b200"], n) for n in fam.params])),
-                                 rel=2e-3)
+    at_shipped = cost(np.log([calibrate.current_value(shipped["b200"], n) for n in fam.params]))
+    assert cost(np.log([old[n] for n in fam.params])) > at_shipped * 1.01  # the old point is not the fit
+    assert cost(_fit_values(fam, specs, prep, 1)) == pytest.approx(at_shipped, rel=2e-3)
 
 
 @pytest.mark.slow

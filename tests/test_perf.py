@@ -104,6 +104,24 @@ def test_gpu_batch_1_step_from_its_parts():
     assert d.layer_dense_s > 0  # calibrated: real kernels pay a fixed time per layer
 
 
+def test_gpu_gemms_and_attention_are_kernels_run_in_turn():
+    """A GPU step's GEMMs (weight reads) and attention (KV reads) are separate kernels run one
+    after the other, each bound on its own: compute-bound GEMMs do not hide attention's KV reads
+    (one roofline over the whole step would give max(3.1 w, 3 w) = 3.1 w here, not 5 w)."""
+    sm, s, d, p = model_for("llama-3.1-70b", "h100", 8)
+    assert d.mem_efficiency == pytest.approx(0.90)  # measured streaming reads, not fitted
+    w = float(sm.weights[0] / sm.bw[0])  # the weights' read: 8 GPUs at 90% of 3.35 TB/s each
+    assert w == pytest.approx(p.weight_bytes / (8 * 3.35e12 * 0.90))
+    gemm, attn, kv_s = 3 * w, 0.1 * w, 2 * w  # compute-bound GEMMs, KV-bound attention
+    kv_bytes = kv_s * float(sm.bw[0]) / p.kv_replication
+    t = sm._times(np.array([gemm + attn]), 1.0, np.array([kv_bytes]), np.array([attn]))
+    assert float(t.occupancy_s[0] - t.fixed_s[0] - t.link_s[0]) == pytest.approx(gemm + kv_s)
+    # memory-bound GEMMs and compute-bound attention: weights, then attention's arithmetic
+    t = sm._times(np.array([0.5 * w + 2 * w]), 1.0, np.array([0.1 * w * float(sm.bw[0]) / p.kv_replication]),
+                  np.array([2 * w]))
+    assert float(t.occupancy_s[0] - t.fixed_s[0] - t.link_s[0]) == pytest.approx(w + 2 * w)
+
+
 def test_gpu_moe_pays_its_own_per_layer_time_and_ep_imbalance():
     sm, s, d, p = model_for("deepseek-r1", "b200", 8, "fp8", 8192)
     moe_layers, dense_layers = 58, 3
@@ -286,7 +304,7 @@ def test_gpu_collectives_dp_attention_for_mla_tp_for_gqa():
     ll, *_ = model_for("llama-3.1-70b", "h100", 8)
     assert not ll.dp_attention and ll.allreduces.sum() == 160 and ll.alltoalls.sum() == 0
     # an all-to-all of a GPU's own tokens to top-k experts moves active/tp of a ring all-reduce's bytes
-    t = ds._times(np.zeros(1), 1000.0, np.zeros(1))
+    t = ds._times(np.zeros(1), 1000.0, np.zeros(1), np.zeros(1))
     a2a = 2 * (1000 * 7168 * 2 / 72) * 8 * 71 / 72
     ar = ds.dev.allreduce_curve.seconds(72, 1000 * 7168 * 2)  # measured for 2 and 4 GPUs, ring-scaled to 72
     assert ar == pytest.approx(ds.dev.allreduce_curve.seconds(4, 1000 * 7168 * 2) * (71 / 72) / (3 / 4))

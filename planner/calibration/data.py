@@ -56,11 +56,11 @@ class Family:
 
 
 FAMILIES = (
-    Family("h100", ("h100", "h200"), ("layer_dense", "layer_moe", "alltoall", "memory.efficiency",
+    Family("h100", ("h100", "h200"), ("layer_dense", "layer_moe", "alltoall",
                                       "memory.expert_efficiency", "compute.decode_half_rows", "compute.efficiency",
                                       "compute.expert_efficiency", "compute.fp8_achievable", "ep_imbalance"),
            "gpu"),
-    Family("b200", ("b200", "gb200-nvl72"), ("layer_dense", "layer_moe", "layer_mla", "alltoall", "memory.efficiency",
+    Family("b200", ("b200", "gb200-nvl72"), ("layer_dense", "layer_moe", "layer_mla", "alltoall",
                                              "memory.expert_efficiency", "compute.decode_half_rows",
                                              "compute.efficiency", "compute.expert_efficiency",
                                              "compute.fp8_achievable", "compute.fp4_achievable", "ep_imbalance",

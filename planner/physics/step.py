@@ -19,25 +19,24 @@ over several chips (Groq) runs on them in parallel: each chip contributes its fr
 layer's latency (the fabric term once per layer), and the token crosses every chip boundary
 (``io.hops: devices``): n chips, n hops. Wafers (``io.hops: layers``) pay at most one per layer.
 
-GPUs (synchronous steps): roofline + two all-reduces per layer in the TP group (measured times
-by message size, ``scale_up.allreduce_measured``; else ``allreduce`` + ring bytes / NVLink; MLA:
-all-to-alls, ``alltoall`` + bytes / NVLink) + a fixed time per layer (``layer_dense``/``layer_moe``:
-launches, norms, routing, top-k, sync; ``layer_mla`` more for a layer of latent attention);
-decode matmuls at ``decode_efficiency``; attention at the KV's compute class; the busiest
-expert-parallel GPU's routed work and reads x ``ep_imbalance``, its GEMMs at
-``compute.expert_efficiency`` of dense ones, its reads at ``expert_efficiency`` of HBM.
+GPUs (synchronous steps): the GEMMs' roofline (weight reads) plus attention's (KV reads), kernels
+run one after the other; + two all-reduces per layer in the TP group (measured times by message
+size, ``scale_up.allreduce_measured``; else ``allreduce`` + ring bytes / NVLink; MLA: all-to-alls,
+``alltoall`` + bytes / NVLink) + a fixed time per layer (``layer_dense``/``layer_moe``: launches,
+norms, routing, top-k, sync; ``layer_mla`` more for a layer of latent attention); decode matmuls
+at ``decode_efficiency``; attention at the KV's compute class; the busiest expert-parallel GPU's
+routed work and reads x ``ep_imbalance``, its GEMMs at ``compute.expert_efficiency`` of dense
+ones, its reads at ``expert_efficiency`` of HBM.
 
 Every stage boundary (``io.hops: layers``: at most one per layer): one link hop (io latency +
 activation bytes / io bandwidth), an extra hidden vector when the cut is inside a layer; per
 round ``step_overhead``; speculative decoding: k drafted tokens (each ``draft_layers`` layers of
 the main model's mean per-layer latency at one token per sequence, fixed costs included), k+1
 verified per sequence per step, (1 - a^(k+1)) / (1 - a) accepted per step.
-Power: each piece of work's stage times also give its active seconds, ``min(roofline, compute +
-memory_power_share x memory)``: the compute units' busy time plus a share of the time memory
-streams beyond it (README "Power"); rounds sum them per stage next to busy time.
-Every function returns arrays over stages (per-stage work = stage-fraction matrix @
-per-layer vector), so a 300-wafer pipeline costs one matrix product, not 300 Python calls;
-the discrete-event simulator uses the same functions."""
+Power: each piece of work's active seconds, ``min(roofline, compute + memory_power_share x
+memory)`` (README "Power"); rounds sum them per stage next to busy time.
+Every function returns arrays over stages (stage-fraction matrix @ per-layer vector): a 300-wafer
+pipeline costs one matrix product, not 300 Python calls; the simulator uses the same functions."""
 from __future__ import annotations
 
 import copy
@@ -62,13 +61,12 @@ class StepModel(PrefillPasses, SteadyRounds):
     def __init__(self, shape: ModelShape, placement: Placement, dev: Device, weight_precision: str,
                  kv_precision: str, mode: str = "auto", spec_decode: SpecDecode | None = None,
                  microbatches: int | None = None):
-        self.shape, self.pl, self.sd, self.wp, self.mode = shape, placement, spec_decode, weight_precision, mode
-        self.kvp = kv_precision
+        self.shape, self.pl, self.sd, self.wp, self.mode, self.kvp = shape, placement, spec_decode, weight_precision, \
+            mode, kv_precision
         self.tokens_per_step = 1 + (spec_decode.draft_tokens if spec_decode else 0)
         self.accepted = accepted_per_step(spec_decode)
         self.wafer = dev.kind == "wafer"
-        st = placement.stages
-        L = shape.layers
+        st, L = placement.stages, shape.layers
         self.F = np.stack([s.fractions(L) for s in st])  # stages x layers
         self.S = len(st)
         # default micro-batches: one per layer region on wafers/chips, one per stage on GPUs
@@ -154,25 +152,26 @@ class StepModel(PrefillPasses, SteadyRounds):
         return new
 
     # ------------------------------------------------------------ per-stage work
-    def _compute_s(self, tokens: float, attn_flops: np.ndarray, seqs: float, eff: float,
-                   attn_eff: float | None = None, prefill: bool = False) -> np.ndarray:
+    def _attn_s(self, attn_flops: np.ndarray, eff: float, prefill: bool = False) -> np.ndarray:
+        """Seconds of attention per stage at its own rate (``prefill``: the prefill kernels')."""
+        return attn_flops / (self.prefill_attn_rate if prefill else self.attn_flops) / eff / self.k
+
+    def _compute_s(self, tokens: float, attn_s: np.ndarray, seqs: float, eff: float) -> np.ndarray:
         """Seconds of compute per stage: ``tokens`` through the matmuls (the busiest GPU's routed
-        experts weighted by the imbalance), ``seqs`` lm-head rows, attention at its own rate
-        (``prefill``: the prefill kernels') and efficiency (default ``eff``)."""
-        rate = self.prefill_attn_rate if prefill else self.attn_flops
-        attn = attn_flops / rate / (eff if attn_eff is None else attn_eff)
+        experts weighted by the imbalance), ``seqs`` lm-head rows, plus ``attn_s`` (_attn_s)."""
         if self.wafer:
             mat = tokens * self.active2 + seqs * self.head
             if tokens > 0:
                 mat = np.maximum(mat, self.pass2)
-            return (mat / self.peak_flops / eff + attn) / self.k
+            return mat / self.peak_flops / eff / self.k + attn_s
         dense = tokens * (self.active2 - self.expert2) + seqs * self.head
         experts = tokens * self.imbalance * self.expert2 / self.dev.expert_compute_efficiency
-        return ((dense + experts) / self.peak_flops / eff + attn) / self.k
+        return (dense + experts) / self.peak_flops / eff / self.k + attn_s
 
-    def _times(self, compute: np.ndarray, weight_tokens: float, kv_bytes: np.ndarray,
+    def _times(self, compute: np.ndarray, weight_tokens: float, kv_bytes: np.ndarray, attn: np.ndarray,
                split: bool = False, alu: np.ndarray | None = None) -> StageTimes:
-        """``split``: a prefill chunk, which a wafer cuts into one piece per layer region so the
+        """``attn``: the attention's part of ``compute``, a kernel of its own on a GPU (below).
+        ``split``: a prefill chunk, which a wafer cuts into one piece per layer region so the
         regions work on it together (latency: one full layer time + a piece per further layer).
         ``alu``: the compute units' busy seconds for power (default ``compute``; a thin decode
         GEMM's extra time waits on data, not on arithmetic)."""
@@ -194,8 +193,12 @@ class StepModel(PrefillPasses, SteadyRounds):
         if hit is None:
             hit = self._by_tokens[weight_tokens] = self._token_terms(weight_tokens)
         frac, link = hit
-        memory = (self.weights - self.expert_bytes + kv) / self.bw + self.expert_bytes * frac / self._expert_bw
-        roof = np.maximum(compute, memory)
+        # the GEMMs (weights) and attention (KV) are kernels run one after the other: each its own
+        # roofline, summed; one max over the whole step would hide the KV reads under the GEMMs
+        weight_s = (self.weights - self.expert_bytes) / self.bw + self.expert_bytes * frac / self._expert_bw
+        kv_s = kv / self.bw
+        memory = weight_s + kv_s
+        roof = np.maximum(compute - attn, weight_s) + np.maximum(attn, kv_s)
         busy = roof + link + self._fixed
         return StageTimes(compute, memory, link, self._fixed, busy, busy,
                           self._active(alu, memory, roof if alu is compute else None))
@@ -223,10 +226,9 @@ class StepModel(PrefillPasses, SteadyRounds):
         return float(self.k @ np.asarray(stage_active_share, dtype=float)) / float(self.k.sum())
 
     def _active(self, compute: np.ndarray, memory: np.ndarray, roof: np.ndarray | None = None) -> np.ndarray:
-        """Seconds of full-load power equivalent in a piece of work: the compute units' busy time
-        plus ``memory_power_share`` of the time memory streams beyond it, at most the roofline
-        (a compute-bound step draws the load power throughout; a memory-bound one its compute
-        time plus a share of the rest; fixed latencies and link time draw idle power)."""
+        """Seconds of full-load power equivalent: the compute units' busy time plus
+        ``memory_power_share`` of the time memory streams beyond it, at most the roofline (fixed
+        latencies and link time draw idle power)."""
         roof = np.maximum(compute, memory) if roof is None else roof  # (the caller's, when it has it)
         return np.minimum(roof, compute + self.dev.memory_power_share * memory)
 
@@ -239,25 +241,28 @@ class StepModel(PrefillPasses, SteadyRounds):
         if prefill_tokens <= 0:  # the prompt and its position do not enter: the whole result kept
             hit = self._decoded.get(key)
             if hit is None:
-                tokens, compute, alu, kv = self._work.get(key) or self._decode_work(batch, context, tokens_per_seq)
-                hit = self._decoded[key] = self._times(compute, tokens, kv, alu=alu)
+                work = self._work.get(key) or self._decode_work(batch, context, tokens_per_seq)
+                tokens, compute, alu, kv, attn = work
+                hit = self._decoded[key] = self._times(compute, tokens, kv, attn, alu=alu)
             return hit
         work = self._work.get(key)
         if work is None:
             work = self._work[key] = self._decode_work(batch, context, tokens_per_seq)
-        tokens, compute, alu, kv = work
+        tokens, compute, alu, kv, attn = work
         key = (prefill_tokens, prompt, prefill_start)
-        pre = self._fused.get(key)
-        if pre is None:
+        hit = self._fused.get(key)
+        if hit is None:
             seqs = prefill_tokens / prompt
-            pattn = seqs * self._per_stage(self.shape.prefill_attn_flops, prefill_start, prompt)
-            pre = self._fused[key] = self._compute_s(prefill_tokens, pattn, seqs, self.dev.compute_efficiency,
-                                                     prefill=True)
-        return self._times(compute + pre, tokens + prefill_tokens, kv, alu=alu + pre)
+            eff = self.dev.compute_efficiency
+            pattn = self._attn_s(seqs * self._per_stage(self.shape.prefill_attn_flops, prefill_start, prompt), eff, True)
+            hit = self._fused[key] = (self._compute_s(prefill_tokens, pattn, seqs, eff), pattn)
+        pre, pattn = hit
+        return self._times(compute + pre, tokens + prefill_tokens, kv, attn + pattn, alu=alu + pre)
 
     def _decode_work(self, batch: float, context: float, tokens_per_seq: int | None) -> tuple:
-        """decode's own part: (tokens, compute seconds, the compute units' busy seconds, KV bytes),
-        alu the very compute array when they are the same (``_times`` reads that)."""
+        """decode's own part: (tokens, compute seconds, the compute units' busy seconds, KV bytes,
+        attention's seconds), alu the very compute array when they are the same (``_times`` reads
+        that)."""
         tokens = batch * (tokens_per_seq or self.tokens_per_step)
         # decode attention's GEMM rows: every query head sharing a KV head (MLA: all of them).
         # Data-parallel attention puts each sequence's KV and attention on one GPU of the group:
@@ -267,12 +272,13 @@ class StepModel(PrefillPasses, SteadyRounds):
         if self.dp_attention and batch > 0:
             per_gpu = np.ceil(batch / self.k - 1e-9)
             spread, rows = self.k * per_gpu / batch, float(per_gpu.max()) * tokens / batch * self.q_per_kv
-        attn = tokens * spread * self._per_stage(self.shape.decode_attn_flops, context)
-        compute = self._compute_s(tokens, attn, tokens, self.dev.decode_eff(tokens), self.dev.decode_eff(rows))
+        flops, eff = tokens * spread * self._per_stage(self.shape.decode_attn_flops, context), self.dev.compute_efficiency
+        attn = self._attn_s(flops, self.dev.decode_eff(rows))
+        compute = self._compute_s(tokens, attn, tokens, self.dev.decode_eff(tokens))
         alu = compute if self.dev.decode_half_rows is None else \
-            self._compute_s(tokens, attn, tokens, self.dev.compute_efficiency)
+            self._compute_s(tokens, self._attn_s(flops, eff), tokens, eff)
         kv = batch * spread * self._per_stage(self._kv_fn, context)
-        return tokens, compute, alu, kv
+        return tokens, compute, alu, kv, attn
 
     def prefill(self, tokens: float, start: float = 0.0, seqs: float = 1.0) -> StageTimes:
         """Every stage prefilling ``seqs`` sequences of ``tokens`` new tokens after ``start`` cached
@@ -280,15 +286,15 @@ class StepModel(PrefillPasses, SteadyRounds):
         key = (tokens, start, seqs)
         hit = self._prefilled.get(key)
         if hit is None:
-            attn = seqs * self._per_stage(self.shape.prefill_attn_flops, start, tokens)
-            compute = self._compute_s(seqs * tokens, attn, seqs, self.dev.compute_efficiency, prefill=True)
+            eff = self.dev.compute_efficiency
+            attn = self._attn_s(seqs * self._per_stage(self.shape.prefill_attn_flops, start, tokens), eff, prefill=True)
+            compute = self._compute_s(seqs * tokens, attn, seqs, eff)
             kv = seqs * self._per_stage(self._kv_fn, start)
-            hit = self._prefilled[key] = self._times(compute, seqs * tokens, kv, split=True)
+            hit = self._prefilled[key] = self._times(compute, seqs * tokens, kv, attn, split=True)
         return hit
 
     def _per_stage(self, per_layer, *args) -> np.ndarray:
-        """``F @ per_layer(*args)``, kept per (figure, arguments): the engine asks for one context
-        (or prefill span) with many batches."""
+        """``F @ per_layer(*args)``, kept per (figure, arguments): one context, many batches."""
         key = (per_layer, *args)
         hit = self._kept.get(key)
         if hit is None:
