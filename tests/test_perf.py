@@ -116,6 +116,11 @@ def test_gpu_gemms_and_attention_are_kernels_run_in_turn():
     kv_bytes = kv_s * float(sm.bw[0]) / p.kv_replication
     t = sm._times(np.array([gemm + attn]), 1.0, np.array([kv_bytes]), np.array([attn]))
     assert float(t.occupancy_s[0] - t.fixed_s[0] - t.link_s[0]) == pytest.approx(gemm + kv_s)
+    # the GEMMs' 3 w are compute, attention's 2 w memory (a bottleneck split by kernel), and power
+    # counts each kernel's own roofline: min(3 w, 3 w + m w) + min(2 w, 0.1 w + m 2 w)
+    m = d.memory_power_share
+    assert float(t.compute_bound_s[0]) == pytest.approx(gemm)
+    assert float(t.active_s[0]) == pytest.approx(gemm + min(kv_s, attn + m * kv_s))
     # memory-bound GEMMs and compute-bound attention: weights, then attention's arithmetic
     t = sm._times(np.array([0.5 * w + 2 * w]), 1.0, np.array([0.1 * w * float(sm.bw[0]) / p.kv_replication]),
                   np.array([2 * w]))

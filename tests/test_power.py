@@ -38,8 +38,9 @@ def test_h100_power_at_idle_and_at_saturation_by_hand():
 
 def test_memory_bound_decode_draws_its_compute_time_plus_a_share_of_the_memory_time():
     """Llama 3.1 8B BF16 on one H100, batch 1 at 2,048 tokens: the step reads the weights and KV
-    at 0.89 x 3.35 TB/s (m) and multiplies them in far less time (c); the GPU is active
-    min(max(c, m), c + 0.35 m) of the round, the rest (per-layer fixed kernel time) idle."""
+    at 0.90 x 3.35 TB/s (m) and multiplies them in far less time (c); the GPU is active, kernel by
+    kernel (GEMMs, attention), min(roofline, c + 0.35 m): here c + 0.35 m of the round, the rest
+    (per-layer fixed kernel time) idle."""
     sm, s, d, p = model_for("llama-3.1-8b", "h100", 1)
     r = sm.decode_round(1, 2048)
     kv = 2048 * s.kv_bytes_per_token("bf16").sum()

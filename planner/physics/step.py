@@ -173,10 +173,12 @@ class StepModel(PrefillPasses, SteadyRounds):
         """``attn``: the attention's part of ``compute``, a kernel of its own on a GPU (below).
         ``split``: a prefill chunk, which a wafer cuts into one piece per layer region so the
         regions work on it together (latency: one full layer time + a piece per further layer).
-        ``alu``: the compute units' busy seconds for power (default ``compute``; a thin decode
-        GEMM's extra time waits on data, not on arithmetic)."""
-        alu = compute if alu is None else alu
+        ``alu``: (the compute units' busy seconds, attention's part) for power (default ``compute``,
+        ``attn``; a thin decode GEMM's extra time waits on data, not on arithmetic). Power: active
+        seconds ``min(roofline, alu + memory_power_share x memory)``, per kernel on a GPU."""
+        alu, alu_attn = (compute, attn) if alu is None else alu
         kv = kv_bytes if self.pl.kv_replication == 1 else kv_bytes * self.pl.kv_replication
+        m = self.dev.memory_power_share
         if self.wafer:
             # a core reads everything it holds for the layer: resident bytes, not touched ones
             memory = (self.weights + kv) / self.bw
@@ -187,8 +189,9 @@ class StepModel(PrefillPasses, SteadyRounds):
                 latency = np.where(n >= 1, t_layer + (n - 1) * piece, n * t_layer)
             else:
                 latency = n * t_layer
+            roof = t_layer if alu is compute else np.maximum(alu, memory)
             return StageTimes(compute, memory, self._zero, fixed, t_layer, latency + fixed,
-                              self._active(alu, memory, t_layer if alu is compute else None))
+                              np.minimum(roof, alu + m * memory), np.where(compute >= memory, latency, 0.0))
         hit = self._by_tokens.get(weight_tokens)
         if hit is None:
             hit = self._by_tokens[weight_tokens] = self._token_terms(weight_tokens)
@@ -198,10 +201,12 @@ class StepModel(PrefillPasses, SteadyRounds):
         weight_s = (self.weights - self.expert_bytes) / self.bw + self.expert_bytes * frac / self._expert_bw
         kv_s = kv / self.bw
         memory = weight_s + kv_s
-        roof = np.maximum(compute - attn, weight_s) + np.maximum(attn, kv_s)
-        busy = roof + link + self._fixed
-        return StageTimes(compute, memory, link, self._fixed, busy, busy,
-                          self._active(alu, memory, roof if alu is compute else None))
+        gemm = compute - attn
+        roof_g, roof_a = np.maximum(gemm, weight_s), np.maximum(attn, kv_s)
+        busy = roof_g + roof_a + link + self._fixed
+        active = np.minimum(roof_g, alu - alu_attn + m * weight_s) + np.minimum(roof_a, alu_attn + m * kv_s)
+        return StageTimes(compute, memory, link, self._fixed, busy, busy, active,
+                          np.where(gemm >= weight_s, roof_g, 0.0) + np.where(attn >= kv_s, roof_a, 0.0))
 
     def _token_terms(self, weight_tokens: float) -> tuple:
         """A GPU step's terms set by its token count alone: the busiest GPU's share of the experts
@@ -224,13 +229,6 @@ class StepModel(PrefillPasses, SteadyRounds):
         each stage's active share of the time (active seconds / wall seconds), weighted by the
         devices it spans."""
         return float(self.k @ np.asarray(stage_active_share, dtype=float)) / float(self.k.sum())
-
-    def _active(self, compute: np.ndarray, memory: np.ndarray, roof: np.ndarray | None = None) -> np.ndarray:
-        """Seconds of full-load power equivalent: the compute units' busy time plus
-        ``memory_power_share`` of the time memory streams beyond it, at most the roofline (fixed
-        latencies and link time draw idle power)."""
-        roof = np.maximum(compute, memory) if roof is None else roof  # (the caller's, when it has it)
-        return np.minimum(roof, compute + self.dev.memory_power_share * memory)
 
     def decode(self, batch: float, context: float, prefill_tokens: float = 0.0, prompt: float = 1.0,
                prefill_start: float = 0.0, tokens_per_seq: int | None = None) -> StageTimes:
@@ -257,12 +255,13 @@ class StepModel(PrefillPasses, SteadyRounds):
             pattn = self._attn_s(seqs * self._per_stage(self.shape.prefill_attn_flops, prefill_start, prompt), eff, True)
             hit = self._fused[key] = (self._compute_s(prefill_tokens, pattn, seqs, eff), pattn)
         pre, pattn = hit
-        return self._times(compute + pre, tokens + prefill_tokens, kv, attn + pattn, alu=alu + pre)
+        return self._times(compute + pre, tokens + prefill_tokens, kv, attn + pattn,
+                           alu=(alu[0] + pre, alu[1] + pattn))
 
     def _decode_work(self, batch: float, context: float, tokens_per_seq: int | None) -> tuple:
-        """decode's own part: (tokens, compute seconds, the compute units' busy seconds, KV bytes,
-        attention's seconds), alu the very compute array when they are the same (``_times`` reads
-        that)."""
+        """decode's own part: (tokens, compute seconds, (the compute units' busy seconds, attention's
+        part of them), KV bytes, attention's seconds); alu the very compute array when they are the
+        same (``_times`` reads that)."""
         tokens = batch * (tokens_per_seq or self.tokens_per_step)
         # decode attention's GEMM rows: every query head sharing a KV head (MLA: all of them).
         # Data-parallel attention puts each sequence's KV and attention on one GPU of the group:
@@ -272,13 +271,14 @@ class StepModel(PrefillPasses, SteadyRounds):
         if self.dp_attention and batch > 0:
             per_gpu = np.ceil(batch / self.k - 1e-9)
             spread, rows = self.k * per_gpu / batch, float(per_gpu.max()) * tokens / batch * self.q_per_kv
-        flops, eff = tokens * spread * self._per_stage(self.shape.decode_attn_flops, context), self.dev.compute_efficiency
+        eff = self.dev.compute_efficiency
+        flops = tokens * spread * self._per_stage(self.shape.decode_attn_flops, context)
         attn = self._attn_s(flops, self.dev.decode_eff(rows))
         compute = self._compute_s(tokens, attn, tokens, self.dev.decode_eff(tokens))
-        alu = compute if self.dev.decode_half_rows is None else \
-            self._compute_s(tokens, self._attn_s(flops, eff), tokens, eff)
+        alu_attn = attn if self.dev.decode_half_rows is None else self._attn_s(flops, eff)
+        alu = compute if self.dev.decode_half_rows is None else self._compute_s(tokens, alu_attn, tokens, eff)
         kv = batch * spread * self._per_stage(self._kv_fn, context)
-        return tokens, compute, alu, kv, attn
+        return tokens, compute, (alu, alu_attn), kv, attn
 
     def prefill(self, tokens: float, start: float = 0.0, seqs: float = 1.0) -> StageTimes:
         """Every stage prefilling ``seqs`` sequences of ``tokens`` new tokens after ``start`` cached

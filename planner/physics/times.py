@@ -24,6 +24,9 @@ class StageTimes:
     occupancy_s: np.ndarray  # time the stage can do nothing else
     latency_s: np.ndarray  # time from entering the stage to leaving it
     active_s: np.ndarray  # power-weighted busy time: compute + memory_power_share x memory, <= the roofline
+    # of the roofline time (latency_s - fixed_s - link_s), the seconds in compute-bound kernels (GPU:
+    # the GEMMs and attention each bound on its own; wafer: a layer's one roofline)
+    compute_bound_s: np.ndarray
 
 
 @dataclass(slots=True)
@@ -63,10 +66,9 @@ def latency_parts(t: StageTimes, hop_lat: np.ndarray, hop_bw: np.ndarray, extra_
     micro-batches' (stage times, hop latency, hop bandwidth, share of the round, their fixed
     extra); the two trips' parts are then mixed by their shares."""
     work = t.latency_s - t.fixed_s - t.link_s
-    bound = t.compute_s >= t.memory_s
+    compute = float(t.compute_bound_s.sum())
     parts = dict(zip(PARTS, (float(t.fixed_s.sum() + (hop_lat - hop_bw).sum()) + extra_s,
-                             float(hop_bw.sum() + t.link_s.sum()),
-                             float(work[bound].sum()), float(work[~bound].sum()))))
+                             float(hop_bw.sum() + t.link_s.sum()), compute, float(work.sum()) - compute)))
     if small is None:
         return parts
     t0, lat0, bw0, w, extra0 = small
@@ -94,7 +96,12 @@ def cycle_parts(t: StageTimes, i: int, fill: StageTimes | None, link_cycle: floa
         return parts
     link, fixed = (0.0, 0.0) if wafer else (float(t.link_s[i]), float(t.fixed_s[i]))
     parts["io_link"], parts["pipeline_latency"] = link, fixed
-    parts["compute" if t.compute_s[i] >= t.memory_s[i] else "memory_bw"] += float(t.occupancy_s[i]) - link - fixed
+    roof = float(t.occupancy_s[i]) - link - fixed
+    if wafer:  # one layer time, bound one way
+        parts["compute" if t.compute_s[i] >= t.memory_s[i] else "memory_bw"] += roof
+    else:  # the GEMMs and attention, each bound its own way
+        parts["compute"] += float(t.compute_bound_s[i])
+        parts["memory_bw"] += roof - float(t.compute_bound_s[i])
     if fill is not None:
         j = int(fill.occupancy_s.argmax())
         parts["compute" if fill.compute_s[j] >= fill.memory_s[j] else "memory_bw"] += float(fill.occupancy_s[j])
