@@ -198,14 +198,20 @@ def _bounds(family: Family) -> tuple[np.ndarray, np.ndarray]:
     return np.log([PARAMS[n][1][0] for n in names]), np.log([PARAMS[n][1][1] for n in names])
 
 
-def fit_starts(family: Family, specs: dict[str, HardwareSpec], n: int) -> list[np.ndarray]:
-    """Where a fit starts (log-values): the shipped values (an unset, zero one mid-range), then
-    n - 1 points scattered about them (log-normal, sigma ``START_SPREAD``, seeded by the family:
-    the same data gives the same fit)."""
+def _shipped(family: Family, specs: dict[str, HardwareSpec]) -> np.ndarray:
+    """The shipped values in log space, inside the bounds (an unset, zero one mid-range)."""
     lo, hi = _bounds(family)
     cur = np.array([current_value(specs[family.head], n) for n in family.params])
     x0 = np.clip(np.log(np.where(cur > 0, cur, 1.0)), lo + 1e-9, hi - 1e-9)
-    x0 = np.where(cur > 0, x0, (lo + hi) / 2)
+    return np.where(cur > 0, x0, (lo + hi) / 2)
+
+
+def fit_starts(family: Family, specs: dict[str, HardwareSpec], n: int) -> list[np.ndarray]:
+    """Where a fit starts (log-values): the shipped values, then n - 1 points scattered about
+    them (log-normal, sigma ``START_SPREAD``, seeded by the family: the same data gives the same
+    fit)."""
+    lo, hi = _bounds(family)
+    x0 = _shipped(family, specs)
     rng = np.random.default_rng(zlib.crc32(family.head.encode()))
     return [x0] + [np.clip(x0 + rng.normal(0.0, START_SPREAD, len(x0)), lo + 1e-9, hi - 1e-9) for _ in range(n - 1)]
 
@@ -217,7 +223,7 @@ def fit_from(family: Family, specs: dict[str, HardwareSpec], prepared: list[_Pre
     cannot see where they were."""
     names = family.params
     lo, hi = _bounds(family)
-    x0 = fit_starts(family, specs, 1)[0]
+    x0 = _shipped(family, specs)
 
     def resid(x):
         vals = dict(zip(names, np.exp(x)))

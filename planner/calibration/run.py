@@ -35,13 +35,12 @@ POOL_MIN_ROW_FITS = 500
 _FAMILIES: dict = {}  # in a pool worker: family head -> (family, specs, its calibrate rows prepared)
 
 
-def _calibrate_rows(fam: Family, points: list[Point]) -> tuple[list[Point], list[Point], dict, dict]:
-    """A family's evaluable rows, its calibrate rows (in file order: the folds index them), its
-    specs and every row prepared."""
+def _family_rows(fam: Family, points: list[Point]) -> tuple[list[Point], list[Point], dict]:
+    """A family's evaluable rows, its calibrate rows (in file order: the folds index them) and
+    its specs."""
     rows = [p for p in points if p.hardware in fam.members and p.evaluable]
-    cal = [p for p in rows if p.role == "calibrate"]
     specs = {h: catalog.load_hardware(h) for h in fam.members}
-    return rows, cal, specs, {p.ref: prepare(p, specs[p.hardware]) for p in rows}
+    return rows, [p for p in rows if p.role == "calibrate"], specs
 
 
 def _folds(n: int) -> list[list[int]]:
@@ -53,9 +52,9 @@ def _folds(n: int) -> list[list[int]]:
 
 
 def _init(points: list[Point], families: list[Family]) -> None:
-    for fam in families:
-        _, cal, specs, prep = _calibrate_rows(fam, points)
-        _FAMILIES[fam.head] = (fam, specs, [prep[p.ref] for p in cal])
+    for fam in families:  # a worker fits on the calibrate rows only
+        _, cal, specs = _family_rows(fam, points)
+        _FAMILIES[fam.head] = (fam, specs, [prepare(p, specs[p.hardware]) for p in cal])
 
 
 def _run(task: FitTask, families: dict | None = None) -> tuple[np.ndarray, float]:
@@ -102,9 +101,10 @@ def fit(points: list[Point], families=FAMILIES, cross_validate: bool = True, job
     per fit done and done() at the end (sweeps.progress.Progress)."""
     plans, tasks = [], []
     for fam in families:
-        rows, cal, specs, prep = _calibrate_rows(fam, points)
+        rows, cal, specs = _family_rows(fam, points)
         if not cal:
             continue
+        prep = {p.ref: prepare(p, specs[p.hardware]) for p in rows}
         folds = _folds(len(cal)) if cross_validate and len(cal) > len(fam.params) else []
         starts = fit_starts(fam, specs, FULL_FIT_STARTS)
         plans.append((fam, rows, cal, specs, prep, folds))

@@ -189,9 +189,9 @@ class StepModel(PrefillPasses, SteadyRounds):
                 latency = np.where(n >= 1, t_layer + (n - 1) * piece, n * t_layer)
             else:
                 latency = n * t_layer
-            roof = t_layer if alu is compute else np.maximum(alu, memory)
             return StageTimes(compute, memory, self._zero, fixed, t_layer, latency + fixed,
-                              np.minimum(roof, alu + m * memory), np.where(compute >= memory, latency, 0.0))
+                              np.minimum(np.maximum(alu, memory), alu + m * memory),
+                              np.where(compute >= memory, latency, 0.0))
         hit = self._by_tokens.get(weight_tokens)
         if hit is None:
             hit = self._by_tokens[weight_tokens] = self._token_terms(weight_tokens)
@@ -260,8 +260,7 @@ class StepModel(PrefillPasses, SteadyRounds):
 
     def _decode_work(self, batch: float, context: float, tokens_per_seq: int | None) -> tuple:
         """decode's own part: (tokens, compute seconds, (the compute units' busy seconds, attention's
-        part of them), KV bytes, attention's seconds); alu the very compute array when they are the
-        same (``_times`` reads that)."""
+        part of them), KV bytes, attention's seconds)."""
         tokens = batch * (tokens_per_seq or self.tokens_per_step)
         # decode attention's GEMM rows: every query head sharing a KV head (MLA: all of them).
         # Data-parallel attention puts each sequence's KV and attention on one GPU of the group:
@@ -271,14 +270,15 @@ class StepModel(PrefillPasses, SteadyRounds):
         if self.dp_attention and batch > 0:
             per_gpu = np.ceil(batch / self.k - 1e-9)
             spread, rows = self.k * per_gpu / batch, float(per_gpu.max()) * tokens / batch * self.q_per_kv
-        eff = self.dev.compute_efficiency
         flops = tokens * spread * self._per_stage(self.shape.decode_attn_flops, context)
         attn = self._attn_s(flops, self.dev.decode_eff(rows))
         compute = self._compute_s(tokens, attn, tokens, self.dev.decode_eff(tokens))
-        alu_attn = attn if self.dev.decode_half_rows is None else self._attn_s(flops, eff)
-        alu = compute if self.dev.decode_half_rows is None else self._compute_s(tokens, alu_attn, tokens, eff)
+        alu = (compute, attn)
+        if self.dev.decode_half_rows is not None:  # the ALUs' busy time at the full efficiency
+            alu_attn = self._attn_s(flops, self.dev.compute_efficiency)
+            alu = (self._compute_s(tokens, alu_attn, tokens, self.dev.compute_efficiency), alu_attn)
         kv = batch * spread * self._per_stage(self._kv_fn, context)
-        return tokens, compute, (alu, alu_attn), kv, attn
+        return tokens, compute, alu, kv, attn
 
     def prefill(self, tokens: float, start: float = 0.0, seqs: float = 1.0) -> StageTimes:
         """Every stage prefilling ``seqs`` sequences of ``tokens`` new tokens after ``start`` cached
